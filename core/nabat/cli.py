@@ -1,0 +1,303 @@
+"""The ``nabat`` command line.
+
+``nabat run`` runs the hub until Ctrl-C or SIGTERM; ``config check`` / ``config show`` validate
+and print the configuration (secrets masked); ``plugins`` lists what is installed and whether
+it loads; ``version`` prints versions. Plugins add sub-commands through ``register_cli``.
+
+The configuration file is ``--config FILE``, else ``$NABAT_CONFIG``, else ``./plugins.toml``.
+Exit codes: 0 success, 1 invalid configuration or a failed check, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import platform
+import signal
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+
+from .config import ConfigInvalid, LoadedConfig, load_config, masked
+from .hub import Hub
+from .i18n import Messages
+from .logs import configure_logging, get_logger
+
+__all__ = ["cli", "main"]
+
+DEFAULT_CONFIG = "plugins.toml"
+log = get_logger("nabat.cli")
+
+
+def _core_version() -> str:
+    try:
+        return version("nabat")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _config_path(value: str | None) -> Path:
+    return Path(value or os.environ.get("NABAT_CONFIG") or DEFAULT_CONFIG)
+
+
+def _messages(loaded: LoadedConfig | None = None) -> Messages:
+    lang = os.environ.get("NABAT_LANG") or (loaded.config.hub.language if loaded else "ru")
+    return Messages(lang)
+
+
+def _load_or_exit(path: Path) -> LoadedConfig:
+    try:
+        return load_config(path)
+    except ConfigInvalid as exc:
+        _print_issues(path, exc.issues, _messages())
+        raise SystemExit(1) from None
+
+
+def _print_issues(path: Path, issues: list[Any], t: Messages) -> None:
+    click.echo(t("cli.config_invalid", path=path, count=len(issues)), err=True)
+    for issue in issues:
+        click.echo(f"  {issue}", err=True)
+
+
+def _quiet_logs(verbose: bool) -> None:
+    configure_logging(level="debug" if verbose else "critical", fmt="logfmt")
+
+
+config_option = click.option(
+    "--config", "-c", "config_file", metavar="FILE", help="Configuration file (default: $NABAT_CONFIG or ./plugins.toml)."
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_core_version(), "-V", "--version", prog_name="nabat")
+def cli() -> None:
+    """Nabat — the public-safety integration hub."""
+
+
+@cli.command("version")
+def show_version() -> None:
+    """Print the versions of Nabat, Python and the installed plugins."""
+    from .plugins import discover
+
+    click.echo(f"nabat {_core_version()} (Python {platform.python_version()})")
+    found, _ = discover()
+    dists = sorted({(info.distribution, info.version) for info in found.values()})
+    for dist, ver in dists:
+        click.echo(f"  {dist} {ver}")
+
+
+
+
+# -- run -------------------------------------------------------------------------------------
+@cli.command()
+@config_option
+def run(config_file: str | None) -> None:
+    """Run the hub until Ctrl-C or SIGTERM."""
+    path = _config_path(config_file)
+    loaded = _load_or_exit(path)
+    hub_cfg = loaded.config.hub
+    configure_logging(hub_cfg.log_level, hub_cfg.log_format)
+    click.echo(_messages(loaded)("cli.hub_starting", name=hub_cfg.name, path=path), err=True)
+    try:
+        asyncio.run(_serve(loaded))
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        raise SystemExit(130) from None
+    click.echo(_messages(loaded)("cli.hub_stopped"), err=True)
+
+
+async def _serve(loaded: LoadedConfig) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.info("hub.stopping", signal=signal.Signals(signum).name)
+            stop.set()
+        else:
+            log.warning("hub.forced_exit", signal=signal.Signals(signum).name)
+            os._exit(130)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    hub = Hub(loaded)
+    try:
+        await hub.start(wait=True)
+        for issue in hub.issues:
+            log.error("config.problem", file=issue.file, line=issue.line, key=issue.path, reason=issue.reason)
+        await stop.wait()
+    finally:
+        await hub.stop()
+
+
+# -- config ----------------------------------------------------------------------------------
+@cli.group()
+def config() -> None:
+    """Validate or print the configuration."""
+
+
+@config.command("check")
+@click.argument("file", required=False)
+@click.option("--verbose", "-v", is_flag=True, help="Show log lines while loading plugins.")
+def config_check(file: str | None, verbose: bool) -> None:
+    """Validate FILE (plugins.toml): keys, types, secrets, plugins and driver settings."""
+    _quiet_logs(verbose)
+    path = _config_path(file)
+    loaded = _load_or_exit(path)
+    t = _messages(loaded)
+    hub = Hub(loaded)
+    issues = asyncio.run(hub.prepare())
+    if issues:
+        _print_issues(path, issues, t)
+        raise SystemExit(1)
+    enabled = sum(1 for p in hub.plugins.values() if p.enabled)
+    click.echo(t("cli.config_ok", path=path, plugins=enabled, instances=len(hub.instances_rt)))
+
+
+@config.command("show")
+@click.argument("file", required=False)
+def config_show(file: str | None) -> None:
+    """Print FILE resolved with defaults, plugin and driver settings included, secrets masked."""
+    _quiet_logs(False)
+    path = _config_path(file)
+    loaded = _load_or_exit(path)
+    hub = Hub(loaded)
+    issues = asyncio.run(hub.prepare())
+    out = masked(loaded.config)
+    for name, plugin in hub.plugins.items():
+        if plugin.settings is not None:
+            out["plugins"].setdefault(name, {"enabled": plugin.enabled})["settings"] = masked(plugin.settings)
+    for iid, rt in hub.instances_rt.items():
+        if rt.settings is not None:
+            out["instances"][iid]["settings"] = masked(rt.settings)
+    click.echo(msgspec.json.format(msgspec.json.encode(out), indent=2).decode())
+    if issues:
+        _print_issues(path, issues, _messages(loaded))
+        raise SystemExit(1)
+
+
+# -- plugins ---------------------------------------------------------------------------------
+@cli.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def plugins(config_file: str | None, as_json: bool) -> None:
+    """List installed plugins: enabled or not, version, and whether they load and validate."""
+    _quiet_logs(False)
+    path = _config_path(config_file)
+    loaded = _load_or_exit(path)
+    t = _messages(loaded)
+    hub = Hub(loaded)
+    asyncio.run(hub.prepare())
+    rows = []
+    for name, plugin in hub.plugins.items():
+        status = hub.supervisor.status_of_plugin(name)
+        rows.append(
+            {
+                "plugin": name,
+                "enabled": plugin.enabled,
+                "version": plugin.info.version,
+                "distribution": plugin.info.distribution,
+                "state": "ready" if plugin.prepared else (status.state.value if status else "-"),
+                "reason": status.reason if status else "",
+                "drivers": sorted(plugin.drivers),
+            }
+        )
+    for name, entry in loaded.config.plugins.items():
+        if name not in hub.plugins:
+            status = hub.supervisor.status_of_plugin(name)
+            rows.append(
+                {"plugin": name, "enabled": entry.enabled, "version": "-", "distribution": "-",
+                 "state": "failed", "reason": status.reason if status else "", "drivers": []}
+            )
+    instances = [
+        {
+            "instance": iid,
+            "kind": rt.entry.kind,
+            "municipality": rt.entry.municipality or "",
+            "state": "disabled" if rt.problem == "disabled" else ("failed" if rt.problem else "ready"),
+            "reason": "" if rt.problem == "disabled" else (rt.problem or ""),
+        }
+        for iid, rt in hub.instances_rt.items()
+    ]
+    if as_json:
+        click.echo(msgspec.json.format(msgspec.json.encode({"plugins": rows, "instances": instances}), indent=2).decode())
+        return
+    if not rows:
+        click.echo(t("cli.plugins_none"))
+        return
+    click.echo(t("cli.plugins_header"))
+    _table(
+        [t("cli.col_plugin"), t("cli.col_enabled"), t("cli.col_version"), t("cli.col_distribution"), t("cli.col_state"), t("cli.col_reason")],
+        [[r["plugin"], t("cli.yes") if r["enabled"] else t("cli.no"), r["version"], r["distribution"],
+          _state_label(t, r["state"]), r["reason"]] for r in rows],
+    )
+    if instances:
+        click.echo("")
+        click.echo(t("cli.instances_header"))
+        _table(
+            [t("cli.col_instance"), t("cli.col_kind"), t("cli.col_municipality"), t("cli.col_state"), t("cli.col_reason")],
+            [[i["instance"], i["kind"], i["municipality"], _state_label(t, i["state"]), i["reason"]] for i in instances],
+        )
+
+
+def _state_label(t: Messages, state: str) -> str:
+    label = t(f"unit.state.{state}")
+    return state if label == f"unit.state.{state}" else f"{state} ({label})" if label != state else state
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
+
+
+# -- plugin commands -------------------------------------------------------------------------
+def _add_plugin_commands(argv: list[str]) -> None:
+    """Let enabled plugins add sub-commands (``register_cli``). Problems are reported and
+    skipped: a broken plugin must not take the core's commands down with it."""
+    config_file = None
+    for i, arg in enumerate(argv):
+        if arg in ("-c", "--config") and i + 1 < len(argv):
+            config_file = argv[i + 1]
+        elif arg.startswith("--config="):
+            config_file = arg.split("=", 1)[1]
+    path = _config_path(config_file)
+    if not path.exists():
+        return
+    try:
+        loaded = load_config(path)
+    except ConfigInvalid:
+        return  # the command itself will report it
+    from .plugins import PluginHost, discover
+    from .plugins.host import _import_target
+
+    found, _ = discover()
+    host = PluginHost()
+    for name, info in found.items():
+        entry = loaded.config.plugins.get(name)
+        if not (entry.enabled if entry is not None else info.builtin):
+            continue
+        try:
+            host.add(info, _import_target(info.target))
+            host.call_sync(name, "register_cli", cli=cli)
+        except Exception as exc:
+            click.echo(f"warning: plugin {name!r} could not add its commands: {type(exc).__name__}: {exc}", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.getLogger().setLevel(logging.WARNING)
+    if not argv or argv[0] not in {"run", "config", "plugins", "version", "-V", "--version"}:
+        _add_plugin_commands(argv)
+    cli.main(args=argv, prog_name="nabat")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""Loading ``plugins.toml``: TOML → msgspec types, with errors that name file, line, key and why.
+
+Validation runs in two stages. :func:`load_config` checks everything the core knows (the
+``[hub]`` table, the shape of plugin and instance tables). Plugin and driver settings are
+checked by :func:`convert_settings` once the plugins that define their types are loaded; each
+section is converted on its own so that one bad instance does not hide the others.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ..masking import mask_value
+from ..regions import load_region
+from .model import Config, HubSettings, InstanceEntry, PluginEntry
+from .secrets import Secret, secret_dec_hook, secret_enc_hook
+
+__all__ = [
+    "ConfigInvalid",
+    "ConfigIssue",
+    "LoadedConfig",
+    "convert_settings",
+    "load_config",
+    "masked",
+]
+
+_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>[^`]+)`")
+_MISSING = re.compile(r"^Object missing required field `(?P<key>[^`]+)`")
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem: where (file, line, key path) and why."""
+
+    file: str
+    path: str
+    reason: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path or '(file)'}: {self.reason}"
+
+
+class ConfigInvalid(Exception):
+    """The configuration has problems; ``issues`` lists each of them."""
+
+    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
+        self.issues = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+class _LineIndex:
+    """Maps key paths to the line that defines them, from the TOML text.
+
+    tomllib keeps no positions, so this scans headers (``[a.b]``, ``[[a]]``) and ``key =``
+    lines, including dotted and quoted keys and keys inside one-line inline tables. It is
+    used only to point at a line in error messages; when it cannot tell, no line is shown.
+    """
+
+    _HEADER = re.compile(r"^\s*(\[\[?)\s*(?P<name>[^\]]+?)\s*\]\]?\s*(#.*)?$")
+    _KEY = re.compile(r"^\s*(?P<key>(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*=")
+    _INLINE_KEY = re.compile(r"[{,]\s*(?P<key>[A-Za-z0-9_-]+|\"[^\"]*\")\s*=")
+
+    def __init__(self, text: str) -> None:
+        self.lines: dict[tuple[str, ...], int] = {}
+        table: tuple[str, ...] = ()
+        arrays: dict[tuple[str, ...], int] = {}
+        for number, line in enumerate(text.splitlines(), start=1):
+            header = self._HEADER.match(line)
+            if header:
+                table = self._split(header.group("name"))
+                if header.group(1) == "[[":
+                    index = arrays.get(table, -1) + 1
+                    arrays[table] = index
+                    table = (*table, str(index))
+                self.lines.setdefault(table, number)
+                continue
+            key = self._KEY.match(line)
+            if key:
+                path = (*table, *self._split(key.group("key")))
+                self.lines.setdefault(path, number)
+                rest = line[key.end() :]
+                for inner in self._INLINE_KEY.finditer(rest):
+                    self.lines.setdefault((*path, inner.group("key").strip("\"'")), number)
+
+    @staticmethod
+    def _split(dotted: str) -> tuple[str, ...]:
+        parts = re.findall(r"\"[^\"]*\"|'[^']*'|[^.\s]+", dotted)
+        return tuple(p.strip("\"'") for p in parts)
+
+    def line_of(self, path: Sequence[str]) -> int | None:
+        path = tuple(path)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            # Defined only through a sub-table ([plugins.x.settings] without [plugins.x]).
+            deeper = [n for p, n in self.lines.items() if p[: len(path)] == path]
+            if deeper:
+                return min(deeper)
+            path = path[:-1]
+        return None
+
+
+@dataclass
+class LoadedConfig:
+    """A configuration that passed the core's checks, with where it came from."""
+
+    config: Config
+    path: Path
+    raw: dict[str, Any]
+    _index: _LineIndex = field(repr=False)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def data_dir(self) -> Path:
+        path = Path(self.config.hub.data_dir)
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    def issue(self, path: Sequence[str], reason: str) -> ConfigIssue:
+        return ConfigIssue(str(self.path), ".".join(path), reason, self._index.line_of(path))
+
+
+def _issue_from(
+    exc: msgspec.ValidationError, prefix: Sequence[str], loaded_file: str, index: _LineIndex
+) -> ConfigIssue:
+    message = str(exc)
+    sub: list[str] = []
+    match = _PATH.search(message)
+    if match:
+        message = message[: match.start()]
+        sub = [p for p in re.split(r"\.|\[(\d+)\]", match.group("path")) if p]
+    unknown = _UNKNOWN.match(message)
+    missing = _MISSING.match(message)
+    if unknown:
+        sub.append(unknown.group("key"))
+        message = "unknown key"
+    elif missing:
+        sub.append(missing.group("key"))
+        message = "required key is missing"
+    path = [*prefix, *sub]
+    return ConfigIssue(loaded_file, ".".join(path), message, index.line_of(path))
+
+
+def _convert(
+    data: Any,
+    type_: Any,
+    prefix: Sequence[str],
+    file: str,
+    index: _LineIndex,
+    base_dir: Path | None,
+) -> Any:
+    try:
+        return msgspec.convert(data, type_, dec_hook=secret_dec_hook(base_dir))
+    except msgspec.ValidationError as exc:
+        raise ConfigInvalid([_issue_from(exc, prefix, file, index)]) from None
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Read and check ``path``. Raises ConfigInvalid listing every problem found."""
+    path = Path(path)
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigInvalid([ConfigIssue(file, "", "file not found")]) from None
+    except OSError as exc:
+        raise ConfigInvalid([ConfigIssue(file, "", f"cannot read: {exc.strerror}")]) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = re.search(r"line (\d+)", str(exc))
+        raise ConfigInvalid(
+            [ConfigIssue(file, "", f"not valid TOML: {exc}", int(line.group(1)) if line else None)]
+        ) from None
+    index = _LineIndex(text)
+    base = path.parent
+    issues: list[ConfigIssue] = []
+
+    known = set(Config.__struct_fields__)
+    for key in raw:
+        if key not in known:
+            issues.append(
+                ConfigIssue(file, key, f"unknown key (expected one of: {', '.join(sorted(known))})",
+                            index.line_of([key]))
+            )
+
+    def section(data: Any, type_: Any, prefix: list[str]) -> Any:
+        try:
+            return _convert(data, type_, prefix, file, index, base)
+        except ConfigInvalid as exc:
+            issues.extend(exc.issues)
+            return None
+
+    hub = section(raw.get("hub", {}), HubSettings, ["hub"]) or HubSettings()
+    plugins: dict[str, PluginEntry] = {}
+    raw_plugins = raw.get("plugins", {})
+    if not isinstance(raw_plugins, dict):
+        issues.append(ConfigIssue(file, "plugins", "must be a table", index.line_of(["plugins"])))
+        raw_plugins = {}
+    for name, entry in raw_plugins.items():
+        converted = section(entry, PluginEntry, ["plugins", name])
+        if converted is not None:
+            plugins[name] = converted
+    instances: dict[str, InstanceEntry] = {}
+    raw_instances = raw.get("instances", {})
+    if not isinstance(raw_instances, dict):
+        issues.append(ConfigIssue(file, "instances", "must be a table", index.line_of(["instances"])))
+        raw_instances = {}
+    try:
+        region = load_region(hub.region)
+    except KeyError as exc:
+        issues.append(ConfigIssue(file, "hub.region", str(exc.args[0]), index.line_of(["hub", "region"])))
+        region = None
+    for instance_id, entry in raw_instances.items():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", instance_id):
+            issues.append(
+                ConfigIssue(file, f"instances.{instance_id}",
+                            "instance ids use letters, digits, '.', '_' and '-' only",
+                            index.line_of(["instances", instance_id]))
+            )
+            continue
+        converted = section(entry, InstanceEntry, ["instances", instance_id])
+        if converted is None:
+            continue
+        if region is not None and converted.municipality and converted.municipality not in region:
+            issues.append(
+                ConfigIssue(
+                    file,
+                    f"instances.{instance_id}.municipality",
+                    f"{converted.municipality!r} is not a municipality of region {region.id}",
+                    index.line_of(["instances", instance_id, "municipality"]),
+                )
+            )
+            continue
+        if (converted.lat is None) != (converted.lon is None):
+            issues.append(
+                ConfigIssue(file, f"instances.{instance_id}", "set both lat and lon, or neither",
+                            index.line_of(["instances", instance_id]))
+            )
+            continue
+        instances[instance_id] = converted
+    if issues:
+        raise ConfigInvalid(issues)
+    config = Config(hub=hub, plugins=plugins, instances=instances)
+    return LoadedConfig(config=config, path=path.resolve(), raw=raw, _index=index)
+
+
+def convert_settings(
+    loaded: LoadedConfig, data: dict[str, Any], type_: Any, prefix: Sequence[str]
+) -> Any:
+    """Validate a plugin's or instance's ``settings`` table against the type it declares."""
+    return _convert(data, type_, list(prefix), str(loaded.path), loaded._index, loaded.base_dir)
+
+
+def masked(value: Any) -> Any:
+    """``value`` (a Struct, dict…) as plain data with every secret masked."""
+    plain = msgspec.to_builtins(value, enc_hook=secret_enc_hook)
+    return mask_value("", plain)
+
+
+__all__ += ["Secret"]

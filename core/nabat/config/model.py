@@ -1,0 +1,76 @@
+"""The shape of ``plugins.toml``. Every table forbids unknown keys."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+__all__ = ["BusSettings", "Config", "HubSettings", "InstanceEntry", "PluginEntry"]
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
+
+
+class _Table(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class BusSettings(_Table):
+    """``[hub.bus]``: defaults for every bus subscription."""
+
+    queue_size: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    overflow: Literal["wait", "drop_oldest"] = "wait"
+    put_timeout: Positive = 5.0
+    handler_timeout: Positive = 30.0
+
+
+class HubSettings(_Table):
+    """``[hub]``."""
+
+    name: str = "nabat"
+    region: str = "krasnodar-krai"
+    """Region whose municipality slugs are valid (shipped CSV under ``nabat/regions``)."""
+    language: Literal["ru", "en"] = "ru"
+    data_dir: str = "data"
+    """State directory, relative to the configuration file unless absolute."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "logfmt"] = "auto"
+    startup_timeout: Positive = 30.0
+    shutdown_timeout: Positive = 15.0
+    retry_initial: Positive = 1.0
+    """First retry delay (seconds) for a plugin or instance in ``retrying``; doubles each time."""
+    retry_max: Positive = 300.0
+    needs_auth_retry: Positive = 600.0
+    """How often an instance in ``needs_auth`` tries again (a rotated secret file may fix it)."""
+    bus: BusSettings = msgspec.field(default_factory=BusSettings)
+
+
+class PluginEntry(_Table):
+    """``[plugins.<name>]``."""
+
+    enabled: bool = True
+    settings: dict[str, Any] = {}
+
+
+class InstanceEntry(_Table):
+    """``[instances.<id>]``: one configured driver instance."""
+
+    kind: str
+    """Driver kind, ``"<plugin>.<thing>"``."""
+    name: str | None = None
+    municipality: Slug | None = None
+    lat: Annotated[float, msgspec.Meta(ge=-90, le=90)] | None = None
+    lon: Annotated[float, msgspec.Meta(ge=-180, le=180)] | None = None
+    enabled: bool = True
+    timeout: Positive = 15.0
+    """Outer limit (seconds) the hub enforces on every call into this instance."""
+    settings: dict[str, Any] = {}
+
+
+class Config(_Table):
+    """The whole file."""
+
+    hub: HubSettings = msgspec.field(default_factory=HubSettings)
+    plugins: dict[str, PluginEntry] = {}
+    instances: dict[str, InstanceEntry] = {}

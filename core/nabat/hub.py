@@ -1,0 +1,545 @@
+"""The hub: loads the enabled plugins, starts their driver instances, and keeps them running.
+
+Start-up, in order, each step contained to the plugin or instance it concerns:
+
+1. **prepare** — discover the ``nabat`` entry points; import only enabled plugins (each in a
+   worker thread, with a timeout); collect their drivers, payload types and settings type;
+   validate plugin and instance settings. A plugin that fails here is ``failed`` with the
+   reason; the others go on. ``nabat config check`` and ``nabat plugins`` stop after this step.
+2. **start** — run each plugin's ``startup`` hook under the supervisor (retry with backoff on
+   transient errors); once a plugin runs, subscribe its listeners and schedule its jobs, then
+   start its driver instances, each supervised the same way.
+3. **stop** — stop jobs, stop drivers, call ``shutdown`` hooks, drain the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from .bus import Bus, Subscription
+from .config import ConfigInvalid, ConfigIssue, InstanceEntry, LoadedConfig, convert_settings
+from .events import Event, EventTypes
+from .i18n import Messages
+from .interfaces import INTERFACES, Connector, Driver, DriverError, Job, Listener, Location
+from .interfaces.payloads import UnitKind, UnitState, UnitStatus
+from .logs import StructLogger, get_logger
+from .plugins import PluginHost, PluginInfo, discover
+from .scheduler import Scheduler
+from .supervisor import Backoff, Supervisor, classify
+
+__all__ = ["Hub", "InstanceContext"]
+
+log = get_logger("nabat.hub")
+D = TypeVar("D", bound=Driver)
+
+_STABLE_RUN_S = 60.0  # a connector that ran this long has its restart backoff reset
+_OBSERVER_TIMEOUT_S = 5.0
+
+
+@dataclass
+class _Plugin:
+    info: PluginInfo
+    enabled: bool
+    obj: object | None = None
+    settings: Any = None
+    drivers: dict[str, type[Driver]] = field(default_factory=dict)
+    subscriptions: list[Subscription] = field(default_factory=list)
+    prepared: bool = False
+    ready: asyncio.Future[bool] | None = None  # True once running, False if it failed for good
+
+
+@dataclass
+class _Instance:
+    id: str
+    entry: InstanceEntry
+    plugin: str | None = None
+    driver_cls: type[Driver] | None = None
+    settings: Any = None
+    driver: Driver | None = None
+    problem: str | None = None  # why it cannot start, found while preparing
+    task: asyncio.Task[None] | None = None
+    subscription: Subscription | None = None
+
+
+class InstanceContext:
+    """The :class:`~nabat.interfaces.DriverContext` of one instance."""
+
+    def __init__(self, hub: Hub, instance: _Instance) -> None:
+        self._hub = hub
+        self._instance = instance
+        entry = instance.entry
+        self.instance_id = instance.id
+        self.name = entry.name or instance.id
+        self.municipality = entry.municipality
+        self.location = Location(entry.lat, entry.lon) if entry.lat is not None else None
+        self.source = f"/nabat/instances/{instance.id}"
+        self.log: StructLogger = get_logger(f"nabat.instance.{instance.id}", instance=instance.id)
+
+    async def publish(self, event: Event) -> None:
+        await self._hub.publish(event)
+
+    def event(self, type: str, data: Any = None, **attrs: Any) -> Event:
+        attrs.setdefault("source", self.source)
+        attrs.setdefault("subject", self.instance_id)
+        if self.municipality:
+            attrs.setdefault("municipality", self.municipality)
+        return Event(type=type, data=data, **attrs)
+
+
+class Hub:
+    """The running hub. Plugins see it through :class:`nabat.interfaces.HubAPI`."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        plugins: dict[str, object] | None = None,
+        discover_installed: bool = True,
+    ) -> None:
+        """``plugins`` adds plugin objects by name besides the installed entry points (tests);
+        ``discover_installed=False`` uses only those."""
+        self.loaded = loaded
+        self.config = loaded.config
+        self.name = self.config.hub.name
+        self.data_dir: Path = loaded.data_dir
+        self.log = log
+        self.message = Messages(self.config.hub.language)
+        self.event_types = EventTypes()
+        self.event_types.register("hub.unit.*", UnitStatus, owner="core")
+        self.host = PluginHost()
+        self.scheduler = Scheduler()
+        self.bus: Bus | None = None
+        self.supervisor = Supervisor(
+            self._publish_internal,
+            retry_initial=self.config.hub.retry_initial,
+            retry_max=self.config.hub.retry_max,
+            needs_auth_retry=self.config.hub.needs_auth_retry,
+        )
+        self.plugins: dict[str, _Plugin] = {}
+        self.instances_rt: dict[str, _Instance] = {
+            iid: _Instance(iid, entry) for iid, entry in self.config.instances.items()
+        }
+        self.issues: list[ConfigIssue] = []
+        self.warnings: list[str] = []
+        self._extra = dict(plugins or {})
+        self._discover = discover_installed
+        self._kinds: dict[str, str] = {}  # driver kind -> plugin name
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._prepared = False
+        self._started = False
+
+    # -- HubAPI ----------------------------------------------------------------------------
+    async def publish(self, event: Event) -> None:
+        if self.bus is None:
+            raise RuntimeError("the hub has not been started")
+        await self.bus.publish(event)
+
+    async def _publish_internal(self, event: Event) -> None:
+        if self.bus is not None:
+            await self.bus.publish(event)
+
+    def subscribe(self, patterns: str | Sequence[str], handler: Callable[[Event], Any], *, name: str, **opts: Any) -> Subscription:
+        if self.bus is None:
+            raise RuntimeError("the hub has not been started")
+        return self.bus.subscribe(patterns, handler, name=name, **opts)
+
+    def instances(
+        self, interface: type[D] = Driver, *, municipality: str | None = None, running: bool = True
+    ) -> list[D]:
+        found = []
+        for rt in self.instances_rt.values():
+            driver = rt.driver
+            if driver is None or not isinstance(driver, interface):
+                continue
+            if municipality is not None and rt.entry.municipality != municipality:
+                continue
+            if running and self.state_of(rt.id) != UnitState.RUNNING:
+                continue
+            found.append(driver)
+        return found
+
+    def instance(self, instance_id: str) -> Driver:
+        rt = self.instances_rt.get(instance_id)
+        if rt is None or rt.driver is None:
+            raise KeyError(f"no running driver for instance {instance_id!r}")
+        return rt.driver
+
+    def state_of(self, name: str) -> str:
+        for kind in (UnitKind.INSTANCE, UnitKind.PLUGIN):
+            status = self.supervisor.status(kind, name)
+            if status is not None:
+                return status.state
+        raise KeyError(name)
+
+    # -- preparing -------------------------------------------------------------------------
+    def _issue(self, path: Sequence[str], reason: str) -> ConfigIssue:
+        issue = self.loaded.issue(path, reason)
+        self.issues.append(issue)
+        return issue
+
+    def _plan_plugins(self) -> None:
+        installed: dict[str, PluginInfo] = {}
+        if self._discover:
+            installed, self.warnings = discover()
+        for name in self._extra:
+            installed[name] = PluginInfo(name=name, target=f"<object {name}>", distribution="(test)", version="-")
+        for name, info in installed.items():
+            entry = self.config.plugins.get(name)
+            enabled = entry.enabled if entry is not None else (info.builtin or name in self._extra)
+            self.plugins[name] = _Plugin(info=info, enabled=enabled)
+        for name, entry in self.config.plugins.items():
+            if entry.enabled and name not in installed:
+                self._issue(["plugins", name], self.message("reason.not_installed", plugin=name))
+
+    async def prepare(self) -> list[ConfigIssue]:
+        """Load enabled plugins and validate all settings; return the problems found."""
+        if self._prepared:
+            return self.issues
+        self._prepared = True
+        self._plan_plugins()
+        timeout = self.config.hub.startup_timeout
+        for name, plugin in self.plugins.items():
+            if not plugin.enabled:
+                await self.supervisor.set_state(UnitKind.PLUGIN, name, UnitState.DISABLED)
+                continue
+            try:
+                await self._prepare_plugin(name, plugin, timeout)
+                plugin.prepared = True
+            except ConfigInvalid as exc:
+                self.issues.extend(exc.issues)
+                await self._fail_plugin(name, exc, "settings")
+            except Exception as exc:
+                self._issue(["plugins", name], classify(exc)[1])
+                await self._fail_plugin(name, exc, "load")
+        for name, entry in self.config.plugins.items():
+            if entry.enabled and name not in self.plugins:
+                await self.supervisor.set_state(
+                    UnitKind.PLUGIN, name, UnitState.FAILED, self.message("reason.not_installed", plugin=name)
+                )
+        for rt in self.instances_rt.values():
+            self._prepare_instance(rt)
+        return self.issues
+
+    async def _prepare_plugin(self, name: str, plugin: _Plugin, timeout: float) -> None:
+        if name in self._extra:
+            plugin.obj = self.host.add(plugin.info, self._extra[name])
+        else:
+            try:
+                plugin.obj = await self.host.load(plugin.info, timeout)
+            except TimeoutError as exc:
+                raise DriverError(self.message("reason.import_timeout", timeout=f"{timeout:g}")) from exc
+            except Exception as exc:
+                error = " ".join(f"{type(exc).__name__}: {exc}".split())
+                raise DriverError(self.message("reason.import_failed", error=error)) from exc
+        # Settings.
+        raw_settings = self.config.plugins[name].settings if name in self.config.plugins else {}
+        settings_type = await self.host.call(name, "plugin_settings", timeout)
+        if settings_type is None:
+            if raw_settings:
+                raise ConfigInvalid([self.loaded.issue(["plugins", name, "settings"], self.message("reason.no_settings", plugin=name))])
+        else:
+            plugin.settings = convert_settings(self.loaded, raw_settings, settings_type, ["plugins", name, "settings"])
+        # Drivers.
+        for cls in await self.host.call(name, "register_drivers", timeout) or ():
+            self._check_driver(name, cls)
+            owner = self._kinds.get(cls.kind)
+            if owner is not None and owner != name:
+                raise DriverError(f"driver kind {cls.kind!r} is already provided by plugin {owner!r}")
+            plugin.drivers[cls.kind] = cls
+        for kind in plugin.drivers:
+            self._kinds[kind] = name
+        # Event payload types.
+        for key, payload in (await self.host.call(name, "register_event_types", timeout) or {}).items():
+            try:
+                self.event_types.register(key, payload, owner=name)
+            except ValueError as exc:
+                raise DriverError(str(exc)) from None
+
+    @staticmethod
+    def _check_driver(plugin: str, cls: Any) -> None:
+        if not (inspect.isclass(cls) and issubclass(cls, INTERFACES)):
+            raise DriverError(
+                f"register_drivers returned {cls!r}, which is not a Camera, AlertDevice, Notifier or Connector class"
+            )
+        kind = getattr(cls, "kind", None)
+        if not isinstance(kind, str) or "." not in kind:
+            raise DriverError(f"driver {cls.__name__} must declare kind = '<plugin>.<thing>'")
+        if not (inspect.isclass(cls.Settings) and issubclass(cls.Settings, msgspec.Struct)):
+            raise DriverError(f"driver {cls.__name__}: Settings must be a msgspec.Struct")
+
+    def _prepare_instance(self, rt: _Instance) -> None:
+        kind = rt.entry.kind
+        path = ["instances", rt.id, "kind"]
+        if not rt.entry.enabled:
+            rt.problem = "disabled"
+            return
+        plugin_name = self._kinds.get(kind)
+        if plugin_name is None:
+            prefix = kind.split(".", 1)[0]
+            other = self.plugins.get(prefix)
+            if other is not None and not other.enabled:
+                rt.problem = self.message("reason.plugin_disabled", kind=kind, plugin=prefix)
+            elif other is not None and not other.prepared:
+                rt.plugin = prefix
+                rt.problem = self.message("reason.plugin_not_running", plugin=prefix, state=self.message("unit.state.failed"))
+                return  # the plugin's own failure is the issue already reported
+            else:
+                known = ", ".join(sorted(self._kinds)) or "-"
+                rt.problem = self.message("reason.unknown_kind", kind=kind, known=known)
+            self._issue(path, rt.problem)
+            return
+        rt.plugin = plugin_name
+        rt.driver_cls = self.plugins[plugin_name].drivers[kind]
+        try:
+            rt.settings = convert_settings(self.loaded, rt.entry.settings, rt.driver_cls.Settings, ["instances", rt.id, "settings"])
+        except ConfigInvalid as exc:
+            self.issues.extend(exc.issues)
+            rt.problem = "; ".join(f"{i.path}: {i.reason}" for i in exc.issues)
+
+    async def _fail_plugin(self, name: str, exc: BaseException, context: str) -> None:
+        _, reason = classify(exc)
+        if isinstance(exc, DriverError) and exc.__cause__ is not None and not isinstance(exc.__cause__, TimeoutError):
+            log.error("plugin.load_failed", plugin=name, exc_info=exc.__cause__)
+        await self.supervisor.set_state(UnitKind.PLUGIN, name, UnitState.FAILED, reason)
+        await self._report(name, exc, context)
+
+    async def _report(self, plugin: str, exc: BaseException, context: str) -> None:
+        """Tell ``plugin_error`` observers (other plugins) about a contained fault."""
+        for name, other in self.plugins.items():
+            if other.obj is None or name == plugin or not self.host.implements(name, "plugin_error"):
+                continue
+            try:
+                await self.host.call(name, "plugin_error", _OBSERVER_TIMEOUT_S, hub=self, plugin=plugin, error=exc, context=context)
+            except Exception as observer_exc:
+                log.warning("plugin.observer_failed", plugin=name, error=repr(observer_exc))
+
+    def _report_soon(self, plugin: str, context: str) -> Callable[[BaseException], None]:
+        def report(exc: BaseException) -> None:
+            self._spawn(self._report(plugin, exc, context))
+
+        return report
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- starting --------------------------------------------------------------------------
+    async def start(self, *, wait: bool = True) -> None:
+        """Start everything; with ``wait``, return once no unit is still ``starting`` (or the
+        start-up timeout passed). Units still retrying keep trying in the background."""
+        if self._started:
+            return
+        self._started = True
+        bus_cfg = self.config.hub.bus
+        self.bus = Bus(
+            queue_size=bus_cfg.queue_size,
+            overflow=bus_cfg.overflow,
+            put_timeout=bus_cfg.put_timeout,
+            handler_timeout=bus_cfg.handler_timeout,
+        )
+        await self.prepare()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.scheduler.start()
+        loop = asyncio.get_running_loop()
+        for name, plugin in self.plugins.items():
+            plugin.ready = loop.create_future()
+            if plugin.prepared:
+                self._spawn(self._run_plugin(name, plugin))
+            else:
+                plugin.ready.set_result(False)
+        for rt in self.instances_rt.values():
+            if rt.problem == "disabled":
+                await self.supervisor.set_state(UnitKind.INSTANCE, rt.id, UnitState.DISABLED, plugin=rt.plugin)
+                continue
+            rt.task = self._spawn(self._run_instance(rt))
+        if wait:
+            await self.supervisor.wait_settled(self.config.hub.startup_timeout + 1.0)
+        log.info("hub.started", hub=self.name, **self.summary())
+
+    def summary(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for status in self.supervisor.units.values():
+            key = f"{status.kind.value}s_{status.state.value}"
+            counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items()))
+
+    async def _run_plugin(self, name: str, plugin: _Plugin) -> None:
+        timeout = self.config.hub.startup_timeout
+
+        async def start() -> None:
+            await self.host.call(name, "startup", timeout, hub=self, settings=plugin.settings)
+
+        ok = await self.supervisor.keep_running(
+            UnitKind.PLUGIN, name, start, on_failure=self._report_soon(name, "startup")
+        )
+        if ok:
+            try:
+                await self._attach(name, plugin, timeout)
+            except Exception as exc:
+                for sub in plugin.subscriptions:
+                    sub.unsubscribe()
+                plugin.subscriptions.clear()
+                _, reason = classify(exc)
+                log.error("plugin.attach_failed", plugin=name, exc_info=exc)
+                await self.supervisor.set_state(UnitKind.PLUGIN, name, UnitState.FAILED, reason)
+                await self._report(name, exc, "register")
+                ok = False
+        assert plugin.ready is not None
+        if not plugin.ready.done():
+            plugin.ready.set_result(ok)
+
+    async def _attach(self, name: str, plugin: _Plugin, timeout: float) -> None:
+        """Subscribe the listeners and schedule the jobs of a plugin that just started."""
+        listeners: Sequence[Listener] = await self.host.call(name, "register_listeners", timeout, hub=self, settings=plugin.settings) or ()
+        for spec in listeners:
+            if not isinstance(spec, Listener):
+                raise DriverError(f"register_listeners returned {spec!r}, not a Listener")
+            opts = {k: getattr(spec, k) for k in ("queue_size", "overflow", "handler_timeout") if getattr(spec, k) is not None}
+            plugin.subscriptions.append(
+                self.subscribe(list(spec.patterns), spec.handler, name=f"{name}.{spec.name}", **opts)
+            )
+        jobs: Sequence[Job] = await self.host.call(name, "register_jobs", timeout, hub=self, settings=plugin.settings) or ()
+        for job in jobs:
+            if not isinstance(job, Job):
+                raise DriverError(f"register_jobs returned {job!r}, not a Job")
+            self.scheduler.add(job, name, self._report_soon(name, f"job:{job.id}"))
+
+    async def _run_instance(self, rt: _Instance) -> None:
+        kind = UnitKind.INSTANCE
+        if rt.problem is not None or rt.driver_cls is None:
+            await self.supervisor.set_state(kind, rt.id, UnitState.FAILED, rt.problem or "not prepared", plugin=rt.plugin)
+            return
+        plugin = self.plugins[rt.plugin]  # type: ignore[index]
+        assert plugin.ready is not None
+        if not plugin.ready.done():
+            await self.supervisor.set_state(
+                kind, rt.id, UnitState.STARTING,
+                self.message("reason.plugin_not_running", plugin=rt.plugin, state=self.message("unit.state.starting")),
+                plugin=rt.plugin,
+            )
+        if not await asyncio.shield(plugin.ready):
+            state = self.state_of(rt.plugin)  # type: ignore[arg-type]
+            await self.supervisor.set_state(
+                kind, rt.id, UnitState.FAILED,
+                self.message("reason.plugin_not_running", plugin=rt.plugin, state=self.message(f"unit.state.{state}")),
+                plugin=rt.plugin,
+            )
+            return
+        restart = Backoff(self.config.hub.retry_initial, self.config.hub.retry_max)
+        while True:
+            if not await self.supervisor.keep_running(
+                kind, rt.id, lambda: self._start_driver(rt), plugin=rt.plugin,
+                on_failure=self._report_soon(rt.plugin, f"driver:{rt.id}"),  # type: ignore[arg-type]
+            ):
+                return
+            if not isinstance(rt.driver, Connector):
+                return  # polled by jobs from here on
+            started = asyncio.get_running_loop().time()
+            try:
+                await rt.driver.run()
+                reason = "run() returned"
+                state = UnitState.RETRYING
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                state, reason = classify(exc)
+                if state is UnitState.FAILED:
+                    log.error("connector.failed", instance=rt.id, exc_info=exc)
+            await self._stop_driver(rt)
+            if state is UnitState.FAILED:
+                await self.supervisor.set_state(kind, rt.id, state, reason, plugin=rt.plugin)
+                return
+            if asyncio.get_running_loop().time() - started > _STABLE_RUN_S:
+                restart.reset()
+            delay = restart.next()
+            await self.supervisor.set_state(kind, rt.id, state, reason, plugin=rt.plugin, attempt=restart.attempt, retry_in=delay)
+            await asyncio.sleep(delay)
+
+    async def _start_driver(self, rt: _Instance) -> None:
+        assert rt.driver_cls is not None
+        driver = rt.driver_cls(InstanceContext(self, rt), rt.settings)
+        try:
+            async with asyncio.timeout(rt.entry.timeout):
+                await driver.start()
+        except BaseException:
+            await self._stop_quietly(rt.id, driver)
+            raise
+        rt.driver = driver
+        if isinstance(driver, Connector) and driver.subscribes:
+            rt.subscription = self.subscribe(
+                list(driver.subscribes), self._connector_handler(rt, driver), name=f"instance.{rt.id}",
+                handler_timeout=rt.entry.timeout,
+            )
+
+    @staticmethod
+    def _connector_handler(rt: _Instance, driver: Connector) -> Callable[[Event], Any]:
+        async def handle(event: Event) -> None:
+            if event.source == driver.context.source:
+                return  # never echo a connector's own events back to it
+            await driver.handle(event)
+
+        return handle
+
+    async def _stop_quietly(self, instance_id: str, driver: Driver) -> None:
+        try:
+            async with asyncio.timeout(self.config.hub.shutdown_timeout):
+                await driver.stop()
+        except Exception as exc:
+            log.warning("driver.stop_failed", instance=instance_id, error=repr(exc))
+
+    async def _stop_driver(self, rt: _Instance) -> None:
+        if rt.subscription is not None:
+            rt.subscription.unsubscribe()
+            rt.subscription = None
+        driver, rt.driver = rt.driver, None
+        if driver is not None:
+            await self._stop_quietly(rt.id, driver)
+
+    # -- stopping --------------------------------------------------------------------------
+    async def stop(self) -> None:
+        """Stop jobs, drivers and plugins, then drain the bus. Safe to call twice."""
+        if not self._started:
+            return
+        self._started = False
+        await self.scheduler.shutdown()
+        for rt in self.instances_rt.values():
+            if rt.task is not None and not rt.task.done():
+                rt.task.cancel()
+        running = [rt for rt in self.instances_rt.values() if rt.driver is not None]
+
+        async def stop_one(rt: _Instance) -> None:
+            await self._stop_driver(rt)
+            await self.supervisor.set_state(UnitKind.INSTANCE, rt.id, UnitState.STOPPED, plugin=rt.plugin)
+
+        await asyncio.gather(*(stop_one(rt) for rt in running))
+        for name in reversed(list(self.plugins)):
+            plugin = self.plugins[name]
+            if plugin.obj is None or self.state_of(name) != UnitState.RUNNING:
+                continue
+            try:
+                await self.host.call(name, "shutdown", self.config.hub.shutdown_timeout, hub=self)
+            except Exception as exc:
+                log.warning("plugin.shutdown_failed", plugin=name, error=repr(exc))
+            await self.supervisor.set_state(UnitKind.PLUGIN, name, UnitState.STOPPED)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.bus is not None:
+            await self.bus.close(self.config.hub.shutdown_timeout)
+        log.info("hub.stopped", hub=self.name)
+
+    async def __aenter__(self) -> Hub:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

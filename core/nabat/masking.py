@@ -1,0 +1,57 @@
+"""Masking of secrets wherever configuration or state is shown (Apprise's rule: never print one).
+
+Two nets: values of the :class:`~nabat.config.secrets.Secret` type always render as ``***``; and,
+for settings a plugin typed as plain strings by mistake, keys that look secret (password, token,
+key, …) and passwords inside URLs are masked too.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["MASK", "is_secret_key", "mask_url", "mask_value"]
+
+MASK = "***"
+_SECRET_KEY = re.compile(
+    r"(?:^|[_-])(pass(word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key|credentials?|pin)$",
+    re.IGNORECASE,
+)
+_URL_WITH_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]*@", re.IGNORECASE)
+
+
+def is_secret_key(key: str) -> bool:
+    """True for keys whose values are secrets by name (``password``, ``api_key``, ``auth``…)."""
+    return bool(_SECRET_KEY.search(key))
+
+
+def mask_url(url: str) -> str:
+    """``rtsp://admin:hunter2@10.0.0.5/`` → ``rtsp://admin:***@10.0.0.5/``."""
+    if not _URL_WITH_PASSWORD.match(url):
+        return url
+    parts = urlsplit(url)
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
+
+
+def mask_value(key: str, value: Any) -> Any:
+    """Mask ``value`` when ``key`` names a secret or the value is a URL with a password.
+
+    Nested dicts and lists are walked. Values that know they are secret (they render as the
+    mask through ``__str__``) are replaced by the mask.
+    """
+    if getattr(value, "__nabat_secret__", False):
+        return MASK
+    if isinstance(value, dict):
+        return {k: mask_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_value(key, v) for v in value]
+    if isinstance(value, str):
+        if value and is_secret_key(key):
+            return MASK
+        return mask_url(value)
+    return value
