@@ -177,7 +177,7 @@ class _Wire(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     municipality: str | None = None
     severity: Severity | None = None
     correlationid: str | None = None
-    data: msgspec.Raw | None = None
+    data: msgspec.Raw = msgspec.Raw()  # empty when absent
     data_base64: str | None = None
 
 
@@ -313,7 +313,8 @@ def decode_event(buf: bytes | str, types: EventTypes | None = None) -> Event:
     except EventError:
         raise
     attrs = {f: getattr(wire, f) for f in _WIRE_ATTRS}
-    data = None if wire.data is None else _typed_data(wire.type, wire.data, types, is_raw=True)
+    raw = wire.data
+    data = None if not raw or bytes(raw) == b"null" else _typed_data(wire.type, raw, types, is_raw=True)
     return _finish(attrs, data, wire.data_base64, None)
 
 

@@ -134,6 +134,7 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._prepared = False
         self._started = False
+        self._load_faults: list[tuple[str, BaseException, str]] = []
 
     # -- HubAPI ----------------------------------------------------------------------------
     async def publish(self, event: Event) -> None:
@@ -225,6 +226,8 @@ class Hub:
                 )
         for rt in self.instances_rt.values():
             self._prepare_instance(rt)
+        for name, exc, context in self._load_faults:
+            await self._report(name, exc, context)
         return self.issues
 
     async def _prepare_plugin(self, name: str, plugin: _Plugin, timeout: float) -> None:
@@ -308,7 +311,8 @@ class Hub:
         if isinstance(exc, DriverError) and exc.__cause__ is not None and not isinstance(exc.__cause__, TimeoutError):
             log.error("plugin.load_failed", plugin=name, exc_info=exc.__cause__)
         await self.supervisor.set_state(UnitKind.PLUGIN, name, UnitState.FAILED, reason)
-        await self._report(name, exc, context)
+        # Observers may load after the plugin that failed: report once all are loaded.
+        self._load_faults.append((name, exc, context))
 
     async def _report(self, plugin: str, exc: BaseException, context: str) -> None:
         """Tell ``plugin_error`` observers (other plugins) about a contained fault."""
@@ -350,17 +354,25 @@ class Hub:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.scheduler.start()
         loop = asyncio.get_running_loop()
+        # Mark everything "starting" before any task runs, so waiting for the start to settle
+        # cannot see a moment where nothing has begun yet.
         for name, plugin in self.plugins.items():
             plugin.ready = loop.create_future()
             if plugin.prepared:
-                self._spawn(self._run_plugin(name, plugin))
+                await self.supervisor.set_state(UnitKind.PLUGIN, name, UnitState.STARTING)
             else:
                 plugin.ready.set_result(False)
         for rt in self.instances_rt.values():
             if rt.problem == "disabled":
                 await self.supervisor.set_state(UnitKind.INSTANCE, rt.id, UnitState.DISABLED, plugin=rt.plugin)
-                continue
-            rt.task = self._spawn(self._run_instance(rt))
+            else:
+                await self.supervisor.set_state(UnitKind.INSTANCE, rt.id, UnitState.STARTING, plugin=rt.plugin)
+        for name, plugin in self.plugins.items():
+            if plugin.prepared:
+                self._spawn(self._run_plugin(name, plugin))
+        for rt in self.instances_rt.values():
+            if rt.problem != "disabled":
+                rt.task = self._spawn(self._run_instance(rt))
         if wait:
             await self.supervisor.wait_settled(self.config.hub.startup_timeout + 1.0)
         log.info("hub.started", hub=self.name, **self.summary())
@@ -420,12 +432,6 @@ class Hub:
             return
         plugin = self.plugins[rt.plugin]  # type: ignore[index]
         assert plugin.ready is not None
-        if not plugin.ready.done():
-            await self.supervisor.set_state(
-                kind, rt.id, UnitState.STARTING,
-                self.message("reason.plugin_not_running", plugin=rt.plugin, state=self.message("unit.state.starting")),
-                plugin=rt.plugin,
-            )
         if not await asyncio.shield(plugin.ready):
             state = self.state_of(rt.plugin)  # type: ignore[arg-type]
             await self.supervisor.set_state(
@@ -523,7 +529,8 @@ class Hub:
         await asyncio.gather(*(stop_one(rt) for rt in running))
         for name in reversed(list(self.plugins)):
             plugin = self.plugins[name]
-            if plugin.obj is None or self.state_of(name) != UnitState.RUNNING:
+            status = self.supervisor.status_of_plugin(name)
+            if plugin.obj is None or status is None or status.state != UnitState.RUNNING:
                 continue
             try:
                 await self.host.call(name, "shutdown", self.config.hub.shutdown_timeout, hub=self)

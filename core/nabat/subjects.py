@@ -28,6 +28,8 @@ def validate_subject(subject: str) -> str:
     for token in subject.split("."):
         if not token:
             raise SubjectError(f"subject {subject!r} has an empty token (leading, trailing or '..')")
+        if token in ("*", ">"):
+            raise SubjectError(f"subject {subject!r}: wildcard {token!r} is only for patterns")
         if not _TOKEN.fullmatch(token):
             raise SubjectError(
                 f"subject {subject!r}: token {token!r} may not contain whitespace, '*' or '>'"

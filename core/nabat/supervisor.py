@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -79,12 +80,15 @@ class Supervisor:
         retry_initial: float = 1.0,
         retry_max: float = 300.0,
         needs_auth_retry: float = 600.0,
+        history: int = 1000,
     ) -> None:
         self._publish = publish
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.needs_auth_retry = needs_auth_retry
         self.units: dict[tuple[UnitKind, str], UnitStatus] = {}
+        self.history: deque[UnitStatus] = deque(maxlen=history)
+        """The latest state changes, oldest first (for /ready, the console and tests)."""
         self._changed = asyncio.Condition()
 
     def status(self, kind: UnitKind, name: str) -> UnitStatus | None:
@@ -116,6 +120,7 @@ class Supervisor:
             retry_in_s=None if retry_in is None else round(retry_in, 3),
         )
         self.units[(kind, name)] = status
+        self.history.append(status)
         level = {UnitState.FAILED: "error", UnitState.NEEDS_AUTH: "warning", UnitState.RETRYING: "warning"}.get(state, "info")
         getattr(log, level)(
             "unit.state",

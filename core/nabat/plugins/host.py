@@ -64,10 +64,10 @@ class PluginHost:
         self.infos[info.name] = info
         return obj
 
-    def implements(self, plugin: str, hook: str) -> bool:
+    def implements(self, plugin: str, hook: str, /) -> bool:
         return self._impl(plugin, hook) is not None
 
-    def _impl(self, plugin: str, hook: str) -> Any:
+    def _impl(self, plugin: str, hook: str, /) -> Any:
         caller = getattr(self.pm.hook, hook)
         for impl in caller.get_hookimpls():
             if impl.plugin_name == plugin:
@@ -77,7 +77,7 @@ class PluginHost:
     def _arguments(self, impl: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         return {name: kwargs[name] for name in impl.argnames if name in kwargs}
 
-    async def call(self, plugin: str, hook: str, timeout: float, **kwargs: Any) -> Any:
+    async def call(self, plugin: str, hook: str, timeout: float, /, **kwargs: Any) -> Any:
         """Call ``plugin``'s implementation of ``hook``; None when it has none.
 
         Raises the implementation's exception, or HookTimeout after ``timeout`` seconds.
@@ -97,7 +97,7 @@ class PluginHost:
         except TimeoutError:
             raise HookTimeout(f"hook {hook} did not finish within {timeout:g} s") from None
 
-    def call_sync(self, plugin: str, hook: str, **kwargs: Any) -> Any:
+    def call_sync(self, plugin: str, hook: str, /, **kwargs: Any) -> Any:
         """Call a hook outside the event loop (``register_cli``)."""
         impl = self._impl(plugin, hook)
         if impl is None:

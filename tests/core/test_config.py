@@ -1,0 +1,160 @@
+"""plugins.toml: errors name file, line, key path and reason; secrets referenced and masked."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from nabat.config import ConfigInvalid, Secret, convert_settings, load_config, masked
+from nabat.masking import mask_url, mask_value
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "plugins.toml"
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
+def issues_of(path: Path) -> list:
+    with pytest.raises(ConfigInvalid) as err:
+        load_config(path)
+    return err.value.issues
+
+
+def test_defaults_load_from_an_empty_file(tmp_path):
+    loaded = load_config(write(tmp_path, ""))
+    assert loaded.config.hub.region == "krasnodar-krai"
+    assert loaded.config.hub.language == "ru"
+    assert loaded.data_dir == (tmp_path / "data").resolve()
+
+
+def test_unknown_key_names_file_line_and_path(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        [hub]
+        name = "x"
+
+        [instances.cam-1]
+        kind = "simulator.camera"
+        municipality = "krasnodar"
+        timout = 5
+        """,
+    )
+    [issue] = issues_of(path)
+    assert issue.path == "instances.cam-1.timout"
+    assert issue.reason == "unknown key"
+    assert issue.line == 7
+    assert str(issue) == f"{path}:7: instances.cam-1.timout: unknown key"
+
+
+def test_wrong_type_and_missing_required_are_both_reported(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        [hub]
+        startup_timeout = "soon"
+
+        [instances.cam-1]
+        municipality = "sochi"
+
+        [instances.cam-2]
+        kind = "simulator.camera"
+        lat = 45.0
+        """,
+    )
+    found = {i.path: i for i in issues_of(path)}
+    assert "Expected `float`, got `str`" in found["hub.startup_timeout"].reason
+    assert found["hub.startup_timeout"].line == 2
+    assert found["instances.cam-1.kind"].reason == "required key is missing"
+    assert found["instances.cam-1.kind"].line == 4
+    assert "both lat and lon" in found["instances.cam-2"].reason
+
+
+def test_unknown_top_level_table_and_unknown_municipality(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        [hubb]
+        name = "typo"
+
+        [instances.cam-1]
+        kind = "simulator.camera"
+        municipality = "moscow"
+        """,
+    )
+    found = {i.path: i for i in issues_of(path)}
+    assert found["hubb"].line == 1 and "unknown key" in found["hubb"].reason
+    assert "not a municipality of region krasnodar-krai" in found["instances.cam-1.municipality"].reason
+
+
+def test_toml_syntax_errors_point_at_the_line(tmp_path):
+    [issue] = issues_of(write(tmp_path, '[hub]\nname = "x\n'))
+    assert issue.line == 2 and "not valid TOML" in issue.reason
+
+
+class DeviceSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    host: str
+    password: Secret
+    token: Secret | None = None
+    port: int = 502
+
+
+def test_secrets_come_from_env_or_file_and_never_inline(tmp_path, monkeypatch):
+    secret_file = tmp_path / "siren.secret"
+    secret_file.write_text("from-file\n")
+    monkeypatch.setenv("NABAT_TEST_SIREN_PW", "hunter2")
+    loaded = load_config(write(tmp_path, ""))
+    ok = convert_settings(
+        loaded,
+        {"host": "10.0.0.5", "password": {"env": "NABAT_TEST_SIREN_PW"}, "token": {"file": "siren.secret"}},
+        DeviceSettings,
+        ["instances", "s1", "settings"],
+    )
+    assert ok.password.reveal() == "hunter2" and ok.token.reveal() == "from-file"
+    assert "hunter2" not in repr(ok) and "hunter2" not in str(ok.password)
+
+    with pytest.raises(ConfigInvalid) as err:
+        convert_settings(loaded, {"host": "h", "password": "hunter2"}, DeviceSettings, ["instances", "s1", "settings"])
+    assert err.value.issues[0].path == "instances.s1.settings.password"
+    assert "must not be written inline" in err.value.issues[0].reason
+
+    with pytest.raises(ConfigInvalid) as err:
+        convert_settings(loaded, {"host": "h", "password": {"env": "NABAT_TEST_UNSET_VAR"}}, DeviceSettings, ["i"])
+    assert "NABAT_TEST_UNSET_VAR is not set" in err.value.issues[0].reason
+
+
+def test_masked_output_hides_secrets_and_url_passwords(tmp_path, monkeypatch):
+    monkeypatch.setenv("NABAT_TEST_SIREN_PW", "hunter2")
+    loaded = load_config(write(tmp_path, ""))
+    settings = convert_settings(
+        loaded, {"host": "rtsp://admin:hunter2@10.0.0.5/main", "password": {"env": "NABAT_TEST_SIREN_PW"}},
+        DeviceSettings, ["x"],
+    )
+    shown = masked(settings)
+    assert shown["password"] == "***"
+    assert shown["host"] == "rtsp://admin:***@10.0.0.5/main"
+    assert "hunter2" not in repr(shown)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("password", "x", "***"),
+        ("api_key", "x", "***"),
+        ("webhook_secret", "x", "***"),
+        ("spin", "x", "x"),
+        ("url", "http://u:p@h:8080/x", "http://u:***@h:8080/x"),
+        ("url", "http://h/x?y=1", "http://h/x?y=1"),
+        ("nested", {"token": "t", "ok": 1}, {"token": "***", "ok": 1}),
+    ],
+)
+def test_masking_by_key_and_url(key, value, expected):
+    assert mask_value(key, value) == expected
+
+
+def test_mask_url_keeps_user_and_host():
+    assert mask_url("rtsp://admin:secret@cam.local:554/stream1") == "rtsp://admin:***@cam.local:554/stream1"
