@@ -41,6 +41,7 @@ D = TypeVar("D", bound=Driver)
 
 _STABLE_RUN_S = 60.0  # a connector that ran this long has its restart backoff reset
 _OBSERVER_TIMEOUT_S = 5.0
+_BARRIER_S = 5.0
 
 
 @dataclass
@@ -53,6 +54,8 @@ class _Plugin:
     subscriptions: list[Subscription] = field(default_factory=list)
     prepared: bool = False
     ready: asyncio.Future[bool] | None = None  # True once running, False if it failed for good
+    first_attempt: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the first start attempt is over (running with listeners attached, or not)."""
 
 
 @dataclass
@@ -241,14 +244,6 @@ class Hub:
             except Exception as exc:
                 error = " ".join(f"{type(exc).__name__}: {exc}".split())
                 raise DriverError(self.message("reason.import_failed", error=error)) from exc
-        # Settings.
-        raw_settings = self.config.plugins[name].settings if name in self.config.plugins else {}
-        settings_type = await self.host.call(name, "plugin_settings", timeout)
-        if settings_type is None:
-            if raw_settings:
-                raise ConfigInvalid([self.loaded.issue(["plugins", name, "settings"], self.message("reason.no_settings", plugin=name))])
-        else:
-            plugin.settings = convert_settings(self.loaded, raw_settings, settings_type, ["plugins", name, "settings"])
         # Drivers.
         for cls in await self.host.call(name, "register_drivers", timeout) or ():
             self._check_driver(name, cls)
@@ -264,6 +259,15 @@ class Hub:
                 self.event_types.register(key, payload, owner=name)
             except ValueError as exc:
                 raise DriverError(str(exc)) from None
+        # Settings last, so a settings error still lets instances of its kinds be checked.
+        raw_settings = self.config.plugins[name].settings if name in self.config.plugins else {}
+        settings_type = await self.host.call(name, "plugin_settings", timeout)
+        if settings_type is None:
+            if raw_settings:
+                issue = self.loaded.issue(["plugins", name, "settings"], self.message("reason.no_settings", plugin=name))
+                raise ConfigInvalid([issue])
+        else:
+            plugin.settings = convert_settings(self.loaded, raw_settings, settings_type, ["plugins", name, "settings"])
 
     @staticmethod
     def _check_driver(plugin: str, cls: Any) -> None:
@@ -305,6 +309,9 @@ class Hub:
         except ConfigInvalid as exc:
             self.issues.extend(exc.issues)
             rt.problem = "; ".join(f"{i.path}: {i.reason}" for i in exc.issues)
+        if not self.plugins[plugin_name].prepared:
+            failed = self.message("unit.state.failed")
+            rt.problem = self.message("reason.plugin_not_running", plugin=plugin_name, state=failed)
 
     async def _fail_plugin(self, name: str, exc: BaseException, context: str) -> None:
         _, reason = classify(exc)
@@ -362,6 +369,7 @@ class Hub:
                 await self.supervisor.set_state(UnitKind.PLUGIN, name, UnitState.STARTING)
             else:
                 plugin.ready.set_result(False)
+                plugin.first_attempt.set()
         for rt in self.instances_rt.values():
             if rt.problem == "disabled":
                 await self.supervisor.set_state(UnitKind.INSTANCE, rt.id, UnitState.DISABLED, plugin=rt.plugin)
@@ -391,7 +399,8 @@ class Hub:
             await self.host.call(name, "startup", timeout, hub=self, settings=plugin.settings)
 
         ok = await self.supervisor.keep_running(
-            UnitKind.PLUGIN, name, start, on_failure=self._report_soon(name, "startup")
+            UnitKind.PLUGIN, name, start, on_failure=self._report_soon(name, "startup"),
+            first_failure=plugin.first_attempt,
         )
         if ok:
             try:
@@ -406,6 +415,7 @@ class Hub:
                 await self._report(name, exc, "register")
                 ok = False
         assert plugin.ready is not None
+        plugin.first_attempt.set()
         if not plugin.ready.done():
             plugin.ready.set_result(ok)
 
@@ -432,6 +442,15 @@ class Hub:
             return
         plugin = self.plugins[rt.plugin]  # type: ignore[index]
         assert plugin.ready is not None
+        # Start drivers only once every plugin has had its first go, so listeners that react
+        # to instances coming up (the watch's first probe) are subscribed before they do.
+        # A plugin that hangs in start-up delays the others' drivers by at most a few seconds.
+        pending = [p.first_attempt.wait() for p in self.plugins.values() if p.prepared]
+        try:
+            async with asyncio.timeout(min(self.config.hub.startup_timeout, _BARRIER_S)):
+                await asyncio.gather(*pending)
+        except TimeoutError:
+            pass
         if not await asyncio.shield(plugin.ready):
             state = self.state_of(rt.plugin)  # type: ignore[arg-type]
             await self.supervisor.set_state(

@@ -169,10 +169,12 @@ class Supervisor:
         *,
         plugin: str | None = None,
         on_failure: Callable[[BaseException], None] | None = None,
+        first_failure: asyncio.Event | None = None,
     ) -> bool:
         """Call ``start`` until it succeeds (→ ``running``, returns True) or fails for good
         (→ ``failed``, returns False). Transient errors and rejected credentials are retried
-        with backoff. Cancellation stops the loop (→ ``stopped``)."""
+        with backoff. Cancellation stops the loop (→ ``stopped``). ``first_failure`` is set
+        when the first attempt fails, so callers can tell "first attempt over" either way."""
         backoff = Backoff(self.retry_initial, self.retry_max)
         current = self.units.get((kind, name))
         if current is None or current.state is not UnitState.STARTING:
@@ -187,6 +189,8 @@ class Supervisor:
                 state, reason = classify(exc)
                 if on_failure is not None:
                     on_failure(exc)
+                if first_failure is not None:
+                    first_failure.set()
                 if state is UnitState.FAILED:
                     if not isinstance(exc, DriverError | ConfigInvalid):
                         log.error("unit.exception", name=name, exc_info=exc)

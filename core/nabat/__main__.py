@@ -1,0 +1,5 @@
+"""``python -m nabat`` is the ``nabat`` command."""
+
+from .cli import main
+
+main()
