@@ -69,7 +69,11 @@ def _quiet_logs(verbose: bool) -> None:
 
 
 config_option = click.option(
-    "--config", "-c", "config_file", metavar="FILE", help="Configuration file (default: $NABAT_CONFIG or ./plugins.toml)."
+    "--config",
+    "-c",
+    "config_file",
+    metavar="FILE",
+    help="Configuration file (default: $NABAT_CONFIG or ./plugins.toml).",
 )
 
 
@@ -89,8 +93,6 @@ def show_version() -> None:
     dists = sorted({(info.distribution, info.version) for info in found.values()})
     for dist, ver in dists:
         click.echo(f"  {dist} {ver}")
-
-
 
 
 # -- run -------------------------------------------------------------------------------------
@@ -131,7 +133,13 @@ async def _serve(loaded: LoadedConfig) -> None:
     try:
         await hub.start(wait=True)
         for issue in hub.issues:
-            log.error("config.problem", file=issue.file, line=issue.line, key=issue.path, reason=issue.reason)
+            log.error(
+                "config.problem",
+                file=issue.file,
+                line=issue.line,
+                key=issue.path,
+                reason=issue.reason,
+            )
         await stop.wait()
     finally:
         await hub.stop()
@@ -173,7 +181,9 @@ def config_show(file: str | None) -> None:
     out = masked(loaded.config)
     for name, plugin in hub.plugins.items():
         if plugin.settings is not None:
-            out["plugins"].setdefault(name, {"enabled": plugin.enabled})["settings"] = masked(plugin.settings)
+            out["plugins"].setdefault(name, {"enabled": plugin.enabled})["settings"] = masked(
+                plugin.settings
+            )
     for iid, rt in hub.instances_rt.items():
         if rt.settings is not None:
             out["instances"][iid]["settings"] = masked(rt.settings)
@@ -213,43 +223,93 @@ def plugins(config_file: str | None, as_json: bool) -> None:
         if name not in hub.plugins:
             status = hub.supervisor.status_of_plugin(name)
             rows.append(
-                {"plugin": name, "enabled": entry.enabled, "version": "-", "distribution": "-",
-                 "state": "failed", "reason": status.reason if status else "", "drivers": []}
+                {
+                    "plugin": name,
+                    "enabled": entry.enabled,
+                    "version": "-",
+                    "distribution": "-",
+                    "state": "failed",
+                    "reason": status.reason if status else "",
+                    "drivers": [],
+                }
             )
     instances = [
         {
             "instance": iid,
             "kind": rt.entry.kind,
             "municipality": rt.entry.municipality or "",
-            "state": "disabled" if rt.problem == "disabled" else ("failed" if rt.problem else "ready"),
+            "state": "disabled"
+            if rt.problem == "disabled"
+            else ("failed" if rt.problem else "ready"),
             "reason": "" if rt.problem == "disabled" else (rt.problem or ""),
         }
         for iid, rt in hub.instances_rt.items()
     ]
     if as_json:
-        click.echo(msgspec.json.format(msgspec.json.encode({"plugins": rows, "instances": instances}), indent=2).decode())
+        click.echo(
+            msgspec.json.format(
+                msgspec.json.encode({"plugins": rows, "instances": instances}), indent=2
+            ).decode()
+        )
         return
     if not rows:
         click.echo(t("cli.plugins_none"))
         return
     click.echo(t("cli.plugins_header"))
     _table(
-        [t("cli.col_plugin"), t("cli.col_enabled"), t("cli.col_version"), t("cli.col_distribution"), t("cli.col_state"), t("cli.col_reason")],
-        [[r["plugin"], t("cli.yes") if r["enabled"] else t("cli.no"), r["version"], r["distribution"],
-          _state_label(t, r["state"]), r["reason"]] for r in rows],
+        [
+            t("cli.col_plugin"),
+            t("cli.col_enabled"),
+            t("cli.col_version"),
+            t("cli.col_distribution"),
+            t("cli.col_state"),
+            t("cli.col_reason"),
+        ],
+        [
+            [
+                r["plugin"],
+                t("cli.yes") if r["enabled"] else t("cli.no"),
+                r["version"],
+                r["distribution"],
+                _state_label(t, r["state"]),
+                r["reason"],
+            ]
+            for r in rows
+        ],
     )
     if instances:
         click.echo("")
         click.echo(t("cli.instances_header"))
         _table(
-            [t("cli.col_instance"), t("cli.col_kind"), t("cli.col_municipality"), t("cli.col_state"), t("cli.col_reason")],
-            [[i["instance"], i["kind"], i["municipality"], _state_label(t, i["state"]), i["reason"]] for i in instances],
+            [
+                t("cli.col_instance"),
+                t("cli.col_kind"),
+                t("cli.col_municipality"),
+                t("cli.col_state"),
+                t("cli.col_reason"),
+            ],
+            [
+                [
+                    i["instance"],
+                    i["kind"],
+                    i["municipality"],
+                    _state_label(t, i["state"]),
+                    i["reason"],
+                ]
+                for i in instances
+            ],
         )
 
 
 def _state_label(t: Messages, state: str) -> str:
     label = t(f"unit.state.{state}")
-    return state if label == f"unit.state.{state}" else f"{state} ({label})" if label != state else state
+    return (
+        state
+        if label == f"unit.state.{state}"
+        else f"{state} ({label})"
+        if label != state
+        else state
+    )
 
 
 def _table(header: list[str], rows: list[list[str]]) -> None:
@@ -288,7 +348,10 @@ def _add_plugin_commands(argv: list[str]) -> None:
             host.add(info, _import_target(info.target))
             host.call_sync(name, "register_cli", cli=cli)
         except Exception as exc:
-            click.echo(f"warning: plugin {name!r} could not add its commands: {type(exc).__name__}: {exc}", err=True)
+            click.echo(
+                f"warning: plugin {name!r} could not add its commands: {type(exc).__name__}: {exc}",
+                err=True,
+            )
 
 
 def main(argv: list[str] | None = None) -> None:

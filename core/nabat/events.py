@@ -125,7 +125,10 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     def __post_init__(self) -> None:
         if self.specversion != "1.0":
-            raise EventError("specversion", f"unsupported CloudEvents version {self.specversion!r}; expected '1.0'")
+            raise EventError(
+                "specversion",
+                f"unsupported CloudEvents version {self.specversion!r}; expected '1.0'",
+            )
         if not self.id:
             raise EventError("id", "must be a non-empty string")
         if not self.source or any(c.isspace() for c in self.source):
@@ -147,7 +150,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
                 msgspec.structs.force_setattr(self, "severity", Severity(self.severity))
             except ValueError:
                 allowed = ", ".join(s.value for s in Severity)
-                raise EventError("severity", f"{self.severity!r} is not one of: {allowed}") from None
+                raise EventError(
+                    "severity", f"{self.severity!r} is not one of: {allowed}"
+                ) from None
         if self.extensions:
             for name in self.extensions:
                 if name in _CONTEXT_ATTRIBUTES or not _EXTENSION_NAME.fullmatch(name):
@@ -155,7 +160,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
                         name, "extension attribute names must be 1-20 lower-case letters or digits"
                     )
         if self.datacontenttype is None and self.data is not None:
-            kind = "application/octet-stream" if isinstance(self.data, bytes) else "application/json"
+            kind = (
+                "application/octet-stream" if isinstance(self.data, bytes) else "application/json"
+            )
             msgspec.structs.force_setattr(self, "datacontenttype", kind)
 
     def replace(self, **changes: Any) -> Event:
@@ -314,7 +321,11 @@ def decode_event(buf: bytes | str, types: EventTypes | None = None) -> Event:
         raise
     attrs = {f: getattr(wire, f) for f in _WIRE_ATTRS}
     raw = wire.data
-    data = None if not raw or bytes(raw) == b"null" else _typed_data(wire.type, raw, types, is_raw=True)
+    data = (
+        None
+        if not raw or bytes(raw) == b"null"
+        else _typed_data(wire.type, raw, types, is_raw=True)
+    )
     return _finish(attrs, data, wire.data_base64, None)
 
 
@@ -336,9 +347,13 @@ def _from_mapping(obj: Mapping[str, Any], types: EventTypes | None) -> Event:
     extensions = {k: v for k, v in obj.items() if k not in _CONTEXT_ATTRIBUTES}
     for name, value in extensions.items():
         if not _EXTENSION_NAME.fullmatch(name):
-            raise EventError(name, "unknown attribute; extension names are 1-20 lower-case letters or digits")
+            raise EventError(
+                name, "unknown attribute; extension names are 1-20 lower-case letters or digits"
+            )
         if not isinstance(value, str | int | bool) or value is None:
-            raise EventError(name, "extension attribute values must be strings, integers or booleans")
+            raise EventError(
+                name, "extension attribute values must be strings, integers or booleans"
+            )
     data = known.pop("data", None)
     data_b64 = known.pop("data_base64", None)
     try:
@@ -375,7 +390,7 @@ def _needs_slow_encode(event: Event) -> bool:
 
 
 def to_mapping(event: Event) -> dict[str, Any]:
-    """The event as a plain dict in structured-mode shape (extensions flattened, bytes as base64)."""
+    """The event as a plain dict in structured-mode shape (extensions flat, bytes base64)."""
     out = msgspec.to_builtins(event)
     extensions = out.pop("extensions", None) or {}
     if isinstance(event.data, bytes | bytearray | memoryview):

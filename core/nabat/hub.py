@@ -149,7 +149,14 @@ class Hub:
         if self.bus is not None:
             await self.bus.publish(event)
 
-    def subscribe(self, patterns: str | Sequence[str], handler: Callable[[Event], Any], *, name: str, **opts: Any) -> Subscription:
+    def subscribe(
+        self,
+        patterns: str | Sequence[str],
+        handler: Callable[[Event], Any],
+        *,
+        name: str,
+        **opts: Any,
+    ) -> Subscription:
         if self.bus is None:
             raise RuntimeError("the hub has not been started")
         return self.bus.subscribe(patterns, handler, name=name, **opts)
@@ -193,7 +200,9 @@ class Hub:
         if self._discover:
             installed, self.warnings = discover()
         for name in self._extra:
-            installed[name] = PluginInfo(name=name, target=f"<object {name}>", distribution="(test)", version="-")
+            installed[name] = PluginInfo(
+                name=name, target=f"<object {name}>", distribution="(test)", version="-"
+            )
         for name, info in installed.items():
             entry = self.config.plugins.get(name)
             enabled = entry.enabled if entry is not None else (info.builtin or name in self._extra)
@@ -225,7 +234,10 @@ class Hub:
         for name, entry in self.config.plugins.items():
             if entry.enabled and name not in self.plugins:
                 await self.supervisor.set_state(
-                    UnitKind.PLUGIN, name, UnitState.FAILED, self.message("reason.not_installed", plugin=name)
+                    UnitKind.PLUGIN,
+                    name,
+                    UnitState.FAILED,
+                    self.message("reason.not_installed", plugin=name),
                 )
         for rt in self.instances_rt.values():
             self._prepare_instance(rt)
@@ -240,7 +252,9 @@ class Hub:
             try:
                 plugin.obj = await self.host.load(plugin.info, timeout)
             except TimeoutError as exc:
-                raise DriverError(self.message("reason.import_timeout", timeout=f"{timeout:g}")) from exc
+                raise DriverError(
+                    self.message("reason.import_timeout", timeout=f"{timeout:g}")
+                ) from exc
             except Exception as exc:
                 error = " ".join(f"{type(exc).__name__}: {exc}".split())
                 raise DriverError(self.message("reason.import_failed", error=error)) from exc
@@ -249,12 +263,16 @@ class Hub:
             self._check_driver(name, cls)
             owner = self._kinds.get(cls.kind)
             if owner is not None and owner != name:
-                raise DriverError(f"driver kind {cls.kind!r} is already provided by plugin {owner!r}")
+                raise DriverError(
+                    f"driver kind {cls.kind!r} is already provided by plugin {owner!r}"
+                )
             plugin.drivers[cls.kind] = cls
         for kind in plugin.drivers:
             self._kinds[kind] = name
         # Event payload types.
-        for key, payload in (await self.host.call(name, "register_event_types", timeout) or {}).items():
+        for key, payload in (
+            await self.host.call(name, "register_event_types", timeout) or {}
+        ).items():
             try:
                 self.event_types.register(key, payload, owner=name)
             except ValueError as exc:
@@ -264,16 +282,21 @@ class Hub:
         settings_type = await self.host.call(name, "plugin_settings", timeout)
         if settings_type is None:
             if raw_settings:
-                issue = self.loaded.issue(["plugins", name, "settings"], self.message("reason.no_settings", plugin=name))
+                issue = self.loaded.issue(
+                    ["plugins", name, "settings"], self.message("reason.no_settings", plugin=name)
+                )
                 raise ConfigInvalid([issue])
         else:
-            plugin.settings = convert_settings(self.loaded, raw_settings, settings_type, ["plugins", name, "settings"])
+            plugin.settings = convert_settings(
+                self.loaded, raw_settings, settings_type, ["plugins", name, "settings"]
+            )
 
     @staticmethod
     def _check_driver(plugin: str, cls: Any) -> None:
         if not (inspect.isclass(cls) and issubclass(cls, INTERFACES)):
             raise DriverError(
-                f"register_drivers returned {cls!r}, which is not a Camera, AlertDevice, Notifier or Connector class"
+                f"register_drivers returned {cls!r}, which is not a Camera, AlertDevice, "
+                "Notifier or Connector class"
             )
         kind = getattr(cls, "kind", None)
         if not isinstance(kind, str) or "." not in kind:
@@ -295,7 +318,11 @@ class Hub:
                 rt.problem = self.message("reason.plugin_disabled", kind=kind, plugin=prefix)
             elif other is not None and not other.prepared:
                 rt.plugin = prefix
-                rt.problem = self.message("reason.plugin_not_running", plugin=prefix, state=self.message("unit.state.failed"))
+                rt.problem = self.message(
+                    "reason.plugin_not_running",
+                    plugin=prefix,
+                    state=self.message("unit.state.failed"),
+                )
                 return  # the plugin's own failure is the issue already reported
             else:
                 known = ", ".join(sorted(self._kinds)) or "-"
@@ -305,7 +332,12 @@ class Hub:
         rt.plugin = plugin_name
         rt.driver_cls = self.plugins[plugin_name].drivers[kind]
         try:
-            rt.settings = convert_settings(self.loaded, rt.entry.settings, rt.driver_cls.Settings, ["instances", rt.id, "settings"])
+            rt.settings = convert_settings(
+                self.loaded,
+                rt.entry.settings,
+                rt.driver_cls.Settings,
+                ["instances", rt.id, "settings"],
+            )
         except ConfigInvalid as exc:
             self.issues.extend(exc.issues)
             rt.problem = "; ".join(f"{i.path}: {i.reason}" for i in exc.issues)
@@ -315,7 +347,11 @@ class Hub:
 
     async def _fail_plugin(self, name: str, exc: BaseException, context: str) -> None:
         _, reason = classify(exc)
-        if isinstance(exc, DriverError) and exc.__cause__ is not None and not isinstance(exc.__cause__, TimeoutError):
+        if (
+            isinstance(exc, DriverError)
+            and exc.__cause__ is not None
+            and not isinstance(exc.__cause__, TimeoutError)
+        ):
             log.error("plugin.load_failed", plugin=name, exc_info=exc.__cause__)
         await self.supervisor.set_state(UnitKind.PLUGIN, name, UnitState.FAILED, reason)
         # Observers may load after the plugin that failed: report once all are loaded.
@@ -324,10 +360,22 @@ class Hub:
     async def _report(self, plugin: str, exc: BaseException, context: str) -> None:
         """Tell ``plugin_error`` observers (other plugins) about a contained fault."""
         for name, other in self.plugins.items():
-            if other.obj is None or name == plugin or not self.host.implements(name, "plugin_error"):
+            if (
+                other.obj is None
+                or name == plugin
+                or not self.host.implements(name, "plugin_error")
+            ):
                 continue
             try:
-                await self.host.call(name, "plugin_error", _OBSERVER_TIMEOUT_S, hub=self, plugin=plugin, error=exc, context=context)
+                await self.host.call(
+                    name,
+                    "plugin_error",
+                    _OBSERVER_TIMEOUT_S,
+                    hub=self,
+                    plugin=plugin,
+                    error=exc,
+                    context=context,
+                )
             except Exception as observer_exc:
                 log.warning("plugin.observer_failed", plugin=name, error=repr(observer_exc))
 
@@ -372,9 +420,13 @@ class Hub:
                 plugin.first_attempt.set()
         for rt in self.instances_rt.values():
             if rt.problem == "disabled":
-                await self.supervisor.set_state(UnitKind.INSTANCE, rt.id, UnitState.DISABLED, plugin=rt.plugin)
+                await self.supervisor.set_state(
+                    UnitKind.INSTANCE, rt.id, UnitState.DISABLED, plugin=rt.plugin
+                )
             else:
-                await self.supervisor.set_state(UnitKind.INSTANCE, rt.id, UnitState.STARTING, plugin=rt.plugin)
+                await self.supervisor.set_state(
+                    UnitKind.INSTANCE, rt.id, UnitState.STARTING, plugin=rt.plugin
+                )
         for name, plugin in self.plugins.items():
             if plugin.prepared:
                 self._spawn(self._run_plugin(name, plugin))
@@ -399,7 +451,10 @@ class Hub:
             await self.host.call(name, "startup", timeout, hub=self, settings=plugin.settings)
 
         ok = await self.supervisor.keep_running(
-            UnitKind.PLUGIN, name, start, on_failure=self._report_soon(name, "startup"),
+            UnitKind.PLUGIN,
+            name,
+            start,
+            on_failure=self._report_soon(name, "startup"),
             first_failure=plugin.first_attempt,
         )
         if ok:
@@ -421,15 +476,29 @@ class Hub:
 
     async def _attach(self, name: str, plugin: _Plugin, timeout: float) -> None:
         """Subscribe the listeners and schedule the jobs of a plugin that just started."""
-        listeners: Sequence[Listener] = await self.host.call(name, "register_listeners", timeout, hub=self, settings=plugin.settings) or ()
+        listeners: Sequence[Listener] = (
+            await self.host.call(
+                name, "register_listeners", timeout, hub=self, settings=plugin.settings
+            )
+            or ()
+        )
         for spec in listeners:
             if not isinstance(spec, Listener):
                 raise DriverError(f"register_listeners returned {spec!r}, not a Listener")
-            opts = {k: getattr(spec, k) for k in ("queue_size", "overflow", "handler_timeout") if getattr(spec, k) is not None}
+            opts = {
+                k: getattr(spec, k)
+                for k in ("queue_size", "overflow", "handler_timeout")
+                if getattr(spec, k) is not None
+            }
             plugin.subscriptions.append(
-                self.subscribe(list(spec.patterns), spec.handler, name=f"{name}.{spec.name}", **opts)
+                self.subscribe(
+                    list(spec.patterns), spec.handler, name=f"{name}.{spec.name}", **opts
+                )
             )
-        jobs: Sequence[Job] = await self.host.call(name, "register_jobs", timeout, hub=self, settings=plugin.settings) or ()
+        jobs: Sequence[Job] = (
+            await self.host.call(name, "register_jobs", timeout, hub=self, settings=plugin.settings)
+            or ()
+        )
         for job in jobs:
             if not isinstance(job, Job):
                 raise DriverError(f"register_jobs returned {job!r}, not a Job")
@@ -438,7 +507,9 @@ class Hub:
     async def _run_instance(self, rt: _Instance) -> None:
         kind = UnitKind.INSTANCE
         if rt.problem is not None or rt.driver_cls is None:
-            await self.supervisor.set_state(kind, rt.id, UnitState.FAILED, rt.problem or "not prepared", plugin=rt.plugin)
+            await self.supervisor.set_state(
+                kind, rt.id, UnitState.FAILED, rt.problem or "not prepared", plugin=rt.plugin
+            )
             return
         plugin = self.plugins[rt.plugin]  # type: ignore[index]
         assert plugin.ready is not None
@@ -454,15 +525,24 @@ class Hub:
         if not await asyncio.shield(plugin.ready):
             state = self.state_of(rt.plugin)  # type: ignore[arg-type]
             await self.supervisor.set_state(
-                kind, rt.id, UnitState.FAILED,
-                self.message("reason.plugin_not_running", plugin=rt.plugin, state=self.message(f"unit.state.{state}")),
+                kind,
+                rt.id,
+                UnitState.FAILED,
+                self.message(
+                    "reason.plugin_not_running",
+                    plugin=rt.plugin,
+                    state=self.message(f"unit.state.{state}"),
+                ),
                 plugin=rt.plugin,
             )
             return
         restart = Backoff(self.config.hub.retry_initial, self.config.hub.retry_max)
         while True:
             if not await self.supervisor.keep_running(
-                kind, rt.id, lambda: self._start_driver(rt), plugin=rt.plugin,
+                kind,
+                rt.id,
+                lambda: self._start_driver(rt),
+                plugin=rt.plugin,
                 on_failure=self._report_soon(rt.plugin, f"driver:{rt.id}"),  # type: ignore[arg-type]
             ):
                 return
@@ -486,7 +566,15 @@ class Hub:
             if asyncio.get_running_loop().time() - started > _STABLE_RUN_S:
                 restart.reset()
             delay = restart.next()
-            await self.supervisor.set_state(kind, rt.id, state, reason, plugin=rt.plugin, attempt=restart.attempt, retry_in=delay)
+            await self.supervisor.set_state(
+                kind,
+                rt.id,
+                state,
+                reason,
+                plugin=rt.plugin,
+                attempt=restart.attempt,
+                retry_in=delay,
+            )
             await asyncio.sleep(delay)
 
     async def _start_driver(self, rt: _Instance) -> None:
@@ -501,7 +589,9 @@ class Hub:
         rt.driver = driver
         if isinstance(driver, Connector) and driver.subscribes:
             rt.subscription = self.subscribe(
-                list(driver.subscribes), self._connector_handler(rt, driver), name=f"instance.{rt.id}",
+                list(driver.subscribes),
+                self._connector_handler(rt, driver),
+                name=f"instance.{rt.id}",
                 handler_timeout=rt.entry.timeout,
             )
 
@@ -543,7 +633,9 @@ class Hub:
 
         async def stop_one(rt: _Instance) -> None:
             await self._stop_driver(rt)
-            await self.supervisor.set_state(UnitKind.INSTANCE, rt.id, UnitState.STOPPED, plugin=rt.plugin)
+            await self.supervisor.set_state(
+                UnitKind.INSTANCE, rt.id, UnitState.STOPPED, plugin=rt.plugin
+            )
 
         await asyncio.gather(*(stop_one(rt) for rt in running))
         for name in reversed(list(self.plugins)):

@@ -28,7 +28,9 @@ class StructLogger(logging.LoggerAdapter):
     """``log.info("event.name", key=value, ...)``: keyword fields become structured fields."""
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        passthrough = {k: kwargs.pop(k) for k in ("exc_info", "stack_info", "stacklevel") if k in kwargs}
+        passthrough = {
+            k: kwargs.pop(k) for k in ("exc_info", "stack_info", "stacklevel") if k in kwargs
+        }
         fields = dict(self.extra or {})
         fields.update(kwargs)
         passthrough["extra"] = {"fields": fields}
@@ -51,8 +53,10 @@ def _record_fields(record: logging.LogRecord) -> dict[str, Any]:
 
 
 def _timestamp(record: logging.LogRecord) -> str:
-    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        datetime.fromtimestamp(record.created, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
     )
 
 

@@ -56,7 +56,9 @@ class Scheduler:
                     await job.func()
             except Exception as exc:
                 stats.failures += 1
-                stats.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                stats.last_error = (
+                    f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                )
                 log.error("job.failed", job=job_id, error=stats.last_error, exc_info=exc)
                 on_error(exc)
             finally:
@@ -69,7 +71,9 @@ class Scheduler:
             if job.jitter:
                 trigger.jitter = job.jitter
         kwargs = {"next_run_time": datetime.now(UTC)} if job.run_at_start else {}
-        self._scheduler.add_job(run, trigger, id=job_id, name=job_id, misfire_grace_time=None, **kwargs)
+        self._scheduler.add_job(
+            run, trigger, id=job_id, name=job_id, misfire_grace_time=None, **kwargs
+        )
         self.jobs[job_id] = stats
 
     def start(self) -> None:

@@ -27,7 +27,9 @@ def validate_subject(subject: str) -> str:
         raise SubjectError("subject is empty")
     for token in subject.split("."):
         if not token:
-            raise SubjectError(f"subject {subject!r} has an empty token (leading, trailing or '..')")
+            raise SubjectError(
+                f"subject {subject!r} has an empty token (leading, trailing or '..')"
+            )
         if token in ("*", ">"):
             raise SubjectError(f"subject {subject!r}: wildcard {token!r} is only for patterns")
         if not _TOKEN.fullmatch(token):

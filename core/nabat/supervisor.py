@@ -121,7 +121,11 @@ class Supervisor:
         )
         self.units[(kind, name)] = status
         self.history.append(status)
-        level = {UnitState.FAILED: "error", UnitState.NEEDS_AUTH: "warning", UnitState.RETRYING: "warning"}.get(state, "info")
+        level = {
+            UnitState.FAILED: "error",
+            UnitState.NEEDS_AUTH: "warning",
+            UnitState.RETRYING: "warning",
+        }.get(state, "info")
         getattr(log, level)(
             "unit.state",
             unit=kind.value,
@@ -202,9 +206,17 @@ class Supervisor:
                 else:
                     delay = backoff.next(getattr(exc, "retry_after", None))
                 await self.set_state(
-                    kind, name, state, reason, plugin=plugin, attempt=backoff.attempt, retry_in=delay
+                    kind,
+                    name,
+                    state,
+                    reason,
+                    plugin=plugin,
+                    attempt=backoff.attempt,
+                    retry_in=delay,
                 )
                 await asyncio.sleep(delay)
                 continue
-            await self.set_state(kind, name, UnitState.RUNNING, plugin=plugin, attempt=backoff.attempt)
+            await self.set_state(
+                kind, name, UnitState.RUNNING, plugin=plugin, attempt=backoff.attempt
+            )
             return True

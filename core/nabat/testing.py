@@ -76,7 +76,9 @@ class EventRecorder:
     def of_type(self, pattern: str) -> list[Event]:
         return [e for e in self.events if matches(pattern, e.type)]
 
-    def _find(self, pattern: str, subject: str | None, where: Callable[[Event], bool] | None) -> Event | None:
+    def _find(
+        self, pattern: str, subject: str | None, where: Callable[[Event], bool] | None
+    ) -> Event | None:
         for event in self.events:
             if not matches(pattern, event.type):
                 continue

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 PLUGINS = {
-    "tp_good": '''
+    "tp_good": """
         import msgspec
         from datetime import UTC, datetime
         from nabat.hookspecs import hookimpl
@@ -37,7 +37,8 @@ PLUGINS = {
             attempts = {}
 
             async def start(self):
-                n = Pager.attempts[self.context.instance_id] = Pager.attempts.get(self.context.instance_id, 0) + 1
+                key = self.context.instance_id
+                n = Pager.attempts[key] = Pager.attempts.get(key, 0) + 1
                 b = self.settings.behaviour
                 if b == "ok" or n > self.settings.fail_times:
                     return
@@ -68,35 +69,35 @@ PLUGINS = {
         @hookimpl
         def register_listeners(hub, settings):
             return [Listener(patterns=["test.>"], handler=seen.append, name="seen")]
-    ''',
-    "tp_never": '''
+    """,
+    "tp_never": """
         from pathlib import Path
         import os
         Path(os.environ["NABAT_TP_MARKER"]).write_text("imported")
-    ''',
-    "tp_broken": '''
+    """,
+    "tp_broken": """
         raise ImportError("vendor SDK libfoo.so is missing")
-    ''',
-    "tp_slow_import": '''
+    """,
+    "tp_slow_import": """
         import time
         time.sleep(1.5)
-    ''',
-    "tp_raises": '''
+    """,
+    "tp_raises": """
         from nabat.hookspecs import hookimpl
 
         @hookimpl
         async def startup(hub):
             raise RuntimeError("boom in startup")
-    ''',
-    "tp_hangs": '''
+    """,
+    "tp_hangs": """
         import asyncio
         from nabat.hookspecs import hookimpl
 
         @hookimpl
         async def startup(hub):
             await asyncio.Event().wait()
-    ''',
-    "tp_flaky": '''
+    """,
+    "tp_flaky": """
         from nabat.hookspecs import hookimpl
         from nabat.interfaces import TransientError
 
@@ -109,23 +110,23 @@ PLUGINS = {
                 self.calls += 1
                 if self.calls < 3:
                     raise TransientError(f"message broker not ready (attempt {self.calls})")
-    ''',
-    "tp_auth": '''
+    """,
+    "tp_auth": """
         from nabat.hookspecs import hookimpl
         from nabat.interfaces import AuthError
 
         @hookimpl
         async def startup(hub):
             raise AuthError("police API token rejected")
-    ''',
-    "tp_badhook": '''
+    """,
+    "tp_badhook": """
         from nabat.hookspecs import hookimpl
 
         @hookimpl
         def register_drivers(unexpected_argument):
             return []
-    ''',
-    "tp_observer": '''
+    """,
+    "tp_observer": """
         from nabat.hookspecs import hookimpl
 
         faults = []
@@ -133,7 +134,7 @@ PLUGINS = {
         @hookimpl
         def plugin_error(plugin, error, context):
             faults.append((plugin, type(error).__name__, context))
-    ''',
+    """,
 }
 
 ENTRY_TARGETS = {name: name for name in PLUGINS} | {"tp_flaky": "tp_flaky:Flaky"}
@@ -146,7 +147,9 @@ def test_plugins(tmp_path_factory):
         (site / f"{module}.py").write_text(textwrap.dedent(source))
     dist = site / "nabat_test_plugins-1.2.3.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: nabat-test-plugins\nVersion: 1.2.3\n")
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: nabat-test-plugins\nVersion: 1.2.3\n"
+    )
     (dist / "entry_points.txt").write_text(
         "[nabat]\n" + "".join(f"{n} = {t}\n" for n, t in ENTRY_TARGETS.items())
     )
@@ -156,5 +159,3 @@ def test_plugins(tmp_path_factory):
     sys.path.remove(str(site))
     for module in PLUGINS:
         sys.modules.pop(module, None)
-
-

@@ -6,7 +6,6 @@ import asyncio
 import logging
 
 import pytest
-
 from nabat.bus import Bus, BusClosed, Overflow
 from nabat.events import Event
 from nabat.subjects import SubjectError, matches, validate_pattern
@@ -55,7 +54,12 @@ async def test_routes_by_pattern_to_every_matching_subscriber():
     bus.subscribe("camera.health.*", health, name="health")
     bus.subscribe(">", everything, name="all")
     bus.subscribe(["alert.>", "incident.created"], alerts, name="alerts")
-    for t in ("camera.health.offline", "alert.device.failed", "incident.created", "siren.status.idle"):
+    for t in (
+        "camera.health.offline",
+        "alert.device.failed",
+        "incident.created",
+        "siren.status.idle",
+    ):
         await bus.publish(ev(t))
     await bus.drain()
     assert [e.type for e in health.seen] == ["camera.health.offline"]
@@ -140,7 +144,9 @@ async def test_wait_overflow_applies_backpressure_then_drops_with_a_count():
         await gate.wait()
         seen.append(int(event.subject))
 
-    sub = bus.subscribe(">", blocked, name="blocked", queue_size=2, overflow=Overflow.WAIT, put_timeout=0.05)
+    sub = bus.subscribe(
+        ">", blocked, name="blocked", queue_size=2, overflow=Overflow.WAIT, put_timeout=0.05
+    )
     await bus.publish(ev(n=0))  # taken by the worker, which blocks on the gate
     await asyncio.sleep(0)
     await bus.publish(ev(n=1))

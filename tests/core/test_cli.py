@@ -20,7 +20,11 @@ def nabat(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: flo
     full_env = {**os.environ, "NABAT_LANG": "en", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "nabat", *args],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -60,7 +64,10 @@ def test_config_check_lists_every_problem_with_file_line_and_key(tmp_path):
     out = nabat("config", "check", "bad.toml", cwd=tmp_path)
     assert out.returncode == 1
     assert "bad.toml:5: plugins.simulator.settings.incident_evry: unknown key" in out.stderr
-    assert "bad.toml:10: instances.cam-1.settings.fault_rate: Expected `float`, got `str`" in out.stderr
+    assert (
+        "bad.toml:10: instances.cam-1.settings.fault_rate: Expected `float`, got `str`"
+        in out.stderr
+    )
 
 
 def test_config_show_resolves_defaults_and_masks_secrets(tmp_path, test_plugins):
@@ -112,13 +119,20 @@ async def _read_until(stream: asyncio.StreamReader, wanted: set[str], timeout: f
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 async def test_run_logs_events_from_the_first_second_and_stops_cleanly(demo, signum):
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "nabat", "run", cwd=demo,
+        sys.executable,
+        "-m",
+        "nabat",
+        "run",
+        cwd=demo,
         env={**os.environ, "NABAT_LANG": "en"},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         started = asyncio.get_running_loop().time()
-        lines = await _read_until(proc.stderr, {"camera.health.ok", "siren.status.idle"}, timeout=10)
+        lines = await _read_until(
+            proc.stderr, {"camera.health.ok", "siren.status.idle"}, timeout=10
+        )
         elapsed = asyncio.get_running_loop().time() - started
         events = [line for line in lines if line.get("event") == "event"]
         assert {e["type"] for e in events} >= {"camera.health.ok", "siren.status.idle"}

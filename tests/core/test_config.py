@@ -7,7 +7,6 @@ from pathlib import Path
 
 import msgspec
 import pytest
-
 from nabat.config import ConfigInvalid, Secret, convert_settings, load_config, masked
 from nabat.masking import mask_url, mask_value
 
@@ -88,7 +87,10 @@ def test_unknown_top_level_table_and_unknown_municipality(tmp_path):
     )
     found = {i.path: i for i in issues_of(path)}
     assert found["hubb"].line == 1 and "unknown key" in found["hubb"].reason
-    assert "not a municipality of region krasnodar-krai" in found["instances.cam-1.municipality"].reason
+    assert (
+        "not a municipality of region krasnodar-krai"
+        in found["instances.cam-1.municipality"].reason
+    )
 
 
 def test_toml_syntax_errors_point_at_the_line(tmp_path):
@@ -110,7 +112,11 @@ def test_secrets_come_from_env_or_file_and_never_inline(tmp_path, monkeypatch):
     loaded = load_config(write(tmp_path, ""))
     ok = convert_settings(
         loaded,
-        {"host": "10.0.0.5", "password": {"env": "NABAT_TEST_SIREN_PW"}, "token": {"file": "siren.secret"}},
+        {
+            "host": "10.0.0.5",
+            "password": {"env": "NABAT_TEST_SIREN_PW"},
+            "token": {"file": "siren.secret"},
+        },
         DeviceSettings,
         ["instances", "s1", "settings"],
     )
@@ -118,12 +124,22 @@ def test_secrets_come_from_env_or_file_and_never_inline(tmp_path, monkeypatch):
     assert "hunter2" not in repr(ok) and "hunter2" not in str(ok.password)
 
     with pytest.raises(ConfigInvalid) as err:
-        convert_settings(loaded, {"host": "h", "password": "hunter2"}, DeviceSettings, ["instances", "s1", "settings"])
+        convert_settings(
+            loaded,
+            {"host": "h", "password": "hunter2"},
+            DeviceSettings,
+            ["instances", "s1", "settings"],
+        )
     assert err.value.issues[0].path == "instances.s1.settings.password"
     assert "must not be written inline" in err.value.issues[0].reason
 
     with pytest.raises(ConfigInvalid) as err:
-        convert_settings(loaded, {"host": "h", "password": {"env": "NABAT_TEST_UNSET_VAR"}}, DeviceSettings, ["i"])
+        convert_settings(
+            loaded,
+            {"host": "h", "password": {"env": "NABAT_TEST_UNSET_VAR"}},
+            DeviceSettings,
+            ["i"],
+        )
     assert "NABAT_TEST_UNSET_VAR is not set" in err.value.issues[0].reason
 
 
@@ -131,8 +147,10 @@ def test_masked_output_hides_secrets_and_url_passwords(tmp_path, monkeypatch):
     monkeypatch.setenv("NABAT_TEST_SIREN_PW", "hunter2")
     loaded = load_config(write(tmp_path, ""))
     settings = convert_settings(
-        loaded, {"host": "rtsp://admin:hunter2@10.0.0.5/main", "password": {"env": "NABAT_TEST_SIREN_PW"}},
-        DeviceSettings, ["x"],
+        loaded,
+        {"host": "rtsp://admin:hunter2@10.0.0.5/main", "password": {"env": "NABAT_TEST_SIREN_PW"}},
+        DeviceSettings,
+        ["x"],
     )
     shown = masked(settings)
     assert shown["password"] == "***"
@@ -157,4 +175,7 @@ def test_masking_by_key_and_url(key, value, expected):
 
 
 def test_mask_url_keeps_user_and_host():
-    assert mask_url("rtsp://admin:secret@cam.local:554/stream1") == "rtsp://admin:***@cam.local:554/stream1"
+    assert (
+        mask_url("rtsp://admin:secret@cam.local:554/stream1")
+        == "rtsp://admin:***@cam.local:554/stream1"
+    )

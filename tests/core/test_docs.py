@@ -7,7 +7,6 @@ import string
 from pathlib import Path
 
 import pytest
-
 from nabat import hookspecs
 from nabat.i18n import LANGUAGES, catalog
 

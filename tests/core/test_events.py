@@ -9,7 +9,6 @@ import msgspec
 import pytest
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
-
 from nabat.events import (
     Event,
     EventError,
@@ -91,7 +90,9 @@ def test_binary_data_travels_as_data_base64_both_ways():
     wire = json.loads(encode_event(ev))
     assert "data" not in wire and wire["datacontenttype"] == "application/octet-stream"
     assert JSONFormat().read(None, encode_event(ev)).get_data() == b"\xff\xd8\xff\xe0jpeg"
-    theirs = CloudEvent({"id": "1", "source": "/s", "type": "a.b", "specversion": "1.0"}, b"\x00\x01")
+    theirs = CloudEvent(
+        {"id": "1", "source": "/s", "type": "a.b", "specversion": "1.0"}, b"\x00\x01"
+    )
     assert decode_event(JSONFormat().write(theirs)).data == b"\x00\x01"
 
 
@@ -131,7 +132,11 @@ def test_exact_registration_wins_over_pattern_and_conflicts_are_refused():
         (lambda d: d.update(municipality="Краснодар"), "municipality", "slug"),
         (lambda d: d.update(Bad_Ext="x"), "Bad_Ext", "lower-case"),
         (lambda d: d.update(id=""), "id", "non-empty"),
-        (lambda d: d.update(data={"level_cm": "high", "station": "x"}), "data.level_cm", "Expected `int`"),
+        (
+            lambda d: d.update(data={"level_cm": "high", "station": "x"}),
+            "data.level_cm",
+            "Expected `int`",
+        ),
     ],
 )
 def test_invalid_input_names_the_field_and_the_reason(mutate, field, reason):

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from nabat.config import ConfigInvalid
 from nabat.interfaces import UnitKind, UnitState
 from nabat.plugins import discover
@@ -28,7 +27,9 @@ needs_auth_retry = 30
 """
 
 
-def test_discovery_lists_installed_plugins_without_importing_them(test_plugins, tmp_path, monkeypatch):
+def test_discovery_lists_installed_plugins_without_importing_them(
+    test_plugins, tmp_path, monkeypatch
+):
     marker = tmp_path / "marker"
     monkeypatch.setenv("NABAT_TP_MARKER", str(marker))
     found, _ = discover()
@@ -39,10 +40,14 @@ def test_discovery_lists_installed_plugins_without_importing_them(test_plugins, 
     assert not marker.exists()
 
 
-async def test_faulty_plugins_are_contained_and_the_hub_runs_without_them(test_plugins, tmp_path, monkeypatch):
+async def test_faulty_plugins_are_contained_and_the_hub_runs_without_them(
+    test_plugins, tmp_path, monkeypatch
+):
     marker = tmp_path / "marker"
     monkeypatch.setenv("NABAT_TP_MARKER", str(marker))
-    config = BASE + """
+    config = (
+        BASE
+        + """
     [plugins.tp_good]
     [plugins.tp_broken]
     [plugins.tp_raises]
@@ -59,11 +64,23 @@ async def test_faulty_plugins_are_contained_and_the_hub_runs_without_them(test_p
     [instances.pager-1]
     kind = "tp_good.pager"
     """
+    )
     async with run_hub(config, tmp_path) as hub:
         states = record(hub, "hub.unit.>")
-        status = {name: hub.supervisor.status_of_plugin(name) for name in (
-            "tp_good", "tp_broken", "tp_raises", "tp_hangs", "tp_auth", "tp_badhook",
-            "tp_slow_import", "tp_never", "not_installed_anywhere")}
+        status = {
+            name: hub.supervisor.status_of_plugin(name)
+            for name in (
+                "tp_good",
+                "tp_broken",
+                "tp_raises",
+                "tp_hangs",
+                "tp_auth",
+                "tp_badhook",
+                "tp_slow_import",
+                "tp_never",
+                "not_installed_anywhere",
+            )
+        }
         assert status["tp_good"].state == UnitState.RUNNING
         assert status["tp_broken"].state == UnitState.FAILED
         assert "vendor SDK libfoo.so is missing" in status["tp_broken"].reason
@@ -111,7 +128,9 @@ async def test_faulty_plugins_are_contained_and_the_hub_runs_without_them(test_p
     ],
 )
 async def test_driver_start_errors_map_to_states(test_plugins, tmp_path, behaviour, state, reason):
-    config = BASE + f"""
+    config = (
+        BASE
+        + f"""
     [plugins.tp_good]
     [instances.pager-{behaviour}]
     kind = "tp_good.pager"
@@ -121,6 +140,7 @@ async def test_driver_start_errors_map_to_states(test_plugins, tmp_path, behavio
     [instances.pager-ok]
     kind = "tp_good.pager"
     """
+    )
     async with run_hub(config, tmp_path) as hub:
         events = record(hub, "hub.unit.>")
         name = f"pager-{behaviour}"
@@ -133,12 +153,15 @@ async def test_driver_start_errors_map_to_states(test_plugins, tmp_path, behavio
 
 
 async def test_a_retrying_driver_recovers_by_itself(test_plugins, tmp_path):
-    config = BASE + """
+    config = (
+        BASE
+        + """
     [plugins.tp_good]
     [instances.pager-flaky]
     kind = "tp_good.pager"
     settings = { behaviour = "transient", fail_times = 2 }
     """
+    )
     async with run_hub(config, tmp_path, wait=False) as hub:
         events = record(hub, "hub.unit.>")
         if hub.state_of("pager-flaky") != UnitState.RUNNING:
@@ -148,7 +171,9 @@ async def test_a_retrying_driver_recovers_by_itself(test_plugins, tmp_path):
 
 
 async def test_bad_settings_fail_the_plugin_with_the_key_path(test_plugins, tmp_path):
-    config = BASE + """
+    config = (
+        BASE
+        + """
     [plugins.tp_good]
     settings = { greting = "typo" }
 
@@ -156,6 +181,7 @@ async def test_bad_settings_fail_the_plugin_with_the_key_path(test_plugins, tmp_
     kind = "tp_good.pager"
     settings = { behaviour = 7 }
     """
+    )
     async with run_hub(config, tmp_path) as hub:
         paths = {i.path: i for i in hub.issues}
         assert paths["plugins.tp_good.settings.greting"].reason == "unknown key"
@@ -166,7 +192,9 @@ async def test_bad_settings_fail_the_plugin_with_the_key_path(test_plugins, tmp_
 
 
 async def test_instance_settings_errors_name_the_key(test_plugins, tmp_path):
-    config = BASE + """
+    config = (
+        BASE
+        + """
     [plugins.tp_good]
 
     [instances.pager-1]
@@ -176,6 +204,7 @@ async def test_instance_settings_errors_name_the_key(test_plugins, tmp_path):
     [instances.pager-2]
     kind = "tp_good.nonexistent"
     """
+    )
     loaded = load_config_text(config, tmp_path)
     from nabat.hub import Hub
 

@@ -73,7 +73,9 @@ class Watcher:
             health = CameraHealth(
                 state=HealthState.UNREACHABLE,
                 checked_at=datetime.now(UTC),
-                reason=f"probe failed: {type(exc).__name__}: {exc}" if str(exc) else f"probe failed: {type(exc).__name__}",
+                reason=f"probe failed: {type(exc).__name__}: {exc}"
+                if str(exc)
+                else f"probe failed: {type(exc).__name__}",
             )
         previous = self.cameras.get(ctx.instance_id)
         if previous == health.state:
@@ -174,15 +176,27 @@ class WatchPlugin:
     @hookimpl
     def register_listeners(self, hub: HubAPI) -> list[Listener]:
         assert self.watcher is not None
-        return [Listener(patterns=["hub.unit.running"], handler=self.watcher.on_running, name="first-probe")]
+        return [
+            Listener(
+                patterns=["hub.unit.running"], handler=self.watcher.on_running, name="first-probe"
+            )
+        ]
 
     @hookimpl
     def register_jobs(self, settings: Settings) -> list[Job]:
         watcher = self.watcher
         assert watcher is not None
         return [
-            Job(id="cameras", func=watcher.sweep_cameras, every=settings.camera_interval,
-                jitter=settings.jitter),
-            Job(id="devices", func=watcher.sweep_devices, every=settings.device_interval,
-                jitter=settings.jitter),
+            Job(
+                id="cameras",
+                func=watcher.sweep_cameras,
+                every=settings.camera_interval,
+                jitter=settings.jitter,
+            ),
+            Job(
+                id="devices",
+                func=watcher.sweep_devices,
+                every=settings.device_interval,
+                jitter=settings.jitter,
+            ),
         ]

@@ -67,7 +67,9 @@ class _LineIndex:
     """
 
     _HEADER = re.compile(r"^\s*(\[\[?)\s*(?P<name>[^\]]+?)\s*\]\]?\s*(#.*)?$")
-    _KEY = re.compile(r"^\s*(?P<key>(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*=")
+    _KEY = re.compile(
+        r"^\s*(?P<key>(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*="
+    )
     _INLINE_KEY = re.compile(r"[{,]\s*(?P<key>[A-Za-z0-9_-]+|\"[^\"]*\")\s*=")
 
     def __init__(self, text: str) -> None:
@@ -192,8 +194,12 @@ def load_config(path: str | Path) -> LoadedConfig:
     for key in raw:
         if key not in known:
             issues.append(
-                ConfigIssue(file, key, f"unknown key (expected one of: {', '.join(sorted(known))})",
-                            index.line_of([key]))
+                ConfigIssue(
+                    file,
+                    key,
+                    f"unknown key (expected one of: {', '.join(sorted(known))})",
+                    index.line_of([key]),
+                )
             )
 
     def section(data: Any, type_: Any, prefix: list[str]) -> Any:
@@ -216,19 +222,26 @@ def load_config(path: str | Path) -> LoadedConfig:
     instances: dict[str, InstanceEntry] = {}
     raw_instances = raw.get("instances", {})
     if not isinstance(raw_instances, dict):
-        issues.append(ConfigIssue(file, "instances", "must be a table", index.line_of(["instances"])))
+        issues.append(
+            ConfigIssue(file, "instances", "must be a table", index.line_of(["instances"]))
+        )
         raw_instances = {}
     try:
         region = load_region(hub.region)
     except KeyError as exc:
-        issues.append(ConfigIssue(file, "hub.region", str(exc.args[0]), index.line_of(["hub", "region"])))
+        issues.append(
+            ConfigIssue(file, "hub.region", str(exc.args[0]), index.line_of(["hub", "region"]))
+        )
         region = None
     for instance_id, entry in raw_instances.items():
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", instance_id):
             issues.append(
-                ConfigIssue(file, f"instances.{instance_id}",
-                            "instance ids use letters, digits, '.', '_' and '-' only",
-                            index.line_of(["instances", instance_id]))
+                ConfigIssue(
+                    file,
+                    f"instances.{instance_id}",
+                    "instance ids use letters, digits, '.', '_' and '-' only",
+                    index.line_of(["instances", instance_id]),
+                )
             )
             continue
         converted = section(entry, InstanceEntry, ["instances", instance_id])
@@ -246,8 +259,12 @@ def load_config(path: str | Path) -> LoadedConfig:
             continue
         if (converted.lat is None) != (converted.lon is None):
             issues.append(
-                ConfigIssue(file, f"instances.{instance_id}", "set both lat and lon, or neither",
-                            index.line_of(["instances", instance_id]))
+                ConfigIssue(
+                    file,
+                    f"instances.{instance_id}",
+                    "set both lat and lon, or neither",
+                    index.line_of(["instances", instance_id]),
+                )
             )
             continue
         instances[instance_id] = converted

@@ -4,6 +4,7 @@ Plugins import from here (and from ``nabat.events``, ``nabat.hookspecs``, ``naba
 and never from the core's internals.
 """
 
+from ..config.secrets import Secret
 from .alerting import (
     ActivationOutcome,
     ActivationResult,
@@ -48,12 +49,11 @@ from .camera import (
     Stop,
     StreamUri,
 )
-from ..config.secrets import Secret
 from .driver import Driver, DriverContext, Location, NoSettings
 from .errors import AuthError, ConfigError, DriverError, NotSupported, TransientError
 from .hub import HubAPI, Job, Listener
-from .payloads import CameraHealthChange, DeviceStatusChange, UnitKind, UnitState, UnitStatus
 from .messaging import Connector, DeliveryResult, DeliveryStatus, Notification, Notifier
+from .payloads import CameraHealthChange, DeviceStatusChange, UnitKind, UnitState, UnitStatus
 
 __all__ = [
     "AbsoluteMove",

@@ -161,7 +161,9 @@ class Area(_Cap):
     def __post_init__(self) -> None:
         for ring in self.polygon:
             if len(ring) < 4 or ring[0] != ring[-1]:
-                raise ValueError("a CAP polygon needs at least 4 points, the first equal to the last")
+                raise ValueError(
+                    "a CAP polygon needs at least 4 points, the first equal to the last"
+                )
 
 
 class Resource(_Cap):

@@ -72,7 +72,12 @@ class HubAPI(Protocol):
         """Publish an event; returns once the hub has accepted it."""
 
     def subscribe(
-        self, patterns: str | Sequence[str], handler: Callable[[Event], Any], *, name: str, **opts: Any
+        self,
+        patterns: str | Sequence[str],
+        handler: Callable[[Event], Any],
+        *,
+        name: str,
+        **opts: Any,
     ) -> Any:
         """Subscribe a handler on the bus (see :meth:`nabat.bus.Bus.subscribe`)."""
 

@@ -8,7 +8,6 @@ from importlib import resources
 from typing import Literal
 
 import msgspec
-
 from nabat.interfaces import (
     Camera,
     CameraHealth,
@@ -89,12 +88,31 @@ class SimulatedCamera(Camera):
     async def profiles(self) -> list[MediaProfile]:
         s = self.settings
         return [
-            MediaProfile(token="main", name="Main", encoding=s.codec, width=s.width, height=s.height, fps=s.fps, ptz=s.ptz),
-            MediaProfile(token="sub", name="Sub", encoding=s.codec, width=640, height=360, fps=s.fps / 2, ptz=s.ptz),
+            MediaProfile(
+                token="main",
+                name="Main",
+                encoding=s.codec,
+                width=s.width,
+                height=s.height,
+                fps=s.fps,
+                ptz=s.ptz,
+            ),
+            MediaProfile(
+                token="sub",
+                name="Sub",
+                encoding=s.codec,
+                width=640,
+                height=360,
+                fps=s.fps / 2,
+                ptz=s.ptz,
+            ),
         ]
 
     async def stream_uri(self, profile: str | None = None) -> StreamUri:
-        return StreamUri(uri=f"rtsp://simulator.invalid/{self.context.instance_id}/{profile or 'main'}", profile=profile or "main")
+        return StreamUri(
+            uri=f"rtsp://simulator.invalid/{self.context.instance_id}/{profile or 'main'}",
+            profile=profile or "main",
+        )
 
     async def snapshot(self, profile: str | None = None) -> Snapshot:
         if self.state in (HealthState.UNREACHABLE, HealthState.NO_SIGNAL):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import msgspec
-
 from nabat.hookspecs import hookimpl
 from nabat.interfaces import Camera, HubAPI, Job
 
@@ -34,7 +33,9 @@ class SimulatorPlugin:
     @hookimpl
     def register_jobs(self, hub: HubAPI, settings: SimulatorSettings) -> list[Job]:
         def municipalities() -> list[str]:
-            return sorted({c.context.municipality for c in hub.instances(Camera) if c.context.municipality})
+            return sorted(
+                {c.context.municipality for c in hub.instances(Camera) if c.context.municipality}
+            )
 
         scenario = Scenario(hub, [], settings.seed)
 
@@ -44,7 +45,14 @@ class SimulatorPlugin:
 
         jobs = []
         if settings.incident_every:
-            jobs.append(Job(id="incidents", func=incident, every=settings.incident_every, jitter=settings.incident_every / 4))
+            jobs.append(
+                Job(
+                    id="incidents",
+                    func=incident,
+                    every=settings.incident_every,
+                    jitter=settings.incident_every / 4,
+                )
+            )
         if settings.exercise_every:
             jobs.append(Job(id="exercise", func=scenario.exercise, every=settings.exercise_every))
         return jobs

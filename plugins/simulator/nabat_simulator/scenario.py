@@ -7,12 +7,12 @@ import random
 from datetime import UTC, datetime
 
 import msgspec
-
 from nabat.events import Event, Severity
 from nabat.interfaces import (
     Alert,
     AlertDevice,
     Area,
+    CapSeverity,
     Certainty,
     Geocode,
     HubAPI,
@@ -22,7 +22,6 @@ from nabat.interfaces import (
     Urgency,
     WarningMessage,
 )
-from nabat.interfaces import CapSeverity
 
 SOURCE = "/nabat/plugins/simulator"
 
@@ -96,12 +95,29 @@ class Scenario:
                     severity=CapSeverity.MINOR,
                     certainty=Certainty.POSSIBLE,
                     headline="Плановая проверка системы оповещения",
-                    area=[Area(area_desc=municipality or "region", geocode=[Geocode(value_name="municipality", value=municipality)])],
+                    area=[
+                        Area(
+                            area_desc=municipality or "region",
+                            geocode=[Geocode(value_name="municipality", value=municipality)],
+                        )
+                    ],
                 )
             ],
         )
-        common = {"source": SOURCE, "municipality": municipality or None, "correlationid": alert.identifier}
-        await self.hub.publish(Event(type="alert.issued", subject=alert.identifier, severity=Severity.INFO, data=alert, **common))
+        common = {
+            "source": SOURCE,
+            "municipality": municipality or None,
+            "correlationid": alert.identifier,
+        }
+        await self.hub.publish(
+            Event(
+                type="alert.issued",
+                subject=alert.identifier,
+                severity=Severity.INFO,
+                data=alert,
+                **common,
+            )
+        )
         message = WarningMessage(signal_seconds=30, text="Внимание! Проводится учебная тревога.")
 
         async def one(device: AlertDevice) -> None:
@@ -109,12 +125,27 @@ class Scenario:
             try:
                 async with asyncio.timeout(10):
                     result = await device.activate(alert, message)
-                outcome, data = result.outcome.value, {"device": ctx.instance_id, **msgspec.to_builtins(result)}
+                outcome, data = (
+                    result.outcome.value,
+                    {"device": ctx.instance_id, **msgspec.to_builtins(result)},
+                )
             except Exception as exc:
-                outcome, data = "unreachable", {"device": ctx.instance_id, "alert_identifier": alert.identifier, "detail": repr(exc)}
+                outcome, data = (
+                    "unreachable",
+                    {
+                        "device": ctx.instance_id,
+                        "alert_identifier": alert.identifier,
+                        "detail": repr(exc),
+                    },
+                )
             await self.hub.publish(
-                Event(type=f"alert.device.{outcome}", subject=ctx.instance_id,
-                      severity=Severity.INFO if outcome == "activated" else Severity.SEVERE, data=data, **common)
+                Event(
+                    type=f"alert.device.{outcome}",
+                    subject=ctx.instance_id,
+                    severity=Severity.INFO if outcome == "activated" else Severity.SEVERE,
+                    data=data,
+                    **common,
+                )
             )
 
         await asyncio.gather(*(one(d) for d in targets))

@@ -7,7 +7,6 @@ import random
 from datetime import UTC, datetime
 
 import msgspec
-
 from nabat.interfaces import (
     ActivationOutcome,
     ActivationResult,
@@ -38,7 +37,9 @@ class SimulatedSiren(AlertDevice):
 
     def __init__(self, context, settings: SirenSettings) -> None:
         super().__init__(context, settings)
-        self._rng = random.Random(settings.seed if settings.seed is not None else context.instance_id)
+        self._rng = random.Random(
+            settings.seed if settings.seed is not None else context.instance_id
+        )
         self._results: dict[str, ActivationResult] = {}
         self._active: str | None = None
         self._active_until = 0.0
@@ -61,7 +62,9 @@ class SimulatedSiren(AlertDevice):
         await asyncio.sleep(self.settings.response_delay)
         if self._rng.random() < self.settings.failure_rate:
             result = ActivationResult(
-                alert_identifier=alert.identifier, outcome=ActivationOutcome.FAILED, at=self._now(),
+                alert_identifier=alert.identifier,
+                outcome=ActivationOutcome.FAILED,
+                at=self._now(),
                 detail="amplifier fault (simulated)",
             )
         else:
@@ -69,8 +72,13 @@ class SimulatedSiren(AlertDevice):
             self._active = alert.identifier
             self._active_until = asyncio.get_running_loop().time() + seconds
             result = ActivationResult(
-                alert_identifier=alert.identifier, outcome=ActivationOutcome.ACTIVATED, at=self._now(),
-                detail=f"signal {message.signal.value} {message.signal_seconds}s, message x{message.repeat}",
+                alert_identifier=alert.identifier,
+                outcome=ActivationOutcome.ACTIVATED,
+                at=self._now(),
+                detail=(
+                    f"signal {message.signal.value} {message.signal_seconds}s, "
+                    f"message x{message.repeat}"
+                ),
             )
         self._results[alert.identifier] = result
         return result
@@ -81,14 +89,19 @@ class SimulatedSiren(AlertDevice):
         if self._active == alert_identifier:
             self._active = None
         return ActivationResult(
-            alert_identifier=alert_identifier, outcome=ActivationOutcome.CANCELLED, at=self._now(), detail=detail
+            alert_identifier=alert_identifier,
+            outcome=ActivationOutcome.CANCELLED,
+            at=self._now(),
+            detail=detail,
         )
 
     async def status(self) -> DeviceStatus:
         await asyncio.sleep(self.settings.response_delay / 2)
         if self._rng.random() < self.settings.mains_failure_rate:
             self._mains_ok = not self._mains_ok
-        self._battery = min(100.0, self._battery + 5) if self._mains_ok else max(0.0, self._battery - 7)
+        self._battery = (
+            min(100.0, self._battery + 5) if self._mains_ok else max(0.0, self._battery - 7)
+        )
         if self._is_active():
             state = DeviceState.ACTIVE
         elif not self._mains_ok and self._battery < 20:
@@ -109,6 +122,8 @@ class SimulatedSiren(AlertDevice):
         await asyncio.sleep(self.settings.response_delay)
         passed = self._battery >= 20
         return SelfTestResult(
-            passed=passed, audible=audible, at=self._now(),
+            passed=passed,
+            audible=audible,
+            at=self._now(),
             detail="ok" if passed else f"battery {self._battery:.0f}% below 20%",
         )

@@ -1,0 +1,161 @@
+"""The simulator drives the real interfaces: the hub sees failing, recovering cameras and
+answering sirens exactly as it would see hardware."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+
+import pytest
+from nabat.interfaces import (
+    ActivationOutcome,
+    Alert,
+    AlertDevice,
+    Camera,
+    CameraHealthChange,
+    CapSeverity,
+    Certainty,
+    DeviceState,
+    GotoHome,
+    GotoPreset,
+    HealthState,
+    Info,
+    MsgType,
+    NotSupported,
+    SetPreset,
+    Status,
+    TransientError,
+    Urgency,
+    WarningMessage,
+)
+from nabat.testing import record, run_hub
+
+CONFIG = """
+[hub]
+language = "en"
+data_dir = "data"
+
+[plugins.simulator]
+settings = {{ incident_every = {incident}, exercise_every = {exercise}, seed = 7 }}
+
+[plugins.watch.settings]
+camera_interval = 0.05
+device_interval = 0.05
+jitter = 0.0
+
+[plugins.eventlog]
+enabled = false
+
+[instances.cam-a]
+kind = "simulator.camera"
+municipality = "krasnodar"
+settings = {{ fault_rate = 1.0, recover_rate = 1.0, faults = ["black"], ptz = true }}
+
+[instances.cam-b]
+kind = "simulator.camera"
+municipality = "sochi"
+settings = {{ fault_rate = 0.0 }}
+
+[instances.siren-a]
+kind = "simulator.siren"
+municipality = "krasnodar"
+settings = {{ response_delay = 0.01, mains_failure_rate = 0.0 }}
+"""
+
+
+def config(incident: float = 0, exercise: float = 0) -> str:
+    return CONFIG.format(incident=incident or 3600, exercise=exercise or 3600)
+
+
+def alert(identifier: str = "urn:test:1") -> Alert:
+    return Alert(
+        identifier=identifier,
+        sender="test@nabat",
+        sent=datetime.now(UTC).replace(microsecond=0),
+        status=Status.EXERCISE,
+        msg_type=MsgType.ALERT,
+        info=[
+            Info(
+                event="Учебная тревога",
+                urgency=Urgency.IMMEDIATE,
+                severity=CapSeverity.MINOR,
+                certainty=Certainty.POSSIBLE,
+            )
+        ],
+    )
+
+
+async def test_cameras_fail_and_recover_and_only_changes_are_published(tmp_path):
+    async with run_hub(config(), tmp_path) as hub:
+        events = record(hub, "camera.health.>")
+        await events.wait_for("camera.health.ok", subject="cam-a", timeout=5)
+        await events.wait_for("camera.health.black", subject="cam-a", timeout=5)
+        await events.wait_for(
+            "camera.health.ok",
+            subject="cam-a",
+            where=lambda e: e.data.previous == HealthState.BLACK,
+            timeout=5,
+        )
+        cam_a = [e for e in events.events if e.subject == "cam-a"]
+        # Only changes: no two consecutive events carry the same state.
+        states = [e.data.state for e in cam_a]
+        assert all(a != b for a, b in itertools.pairwise(states))
+        assert all(isinstance(e.data, CameraHealthChange) for e in cam_a)
+        black = next(e for e in cam_a if e.data.state == HealthState.BLACK)
+        assert black.municipality == "krasnodar" and black.severity == "moderate"
+        assert "luma" in black.data.reason
+        # The steady camera reported once and never again.
+        cam_b = [e.data.state for e in events.events if e.subject == "cam-b"]
+        assert cam_b in ([], [HealthState.OK])
+
+
+async def test_camera_interface_snapshot_ptz_profiles(tmp_path):
+    async with run_hub(config(), tmp_path) as hub:
+        cam = hub.instance("cam-a")
+        assert isinstance(cam, Camera)
+        info = await cam.describe()
+        assert "ptz" in info.capabilities
+        profiles = await cam.profiles()
+        assert profiles[0].token == "main" and profiles[0].width == 1920
+        assert (await cam.stream_uri()).uri.endswith("/cam-a/main")
+        cam.state = HealthState.OK
+        shot = await cam.snapshot()
+        assert shot.content[:3] == b"\xff\xd8\xff" and shot.content_type == "image/jpeg"
+        cam.state = HealthState.UNREACHABLE
+        with pytest.raises(TransientError):
+            await cam.snapshot()
+        await cam.ptz(SetPreset(name="Перекрёсток", preset="p1"))
+        await cam.ptz(GotoHome())
+        await cam.ptz(GotoPreset(preset="p1"))
+        assert [p.token for p in await cam.presets()] == ["p1"]
+        with pytest.raises(NotSupported):
+            await hub.instance("cam-b").ptz(GotoHome())
+
+
+async def test_siren_activation_is_idempotent_and_status_reports_it(tmp_path):
+    async with run_hub(config(), tmp_path) as hub:
+        siren = hub.instance("siren-a")
+        assert isinstance(siren, AlertDevice)
+        first = await siren.activate(alert(), WarningMessage(signal_seconds=60))
+        again = await siren.activate(alert(), WarningMessage(signal_seconds=60))
+        assert first.outcome == ActivationOutcome.ACTIVATED
+        assert again == first  # a retried command does not start a second signal
+        status = await siren.status()
+        assert status.state == DeviceState.ACTIVE and status.active_alert == "urn:test:1"
+        cancelled = await siren.cancel("urn:test:1")
+        assert cancelled.outcome == ActivationOutcome.CANCELLED and cancelled.detail == "stopped"
+        assert (await siren.status()).state == DeviceState.IDLE
+        assert (await siren.self_test()).passed
+
+
+async def test_scenario_publishes_incidents_and_runs_siren_exercises(tmp_path):
+    async with run_hub(config(incident=0.05, exercise=0.1), tmp_path) as hub:
+        events = record(hub, "incident.>", "alert.>")
+        incident = await events.wait_for("incident.created", timeout=5)
+        assert incident.municipality in {"krasnodar", "sochi"}
+        assert incident.data["services"] and incident.correlationid == incident.subject
+        issued = await events.wait_for("alert.issued", timeout=5)
+        assert issued.data.status == Status.EXERCISE
+        activated = await events.wait_for("alert.device.activated", subject="siren-a", timeout=5)
+        assert activated.correlationid == issued.data.identifier
+        assert activated.municipality == "krasnodar"
