@@ -108,10 +108,30 @@ class EventRecorder:
                         await self._changed.wait()
                     return found
         except TimeoutError:
-            seen = ", ".join(f"{e.type}({e.subject})" for e in self.events[-20:]) or "nothing"
+            seen = ", ".join(_describe(e) for e in self.events[-20:]) or "nothing"
             raise AssertionError(
                 f"no event {pattern!r} (subject={subject!r}) within {timeout:g}s; last seen: {seen}"
             ) from None
+
+    async def wait_for_count(
+        self, pattern: str, count: int, *, timeout: float = 10.0
+    ) -> list[Event]:
+        """Wait until at least ``count`` events matching ``pattern`` have been recorded."""
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._changed:
+                    await self._changed.wait_for(lambda: len(self.of_type(pattern)) >= count)
+                    return self.of_type(pattern)
+        except TimeoutError:
+            got = len(self.of_type(pattern))
+            raise AssertionError(
+                f"expected {count} events {pattern!r} within {timeout:g}s, got {got}"
+            ) from None
+
+
+def _describe(event: Event) -> str:
+    reason = getattr(event.data, "reason", "")
+    return f"{event.type}({event.subject}{': ' + reason if reason else ''})"
 
 
 def record(hub: Hub | Any, *patterns: str, name: str = "test-recorder") -> EventRecorder:

@@ -70,6 +70,66 @@ PLUGINS = {
         def register_listeners(hub, settings):
             return [Listener(patterns=["test.>"], handler=seen.append, name="seen")]
     """,
+    "tp_devices": """
+        import asyncio
+        from datetime import UTC, datetime
+        import msgspec
+        from nabat.events import Event
+        from nabat.hookspecs import hookimpl
+        from nabat.interfaces import (Camera, CameraHealth, Connector, DeliveryResult,
+                                      DeliveryStatus, HealthState, Job, TransientError)
+
+        class ProbeSettings(msgspec.Struct, forbid_unknown_fields=True):
+            behaviour: str = "ok"  # ok | raise | hang
+
+        class FlakyCamera(Camera):
+            kind = "tp_devices.camera"
+            Settings = ProbeSettings
+
+            async def probe(self):
+                if self.settings.behaviour == "raise":
+                    raise RuntimeError("probe exploded")
+                if self.settings.behaviour == "hang":
+                    await asyncio.Event().wait()
+                return CameraHealth(state=HealthState.OK, checked_at=datetime.now(UTC))
+
+        class RelaySettings(msgspec.Struct, forbid_unknown_fields=True):
+            fail_runs: int = 1
+
+        # Fails its first runs, then publishes one incident and stays connected.
+        class Relay(Connector):
+            kind = "tp_devices.relay"
+            Settings = RelaySettings
+            subscribes = ("incident.>",)
+            runs = 0
+            handled = []
+
+            async def run(self):
+                Relay.runs += 1
+                if Relay.runs <= self.settings.fail_runs:
+                    raise TransientError(f"peer closed the connection (run {Relay.runs})")
+                await self.context.publish(self.context.event("incident.created", {"x": 1}))
+                await asyncio.Event().wait()
+
+            async def handle(self, event):
+                Relay.handled.append(event)
+                return DeliveryResult(status=DeliveryStatus.DELIVERED, at=datetime.now(UTC))
+
+        @hookimpl
+        def register_drivers():
+            return [FlakyCamera, Relay]
+
+        @hookimpl
+        def register_jobs(hub):
+            async def tick():
+                await hub.publish(Event(type="test.tick", source="/tp_devices"))
+
+            async def broken():
+                raise ValueError("job bug")
+
+            return [Job(id="tick", func=tick, every=0.05, run_at_start=True),
+                    Job(id="broken", func=broken, every=0.05, run_at_start=True)]
+    """,
     "tp_never": """
         from pathlib import Path
         import os
@@ -127,13 +187,16 @@ PLUGINS = {
             return []
     """,
     "tp_observer": """
+        from nabat.events import Event
         from nabat.hookspecs import hookimpl
 
         faults = []
 
         @hookimpl
-        def plugin_error(plugin, error, context):
+        async def plugin_error(hub, plugin, error, context):
             faults.append((plugin, type(error).__name__, context))
+            await hub.publish(Event(type="test.fault", source="/tp_observer", subject=plugin,
+                                    data={"error": type(error).__name__, "context": context}))
     """,
 }
 

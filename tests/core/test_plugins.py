@@ -111,7 +111,7 @@ async def test_faulty_plugins_are_contained_and_the_hub_runs_without_them(
 
         await hub.publish(Event(type="test.ping", source="/t"))
         await hub.bus.drain()
-        assert [e.type for e in sys.modules["tp_good"].seen] == ["test.ping"]
+        assert "test.ping" in [e.type for e in sys.modules["tp_good"].seen]
         # Observers heard about the contained faults.
         faults = sys.modules["tp_observer"].faults
         assert ("tp_raises", "RuntimeError", "startup") in faults
