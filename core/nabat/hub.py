@@ -27,7 +27,16 @@ from .bus import Bus, Subscription
 from .config import ConfigInvalid, ConfigIssue, InstanceEntry, LoadedConfig, convert_settings
 from .events import Event, EventTypes
 from .i18n import Messages
-from .interfaces import INTERFACES, Connector, Driver, DriverError, Job, Listener, Location
+from .interfaces import (
+    INTERFACES,
+    Connector,
+    Driver,
+    DriverError,
+    Job,
+    Listener,
+    Location,
+    TransientError,
+)
 from .interfaces.payloads import UnitKind, UnitState, UnitStatus
 from .logs import StructLogger, get_logger
 from .plugins import PluginHost, PluginInfo, discover
@@ -69,6 +78,9 @@ class _Instance:
     problem: str | None = None  # why it cannot start, found while preparing
     task: asyncio.Task[None] | None = None
     subscription: Subscription | None = None
+    restarting: bool = False
+    backoff: Backoff = field(default_factory=lambda: Backoff(1.0, 300.0))
+    """Restart backoff after run-time failures (start-up retries have their own)."""
 
 
 class InstanceContext:
@@ -82,6 +94,7 @@ class InstanceContext:
         self.name = entry.name or instance.id
         self.municipality = entry.municipality
         self.location = Location(entry.lat, entry.lon) if entry.lat is not None else None
+        self.timeout = entry.timeout
         self.source = f"/nabat/instances/{instance.id}"
         self.log: StructLogger = get_logger(f"nabat.instance.{instance.id}", instance=instance.id)
 
@@ -126,8 +139,10 @@ class Hub:
             needs_auth_retry=self.config.hub.needs_auth_retry,
         )
         self.plugins: dict[str, _Plugin] = {}
+        hub_cfg = self.config.hub
         self.instances_rt: dict[str, _Instance] = {
-            iid: _Instance(iid, entry) for iid, entry in self.config.instances.items()
+            iid: _Instance(iid, entry, backoff=Backoff(hub_cfg.retry_initial, hub_cfg.retry_max))
+            for iid, entry in self.config.instances.items()
         }
         self.issues: list[ConfigIssue] = []
         self.warnings: list[str] = []
@@ -183,11 +198,50 @@ class Hub:
         return rt.driver
 
     def state_of(self, name: str) -> str:
+        return self.status_of(name).state
+
+    def status_of(self, name: str) -> UnitStatus:
         for kind in (UnitKind.INSTANCE, UnitKind.PLUGIN):
             status = self.supervisor.status(kind, name)
             if status is not None:
-                return status.state
+                return status
         raise KeyError(name)
+
+    async def instance_failed(self, instance_id: str, error: BaseException) -> None:
+        rt = self.instances_rt.get(instance_id)
+        if rt is None or rt.driver is None or rt.restarting:
+            return  # unknown, not running, or already being restarted
+        rt.restarting = True
+        delay = await self._set_back(rt, error)
+        if delay is not None:
+            rt.task = self._spawn(self._restart_instance(rt, delay))
+
+    async def _set_back(self, rt: _Instance, error: BaseException) -> float | None:
+        """Stop a running driver after ``error`` and record the state it leads to; return
+        the delay before it may start again, or None when it failed for good."""
+        state, reason = classify(error)
+        await self._stop_driver(rt)
+        delay: float | None = None
+        if state is UnitState.NEEDS_AUTH:
+            rt.backoff.attempt += 1
+            delay = self.config.hub.needs_auth_retry
+        elif state is UnitState.RETRYING:
+            delay = rt.backoff.next(getattr(error, "retry_after", None))
+        await self.supervisor.set_state(
+            UnitKind.INSTANCE,
+            rt.id,
+            state,
+            reason,
+            plugin=rt.plugin,
+            attempt=rt.backoff.attempt,
+            retry_in=delay,
+        )
+        return delay
+
+    async def _restart_instance(self, rt: _Instance, delay: float) -> None:
+        await asyncio.sleep(delay)
+        rt.restarting = False
+        await self._supervise_instance(rt)
 
     # -- preparing -------------------------------------------------------------------------
     def _issue(self, path: Sequence[str], reason: str) -> ConfigIssue:
@@ -536,7 +590,11 @@ class Hub:
                 plugin=rt.plugin,
             )
             return
-        restart = Backoff(self.config.hub.retry_initial, self.config.hub.retry_max)
+        await self._supervise_instance(rt)
+
+    async def _supervise_instance(self, rt: _Instance) -> None:
+        """Start the driver (with retries); for a connector, keep ``run()`` going."""
+        kind = UnitKind.INSTANCE
         while True:
             if not await self.supervisor.keep_running(
                 kind,
@@ -549,32 +607,21 @@ class Hub:
             if not isinstance(rt.driver, Connector):
                 return  # polled by jobs from here on
             started = asyncio.get_running_loop().time()
+            error: BaseException
             try:
                 await rt.driver.run()
-                reason = "run() returned"
-                state = UnitState.RETRYING
+                error = TransientError("run() returned")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                state, reason = classify(exc)
-                if state is UnitState.FAILED:
+                error = exc
+                if classify(exc)[0] is UnitState.FAILED:
                     log.error("connector.failed", instance=rt.id, exc_info=exc)
-            await self._stop_driver(rt)
-            if state is UnitState.FAILED:
-                await self.supervisor.set_state(kind, rt.id, state, reason, plugin=rt.plugin)
-                return
             if asyncio.get_running_loop().time() - started > _STABLE_RUN_S:
-                restart.reset()
-            delay = restart.next()
-            await self.supervisor.set_state(
-                kind,
-                rt.id,
-                state,
-                reason,
-                plugin=rt.plugin,
-                attempt=restart.attempt,
-                retry_in=delay,
-            )
+                rt.backoff.reset()
+            delay = await self._set_back(rt, error)
+            if delay is None:
+                return
             await asyncio.sleep(delay)
 
     async def _start_driver(self, rt: _Instance) -> None:

@@ -29,7 +29,7 @@ from .events import Event
 from .hub import Hub
 from .subjects import matches
 
-__all__ = ["EventRecorder", "load_config_text", "record", "run_hub"]
+__all__ = ["EventRecorder", "load_config_text", "record", "run_hub", "wait_for_state"]
 
 
 def load_config_text(text: str, directory: Path, name: str = "plugins.toml") -> LoadedConfig:
@@ -127,6 +127,36 @@ class EventRecorder:
             raise AssertionError(
                 f"expected {count} events {pattern!r} within {timeout:g}s, got {got}"
             ) from None
+
+
+async def wait_for_state(hub: Hub, name: str, *states: str, timeout: float = 10.0) -> str:
+    """Wait until plugin or instance ``name`` is in one of ``states``; return the state.
+
+    Unlike waiting for a ``hub.unit.*`` event, this also sees states reached before the test
+    subscribed. Raises AssertionError with the current state and reason on timeout.
+    """
+    supervisor = hub.supervisor
+
+    def current() -> str | None:
+        try:
+            return hub.state_of(name)
+        except KeyError:
+            return None
+
+    try:
+        async with asyncio.timeout(timeout):
+            async with supervisor._changed:
+                await supervisor._changed.wait_for(lambda: current() in states)
+                return current()  # type: ignore[return-value]
+    except TimeoutError:
+        try:
+            status = hub.status_of(name)
+            now = f"{status.state} ({status.reason})" if status.reason else status.state
+        except KeyError:
+            now = "unknown"
+        raise AssertionError(
+            f"{name} did not reach {'/'.join(states)} within {timeout:g}s; it is {now}"
+        ) from None
 
 
 def _describe(event: Event) -> str:

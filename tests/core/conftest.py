@@ -80,13 +80,20 @@ PLUGINS = {
                                       DeliveryStatus, HealthState, Job, TransientError)
 
         class ProbeSettings(msgspec.Struct, forbid_unknown_fields=True):
-            behaviour: str = "ok"  # ok | raise | hang
+            behaviour: str = "ok"  # ok | raise | hang | auth_once
 
         class FlakyCamera(Camera):
             kind = "tp_devices.camera"
             Settings = ProbeSettings
 
+            rejected = set()
+
             async def probe(self):
+                me = self.context.instance_id
+                if self.settings.behaviour == "auth_once" and me not in FlakyCamera.rejected:
+                    FlakyCamera.rejected.add(me)
+                    from nabat.interfaces import AuthError
+                    raise AuthError("camera rejected user 'operator'")
                 if self.settings.behaviour == "raise":
                     raise RuntimeError("probe exploded")
                 if self.settings.behaviour == "hang":

@@ -7,7 +7,7 @@ import sys
 
 from nabat.events import Event
 from nabat.interfaces import HealthState, UnitState
-from nabat.testing import record, run_hub
+from nabat.testing import record, run_hub, wait_for_state
 
 BASE = """
 [hub]
@@ -21,7 +21,6 @@ retry_max = 0.2
 [plugins.watch.settings]
 camera_interval = 0.1
 jitter = 0.0
-call_timeout = 0.2
 """
 
 
@@ -78,6 +77,7 @@ async def test_probes_that_raise_or_hang_count_as_unreachable(test_plugins, tmp_
 
     [instances.cam-hang]
     kind = "tp_devices.camera"
+    timeout = 0.2
     settings = { behaviour = "hang" }
 
     [instances.cam-ok]
@@ -94,3 +94,26 @@ async def test_probes_that_raise_or_hang_count_as_unreachable(test_plugins, tmp_
         assert ok.data.state == HealthState.OK
         # Instances stay running: a camera fault is a health state, not a driver crash.
         assert hub.state_of("cam-raise") == UnitState.RUNNING
+
+
+async def test_credentials_rejected_at_run_time_put_the_instance_in_needs_auth(
+    test_plugins, tmp_path
+):
+    config = (
+        BASE.replace("retry_max = 0.2", "retry_max = 0.2\nneeds_auth_retry = 0.2")
+        + """
+    [instances.cam-auth]
+    kind = "tp_devices.camera"
+    settings = { behaviour = "auth_once" }
+    """
+    )
+    async with run_hub(config, tmp_path, wait=False) as hub:
+        events = record(hub, "camera.health.>", "hub.unit.>")
+        health = await events.wait_for("camera.health.auth_failed", subject="cam-auth", timeout=5)
+        assert "rejected user" in health.data.reason
+        await wait_for_state(hub, "cam-auth", UnitState.NEEDS_AUTH)
+        assert "rejected user" in hub.status_of("cam-auth").reason
+        # After needs_auth_retry the hub restarts the driver, and the camera works again.
+        await events.wait_for("camera.health.ok", subject="cam-auth", timeout=5)
+        states = [s.state for s in hub.supervisor.history if s.name == "cam-auth"]
+        assert states[-3:] == [UnitState.NEEDS_AUTH, UnitState.STARTING, UnitState.RUNNING]

@@ -2,9 +2,10 @@
 
 Each running :class:`~nabat.interfaces.Camera` is probed and each
 :class:`~nabat.interfaces.AlertDevice` polled for status on an interval (with jitter, under a
-global concurrency limit, each call bounded by the instance's timeout). Only changes are
+global concurrency limit, each call bounded by the instance's ``timeout``). Only changes are
 published: ``camera.health.<state>`` and ``siren.status.<state>``. A call that raises or
-overruns counts as ``unreachable`` / ``offline`` with the reason.
+overruns counts as ``unreachable`` / ``offline`` with the reason; one that raises
+``AuthError`` also puts the instance in ``needs_auth`` (the hub restarts it later).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from ..events import Event, Severity
 from ..hookspecs import hookimpl
 from ..interfaces import (
     AlertDevice,
+    AuthError,
     Camera,
     CameraHealth,
     CameraHealthChange,
     DeviceState,
     DeviceStatus,
     DeviceStatusChange,
+    Driver,
     HealthState,
     HubAPI,
     Job,
@@ -49,7 +52,6 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     device_interval: float = 60.0
     jitter: float = 2.0
     concurrency: int = 32
-    call_timeout: float = 20.0
 
 
 class Watcher:
@@ -60,15 +62,20 @@ class Watcher:
         self.cameras: dict[str, HealthState] = {}
         self.devices: dict[str, DeviceState] = {}
 
-    async def _bounded(self, call: Any) -> Any:
+    async def _bounded(self, driver: Driver, call: Any) -> Any:
         async with self.limit:
-            async with asyncio.timeout(self.settings.call_timeout):
+            async with asyncio.timeout(driver.context.timeout):
                 return await call
 
     async def probe_camera(self, camera: Camera) -> None:
         ctx = camera.context
         try:
-            health: CameraHealth = await self._bounded(camera.probe())
+            health: CameraHealth = await self._bounded(camera, camera.probe())
+        except AuthError as exc:
+            health = CameraHealth(
+                state=HealthState.AUTH_FAILED, checked_at=datetime.now(UTC), reason=str(exc)
+            )
+            await self.hub.instance_failed(ctx.instance_id, exc)
         except Exception as exc:
             health = CameraHealth(
                 state=HealthState.UNREACHABLE,
@@ -103,7 +110,12 @@ class Watcher:
     async def poll_device(self, device: AlertDevice) -> None:
         ctx = device.context
         try:
-            status: DeviceStatus = await self._bounded(device.status())
+            status: DeviceStatus = await self._bounded(device, device.status())
+        except AuthError as exc:
+            status = DeviceStatus(
+                state=DeviceState.OFFLINE, checked_at=datetime.now(UTC), detail=str(exc)
+            )
+            await self.hub.instance_failed(ctx.instance_id, exc)
         except Exception as exc:
             status = DeviceStatus(
                 state=DeviceState.OFFLINE,

@@ -8,9 +8,9 @@ A driver class declares ``kind`` (``"<plugin>.<thing>"``, unique across plugins)
 What every driver must guarantee:
 
 * **Never block the event loop.** All I/O is async; CPU-heavy work goes to a thread.
-* **Bounded time.** Every method returns or raises within the timeout its settings declare
-  (``timeout`` by convention). The hub enforces an outer limit too and cancels a call that
-  overruns it; cancellation must leave the driver usable.
+* **Bounded time.** Every method returns or raises within ``context.timeout`` (the instance's
+  ``timeout``). The hub cancels the calls it makes (start, stop, probes, polls) when they
+  overrun it, and so must any plugin calling a driver; cancellation must leave it usable.
 * **Errors by class** (see :mod:`nabat.interfaces.errors`): ``AuthError`` for rejected
   credentials, ``TransientError`` for anything that may pass, ``NotSupported`` for a missing
   capability, ``ConfigError`` for settings that cannot work.
@@ -59,6 +59,11 @@ class DriverContext(Protocol):
     @property
     def location(self) -> Location | None:
         """Where the device stands, when configured."""
+
+    @property
+    def timeout(self) -> float:
+        """The instance's ``timeout`` (seconds): the limit the hub puts on each call it makes
+        into the driver. Drivers use it for their own I/O deadlines too."""
 
     @property
     def source(self) -> str:

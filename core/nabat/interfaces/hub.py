@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 from ..events import Event
 from ..logs import StructLogger
 from .driver import Driver
+from .payloads import UnitStatus
 
 __all__ = ["HubAPI", "Job", "Listener"]
 
@@ -92,6 +93,14 @@ class HubAPI(Protocol):
 
     def state_of(self, instance_id: str) -> str:
         """The supervisor state of an instance or plugin (``running``, ``retrying``…)."""
+
+    def status_of(self, name: str) -> UnitStatus:
+        """The full status of an instance or plugin: state, reason, attempt, since."""
+
+    async def instance_failed(self, instance_id: str, error: BaseException) -> None:
+        """Report that a running instance's driver failed at run time (``AuthError`` from a
+        status poll, a dropped session). The hub stops the driver, sets ``needs_auth``,
+        ``retrying`` or ``failed`` by the error's class, and restarts it after the backoff."""
 
     def message(self, key: str, **params: Any) -> str:
         """Operator-facing text from the message catalogs, in the hub's language."""
