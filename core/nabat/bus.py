@@ -400,7 +400,9 @@ class Bus:
         if len(self._routes) > 10_000:  # foreign types are unbounded; the cache must not be
             self._routes.clear()
         subs = tuple(
-            s for s in self._subs if any(compile_pattern(p).fullmatch(event_type) for p in s.patterns)
+            s
+            for s in self._subs
+            if any(compile_pattern(p).fullmatch(event_type) for p in s.patterns)
         )
         self._routes[event_type] = subs
         return subs
