@@ -1,0 +1,328 @@
+"""The journal: the append-only event log every accepted event goes into before anything else.
+
+One interface, two implementations sharing one contract test suite
+(``tests/core/store/test_contract.py``): SQLite (:mod:`nabat.store.sqlite`, the embedded
+default) and PostgreSQL through asyncpg (:mod:`nabat.store.postgres`, production; several hub
+processes may share it).
+
+Guarantees every implementation gives:
+
+* **Durable before acknowledged.** :meth:`Journal.append` returns only after the events are
+  committed (SQLite ``synchronous=FULL``; PostgreSQL ``synchronous_commit=on``).
+* **Group commit.** Concurrent appends are batched into one transaction; a lone append is
+  written at once, without waiting for company.
+* **Idempotent.** An event whose ``(source, id)`` is already in the journal is not stored again;
+  ``append`` returns the sequence number it already has.
+* **Ordered.** Every stored event has a sequence number (``seq``), increasing in commit order
+  and never reused, so ``seq`` is a safe cursor: a reader that has seen ``seq <= n`` has seen
+  every event that will ever have ``seq <= n``.
+* **Versioned schema.** The hub creates and migrates its schema; opening a database whose
+  schema is newer than the code raises :class:`SchemaTooNew` instead of touching it.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import base64
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, ClassVar
+
+import msgspec
+
+from ..events import Event, EventTypes, decode_event, encode_event
+from ..logs import get_logger
+from ..subjects import compile_pattern, validate_pattern
+
+__all__ = [
+    "MAX_PAGE",
+    "EventQuery",
+    "Journal",
+    "JournalError",
+    "Page",
+    "SchemaTooNew",
+    "StoredEvent",
+    "decode_cursor",
+    "encode_cursor",
+]
+
+log = get_logger("nabat.store")
+MAX_PAGE = 1000
+_MAX_BATCH = 2000  # events per group-commit transaction
+
+
+class JournalError(RuntimeError):
+    """The journal could not do what was asked (connection lost, disk full…)."""
+
+
+class SchemaTooNew(JournalError):
+    """The database was migrated by a newer Nabat; this code must not touch it."""
+
+    def __init__(self, found: int, supported: int) -> None:
+        super().__init__(
+            f"the journal's schema is version {found}, this Nabat supports up to {supported}; "
+            "upgrade Nabat (never downgrade a database)"
+        )
+        self.found = found
+        self.supported = supported
+
+
+class StoredEvent(msgspec.Struct, frozen=True):
+    """An event with its place in the journal."""
+
+    seq: int
+    event: Event
+
+
+class EventQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What to read. All filters combine with AND; lists combine with OR inside."""
+
+    since: datetime | None = None
+    """Events whose ``time`` is at or after this."""
+    until: datetime | None = None
+    """Events whose ``time`` is before this."""
+    types: tuple[str, ...] = ()
+    """NATS patterns on the event type (``camera.health.*``, ``alert.>``)."""
+    subject: str | None = None
+    municipalities: tuple[str, ...] = ()
+    correlationid: str | None = None
+    after: int | None = None
+    """Cursor: only events with ``seq`` greater than this."""
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)] = 100
+
+    def __post_init__(self) -> None:
+        for pattern in self.types:
+            validate_pattern(pattern)
+
+    def type_filters(self) -> tuple[list[str], list[str]] | None:
+        """How SQL can narrow by type: (exact types, literal prefixes ending in '.'), or None
+        when some pattern starts with a wildcard and SQL cannot narrow at all."""
+        if not self.types:
+            return None
+        exact: list[str] = []
+        prefixes: list[str] = []
+        for pattern in self.types:
+            tokens = pattern.split(".")
+            literal = []
+            for token in tokens:
+                if token in ("*", ">"):
+                    break
+                literal.append(token)
+            if len(literal) == len(tokens):
+                exact.append(pattern)
+            elif not literal:
+                return None
+            else:
+                prefixes.append(".".join(literal) + ".")
+        return exact, prefixes
+
+    def type_matches(self, event_type: str) -> bool:
+        return not self.types or any(compile_pattern(p).fullmatch(event_type) for p in self.types)
+
+
+class Page(msgspec.Struct, frozen=True):
+    events: list[StoredEvent]
+    next_cursor: str | None
+    """Pass as ``after`` (decoded) to read on; None when this page reached the end."""
+
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching strings that start with ``prefix`` (``ESCAPE '\\'``)."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """Raise ValueError with a clear message for a cursor we did not issue."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith("s"):
+            raise ValueError
+        return int(text[1:])
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(f"invalid cursor {cursor!r}") from None
+
+
+class _Pending:
+    __slots__ = ("events", "future")
+
+    def __init__(self, events: Sequence[Event], future: asyncio.Future[list[int]]) -> None:
+        self.events = events
+        self.future = future
+
+
+class Journal(abc.ABC):
+    """The event log. Subclasses implement the ``_``-prefixed storage primitives."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+    kind: ClassVar[str]
+
+    def __init__(self, *, types: EventTypes | None = None) -> None:
+        self.types = types
+        self._pending: list[_Pending] = []
+        self._wake: asyncio.Event | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+        self.batches = 0
+        self.appended = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def open(self, *, migrate: bool = True) -> None:
+        """Connect, and create or migrate the schema (``migrate=False``: only check it)."""
+        await self._connect()
+        found = await self._schema_version()
+        if found > self.SCHEMA_VERSION:
+            await self._disconnect()
+            raise SchemaTooNew(found, self.SCHEMA_VERSION)
+        if found < self.SCHEMA_VERSION:
+            if not migrate:
+                await self._disconnect()
+                raise JournalError(
+                    f"the journal's schema is version {found}, this Nabat needs "
+                    f"{self.SCHEMA_VERSION}: run `nabat db upgrade`"
+                )
+            await self._migrate(found)
+            log.info(
+                "journal.migrated",
+                kind=self.kind,
+                from_version=found,
+                to_version=self.SCHEMA_VERSION,
+            )
+        self._wake = asyncio.Event()
+        self._flusher = asyncio.get_running_loop().create_task(
+            self._flush_loop(), name="journal:flush"
+        )
+
+    async def close(self) -> None:
+        """Finish pending appends, then disconnect."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._flusher is not None:
+            assert self._wake is not None
+            self._wake.set()
+            await self._flusher
+        await self._disconnect()
+
+    async def schema_version(self) -> int:
+        return await self._schema_version()
+
+    # -- writing ---------------------------------------------------------------------------
+    async def append(self, events: Sequence[Event]) -> list[int]:
+        """Store ``events`` durably; return their sequence numbers, in order."""
+        if self._closed or self._wake is None:
+            raise JournalError("the journal is not open")
+        if not events:
+            return []
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(events, future))
+        self._wake.set()
+        return await asyncio.shield(future)
+
+    async def append_one(self, event: Event) -> int:
+        return (await self.append([event]))[0]
+
+    async def _flush_loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch: list[_Pending] = []
+                size = 0
+                while self._pending and (
+                    not batch or size + len(self._pending[0].events) <= _MAX_BATCH
+                ):
+                    item = self._pending.pop(0)
+                    batch.append(item)
+                    size += len(item.events)
+                await self._commit(batch)
+            if self._closed:
+                return
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        rows = [(e, encode_event(e)) for item in batch for e in item.events]
+        try:
+            seqs = await self._write(rows)
+        except Exception as exc:
+            error = (
+                exc if isinstance(exc, JournalError) else JournalError(f"append failed: {exc!r}")
+            )
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(error)
+            log.error("journal.append_failed", kind=self.kind, events=len(rows), error=repr(exc))
+            return
+        self.batches += 1
+        self.appended += len(rows)
+        start = 0
+        for item in batch:
+            n = len(item.events)
+            if not item.future.done():
+                item.future.set_result(seqs[start : start + n])
+            start += n
+
+    # -- reading ---------------------------------------------------------------------------
+    def _decode(self, seq: int, body: bytes) -> StoredEvent:
+        return StoredEvent(seq=seq, event=decode_event(body, self.types))
+
+    async def query(self, query: EventQuery) -> Page:
+        """Read events in ``seq`` order matching ``query``, one page at a time."""
+        rows = await self._select(query)
+        more = len(rows) > query.limit
+        scanned = rows[: query.limit]
+        events = [self._decode(seq, body) for seq, body in scanned]
+        # SQL narrowed type patterns by their literal prefix; wildcards are matched here. A page
+        # can therefore hold fewer than ``limit`` events: follow next_cursor until it is None.
+        events = [s for s in events if query.type_matches(s.event.type)]
+        cursor = encode_cursor(scanned[-1][0]) if more else None
+        return Page(events=events, next_cursor=cursor)
+
+    async def get(self, source: str, event_id: str) -> StoredEvent | None:
+        row = await self._get(source, event_id)
+        return None if row is None else self._decode(*row)
+
+    async def last_seq(self) -> int:
+        """The highest committed sequence number (0 for an empty journal)."""
+        return await self._last_seq()
+
+    async def purge(self, before: datetime) -> int:
+        """Delete events whose ``time`` is before ``before`` (retention); return how many."""
+        return await self._purge(before)
+
+    # -- storage primitives ----------------------------------------------------------------
+    @abc.abstractmethod
+    async def _connect(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _disconnect(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _schema_version(self) -> int:
+        """0 when the schema does not exist yet."""
+
+    @abc.abstractmethod
+    async def _migrate(self, from_version: int) -> None: ...
+
+    @abc.abstractmethod
+    async def _write(self, rows: list[tuple[Event, bytes]]) -> list[int]:
+        """Insert rows in one transaction, skipping (source, id) already present; return the
+        seq of every row (the existing one for duplicates), in order."""
+
+    @abc.abstractmethod
+    async def _select(self, query: EventQuery) -> list[tuple[int, bytes]]:
+        """Rows matching every filter SQL can apply, type patterns narrowed by their literal
+        prefixes (exact types matched exactly), ``seq`` ascending, at most ``limit + 1``."""
+
+    @abc.abstractmethod
+    async def _get(self, source: str, event_id: str) -> tuple[int, bytes] | None: ...
+
+    @abc.abstractmethod
+    async def _last_seq(self) -> int: ...
+
+    @abc.abstractmethod
+    async def _purge(self, before: datetime) -> int: ...
