@@ -11,7 +11,6 @@ import os
 import uuid
 
 import pytest
-
 from nabat.events import EventTypes
 from nabat.store import Journal, SqliteJournal
 

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
-
 from nabat.events import Event
 from nabat.store import EventQuery, JournalError, SchemaTooNew, decode_cursor
 
