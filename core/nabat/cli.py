@@ -27,6 +27,8 @@ from .config import ConfigInvalid, LoadedConfig, load_config, masked
 from .hub import Hub
 from .i18n import Messages
 from .logs import configure_logging, get_logger
+from .store import JournalError
+from .store.factory import journal_from_config
 
 __all__ = ["cli", "main"]
 
@@ -52,7 +54,9 @@ def _messages(loaded: LoadedConfig | None = None) -> Messages:
 
 def _load_or_exit(path: Path) -> LoadedConfig:
     try:
-        return load_config(path)
+        loaded = load_config(path)
+        journal_from_config(loaded)  # the storage URL names a journal we can open
+        return loaded
     except ConfigInvalid as exc:
         _print_issues(path, exc.issues, _messages())
         raise SystemExit(1) from None
@@ -131,7 +135,12 @@ async def _serve(loaded: LoadedConfig) -> None:
         loop.add_signal_handler(sig, on_signal, sig)
     hub = Hub(loaded)
     try:
-        await hub.start(wait=True)
+        try:
+            await hub.start(wait=True)
+        except JournalError as exc:
+            log.error("journal.unavailable", error=str(exc))
+            click.echo(f"error: {exc}", err=True)
+            raise SystemExit(1) from None
         for issue in hub.issues:
             log.error(
                 "config.problem",
@@ -191,6 +200,68 @@ def config_show(file: str | None) -> None:
     if issues:
         _print_issues(path, issues, _messages(loaded))
         raise SystemExit(1)
+
+
+# -- db --------------------------------------------------------------------------------------
+@cli.group()
+def db() -> None:
+    """The journal's database: schema status and upgrades."""
+
+
+async def _upgrade(loaded: LoadedConfig) -> tuple[int, int]:
+    journal = journal_from_config(loaded)
+    before = await journal.peek_schema_version()
+    await journal.open(migrate=True)
+    try:
+        return before, await journal.schema_version()
+    finally:
+        await journal.close()
+
+
+@db.command("status")
+@config_option
+def db_status(config_file: str | None) -> None:
+    """Show the journal's schema version and whether it needs `nabat db upgrade`."""
+    _quiet_logs(False)
+    loaded = _load_or_exit(_config_path(config_file))
+    journal = journal_from_config(loaded)
+    supported = journal.SCHEMA_VERSION
+    try:
+        found = asyncio.run(journal.peek_schema_version())
+    except JournalError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    state = (
+        "up to date"
+        if found == supported
+        else (
+            "needs `nabat db upgrade`"
+            if found < supported
+            else "NEWER than this Nabat: upgrade Nabat"
+        )
+    )
+    click.echo(
+        f"journal: {journal.kind}, schema version {found}, this Nabat: {supported} ({state})"
+    )
+    if found > supported:
+        raise SystemExit(1)
+
+
+@db.command("upgrade")
+@config_option
+def db_upgrade(config_file: str | None) -> None:
+    """Create or migrate the journal's schema to this Nabat's version."""
+    _quiet_logs(False)
+    loaded = _load_or_exit(_config_path(config_file))
+    try:
+        before, after = asyncio.run(_upgrade(loaded))
+    except JournalError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    if before == after:
+        click.echo(f"journal schema is at version {after}; nothing to do")
+    else:
+        click.echo(f"journal schema upgraded from version {before} to {after}")
 
 
 # -- plugins ---------------------------------------------------------------------------------
@@ -357,7 +428,7 @@ def _add_plugin_commands(argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.getLogger().setLevel(logging.WARNING)
-    if not argv or argv[0] not in {"run", "config", "plugins", "version", "-V", "--version"}:
+    if not argv or argv[0] not in {"run", "config", "db", "plugins", "version", "-V", "--version"}:
         _add_plugin_commands(argv)
     cli.main(args=argv, prog_name="nabat")
 

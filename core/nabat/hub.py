@@ -18,6 +18,7 @@ import asyncio
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,6 +42,8 @@ from .interfaces.payloads import UnitKind, UnitState, UnitStatus
 from .logs import StructLogger, get_logger
 from .plugins import PluginHost, PluginInfo, discover
 from .scheduler import Scheduler
+from .store import Journal
+from .store.factory import journal_from_config
 from .supervisor import Backoff, Supervisor, classify
 
 __all__ = ["Hub", "InstanceContext"]
@@ -132,6 +135,8 @@ class Hub:
         self.host = PluginHost()
         self.scheduler = Scheduler()
         self.bus: Bus | None = None
+        self.journal: Journal = journal_from_config(loaded, self.event_types)
+        self._journal_open = False
         self.supervisor = Supervisor(
             self._publish_internal,
             retry_initial=self.config.hub.retry_initial,
@@ -156,13 +161,16 @@ class Hub:
 
     # -- HubAPI ----------------------------------------------------------------------------
     async def publish(self, event: Event) -> None:
+        """Append ``event`` to the journal (durable once this returns), then fan it out."""
         if self.bus is None:
             raise RuntimeError("the hub has not been started")
+        if self._journal_open:
+            await self.journal.append((event,))
         await self.bus.publish(event)
 
     async def _publish_internal(self, event: Event) -> None:
         if self.bus is not None:
-            await self.bus.publish(event)
+            await self.publish(event)
 
     def subscribe(
         self,
@@ -459,9 +467,13 @@ class Hub:
             put_timeout=bus_cfg.put_timeout,
             handler_timeout=bus_cfg.handler_timeout,
         )
-        await self.prepare()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.journal.open()  # creates or migrates the schema; refuses a newer one
+        self._journal_open = True
+        log.info("journal.opened", kind=self.journal.kind, last_seq=await self.journal.last_seq())
+        await self.prepare()
         self.scheduler.start()
+        self._schedule_retention()
         loop = asyncio.get_running_loop()
         # Mark everything "starting" before any task runs, so waiting for the start to settle
         # cannot see a moment where nothing has begun yet.
@@ -490,6 +502,19 @@ class Hub:
         if wait:
             await self.supervisor.wait_settled(self.config.hub.startup_timeout + 1.0)
         log.info("hub.started", hub=self.name, **self.summary())
+
+    def _schedule_retention(self) -> None:
+        days = self.config.storage.retention_days
+        if days is None:
+            return
+
+        async def purge() -> None:
+            cutoff = datetime.now(UTC) - timedelta(days=days)
+            removed = await self.journal.purge(cutoff)
+            log.info("journal.retention", removed=removed, older_than=cutoff.isoformat())
+
+        job = Job(id="journal-retention", func=purge, every=86_400, jitter=600, run_at_start=True)
+        self.scheduler.add(job, "core", lambda exc: None)
 
     def summary(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -668,8 +693,12 @@ class Hub:
 
     # -- stopping --------------------------------------------------------------------------
     async def stop(self) -> None:
-        """Stop jobs, drivers and plugins, then drain the bus. Safe to call twice."""
+        """Stop jobs, drivers and plugins, drain the bus, close the journal. Safe to call
+        twice, and after a start that failed half-way."""
         if not self._started:
+            if self._journal_open:
+                self._journal_open = False
+                await self.journal.close()
             return
         self._started = False
         await self.scheduler.shutdown()
@@ -700,6 +729,9 @@ class Hub:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.bus is not None:
             await self.bus.close(self.config.hub.shutdown_timeout)
+        if self._journal_open:
+            self._journal_open = False
+            await self.journal.close()
         log.info("hub.stopped", hub=self.name)
 
     async def __aenter__(self) -> Hub:

@@ -17,9 +17,9 @@ from typing import Any
 
 import msgspec
 
-from ..masking import mask_value
+from ..masking import mask_url, mask_value
 from ..regions import load_region
-from .model import Config, HubSettings, InstanceEntry, PluginEntry
+from .model import Config, HubSettings, InstanceEntry, PluginEntry, StorageSettings
 from .secrets import Secret, secret_dec_hook, secret_enc_hook
 
 __all__ = [
@@ -169,6 +169,32 @@ def _convert(
         raise ConfigInvalid([_issue_from(exc, prefix, file, index)]) from None
 
 
+def _resolve_storage_url(
+    storage: StorageSettings, file: str, index: _LineIndex, base: Path, issues: list[ConfigIssue]
+) -> StorageSettings:
+    """``url`` is a plain string, or a secret reference when it carries a password."""
+    url = storage.url
+    where = ["storage", "url"]
+    if url is None or isinstance(url, str):
+        if isinstance(url, str) and mask_url(url) != url:
+            issues.append(
+                ConfigIssue(
+                    file,
+                    "storage.url",
+                    "a URL with a password must not be written "
+                    'inline; use url = { env = "NAME" } or { file = "PATH" }',
+                    index.line_of(where),
+                )
+            )
+        return storage
+    try:
+        secret = Secret.from_ref(url, base)
+    except ValueError as exc:
+        issues.append(ConfigIssue(file, "storage.url", str(exc), index.line_of(where)))
+        return storage
+    return msgspec.structs.replace(storage, url=secret)
+
+
 def load_config(path: str | Path) -> LoadedConfig:
     """Read and check ``path``. Raises ConfigInvalid listing every problem found."""
     path = Path(path)
@@ -210,6 +236,8 @@ def load_config(path: str | Path) -> LoadedConfig:
             return None
 
     hub = section(raw.get("hub", {}), HubSettings, ["hub"]) or HubSettings()
+    storage = section(raw.get("storage", {}), StorageSettings, ["storage"]) or StorageSettings()
+    storage = _resolve_storage_url(storage, file, index, base, issues)
     plugins: dict[str, PluginEntry] = {}
     raw_plugins = raw.get("plugins", {})
     if not isinstance(raw_plugins, dict):
@@ -270,7 +298,7 @@ def load_config(path: str | Path) -> LoadedConfig:
         instances[instance_id] = converted
     if issues:
         raise ConfigInvalid(issues)
-    config = Config(hub=hub, plugins=plugins, instances=instances)
+    config = Config(hub=hub, storage=storage, plugins=plugins, instances=instances)
     return LoadedConfig(config=config, path=path.resolve(), raw=raw, _index=index)
 
 

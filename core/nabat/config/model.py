@@ -6,7 +6,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-__all__ = ["BusSettings", "Config", "HubSettings", "InstanceEntry", "PluginEntry"]
+__all__ = [
+    "BusSettings",
+    "Config",
+    "HubSettings",
+    "InstanceEntry",
+    "PluginEntry",
+    "StorageSettings",
+]
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
@@ -46,6 +53,19 @@ class HubSettings(_Table):
     bus: BusSettings = msgspec.field(default_factory=BusSettings)
 
 
+class StorageSettings(_Table):
+    """``[storage]``: where the journal lives."""
+
+    url: Any = None
+    """``sqlite:///path`` (relative paths are under ``data_dir``) or a PostgreSQL DSN
+    (``postgresql://user@host/db``). A DSN with a password must be a secret reference:
+    ``url = { env = "NABAT_DATABASE_URL" }``. Default: ``sqlite:///journal.sqlite3``."""
+    schema: Slug = "nabat"
+    """PostgreSQL schema holding Nabat's tables."""
+    retention_days: Annotated[float, msgspec.Meta(gt=0)] | None = 90.0
+    """Events older than this are deleted once a day; unset keeps everything."""
+
+
 class PluginEntry(_Table):
     """``[plugins.<name>]``."""
 
@@ -72,5 +92,6 @@ class Config(_Table):
     """The whole file."""
 
     hub: HubSettings = msgspec.field(default_factory=HubSettings)
+    storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
     plugins: dict[str, PluginEntry] = {}
     instances: dict[str, InstanceEntry] = {}

@@ -211,6 +211,14 @@ class Journal(abc.ABC):
     async def schema_version(self) -> int:
         return await self._schema_version()
 
+    async def peek_schema_version(self) -> int:
+        """The stored schema version, read without opening (or migrating) the journal."""
+        await self._connect()
+        try:
+            return await self._schema_version()
+        finally:
+            await self._disconnect()
+
     # -- writing ---------------------------------------------------------------------------
     async def append(self, events: Sequence[Event]) -> list[int]:
         """Store ``events`` durably; return their sequence numbers, in order."""
