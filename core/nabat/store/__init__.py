@@ -11,6 +11,7 @@ from .base import (
     decode_cursor,
     encode_cursor,
 )
+from .postgres import PostgresJournal
 from .sqlite import SqliteJournal
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "Journal",
     "JournalError",
     "Page",
+    "PostgresJournal",
     "SchemaTooNew",
     "SqliteJournal",
     "StoredEvent",

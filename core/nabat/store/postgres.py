@@ -1,0 +1,498 @@
+"""The production journal: PostgreSQL through asyncpg, shareable by several hub processes.
+
+All tables live in one schema (``nabat`` unless told otherwise), created and migrated by the
+hub. Commits are durable before they are acknowledged: the journal never turns
+``synchronous_commit`` off, and turns it back on for its own transactions if the server's
+default is ``off``.
+
+**How ``seq`` stays a safe cursor with several writers.** A reader that has seen ``seq <= n``
+must never later find a newly committed row with ``seq <= n``. A PostgreSQL ``SEQUENCE`` does
+not give that: numbers are handed out at insert time, but transactions commit in any order, so
+a reader can see 11 committed while 10 is still in flight. Here every batch instead runs::
+
+    BEGIN; SELECT pg_advisory_xact_lock(<key of this schema>);
+    UPDATE nabat_sequence SET last_seq = last_seq + n RETURNING last_seq;  -- take n numbers
+    COPY events FROM STDIN;                        -- the rows, numbered by the client
+    COMMIT;
+
+The advisory lock serialises the writing transactions of every process on this schema, and
+PostgreSQL makes a transaction visible before it releases its locks, so batches become visible
+in the order of their numbers. Numbers come from a counter row (``nabat_sequence``, like
+SQLite's ``sqlite_sequence``) rather than from ``max(seq)``, so they are never reused after
+:meth:`~nabat.store.Journal.purge` empties the table's tail. Serialising costs little: the
+journal group-commits, so one lock round covers a whole batch (up to 2,000 events).
+
+**Idempotency.** COPY is the fastest way in, and in the common case no row of a batch is
+stored yet. When one is, the ``(source, id)`` unique constraint aborts the COPY; the batch is
+rolled back and redone as one statement that looks every row up and inserts only the new ones
+(``_WRITE``), and later batches start that way until one meets no duplicate (a producer
+replaying its backlog). The write lock is taken in a statement of its own because in READ
+COMMITTED each statement reads a snapshot taken when it starts: the lookup must start after
+the previous holder has committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from ..events import Event, EventTypes
+from ..masking import MASK, is_secret_key, mask_url
+from .base import EventQuery, Journal, JournalError, SchemaTooNew, like_prefix, log
+
+__all__ = ["PostgresJournal"]
+
+# Errors a database operation can raise: server errors, client/protocol errors (connection
+# closed…), network errors and timeouts.
+_DB_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+
+# ``{s}`` is the quoted schema. ``id``, ``source`` and ``type`` are machine identifiers: the
+# "C" collation compares them byte-wise (fast unique checks) and lets the (type, seq) index
+# serve ``LIKE 'prefix%'``.
+_MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        "CREATE TABLE IF NOT EXISTS {s}.nabat_meta (key text PRIMARY KEY, value text NOT NULL)",
+        "CREATE TABLE {s}.nabat_sequence (name text PRIMARY KEY, last_seq bigint NOT NULL)",
+        "INSERT INTO {s}.nabat_sequence (name, last_seq) VALUES ('events', 0)",
+        """CREATE TABLE {s}.events (
+            seq bigint PRIMARY KEY,
+            id text COLLATE "C" NOT NULL,
+            source text COLLATE "C" NOT NULL,
+            type text COLLATE "C" NOT NULL,
+            subject text,
+            time timestamptz NOT NULL,
+            municipality text,
+            severity text,
+            correlationid text,
+            body bytea NOT NULL,
+            UNIQUE (source, id)
+        )""",
+        "CREATE INDEX events_time ON {s}.events (time)",
+        "CREATE INDEX events_type ON {s}.events (type, seq)",
+        "CREATE INDEX events_municipality ON {s}.events (municipality, seq)",
+        "CREATE INDEX events_correlation ON {s}.events (correlationid)"
+        " WHERE correlationid IS NOT NULL",
+    ],
+}
+
+# One statement per batch, run while holding the schema's write lock. Input rows are unique by
+# (source, id) already (the client keeps the first of in-batch duplicates). Returns
+# (ord, seq, existed) for every input row: the stored seq for rows already present (existed),
+# a new one for the others.
+# Data-modifying CTEs run exactly once whether or not the final SELECT reads them.
+_WRITE = """
+WITH input AS (
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+        $6::text[], $7::text[], $8::text[], $9::bytea[]
+    ) WITH ORDINALITY AS t(id, source, type, subject, time, municipality, severity,
+                           correlationid, body, ord)
+),
+looked AS (
+    -- A correlated lookup per input row: always the (source, id) index, whatever the
+    -- planner's statistics say about the table's size (a join may pick a full scan).
+    SELECT i.*, (SELECT e.seq FROM {s}.events e WHERE e.source = i.source AND e.id = i.id)
+        AS old_seq
+    FROM input i
+),
+fresh AS (
+    SELECT looked.*, row_number() OVER (ORDER BY ord) AS n FROM looked WHERE old_seq IS NULL
+),
+bump AS (
+    UPDATE {s}.nabat_sequence SET last_seq = last_seq + (SELECT count(*) FROM fresh)
+    WHERE name = 'events'
+    RETURNING last_seq - (SELECT count(*) FROM fresh) AS base
+),
+inserted AS (
+    INSERT INTO {s}.events (seq, id, source, type, subject, time, municipality, severity,
+                            correlationid, body)
+    SELECT bump.base + fresh.n, fresh.id, fresh.source, fresh.type, fresh.subject, fresh.time,
+           fresh.municipality, fresh.severity, fresh.correlationid, fresh.body
+    FROM fresh CROSS JOIN bump
+)
+SELECT ord, old_seq, true FROM looked WHERE old_seq IS NOT NULL
+UNION ALL
+SELECT fresh.ord, bump.base + fresh.n, false FROM fresh CROSS JOIN bump
+"""
+
+_BUMP = (
+    "UPDATE {s}.nabat_sequence SET last_seq = last_seq + $1 WHERE name = 'events'"
+    " RETURNING last_seq"
+)
+_COPY_COLUMNS = [
+    "seq",
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "municipality",
+    "severity",
+    "correlationid",
+    "body",
+]
+
+
+_AUTHORITY_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^/@:\s]*:)[^/@\s]*@", re.IGNORECASE)
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _aware(value: datetime) -> datetime:
+    """A naive datetime means local time, as for the SQLite journal (``datetime.timestamp``)."""
+    return value if value.tzinfo is not None else value.astimezone()
+
+
+def _lock_key(purpose: str, schema: str) -> int:
+    """A stable signed 64-bit advisory-lock key for ``purpose`` on ``schema``."""
+    digest = hashlib.blake2b(f"nabat.journal.{purpose}:{schema}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def _secret_param(key: str) -> bool:
+    return is_secret_key(key) or "password" in key.lower()  # also libpq's ``sslpassword``
+
+
+def describe_dsn(dsn: str) -> str:
+    """The DSN without secrets: the password in the authority and secret-looking query
+    parameters (``?password=…``) become ``***``."""
+    try:
+        try:
+            masked = mask_url(dsn)
+        except ValueError:  # several hosts (``h1:5432,h2:5432``) are no URL to urllib
+            masked = _AUTHORITY_PASSWORD.sub(rf"\g<1>{MASK}@", dsn)
+        parts = urlsplit(masked)
+        query = urlencode(
+            [(k, MASK if _secret_param(k) else v) for k, v in parse_qsl(parts.query)], safe="*/"
+        )
+        return urlunsplit(parts._replace(query=query))
+    except ValueError:
+        return "<unparsable DSN>"
+
+
+def _secrets_of(dsn: str) -> list[str]:
+    try:
+        parts = urlsplit(dsn)
+        found = [parts.password or ""]
+        found += [v for k, v in parse_qsl(parts.query) if _secret_param(k)]
+    except ValueError:
+        return []
+    return [s for s in found if s]
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool reset: the journal sets no session state (no SET, LISTEN, cursors or session
+    locks), so a released connection needs no reset query — saving a round trip per use.
+    asyncpg still rolls back an open transaction before calling this."""
+
+
+class PostgresJournal(Journal):
+    kind = "postgres"
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "nabat",
+        types: EventTypes | None = None,
+        pool_size: int = 4,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(types=types)
+        if not schema or "\x00" in schema or len(schema.encode()) > 63:
+            raise ValueError(f"invalid PostgreSQL schema name {schema!r} (1-63 bytes, no NUL)")
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        self._dsn = dsn  # holds the password: never log it, use self.where
+        self.schema = schema
+        self.pool_size = pool_size
+        self.connect_timeout = connect_timeout
+        self.where = f"{describe_dsn(dsn)}, schema {quote_ident(schema)}"
+        self._secrets = _secrets_of(dsn)
+        self._pool: asyncpg.Pool | None = None
+        s = quote_ident(schema)
+        self._s = s
+        self._migrate_lock = _lock_key("migrate", schema)
+        self._write_lock = _lock_key("write", schema)
+        self._begin_write = f"BEGIN; SELECT pg_advisory_xact_lock({self._write_lock})"
+        self._write_sql = _WRITE.format(s=s)
+        self._bump_sql = _BUMP.format(s=s)
+        # After a batch met rows stored already (a producer replaying), look rows up first
+        # until a batch has none; otherwise try the plain COPY first.
+        self._expect_duplicates = False
+
+    # -- errors ----------------------------------------------------------------------------
+    def _error(self, action: str, exc: BaseException) -> JournalError:
+        reason = str(exc) or "no detail"
+        for secret in self._secrets:
+            reason = reason.replace(secret, MASK)
+        return JournalError(
+            f"PostgreSQL: {action} failed ({self.where}): {type(exc).__name__}: {reason}"
+        )
+
+    def _pool_or_fail(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise JournalError("the journal is not open")
+        return self._pool
+
+    async def _run(self, action: str, method: str, sql: str, *args: Any) -> Any:
+        pool = self._pool_or_fail()
+        try:
+            return await getattr(pool, method)(sql, *args)
+        except _DB_ERRORS as exc:
+            raise self._error(action, exc) from exc
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def open(self, *, migrate: bool = True) -> None:
+        try:
+            await super().open(migrate=migrate)
+        except BaseException:
+            await self._disconnect()  # a failed open must not leave the pool connected
+            raise
+
+    async def _connect(self) -> None:
+        try:
+            pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=self.pool_size,
+                max_size=self.pool_size,
+                timeout=self.connect_timeout,
+                reset=_keep_session,
+                server_settings={"application_name": "nabat"},
+            )
+        except _DB_ERRORS as exc:
+            raise self._error("connecting", exc) from exc
+        except ValueError as exc:  # asyncpg's verdict on a malformed DSN
+            raise self._error("parsing the DSN", exc) from None
+        self._pool = pool
+        durability = await self._run("reading settings", "fetchval", "SHOW synchronous_commit")
+        if durability == "off":
+            # Acknowledged means durable: override the server's default for our own commits.
+            log.warning("journal.synchronous_commit_off", kind=self.kind, where=self.where)
+            self._begin_write = (
+                "BEGIN; SET LOCAL synchronous_commit = on; "
+                f"SELECT pg_advisory_xact_lock({self._write_lock})"
+            )
+
+    async def _disconnect(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), timeout=10)
+        except (TimeoutError, *_DB_ERRORS):
+            pool.terminate()
+
+    # -- schema ----------------------------------------------------------------------------
+    async def _version_on(self, conn: asyncpg.Connection) -> int:
+        exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{self._s}.nabat_meta")
+        if not exists:
+            return 0
+        value = await conn.fetchval(
+            f"SELECT value FROM {self._s}.nabat_meta WHERE key = 'schema_version'"
+        )
+        return int(value) if value is not None else 0
+
+    async def _schema_version(self) -> int:
+        pool = self._pool_or_fail()
+        try:
+            async with pool.acquire() as conn:
+                return await self._version_on(conn)
+        except _DB_ERRORS as exc:
+            raise self._error("reading the schema version", exc) from exc
+
+    async def _migrate(self, from_version: int) -> None:
+        pool = self._pool_or_fail()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                # Another hub process may be migrating the same schema right now: take turns,
+                # then look again at what the winner left.
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", self._migrate_lock)
+                has_schema = await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", self.schema
+                )
+                if not has_schema:
+                    await conn.execute(f"CREATE SCHEMA {self._s}")
+                found = await self._version_on(conn)
+                if found > self.SCHEMA_VERSION:
+                    raise SchemaTooNew(found, self.SCHEMA_VERSION)
+                for version in range(found + 1, self.SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[version]:
+                        await conn.execute(statement.format(s=self._s))
+                    await conn.execute(
+                        f"INSERT INTO {self._s}.nabat_meta (key, value)"
+                        " VALUES ('schema_version', $1)"
+                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        str(version),
+                    )
+        except _DB_ERRORS as exc:
+            raise self._error(f"migrating the schema from version {from_version}", exc) from exc
+
+    # -- writing ---------------------------------------------------------------------------
+    async def _write(self, rows: list[tuple[Event, bytes]]) -> list[int]:
+        keys = [(e.source, e.id) for e, _ in rows]
+        first: dict[tuple[str, str], int] = {}  # (source, id) -> index among unique rows
+        unique: list[tuple[Any, ...]] = []
+        for (event, body), key in zip(rows, keys, strict=True):
+            if key in first:
+                continue  # a duplicate inside this batch keeps the first
+            first[key] = len(unique)
+            unique.append(
+                (
+                    event.id,
+                    event.source,
+                    event.type,
+                    event.subject,
+                    event.time,  # always timezone-aware (Event checks)
+                    event.municipality,
+                    None if event.severity is None else str(event.severity),
+                    event.correlationid,
+                    body,
+                )
+            )
+        pool = self._pool_or_fail()
+        try:
+            async with pool.acquire() as conn:
+                seqs = None
+                if not self._expect_duplicates:
+                    seqs = await self._write_fast(conn, unique)
+                if seqs is None:
+                    seqs, duplicates = await self._write_checked(conn, unique)
+                    self._expect_duplicates = duplicates > 0
+        except _DB_ERRORS as exc:
+            raise self._error(f"appending {len(rows)} events", exc) from exc
+        return [seqs[first[key]] for key in keys]
+
+    async def _in_write_transaction(self, conn: asyncpg.Connection, work: Any) -> Any:
+        """Run ``work(conn)`` inside BEGIN + the schema's write lock … COMMIT."""
+        try:
+            await conn.execute(self._begin_write)
+            result = await work(conn)
+            # If COMMIT fails the outcome is unknown; the producer may retry safely because
+            # appends are idempotent.
+            await conn.execute("COMMIT")
+        except BaseException:
+            if not conn.is_closed():
+                try:
+                    await conn.execute("ROLLBACK")
+                except BaseException:
+                    conn.terminate()
+            raise
+        return result
+
+    async def _write_fast(
+        self, conn: asyncpg.Connection, unique: list[tuple[Any, ...]]
+    ) -> list[int] | None:
+        """The common case, no row stored yet: take numbers, COPY the rows in (the fastest
+        way into PostgreSQL). None when some (source, id) was stored already: the unique
+        constraint aborted the transaction, nothing was written."""
+
+        async def work(conn: asyncpg.Connection) -> list[int]:
+            last = await conn.fetchval(self._bump_sql, len(unique))
+            base = last - len(unique)
+            await conn.copy_records_to_table(
+                "events",
+                schema_name=self.schema,
+                columns=_COPY_COLUMNS,
+                records=[(base + n, *row) for n, row in enumerate(unique, 1)],
+            )
+            return list(range(base + 1, last + 1))
+
+        try:
+            return await self._in_write_transaction(conn, work)
+        except asyncpg.UniqueViolationError:
+            return None
+
+    async def _write_checked(
+        self, conn: asyncpg.Connection, unique: list[tuple[Any, ...]]
+    ) -> tuple[list[int], int]:
+        """Look every (source, id) up and insert only the new ones, in one statement; return
+        the seqs and how many rows were stored already."""
+        columns = [list(column) for column in zip(*unique, strict=True)]
+        result = await self._in_write_transaction(
+            conn, lambda conn: conn.fetch(self._write_sql, *columns)
+        )
+        seqs = [0] * len(unique)
+        duplicates = 0
+        for ord_, seq, existed in result:
+            seqs[ord_ - 1] = seq
+            duplicates += existed
+        return seqs, duplicates
+
+    # -- reading ---------------------------------------------------------------------------
+    async def _select(self, query: EventQuery) -> list[tuple[int, bytes]]:
+        where: list[str] = []
+        args: list[Any] = []
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if query.after is not None:
+            where.append(f"seq > {arg(query.after)}")
+        if query.since is not None:
+            where.append(f"time >= {arg(_aware(query.since))}")
+        if query.until is not None:
+            where.append(f"time < {arg(_aware(query.until))}")
+        if query.subject is not None:
+            where.append(f"subject = {arg(query.subject)}")
+        if query.correlationid is not None:
+            where.append(f"correlationid = {arg(query.correlationid)}")
+        if query.municipalities:
+            where.append(f"municipality = ANY({arg(list(query.municipalities))}::text[])")
+        narrowing = query.type_filters()
+        if narrowing is not None:
+            exact, prefixes = narrowing
+            parts = []
+            if exact:
+                parts.append(f"type = ANY({arg(exact)}::text[])")
+            for prefix in prefixes:
+                parts.append(f"type LIKE {arg(like_prefix(prefix))} ESCAPE '\\'")
+            where.append("(" + " OR ".join(parts) + ")")
+        sql = f"SELECT seq, body FROM {self._s}.events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY seq LIMIT {arg(query.limit + 1)}"
+        rows = await self._run("reading events", "fetch", sql, *args)
+        return [(seq, body) for seq, body in rows]
+
+    async def _get(self, source: str, event_id: str) -> tuple[int, bytes] | None:
+        row = await self._run(
+            "reading an event",
+            "fetchrow",
+            f"SELECT seq, body FROM {self._s}.events WHERE source = $1 AND id = $2",
+            source,
+            event_id,
+        )
+        return None if row is None else (row[0], row[1])
+
+    async def _last_seq(self) -> int:
+        value = await self._run(
+            "reading the last sequence number",
+            "fetchval",
+            f"SELECT last_seq FROM {self._s}.nabat_sequence WHERE name = 'events'",
+        )
+        return value or 0
+
+    async def _purge(self, before: datetime) -> int:
+        status = await self._run(
+            "purging old events",
+            "execute",
+            f"DELETE FROM {self._s}.events WHERE time < $1",
+            _aware(before),
+        )
+        return int(status.split()[-1])
