@@ -94,6 +94,10 @@ class EventQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     def __post_init__(self) -> None:
         for pattern in self.types:
             validate_pattern(pattern)
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} must carry a UTC offset")
 
     def type_filters(self) -> tuple[list[str], list[str]] | None:
         """How SQL can narrow by type: (exact types, literal prefixes ending in '.'), or None
@@ -174,13 +178,22 @@ class Journal(abc.ABC):
     async def open(self, *, migrate: bool = True) -> None:
         """Connect, and create or migrate the schema (``migrate=False``: only check it)."""
         await self._connect()
+        try:
+            await self._check_and_migrate(migrate)
+        except BaseException:
+            await self._disconnect()  # no threads, pools or connections left behind
+            raise
+        self._wake = asyncio.Event()
+        self._flusher = asyncio.get_running_loop().create_task(
+            self._flush_loop(), name="journal:flush"
+        )
+
+    async def _check_and_migrate(self, migrate: bool) -> None:
         found = await self._schema_version()
         if found > self.SCHEMA_VERSION:
-            await self._disconnect()
             raise SchemaTooNew(found, self.SCHEMA_VERSION)
         if found < self.SCHEMA_VERSION:
             if not migrate:
-                await self._disconnect()
                 raise JournalError(
                     f"the journal's schema is version {found}, this Nabat needs "
                     f"{self.SCHEMA_VERSION}: run `nabat db upgrade`"
@@ -192,10 +205,6 @@ class Journal(abc.ABC):
                 from_version=found,
                 to_version=self.SCHEMA_VERSION,
             )
-        self._wake = asyncio.Event()
-        self._flusher = asyncio.get_running_loop().create_task(
-            self._flush_loop(), name="journal:flush"
-        )
 
     async def close(self) -> None:
         """Finish pending appends, then disconnect."""
@@ -224,6 +233,8 @@ class Journal(abc.ABC):
         """Store ``events`` durably; return their sequence numbers, in order."""
         if self._closed or self._wake is None:
             raise JournalError("the journal is not open")
+        if self._flusher is not None and self._flusher.done():
+            raise JournalError("the journal's writer has stopped; restart the hub")
         if not events:
             return []
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
@@ -248,7 +259,15 @@ class Journal(abc.ABC):
                     item = self._pending.pop(0)
                     batch.append(item)
                     size += len(item.events)
-                await self._commit(batch)
+                try:
+                    await self._commit(batch)
+                except BaseException as exc:  # cancelled mid-write: nobody may wait forever
+                    error = JournalError(f"append interrupted: {exc!r}")
+                    for item in batch + self._pending:
+                        if not item.future.done():
+                            item.future.set_exception(error)
+                    self._pending.clear()
+                    raise
             if self._closed:
                 return
 
@@ -300,6 +319,8 @@ class Journal(abc.ABC):
 
     async def purge(self, before: datetime) -> int:
         """Delete events whose ``time`` is before ``before`` (retention); return how many."""
+        if before.tzinfo is None:
+            raise ValueError("before must carry a UTC offset")
         return await self._purge(before)
 
     # -- storage primitives ----------------------------------------------------------------

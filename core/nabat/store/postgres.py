@@ -257,13 +257,6 @@ class PostgresJournal(Journal):
             raise self._error(action, exc) from exc
 
     # -- lifecycle -------------------------------------------------------------------------
-    async def open(self, *, migrate: bool = True) -> None:
-        try:
-            await super().open(migrate=migrate)
-        except BaseException:
-            await self._disconnect()  # a failed open must not leave the pool connected
-            raise
-
     async def _connect(self) -> None:
         try:
             pool = await asyncpg.create_pool(

@@ -192,3 +192,11 @@ async def test_closed_journal_refuses_appends(make_journal):
     await journal.close()
     with pytest.raises(JournalError):
         await journal.append([ev(1)])
+
+
+async def test_naive_datetimes_are_refused(make_journal):
+    journal = await make_journal()
+    with pytest.raises(ValueError, match="UTC offset"):
+        await journal.query(EventQuery(since=datetime(2026, 1, 1)))
+    with pytest.raises(ValueError, match="UTC offset"):
+        await journal.purge(datetime(2026, 1, 1))
