@@ -34,6 +34,7 @@ import msgspec
 from ..events import Event, EventTypes, decode_event, encode_event
 from ..logs import get_logger
 from ..subjects import compile_pattern, validate_pattern
+from .delivery import DeliveryIssue, IssueState, SubscriptionSpec, SubscriptionState
 
 __all__ = [
     "MAX_PAGE",
@@ -162,7 +163,8 @@ class _Pending:
 class Journal(abc.ABC):
     """The event log. Subclasses implement the ``_``-prefixed storage primitives."""
 
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int] = 2
+    """1: events; 2: durable subscriptions and delivery issues."""
     kind: ClassVar[str]
 
     def __init__(self, *, types: EventTypes | None = None) -> None:
@@ -323,6 +325,74 @@ class Journal(abc.ABC):
             raise ValueError("before must carry a UTC offset")
         return await self._purge(before)
 
+    async def events_at(self, seqs: Sequence[int]) -> list[StoredEvent]:
+        """The stored events with these sequence numbers (missing ones are skipped)."""
+        return [self._decode(seq, body) for seq, body in await self._at(list(seqs))]
+
+    # -- durable delivery state (see nabat.store.delivery) ---------------------------------
+    @abc.abstractmethod
+    async def save_subscription(self, spec: SubscriptionSpec) -> SubscriptionState:
+        """Create the subscription (cursor at the journal's end, or 0 with
+        ``start_at_beginning``) or update its spec, keeping its cursor."""
+
+    @abc.abstractmethod
+    async def subscription(self, subscription_id: str) -> SubscriptionState | None: ...
+
+    @abc.abstractmethod
+    async def subscriptions(self) -> list[SubscriptionState]: ...
+
+    @abc.abstractmethod
+    async def delete_subscription(self, subscription_id: str) -> bool:
+        """Remove a subscription and its retry and dead rows."""
+
+    @abc.abstractmethod
+    async def acquire_lease(self, subscription_id: str, owner: str, ttl: float) -> bool:
+        """Take or renew the lease when it is free, expired or already ``owner``'s."""
+
+    @abc.abstractmethod
+    async def release_lease(self, subscription_id: str, owner: str) -> None: ...
+
+    @abc.abstractmethod
+    async def advance_cursor(self, subscription_id: str, owner: str, seq: int) -> bool:
+        """Move the cursor forward to ``seq`` (never back) if ``owner`` holds an unexpired
+        lease; False means the lease was lost and the caller must stop delivering."""
+
+    @abc.abstractmethod
+    async def record_failure(
+        self,
+        subscription_id: str,
+        seq: int,
+        event_id: str,
+        error: str,
+        next_attempt_at: datetime | None,
+        dead: bool,
+    ) -> DeliveryIssue:
+        """Count a failed attempt: create or update the event's row (attempts + 1)."""
+
+    @abc.abstractmethod
+    async def clear_failure(self, subscription_id: str, seq: int) -> None:
+        """The event was delivered after all: drop its retry row."""
+
+    @abc.abstractmethod
+    async def issues(
+        self,
+        subscription_id: str | None = None,
+        state: IssueState | None = None,
+        *,
+        due_before: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[DeliveryIssue]:
+        """Retry and dead rows, by subscription then seq; ``due_before`` keeps retry rows
+        whose next attempt is due."""
+
+    @abc.abstractmethod
+    async def revive_dead(self, subscription_id: str, seqs: Sequence[int] | None = None) -> int:
+        """Turn dead letters back into retries due now (attempts reset); return how many."""
+
+    @abc.abstractmethod
+    async def discard_dead(self, subscription_id: str, seqs: Sequence[int] | None = None) -> int:
+        """Forget dead letters; return how many."""
+
     # -- storage primitives ----------------------------------------------------------------
     @abc.abstractmethod
     async def _connect(self) -> None: ...
@@ -352,6 +422,10 @@ class Journal(abc.ABC):
 
     @abc.abstractmethod
     async def _last_seq(self) -> int: ...
+
+    @abc.abstractmethod
+    async def _at(self, seqs: list[int]) -> list[tuple[int, bytes]]:
+        """Rows with these seqs, ascending."""
 
     @abc.abstractmethod
     async def _purge(self, before: datetime) -> int: ...

@@ -29,6 +29,13 @@ rolled back and redone as one statement that looks every row up and inserts only
 replaying its backlog). The write lock is taken in a statement of its own because in READ
 COMMITTED each statement reads a snapshot taken when it starts: the lookup must start after
 the previous holder has committed.
+
+**Durable delivery state** (schema version 2, :mod:`nabat.store.delivery`). Every operation
+is one statement, atomic on its own. Leases and fenced cursor moves compare against the
+*database's* clock (``clock_timestamp()``), never a hub process's, so processes whose clocks
+disagree still agree on who holds a lease. A lease is taken by a single conditional
+``UPDATE``: when two processes race, the row lock makes the second re-check the condition
+against the first one's committed lease, and it fails.
 """
 
 from __future__ import annotations
@@ -36,15 +43,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
+import msgspec
 
 from ..events import Event, EventTypes
 from ..masking import MASK, is_secret_key, mask_url
 from .base import EventQuery, Journal, JournalError, SchemaTooNew, like_prefix, log
+from .delivery import DeliveryIssue, IssueState, SubscriptionSpec, SubscriptionState
 
 __all__ = ["PostgresJournal"]
 
@@ -85,7 +95,39 @@ _MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX events_correlation ON {s}.events (correlationid)"
         " WHERE correlationid IS NOT NULL",
     ],
+    2: [
+        # ``spec`` is the JSON of a SubscriptionSpec (jsonb: readable and queryable by hand).
+        """CREATE TABLE {s}.subscriptions (
+            id text COLLATE "C" PRIMARY KEY,
+            spec jsonb NOT NULL,
+            cursor bigint NOT NULL,
+            lease_owner text,
+            lease_until timestamptz,
+            created_at timestamptz NOT NULL
+        )""",
+        """CREATE TABLE {s}.delivery_issues (
+            subscription text COLLATE "C" NOT NULL
+                REFERENCES {s}.subscriptions (id) ON DELETE CASCADE,
+            seq bigint NOT NULL,
+            event_id text NOT NULL,
+            state text NOT NULL CHECK (state IN ('retry', 'dead')),
+            attempts integer NOT NULL,
+            first_failed_at timestamptz NOT NULL,
+            next_attempt_at timestamptz,
+            last_error text NOT NULL,
+            PRIMARY KEY (subscription, seq)
+        )""",
+        "CREATE INDEX delivery_issues_due"
+        " ON {s}.delivery_issues (subscription, state, next_attempt_at)",
+    ],
 }
+
+_MAX_ERROR = 2000  # characters of ``last_error`` kept
+_spec_decoder = msgspec.json.Decoder(SubscriptionSpec)
+_STATE_COLUMNS = "spec::text, cursor, lease_owner, lease_until, created_at"
+_ISSUE_COLUMNS = (
+    "subscription, seq, event_id, state, attempts, first_failed_at, next_attempt_at, last_error"
+)
 
 # One statement per batch, run while holding the schema's write lock. Input rows are unique by
 # (source, id) already (the client keeps the first of in-batch duplicates). Returns
@@ -155,6 +197,41 @@ def quote_ident(name: str) -> str:
 def _aware(value: datetime) -> datetime:
     """A naive datetime means local time, as for the SQLite journal (``datetime.timestamp``)."""
     return value if value.tzinfo is not None else value.astimezone()
+
+
+def _text(value: str) -> str:
+    """PostgreSQL text cannot hold NUL characters (error messages quoting binary bodies)."""
+    return value.replace("\x00", "\ufffd")
+
+
+def _rowcount(status: str) -> int:
+    """The row count of a command status (``UPDATE 1``, ``DELETE 3``)."""
+    return int(status.split()[-1])
+
+
+def _state(row: Any) -> SubscriptionState:
+    spec, cursor, owner, until, created = row
+    return SubscriptionState(
+        spec=_spec_decoder.decode(spec),
+        cursor=cursor,
+        lease_owner=owner,
+        lease_until=until,  # asyncpg returns timestamptz as aware UTC datetimes
+        created_at=created,
+    )
+
+
+def _issue(row: Any) -> DeliveryIssue:
+    sub, seq, event_id, state, attempts, first, nxt, error = row
+    return DeliveryIssue(
+        subscription=sub,
+        seq=seq,
+        event_id=event_id,
+        state=IssueState(state),
+        attempts=attempts,
+        first_failed_at=first,
+        next_attempt_at=nxt,
+        last_error=error,
+    )
 
 
 def _lock_key(purpose: str, schema: str) -> int:
@@ -488,4 +565,197 @@ class PostgresJournal(Journal):
             f"DELETE FROM {self._s}.events WHERE time < $1",
             _aware(before),
         )
-        return int(status.split()[-1])
+        return _rowcount(status)
+
+    async def _at(self, seqs: list[int]) -> list[tuple[int, bytes]]:
+        if not seqs:
+            return []
+        rows = await self._run(
+            "reading events by sequence number",
+            "fetch",
+            f"SELECT seq, body FROM {self._s}.events WHERE seq = ANY($1::bigint[]) ORDER BY seq",
+            seqs,
+        )
+        return [(seq, body) for seq, body in rows]
+
+    # -- durable delivery state ------------------------------------------------------------
+    async def save_subscription(self, spec: SubscriptionSpec) -> SubscriptionState:
+        # One statement: a new subscription starts at the last *committed* seq (the counter
+        # row is bumped in the same transaction as the rows it numbers), an existing one keeps
+        # its cursor, lease and creation time.
+        row = await self._run(
+            f"saving subscription {spec.id!r}",
+            "fetchrow",
+            f"INSERT INTO {self._s}.subscriptions AS sub (id, spec, cursor, created_at)"
+            " SELECT $1, $2::jsonb,"
+            " CASE WHEN $3 THEN 0 ELSE coalesce(("
+            f"  SELECT last_seq FROM {self._s}.nabat_sequence WHERE name = 'events'), 0) END,"
+            " clock_timestamp()"
+            " ON CONFLICT (id) DO UPDATE SET spec = EXCLUDED.spec"
+            f" RETURNING {_STATE_COLUMNS}",
+            spec.id,
+            msgspec.json.encode(spec).decode(),
+            spec.start_at_beginning,
+        )
+        return _state(row)
+
+    async def subscription(self, subscription_id: str) -> SubscriptionState | None:
+        row = await self._run(
+            f"reading subscription {subscription_id!r}",
+            "fetchrow",
+            f"SELECT {_STATE_COLUMNS} FROM {self._s}.subscriptions WHERE id = $1",
+            subscription_id,
+        )
+        return None if row is None else _state(row)
+
+    async def subscriptions(self) -> list[SubscriptionState]:
+        rows = await self._run(
+            "reading subscriptions",
+            "fetch",
+            f"SELECT {_STATE_COLUMNS} FROM {self._s}.subscriptions ORDER BY id",
+        )
+        return [_state(row) for row in rows]
+
+    async def delete_subscription(self, subscription_id: str) -> bool:
+        status = await self._run(
+            f"deleting subscription {subscription_id!r}",
+            "execute",
+            f"DELETE FROM {self._s}.subscriptions WHERE id = $1",  # issues: ON DELETE CASCADE
+            subscription_id,
+        )
+        return _rowcount(status) > 0
+
+    async def acquire_lease(self, subscription_id: str, owner: str, ttl: float) -> bool:
+        status = await self._run(
+            f"taking the lease on subscription {subscription_id!r}",
+            "execute",
+            f"UPDATE {self._s}.subscriptions"
+            " SET lease_owner = $2, lease_until = clock_timestamp() + make_interval(secs => $3)"
+            " WHERE id = $1"
+            " AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < clock_timestamp())",
+            subscription_id,
+            owner,
+            float(ttl),
+        )
+        return _rowcount(status) > 0
+
+    async def release_lease(self, subscription_id: str, owner: str) -> None:
+        await self._run(
+            f"releasing the lease on subscription {subscription_id!r}",
+            "execute",
+            f"UPDATE {self._s}.subscriptions SET lease_owner = NULL, lease_until = NULL"
+            " WHERE id = $1 AND lease_owner = $2",
+            subscription_id,
+            owner,
+        )
+
+    async def advance_cursor(self, subscription_id: str, owner: str, seq: int) -> bool:
+        status = await self._run(
+            f"moving the cursor of subscription {subscription_id!r}",
+            "execute",
+            f"UPDATE {self._s}.subscriptions SET cursor = GREATEST(cursor, $3)"
+            " WHERE id = $1 AND lease_owner = $2 AND lease_until >= clock_timestamp()",
+            subscription_id,
+            owner,
+            seq,
+        )
+        return _rowcount(status) > 0
+
+    async def record_failure(
+        self,
+        subscription_id: str,
+        seq: int,
+        event_id: str,
+        error: str,
+        next_attempt_at: datetime | None,
+        dead: bool,
+    ) -> DeliveryIssue:
+        state = IssueState.DEAD if dead else IssueState.RETRY
+        next_at = None if dead or next_attempt_at is None else _aware(next_attempt_at)
+        row = await self._run(
+            f"recording a failed delivery for subscription {subscription_id!r}",
+            "fetchrow",
+            f"INSERT INTO {self._s}.delivery_issues AS d (subscription, seq, event_id, state,"
+            " attempts, first_failed_at, next_attempt_at, last_error)"
+            " VALUES ($1, $2, $3, $4, 1, clock_timestamp(), $5, $6)"
+            " ON CONFLICT (subscription, seq) DO UPDATE SET attempts = d.attempts + 1,"
+            " state = EXCLUDED.state, next_attempt_at = EXCLUDED.next_attempt_at,"
+            " last_error = EXCLUDED.last_error"
+            f" RETURNING {_ISSUE_COLUMNS}",
+            subscription_id,
+            seq,
+            event_id,
+            state.value,
+            next_at,
+            _text(error[:_MAX_ERROR]),
+        )
+        return _issue(row)
+
+    async def clear_failure(self, subscription_id: str, seq: int) -> None:
+        await self._run(
+            f"clearing a failed delivery for subscription {subscription_id!r}",
+            "execute",
+            f"DELETE FROM {self._s}.delivery_issues WHERE subscription = $1 AND seq = $2",
+            subscription_id,
+            seq,
+        )
+
+    async def issues(
+        self,
+        subscription_id: str | None = None,
+        state: IssueState | None = None,
+        *,
+        due_before: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[DeliveryIssue]:
+        where: list[str] = []
+        args: list[Any] = []
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if subscription_id is not None:
+            where.append(f"subscription = {arg(subscription_id)}")
+        if state is not None:
+            where.append(f"state = {arg(IssueState(state).value)}")
+        if due_before is not None:
+            where.append(f"state = 'retry' AND next_attempt_at <= {arg(_aware(due_before))}")
+        sql = f"SELECT {_ISSUE_COLUMNS} FROM {self._s}.delivery_issues"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY subscription, seq LIMIT {arg(limit)}"
+        rows = await self._run("reading delivery issues", "fetch", sql, *args)
+        return [_issue(row) for row in rows]
+
+    def _dead_filter(
+        self, subscription_id: str, seqs: Sequence[int] | None
+    ) -> tuple[str, list[Any]]:
+        sql = "subscription = $1 AND state = 'dead'"
+        args: list[Any] = [subscription_id]
+        if seqs is not None:
+            sql += " AND seq = ANY($2::bigint[])"
+            args.append(list(seqs))
+        return sql, args
+
+    async def revive_dead(self, subscription_id: str, seqs: Sequence[int] | None = None) -> int:
+        where, args = self._dead_filter(subscription_id, seqs)
+        # now(): one instant for both columns, the start of this (one-statement) transaction.
+        status = await self._run(
+            f"reviving dead letters of subscription {subscription_id!r}",
+            "execute",
+            f"UPDATE {self._s}.delivery_issues SET state = 'retry', attempts = 0,"
+            f" first_failed_at = now(), next_attempt_at = now() WHERE {where}",
+            *args,
+        )
+        return _rowcount(status)
+
+    async def discard_dead(self, subscription_id: str, seqs: Sequence[int] | None = None) -> int:
+        where, args = self._dead_filter(subscription_id, seqs)
+        status = await self._run(
+            f"discarding dead letters of subscription {subscription_id!r}",
+            "execute",
+            f"DELETE FROM {self._s}.delivery_issues WHERE {where}",
+            *args,
+        )
+        return _rowcount(status)

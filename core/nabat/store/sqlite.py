@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from ..events import Event, EventTypes
 from .base import EventQuery, Journal, JournalError, like_prefix
+from .delivery import DeliveryIssue, IssueState, SubscriptionSpec, SubscriptionState
 
 __all__ = ["SqliteJournal"]
 
@@ -40,7 +44,40 @@ _MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX events_municipality ON events (municipality, seq)",
         "CREATE INDEX events_correlation ON events (correlationid) WHERE correlationid IS NOT NULL",
     ],
+    2: [
+        """CREATE TABLE subscriptions (
+            id TEXT PRIMARY KEY,
+            spec BLOB NOT NULL,
+            cursor INTEGER NOT NULL,
+            lease_owner TEXT,
+            lease_until_us INTEGER,
+            created_us INTEGER NOT NULL
+        )""",
+        """CREATE TABLE delivery_issues (
+            subscription TEXT NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            event_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            first_failed_us INTEGER NOT NULL,
+            next_attempt_us INTEGER,
+            last_error TEXT NOT NULL,
+            PRIMARY KEY (subscription, seq)
+        )""",
+        "CREATE INDEX delivery_issues_due"
+        " ON delivery_issues (subscription, state, next_attempt_us)",
+    ],
 }
+
+_spec_decoder = msgspec.json.Decoder(SubscriptionSpec)
+
+
+def _now_us() -> int:
+    return int(time.time() * 1_000_000)
+
+
+def _dt(us: int | None) -> datetime | None:
+    return None if us is None else datetime.fromtimestamp(us / 1_000_000, UTC)
 
 
 def _micros(value: datetime) -> int:
@@ -64,6 +101,7 @@ class SqliteJournal(Journal):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
     async def _in(self, pool: ThreadPoolExecutor | None, fn: Any, *args: Any) -> Any:
@@ -254,3 +292,249 @@ class SqliteJournal(Journal):
             return cur.rowcount
 
         return await self._in(self._writer, purge)
+
+    async def _at(self, seqs: list[int]) -> list[tuple[int, bytes]]:
+        def at() -> list[tuple[int, bytes]]:
+            assert self._rconn is not None
+            rows: list[tuple[int, bytes]] = []
+            for start in range(0, len(seqs), 500):
+                chunk = seqs[start : start + 500]
+                marks = ",".join("?" for _ in chunk)
+                rows += self._rconn.execute(
+                    f"SELECT seq, body FROM events WHERE seq IN ({marks})", chunk
+                ).fetchall()
+            return sorted(rows)
+
+        return await self._in(self._reader, at)
+
+    # -- durable delivery state ------------------------------------------------------------
+    async def _w(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(conn, *args)`` in one write transaction on the writer thread."""
+
+        def run() -> Any:
+            conn = self._wconn
+            assert conn is not None
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn, *args)
+                conn.execute("COMMIT")
+                return result
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        return await self._in(self._writer, run)
+
+    async def _r(self, fn: Any, *args: Any) -> Any:
+        def run() -> Any:
+            assert self._rconn is not None
+            return fn(self._rconn, *args)
+
+        return await self._in(self._reader, run)
+
+    @staticmethod
+    def _state(row: tuple[Any, ...]) -> SubscriptionState:
+        spec, cursor, owner, until, created = row
+        return SubscriptionState(
+            spec=_spec_decoder.decode(spec),
+            cursor=cursor,
+            lease_owner=owner,
+            lease_until=_dt(until),
+            created_at=_dt(created),  # type: ignore[arg-type]
+        )
+
+    _STATE_COLUMNS = "spec, cursor, lease_owner, lease_until_us, created_us"
+
+    async def save_subscription(self, spec: SubscriptionSpec) -> SubscriptionState:
+        def save(conn: sqlite3.Connection) -> SubscriptionState:
+            body = msgspec.json.encode(spec)
+            updated = conn.execute(
+                "UPDATE subscriptions SET spec = ? WHERE id = ?", (body, spec.id)
+            ).rowcount
+            if not updated:
+                row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='events'").fetchone()
+                cursor = 0 if spec.start_at_beginning or not row else row[0]
+                conn.execute(
+                    "INSERT INTO subscriptions (id, spec, cursor, created_us) VALUES (?,?,?,?)",
+                    (spec.id, body, cursor, _now_us()),
+                )
+            row = conn.execute(
+                f"SELECT {self._STATE_COLUMNS} FROM subscriptions WHERE id = ?", (spec.id,)
+            ).fetchone()
+            return self._state(row)
+
+        return await self._w(save)
+
+    async def subscription(self, subscription_id: str) -> SubscriptionState | None:
+        def get(conn: sqlite3.Connection) -> SubscriptionState | None:
+            row = conn.execute(
+                f"SELECT {self._STATE_COLUMNS} FROM subscriptions WHERE id = ?",
+                (subscription_id,),
+            ).fetchone()
+            return None if row is None else self._state(row)
+
+        return await self._r(get)
+
+    async def subscriptions(self) -> list[SubscriptionState]:
+        def all_(conn: sqlite3.Connection) -> list[SubscriptionState]:
+            rows = conn.execute(
+                f"SELECT {self._STATE_COLUMNS} FROM subscriptions ORDER BY id"
+            ).fetchall()
+            return [self._state(r) for r in rows]
+
+        return await self._r(all_)
+
+    async def delete_subscription(self, subscription_id: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            return bool(
+                conn.execute("DELETE FROM subscriptions WHERE id = ?", (subscription_id,)).rowcount
+            )
+
+        return await self._w(delete)
+
+    async def acquire_lease(self, subscription_id: str, owner: str, ttl: float) -> bool:
+        def acquire(conn: sqlite3.Connection) -> bool:
+            now = _now_us()
+            return bool(
+                conn.execute(
+                    "UPDATE subscriptions SET lease_owner = ?, lease_until_us = ? WHERE id = ?"
+                    " AND (lease_owner IS NULL OR lease_owner = ? OR lease_until_us < ?)",
+                    (owner, now + int(ttl * 1_000_000), subscription_id, owner, now),
+                ).rowcount
+            )
+
+        return await self._w(acquire)
+
+    async def release_lease(self, subscription_id: str, owner: str) -> None:
+        def release(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE subscriptions SET lease_owner = NULL, lease_until_us = NULL"
+                " WHERE id = ? AND lease_owner = ?",
+                (subscription_id, owner),
+            )
+
+        await self._w(release)
+
+    async def advance_cursor(self, subscription_id: str, owner: str, seq: int) -> bool:
+        def advance(conn: sqlite3.Connection) -> bool:
+            return bool(
+                conn.execute(
+                    "UPDATE subscriptions SET cursor = MAX(cursor, ?) WHERE id = ?"
+                    " AND lease_owner = ? AND lease_until_us >= ?",
+                    (seq, subscription_id, owner, _now_us()),
+                ).rowcount
+            )
+
+        return await self._w(advance)
+
+    @staticmethod
+    def _issue(row: tuple[Any, ...]) -> DeliveryIssue:
+        sub, seq, event_id, state, attempts, first, nxt, error = row
+        return DeliveryIssue(
+            subscription=sub,
+            seq=seq,
+            event_id=event_id,
+            state=IssueState(state),
+            attempts=attempts,
+            first_failed_at=_dt(first),  # type: ignore[arg-type]
+            next_attempt_at=_dt(nxt),
+            last_error=error,
+        )
+
+    _ISSUE_COLUMNS = (
+        "subscription, seq, event_id, state, attempts, first_failed_us, next_attempt_us, last_error"
+    )
+
+    async def record_failure(
+        self,
+        subscription_id: str,
+        seq: int,
+        event_id: str,
+        error: str,
+        next_attempt_at: datetime | None,
+        dead: bool,
+    ) -> DeliveryIssue:
+        def record(conn: sqlite3.Connection) -> DeliveryIssue:
+            state = IssueState.DEAD if dead else IssueState.RETRY
+            nxt = None if dead or next_attempt_at is None else _micros(next_attempt_at)
+            conn.execute(
+                "INSERT INTO delivery_issues (subscription, seq, event_id, state, attempts,"
+                " first_failed_us, next_attempt_us, last_error) VALUES (?,?,?,?,1,?,?,?)"
+                " ON CONFLICT (subscription, seq) DO UPDATE SET attempts = attempts + 1,"
+                " state = excluded.state, next_attempt_us = excluded.next_attempt_us,"
+                " last_error = excluded.last_error",
+                (subscription_id, seq, event_id, state.value, _now_us(), nxt, error[:2000]),
+            )
+            row = conn.execute(
+                f"SELECT {self._ISSUE_COLUMNS} FROM delivery_issues"
+                " WHERE subscription = ? AND seq = ?",
+                (subscription_id, seq),
+            ).fetchone()
+            return self._issue(row)
+
+        return await self._w(record)
+
+    async def clear_failure(self, subscription_id: str, seq: int) -> None:
+        def clear(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "DELETE FROM delivery_issues WHERE subscription = ? AND seq = ?",
+                (subscription_id, seq),
+            )
+
+        await self._w(clear)
+
+    async def issues(
+        self,
+        subscription_id: str | None = None,
+        state: IssueState | None = None,
+        *,
+        due_before: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[DeliveryIssue]:
+        def list_(conn: sqlite3.Connection) -> list[DeliveryIssue]:
+            where, args = [], []
+            if subscription_id is not None:
+                where.append("subscription = ?")
+                args.append(subscription_id)
+            if state is not None:
+                where.append("state = ?")
+                args.append(state.value)
+            if due_before is not None:
+                where.append("state = 'retry' AND next_attempt_us <= ?")
+                args.append(int(due_before.timestamp() * 1e6))
+            sql = f"SELECT {self._ISSUE_COLUMNS} FROM delivery_issues"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            sql += " ORDER BY subscription, seq LIMIT ?"
+            args.append(limit)
+            return [self._issue(r) for r in conn.execute(sql, args).fetchall()]
+
+        return await self._r(list_)
+
+    def _dead_filter(self, subscription_id: str, seqs: Any) -> tuple[str, list[Any]]:
+        sql = "subscription = ? AND state = 'dead'"
+        args: list[Any] = [subscription_id]
+        if seqs is not None:
+            sql += f" AND seq IN ({','.join('?' for _ in seqs)})"
+            args += list(seqs)
+        return sql, args
+
+    async def revive_dead(self, subscription_id: str, seqs: Any = None) -> int:
+        where, args = self._dead_filter(subscription_id, seqs)
+
+        def revive(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "UPDATE delivery_issues SET state = 'retry', attempts = 0,"
+                f" first_failed_us = ?, next_attempt_us = ? WHERE {where}",
+                [_now_us(), _now_us(), *args],
+            ).rowcount
+
+        return await self._w(revive)
+
+    async def discard_dead(self, subscription_id: str, seqs: Any = None) -> int:
+        where, args = self._dead_filter(subscription_id, seqs)
+
+        def discard(conn: sqlite3.Connection) -> int:
+            return conn.execute(f"DELETE FROM delivery_issues WHERE {where}", args).rowcount
+
+        return await self._w(discard)

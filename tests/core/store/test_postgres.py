@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 from nabat.events import Event
 from nabat.store import EventQuery, JournalError, PostgresJournal, decode_cursor
+from nabat.store.delivery import SubscriptionSpec
 
 PG_DSN = os.environ.get("NABAT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -130,7 +131,7 @@ async def test_two_processes_opening_a_fresh_schema_at_once_both_succeed(schema)
     journals = [PostgresJournal(PG_DSN, schema=schema) for _ in range(4)]
     await asyncio.gather(*(journal.open() for journal in journals))
     try:
-        assert [await j.schema_version() for j in journals] == [1] * 4
+        assert [await j.schema_version() for j in journals] == [PostgresJournal.SCHEMA_VERSION] * 4
         seqs = await asyncio.gather(
             *(j.append_one(ev(f"/j{i}", i)) for i, j in enumerate(journals))
         )
@@ -200,5 +201,76 @@ async def test_synchronous_commit_off_on_the_server_is_overridden(schema, caplog
         assert any(r.getMessage() == "journal.synchronous_commit_off" for r in caplog.records)
         assert "SET LOCAL synchronous_commit = on" in journal._begin_write
         assert await journal.append([ev("/s", 1)]) == [1]
+    finally:
+        await journal.close()
+
+
+async def test_two_processes_racing_for_a_lease_never_both_win(schema):
+    # Two journals stand for two hub processes, each with its own connection pool.
+    hubs = [PostgresJournal(PG_DSN, schema=schema) for _ in range(2)]
+    for journal in hubs:
+        await journal.open()
+    try:
+        await hubs[0].save_subscription(SubscriptionSpec(id="webhook:x", patterns=("a.>",)))
+        owners = ["hub-a", "hub-b"]
+        wins = dict.fromkeys(owners, 0)
+        for _ in range(50):
+            got = await asyncio.gather(
+                *(
+                    j.acquire_lease("webhook:x", o, ttl=30)
+                    for j, o in zip(hubs, owners, strict=True)
+                )
+            )
+            assert sum(got) == 1, got
+            winner = got.index(True)
+            loser = 1 - winner
+            wins[owners[winner]] += 1
+            # Until the winner lets go, the other process cannot take it, nor move the cursor.
+            assert not await hubs[loser].acquire_lease("webhook:x", owners[loser], ttl=30)
+            assert not await hubs[loser].advance_cursor("webhook:x", owners[loser], 1)
+            state = await hubs[loser].subscription("webhook:x")
+            assert state is not None and state.lease_owner == owners[winner]
+            assert await hubs[winner].acquire_lease("webhook:x", owners[winner], ttl=30)  # renew
+            await hubs[winner].release_lease("webhook:x", owners[winner])
+        assert sum(wins.values()) == 50
+    finally:
+        for journal in hubs:
+            await journal.close()
+
+
+async def test_a_version_1_database_is_migrated_in_place(schema, monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.setattr(PostgresJournal, "SCHEMA_VERSION", 1)
+        old = PostgresJournal(PG_DSN, schema=schema)
+        await old.open()
+        try:
+            assert await old.schema_version() == 1
+            seqs = await old.append([ev("/old", n) for n in range(5)])
+        finally:
+            await old.close()
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        found = await conn.fetchval(
+            "SELECT to_regclass($1) IS NOT NULL", f'"{schema}".subscriptions'
+        )
+    finally:
+        await conn.close()
+    assert not found  # a true version-1 schema: no delivery tables yet
+
+    with pytest.raises(JournalError, match="nabat db upgrade"):
+        await PostgresJournal(PG_DSN, schema=schema).open(migrate=False)
+
+    journal = PostgresJournal(PG_DSN, schema=schema)
+    await journal.open()
+    try:
+        assert await journal.schema_version() == PostgresJournal.SCHEMA_VERSION == 2
+        page = await journal.query(EventQuery())
+        assert [s.seq for s in page.events] == seqs
+        assert [s.event.source for s in page.events] == ["/old"] * 5
+        assert await journal.append([ev("/new", 0)]) == [seqs[-1] + 1]
+        state = await journal.save_subscription(SubscriptionSpec(id="s", patterns=("a.>",)))
+        assert state.cursor == seqs[-1] + 1
+        assert await journal.acquire_lease("s", "hub-a", ttl=5)
+        assert await journal.advance_cursor("s", "hub-a", seqs[-1] + 1)
     finally:
         await journal.close()
