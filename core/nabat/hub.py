@@ -26,11 +26,13 @@ import msgspec
 
 from .bus import Bus, Subscription
 from .config import ConfigInvalid, ConfigIssue, InstanceEntry, LoadedConfig, convert_settings
+from .delivery import DeliveryService, NotReady, Target
 from .events import Event, EventTypes
 from .i18n import Messages
 from .interfaces import (
     INTERFACES,
     Connector,
+    DeliveryResult,
     Driver,
     DriverError,
     Job,
@@ -43,6 +45,7 @@ from .logs import StructLogger, get_logger
 from .plugins import PluginHost, PluginInfo, discover
 from .scheduler import Scheduler
 from .store import Journal
+from .store.delivery import Order, SubscriptionSpec
 from .store.factory import journal_from_config
 from .supervisor import Backoff, Supervisor, classify
 
@@ -80,7 +83,6 @@ class _Instance:
     driver: Driver | None = None
     problem: str | None = None  # why it cannot start, found while preparing
     task: asyncio.Task[None] | None = None
-    subscription: Subscription | None = None
     restarting: bool = False
     backoff: Backoff = field(default_factory=lambda: Backoff(1.0, 300.0))
     """Restart backoff after run-time failures (start-up retries have their own)."""
@@ -137,6 +139,10 @@ class Hub:
         self.bus: Bus | None = None
         self.journal: Journal = journal_from_config(loaded, self.event_types)
         self._journal_open = False
+        storage = self.config.storage
+        self.delivery = DeliveryService(
+            self.journal, lease_ttl=storage.lease_ttl, poll=storage.poll_interval
+        )
         self.supervisor = Supervisor(
             self._publish_internal,
             retry_initial=self.config.hub.retry_initial,
@@ -166,6 +172,7 @@ class Hub:
             raise RuntimeError("the hub has not been started")
         if self._journal_open:
             await self.journal.append((event,))
+            self.delivery.notify()
         await self.bus.publish(event)
 
     async def _publish_internal(self, event: Event) -> None:
@@ -474,6 +481,7 @@ class Hub:
         await self.prepare()
         self.scheduler.start()
         self._schedule_retention()
+        await self._subscribe_connectors()
         loop = asyncio.get_running_loop()
         # Mark everything "starting" before any task runs, so waiting for the start to settle
         # cannot see a moment where nothing has begun yet.
@@ -659,22 +667,38 @@ class Hub:
             await self._stop_quietly(rt.id, driver)
             raise
         rt.driver = driver
-        if isinstance(driver, Connector) and driver.subscribes:
-            rt.subscription = self.subscribe(
-                list(driver.subscribes),
-                self._connector_handler(rt, driver),
-                name=f"instance.{rt.id}",
-                handler_timeout=rt.entry.timeout,
+
+    async def _subscribe_connectors(self) -> None:
+        """A durable subscription per connector with ``subscribes``: events reach it
+        at least once, in order unless configured otherwise, across restarts."""
+        for rt in self.instances_rt.values():
+            cls = rt.driver_cls
+            if rt.problem or cls is None or not issubclass(cls, Connector) or not cls.subscribes:
+                continue
+            options = rt.entry.delivery
+            spec = SubscriptionSpec(
+                id=f"instance:{rt.id}",
+                patterns=tuple(cls.subscribes),
+                order=Order(options.order),
+                concurrency=options.concurrency,
+                max_attempts=options.max_attempts,
+                max_age=options.max_age,
+                backoff_initial=options.backoff_initial,
+                backoff_max=options.backoff_max,
+                timeout=rt.entry.timeout,
             )
+            await self.delivery.add(spec, self._connector_target(rt))
 
-    @staticmethod
-    def _connector_handler(rt: _Instance, driver: Connector) -> Callable[[Event], Any]:
-        async def handle(event: Event) -> None:
+    def _connector_target(self, rt: _Instance) -> Target:
+        async def deliver(event: Event) -> DeliveryResult | None:
+            driver = rt.driver
+            if not isinstance(driver, Connector) or self.state_of(rt.id) != UnitState.RUNNING:
+                raise NotReady
             if event.source == driver.context.source:
-                return  # never echo a connector's own events back to it
-            await driver.handle(event)
+                return None  # never echo a connector's own events back to it
+            return await driver.handle(event)
 
-        return handle
+        return deliver
 
     async def _stop_quietly(self, instance_id: str, driver: Driver) -> None:
         try:
@@ -684,9 +708,6 @@ class Hub:
             log.warning("driver.stop_failed", instance=instance_id, error=repr(exc))
 
     async def _stop_driver(self, rt: _Instance) -> None:
-        if rt.subscription is not None:
-            rt.subscription.unsubscribe()
-            rt.subscription = None
         driver, rt.driver = rt.driver, None
         if driver is not None:
             await self._stop_quietly(rt.id, driver)
@@ -727,6 +748,7 @@ class Hub:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.delivery.stop()
         if self.bus is not None:
             await self.bus.close(self.config.hub.shutdown_timeout)
         if self._journal_open:

@@ -18,6 +18,7 @@ install your distribution in the test environment (``uv sync`` / ``pip install -
 from __future__ import annotations
 
 import asyncio
+import inspect
 import textwrap
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -29,7 +30,14 @@ from .events import Event
 from .hub import Hub
 from .subjects import matches
 
-__all__ = ["EventRecorder", "load_config_text", "record", "run_hub", "wait_for_state"]
+__all__ = [
+    "EventRecorder",
+    "eventually",
+    "load_config_text",
+    "record",
+    "run_hub",
+    "wait_for_state",
+]
 
 
 def load_config_text(text: str, directory: Path, name: str = "plugins.toml") -> LoadedConfig:
@@ -157,6 +165,27 @@ async def wait_for_state(hub: Hub, name: str, *states: str, timeout: float = 10.
         raise AssertionError(
             f"{name} did not reach {'/'.join(states)} within {timeout:g}s; it is {now}"
         ) from None
+
+
+async def eventually(
+    check: Callable[[], Any], *, timeout: float = 10.0, what: str = "the condition"
+) -> Any:
+    """Re-check ``check()`` (sync or async) until it returns something truthy; return that.
+
+    For state another task or process writes (a database row, a counter) that no event
+    announces. Raises AssertionError naming ``what`` after ``timeout`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:g}s")
+        await asyncio.sleep(0.01)
 
 
 def _describe(event: Event) -> str:

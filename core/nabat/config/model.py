@@ -9,6 +9,7 @@ import msgspec
 __all__ = [
     "BusSettings",
     "Config",
+    "DeliveryOptions",
     "HubSettings",
     "InstanceEntry",
     "PluginEntry",
@@ -64,6 +65,23 @@ class StorageSettings(_Table):
     """PostgreSQL schema holding Nabat's tables."""
     retention_days: Annotated[float, msgspec.Meta(gt=0)] | None = 90.0
     """Events older than this are deleted once a day; unset keeps everything."""
+    lease_ttl: Positive = 15.0
+    """Seconds a hub process holds a durable subscription without renewing it; after that,
+    another process takes the subscription over (a dead process's claims are released)."""
+    poll_interval: Positive = 1.0
+    """Upper bound (seconds) on how long an event appended by another hub process waits before
+    durable subscribers here notice it."""
+
+
+class DeliveryOptions(_Table):
+    """``[instances.<id>.delivery]``: how the hub delivers events to a connector."""
+
+    order: Literal["ordered", "parallel"] = "ordered"
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=256)] = 4
+    max_attempts: Annotated[int, msgspec.Meta(ge=1)] | None = 20
+    max_age: Positive | None = 86_400.0
+    backoff_initial: Positive = 1.0
+    backoff_max: Positive = 300.0
 
 
 class PluginEntry(_Table):
@@ -85,6 +103,7 @@ class InstanceEntry(_Table):
     enabled: bool = True
     timeout: Positive = 15.0
     """Outer limit (seconds) the hub enforces on every call into this instance."""
+    delivery: DeliveryOptions = msgspec.field(default_factory=DeliveryOptions)
     settings: dict[str, Any] = {}
 
 

@@ -7,7 +7,6 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from nabat.events import Event
 from nabat.store.delivery import IssueState, Order, SubscriptionSpec
 

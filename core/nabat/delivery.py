@@ -1,0 +1,389 @@
+"""Durable delivery: at-least-once from the journal to connectors, notifiers and webhooks.
+
+Each durable subscription has a :class:`Dispatcher` in every hub process, but only the one
+holding the subscription's lease in the journal delivers (see :mod:`nabat.store.delivery`).
+It reads matching events after the subscription's cursor and hands each to the target; the
+cursor moves only after an outcome is recorded, so a crash means redelivery, never loss. The
+event id is the idempotency key receivers use to drop duplicates.
+
+* ``ordered``: one event at a time; a failing event is retried with backoff and holds back the
+  rest until it is delivered or dead-lettered.
+* ``parallel``: up to ``concurrency`` deliveries at once; failures are parked as retries and
+  re-attempted when due, beside newer events.
+
+Retries back off exponentially with jitter, capped, or wait what the receiver asked
+(``retry_after``). After ``max_attempts`` failures, ``max_age`` seconds after the first one, or
+a ``rejected`` result, the event becomes a dead letter (``nabat deliveries``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from .events import Event
+from .interfaces import DeliveryResult, DeliveryStatus, TransientError
+from .logs import get_logger
+from .store import EventQuery, Journal, StoredEvent, decode_cursor
+from .store.delivery import DeliveryIssue, IssueState, Order, SubscriptionSpec
+
+__all__ = ["DeliveryService", "Dispatcher", "NotReady", "Target", "process_identity"]
+
+log = get_logger("nabat.delivery")
+Target = Callable[[Event], Awaitable[DeliveryResult | None]]
+
+
+class NotReady(Exception):
+    """The target cannot take deliveries now (its instance is not running): wait, without
+    counting an attempt."""
+
+
+def process_identity() -> str:
+    """A lease owner name unique to this process: host, pid and a random tag."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class DispatchStats:
+    delivered: int = 0
+    failed_attempts: int = 0
+    dead: int = 0
+    last_error: str | None = None
+    holding_lease: bool = False
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    ok: bool
+    dead: bool = False
+    error: str = ""
+    retry_after: float | None = None
+
+
+class Dispatcher:
+    """Delivers one subscription while this process holds its lease."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        spec: SubscriptionSpec,
+        target: Target,
+        owner: str,
+        *,
+        lease_ttl: float = 15.0,
+        poll: float = 1.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.journal = journal
+        self.spec = spec
+        self.target = target
+        self.owner = owner
+        self.lease_ttl = lease_ttl
+        self.poll = poll
+        self.stats = DispatchStats()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._lease_at = -1e9
+        self._rng = rng or random.Random()
+        self._log = log.bind(subscription=spec.id)
+
+    # -- control ---------------------------------------------------------------------------
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep up to ``seconds``; new events or stop() end it early."""
+        if self._stopping or seconds <= 0:
+            return
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def _hold_lease(self) -> bool:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._lease_at < self.lease_ttl / 3:
+            return True
+        held = await self.journal.acquire_lease(self.spec.id, self.owner, self.lease_ttl)
+        if held and not self.stats.holding_lease:
+            self._log.info("delivery.lease_acquired", owner=self.owner)
+        self.stats.holding_lease = held
+        self._lease_at = loop.time() if held else -1e9
+        return held
+
+    def _lost_lease(self) -> None:
+        self._log.warning("delivery.lease_lost", owner=self.owner)
+        self.stats.holding_lease = False
+        self._lease_at = -1e9
+
+    # -- one attempt -----------------------------------------------------------------------
+    async def _attempt(self, event: Event) -> _Outcome:
+        try:
+            async with asyncio.timeout(self.spec.timeout):
+                result = await self.target(event)
+        except NotReady:
+            raise
+        except TransientError as exc:
+            return _Outcome(False, error=str(exc) or "transient error", retry_after=exc.retry_after)
+        except TimeoutError:
+            return _Outcome(False, error=f"no answer within {self.spec.timeout:g} s")
+        except Exception as exc:
+            return _Outcome(False, error=f"{type(exc).__name__}: {exc}")
+        if result is None or result.status is DeliveryStatus.DELIVERED:
+            return _Outcome(True)
+        if result.status is DeliveryStatus.REJECTED:
+            return _Outcome(False, dead=True, error=f"rejected: {result.detail}")
+        return _Outcome(False, error=result.detail or "retry", retry_after=result.retry_after)
+
+    def _backoff(self, attempts: int, hint: float | None) -> float:
+        if hint is not None:
+            return min(self.spec.backoff_max, max(0.0, hint))
+        ceiling = min(self.spec.backoff_max, self.spec.backoff_initial * 2 ** (attempts - 1))
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+    async def _settle(
+        self, seq: int, event: Event, outcome: _Outcome, known: DeliveryIssue | None
+    ) -> DeliveryIssue | None:
+        """Record the outcome of an attempt; return the retry row when one remains."""
+        spec = self.spec
+        if outcome.ok:
+            self.stats.delivered += 1
+            if known is not None:
+                await self.journal.clear_failure(spec.id, seq)
+            return None
+        self.stats.failed_attempts += 1
+        self.stats.last_error = outcome.error
+        attempts = (known.attempts if known else 0) + 1
+        first = known.first_failed_at if known else datetime.now(UTC)
+        too_old = spec.max_age is not None and datetime.now(UTC) - first >= timedelta(
+            seconds=spec.max_age
+        )
+        exhausted = spec.max_attempts is not None and attempts >= spec.max_attempts
+        dead = outcome.dead or too_old or exhausted
+        delay = self._backoff(attempts, outcome.retry_after)
+        issue = await self.journal.record_failure(
+            spec.id,
+            seq,
+            event.id,
+            outcome.error,
+            None if dead else datetime.now(UTC) + timedelta(seconds=delay),
+            dead,
+        )
+        if dead:
+            self.stats.dead += 1
+            self._log.error(
+                "delivery.dead_letter",
+                seq=seq,
+                event_id=event.id,
+                attempts=issue.attempts,
+                error=outcome.error,
+            )
+            return None
+        self._log.warning(
+            "delivery.retry",
+            seq=seq,
+            event_id=event.id,
+            attempts=issue.attempts,
+            retry_in_s=round(delay, 3),
+            error=outcome.error,
+        )
+        return issue
+
+    # -- the loop --------------------------------------------------------------------------
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                if not await self._hold_lease():
+                    await self._pause(self.lease_ttl / 3)
+                    continue
+                if self.spec.order is Order.ORDERED:
+                    busy = await self._ordered_round()
+                else:
+                    busy = await self._parallel_round()
+                if not busy:
+                    await self._pause(self.poll)
+            except NotReady:
+                await self._pause(1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the journal is unreachable: keep trying, loudly
+                self._log.error("delivery.loop_failed", error=repr(exc), exc_info=exc)
+                await self._pause(min(5.0, self.poll * 5))
+        if self.stats.holding_lease:
+            try:
+                await self.journal.release_lease(self.spec.id, self.owner)
+            except Exception as exc:
+                self._log.warning("delivery.release_failed", error=repr(exc))
+
+    async def _cursor(self) -> int:
+        state = await self.journal.subscription(self.spec.id)
+        return state.cursor if state else 0
+
+    async def _page(self, limit: int, cursor: int) -> tuple[list[StoredEvent], int | None]:
+        """The next matching events after ``cursor``, and how far the scan reached."""
+        page = await self.journal.query(
+            EventQuery(
+                after=cursor,
+                types=self.spec.patterns,
+                municipalities=self.spec.municipalities,
+                limit=limit,
+            )
+        )
+        scanned = decode_cursor(page.next_cursor) if page.next_cursor else None
+        return page.events, scanned
+
+    async def _ordered_round(self) -> bool:
+        cursor = await self._cursor()
+        # Dead letters an operator revived sit behind the cursor: deliver them when due.
+        revived = [
+            i
+            for i in await self.journal.issues(self.spec.id, due_before=datetime.now(UTC), limit=10)
+            if i.seq <= cursor
+        ]
+        if revived:
+            stored = {s.seq: s for s in await self.journal.events_at([i.seq for i in revived])}
+            for issue in revived:
+                if issue.seq not in stored:  # purged by retention meanwhile
+                    await self.journal.clear_failure(self.spec.id, issue.seq)
+                    continue
+                event = stored[issue.seq].event
+                await self._settle(issue.seq, event, await self._attempt(event), issue)
+        events, scanned = await self._page(50, cursor)
+        if not events:
+            if revived:
+                return True
+            if scanned is None:
+                return False
+            # Only rows that did not match were scanned: move past them.
+            if not await self.journal.advance_cursor(self.spec.id, self.owner, scanned):
+                self._lost_lease()
+            return True
+        retries = {
+            i.seq: i for i in await self.journal.issues(self.spec.id, IssueState.RETRY, limit=10)
+        }
+        for stored in events:
+            known = retries.get(stored.seq)
+            while not self._stopping:
+                if known is not None and known.next_attempt_at is not None:
+                    wait = (known.next_attempt_at - datetime.now(UTC)).total_seconds()
+                    if wait > 0:
+                        await self._pause(wait)
+                        if self._stopping:
+                            return True
+                        continue
+                if not await self._hold_lease():
+                    return True
+                outcome = await self._attempt(stored.event)
+                known = await self._settle(stored.seq, stored.event, outcome, known)
+                if known is None:
+                    break
+            if self._stopping:
+                return True
+            if not await self.journal.advance_cursor(self.spec.id, self.owner, stored.seq):
+                self._lost_lease()
+                return True
+        if scanned is not None and scanned > events[-1].seq:
+            await self.journal.advance_cursor(self.spec.id, self.owner, scanned)
+        return True
+
+    async def _parallel_round(self) -> bool:
+        spec = self.spec
+        limit = asyncio.Semaphore(spec.concurrency)
+        busy = False
+
+        async def deliver(seq: int, event: Event, known: DeliveryIssue | None) -> None:
+            async with limit:
+                outcome = await self._attempt(event)
+                await self._settle(seq, event, outcome, known)
+
+        due = await self.journal.issues(
+            spec.id, due_before=datetime.now(UTC), limit=spec.concurrency * 4
+        )
+        if due:
+            busy = True
+            stored = {s.seq: s for s in await self.journal.events_at([i.seq for i in due])}
+            async with asyncio.TaskGroup() as group:
+                for issue in due:
+                    if issue.seq in stored:
+                        group.create_task(deliver(issue.seq, stored[issue.seq].event, issue))
+                    else:  # purged by retention meanwhile: nothing left to deliver
+                        await self.journal.clear_failure(spec.id, issue.seq)
+        events, scanned = await self._page(spec.concurrency * 8, await self._cursor())
+        if events:
+            busy = True
+            async with asyncio.TaskGroup() as group:
+                for s in events:
+                    group.create_task(deliver(s.seq, s.event, None))
+        end = max([s.seq for s in events] + ([scanned] if scanned else []), default=None)
+        if end is not None:
+            busy = True
+            if not await self.journal.advance_cursor(spec.id, self.owner, end):
+                self._lost_lease()
+        return busy
+
+
+class DeliveryService:
+    """The dispatchers of one hub process."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        owner: str | None = None,
+        *,
+        lease_ttl: float = 15.0,
+        poll: float = 1.0,
+    ) -> None:
+        self.journal = journal
+        self.owner = owner or process_identity()
+        self.lease_ttl = lease_ttl
+        self.poll = poll
+        self.dispatchers: dict[str, Dispatcher] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def add(self, spec: SubscriptionSpec, target: Target) -> Dispatcher:
+        """Create or update the subscription in the journal and start delivering it."""
+        if spec.id in self.dispatchers:
+            await self.remove(spec.id)
+        await self.journal.save_subscription(spec)
+        dispatcher = Dispatcher(
+            self.journal, spec, target, self.owner, lease_ttl=self.lease_ttl, poll=self.poll
+        )
+        self.dispatchers[spec.id] = dispatcher
+        self._tasks[spec.id] = asyncio.get_running_loop().create_task(
+            dispatcher.run(), name=f"delivery:{spec.id}"
+        )
+        return dispatcher
+
+    async def remove(self, subscription_id: str) -> None:
+        """Stop delivering here (the subscription and its cursor stay in the journal)."""
+        dispatcher = self.dispatchers.pop(subscription_id, None)
+        task = self._tasks.pop(subscription_id, None)
+        if dispatcher is not None:
+            dispatcher.stop()
+        if task is not None:
+            try:
+                async with asyncio.timeout(10):
+                    await task
+            except TimeoutError:
+                task.cancel()
+
+    def notify(self) -> None:
+        """New events were appended in this process: wake every dispatcher."""
+        for dispatcher in self.dispatchers.values():
+            dispatcher.wake()
+
+    async def stop(self) -> None:
+        for subscription_id in list(self.dispatchers):
+            await self.remove(subscription_id)
