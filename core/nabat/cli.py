@@ -122,14 +122,19 @@ async def _serve(loaded: LoadedConfig) -> None:
     signals = 0
 
     def on_signal(signum: int) -> None:
+        # A second Ctrl-C forces the exit. A repeated SIGTERM does not: supervisors and
+        # `uv run` may deliver it twice (to the process group and forwarded).
         nonlocal signals
-        signals += 1
-        if signals == 1:
-            log.info("hub.stopping", signal=signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if not stop.is_set():
+            log.info("hub.stopping", signal=name)
             stop.set()
-        else:
-            log.warning("hub.forced_exit", signal=signal.Signals(signum).name)
+        elif signum == signal.SIGINT:
+            signals += 1
+            log.warning("hub.forced_exit", signal=name)
             os._exit(130)
+        else:
+            log.info("hub.already_stopping", signal=name)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)

@@ -46,12 +46,12 @@ def mask_value(key: str, value: Any) -> Any:
     """
     if getattr(value, "__nabat_secret__", False):
         return MASK
+    if is_secret_key(key) and value not in (None, "", [], {}):
+        return MASK  # whatever shape it has (even a malformed reference), it is a secret
     if isinstance(value, dict):
         return {k: mask_value(str(k), v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [mask_value(key, v) for v in value]
     if isinstance(value, str):
-        if value and is_secret_key(key):
-            return MASK
         return mask_url(value)
     return value

@@ -179,3 +179,8 @@ def test_mask_url_keeps_user_and_host():
         mask_url("rtsp://admin:secret@cam.local:554/stream1")
         == "rtsp://admin:***@cam.local:554/stream1"
     )
+
+
+def test_a_malformed_secret_reference_is_masked_too():
+    shown = mask_value("", {"password": {"value": "hunter2"}, "token": ["a"], "ok": {"x": 1}})
+    assert shown == {"password": "***", "token": "***", "ok": {"x": 1}}

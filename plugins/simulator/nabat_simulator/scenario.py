@@ -23,6 +23,8 @@ from nabat.interfaces import (
     WarningMessage,
 )
 
+from .siren import SimulatedSiren
+
 SOURCE = "/nabat/plugins/simulator"
 
 # (incident type, Russian description, services to dispatch, severity)
@@ -74,8 +76,12 @@ class Scenario:
         )
 
     async def exercise(self) -> None:
-        """Run a siren exercise (status Exercise) in one municipality that has sirens."""
-        sirens = self.hub.instances(AlertDevice)
+        """Run a siren exercise (status Exercise) in one municipality that has simulated sirens.
+
+        Only the simulator's own sirens: a demo must never sound a real one, whatever else
+        the configuration enables.
+        """
+        sirens = [s for s in self.hub.instances(AlertDevice) if isinstance(s, SimulatedSiren)]
         if not sirens:
             return
         municipality = self.rng.choice(sorted({s.context.municipality or "" for s in sirens}))

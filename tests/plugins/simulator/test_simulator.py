@@ -159,3 +159,43 @@ async def test_scenario_publishes_incidents_and_runs_siren_exercises(tmp_path):
         activated = await events.wait_for("alert.device.activated", subject="siren-a", timeout=5)
         assert activated.correlationid == issued.data.identifier
         assert activated.municipality == "krasnodar"
+
+
+async def test_exercises_never_touch_sirens_that_are_not_simulated(tmp_path):
+    """A demo exercise must not sound a real siren enabled beside the simulator."""
+    config_text = (
+        config(exercise=0.05)
+        + """
+    [plugins.example_siren]
+
+    [instances.real-siren]
+    kind = "example_siren.controller"
+    municipality = "krasnodar"
+    settings = { host = "127.0.0.1", port = PORT }
+    """
+    )
+    import asyncio
+
+    commands: list[str] = []
+
+    async def controller(reader, writer):
+        while line := await reader.readline():
+            commands.append(line.decode().strip())
+            reply = (
+                "OK state=idle mains=1 battery=97 tamper=0 alert=-"
+                if line.startswith(b"STATUS")
+                else "OK"
+            )
+            writer.write((reply + "\n").encode())
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(controller, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        async with run_hub(config_text.replace("PORT", str(port)), tmp_path) as hub:
+            events = record(hub, "alert.>")
+            await events.wait_for_count("alert.device.activated", 2, timeout=5)
+            assert {e.subject for e in events.of_type("alert.device.*")} == {"siren-a"}
+            assert hub.state_of("real-siren") == "running"
+    assert not any(c.startswith("ACTIVATE") for c in commands)
