@@ -16,6 +16,7 @@ import os
 import platform
 import signal
 import sys
+import threading
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,7 @@ async def _serve(loaded: LoadedConfig) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
-    hub = Hub(loaded)
+    hub = Hub(loaded, language=_messages(loaded).language)
     try:
         try:
             await hub.start(wait=True)
@@ -174,7 +175,7 @@ def config_check(file: str | None, verbose: bool) -> None:
     path = _config_path(file)
     loaded = _load_or_exit(path)
     t = _messages(loaded)
-    hub = Hub(loaded)
+    hub = Hub(loaded, language=_messages(loaded).language)
     issues = asyncio.run(hub.prepare())
     if issues:
         _print_issues(path, issues, t)
@@ -190,7 +191,7 @@ def config_show(file: str | None) -> None:
     _quiet_logs(False)
     path = _config_path(file)
     loaded = _load_or_exit(path)
-    hub = Hub(loaded)
+    hub = Hub(loaded, language=_messages(loaded).language)
     issues = asyncio.run(hub.prepare())
     out = masked(loaded.config)
     for name, plugin in hub.plugins.items():
@@ -279,7 +280,7 @@ def plugins(config_file: str | None, as_json: bool) -> None:
     path = _config_path(config_file)
     loaded = _load_or_exit(path)
     t = _messages(loaded)
-    hub = Hub(loaded)
+    hub = Hub(loaded, language=_messages(loaded).language)
     asyncio.run(hub.prepare())
     rows = []
     for name, plugin in hub.plugins.items():
@@ -395,6 +396,32 @@ def _table(header: list[str], rows: list[list[str]]) -> None:
 
 
 # -- plugin commands -------------------------------------------------------------------------
+_CLI_IMPORT_TIMEOUT = 10.0
+
+
+def _import_with_timeout(target: str, timeout: float) -> object:
+    """Import a plugin for its commands in a daemon thread, so a hanging import cannot hang
+    the command line (the thread is abandoned, not waited for)."""
+    from .plugins.host import _import_target
+
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = _import_target(target)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True, name="nabat-cli-import")
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"import did not finish within {timeout:g} s")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]
+
+
 def _add_plugin_commands(argv: list[str]) -> None:
     """Let enabled plugins add sub-commands (``register_cli``). Problems are reported and
     skipped: a broken plugin must not take the core's commands down with it."""
@@ -412,7 +439,6 @@ def _add_plugin_commands(argv: list[str]) -> None:
     except ConfigInvalid:
         return  # the command itself will report it
     from .plugins import PluginHost, discover
-    from .plugins.host import _import_target
 
     found, _ = discover()
     host = PluginHost()
@@ -421,7 +447,7 @@ def _add_plugin_commands(argv: list[str]) -> None:
         if not (entry.enabled if entry is not None else info.builtin):
             continue
         try:
-            host.add(info, _import_target(info.target))
+            host.add(info, _import_with_timeout(info.target, _CLI_IMPORT_TIMEOUT))
             host.call_sync(name, "register_cli", cli=cli)
         except Exception as exc:
             click.echo(

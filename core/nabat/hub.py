@@ -123,6 +123,7 @@ class Hub:
         *,
         plugins: dict[str, object] | None = None,
         discover_installed: bool = True,
+        language: str | None = None,
     ) -> None:
         """``plugins`` adds plugin objects by name besides the installed entry points (tests);
         ``discover_installed=False`` uses only those."""
@@ -131,7 +132,7 @@ class Hub:
         self.name = self.config.hub.name
         self.data_dir: Path = loaded.data_dir
         self.log = log
-        self.message = Messages(self.config.hub.language)
+        self.message = Messages(language or self.config.hub.language)
         self.event_types = EventTypes()
         self.event_types.register("hub.unit.*", UnitStatus, owner="core")
         self.host = PluginHost()

@@ -41,6 +41,7 @@ class Messages:
     """``Messages("ru")("unit.state.failed")`` → «сбой». Falls back to English, then the key."""
 
     def __init__(self, language: str = "ru") -> None:
+        language = (language or "").strip().lower()[:2]  # "en_US.UTF-8", "EN" -> "en"
         self.language = language if language in LANGUAGES else "ru"
         self._primary = catalog(self.language)
         self._fallback = catalog("en")

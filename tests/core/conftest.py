@@ -137,6 +137,18 @@ PLUGINS = {
             return [Job(id="tick", func=tick, every=0.05, run_at_start=True),
                     Job(id="broken", func=broken, every=0.05, run_at_start=True)]
     """,
+    "tp_blocks": """
+        import time
+        from nabat.hookspecs import hookimpl
+
+        @hookimpl
+        def startup(hub):
+            time.sleep(3600)  # a vendor's blocking call that never returns
+    """,
+    "tp_import_hangs": """
+        import time
+        time.sleep(3600)
+    """,
     "tp_never": """
         from pathlib import Path
         import os

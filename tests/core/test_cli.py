@@ -157,3 +157,43 @@ def test_run_refuses_an_invalid_configuration(tmp_path):
     out = nabat("run", cwd=tmp_path, timeout=30)
     assert out.returncode == 1
     assert "plugins.toml:2: hub.nmae: unknown key" in out.stderr
+
+
+async def test_a_plugin_that_blocks_forever_neither_hangs_the_cli_nor_the_hub(
+    tmp_path, test_plugins
+):
+    (tmp_path / "plugins.toml").write_text(
+        "[hub]\nstartup_timeout = 1.0\nretry_initial = 0.2\nretry_max = 0.5\n"
+        "[plugins.tp_import_hangs]\n[plugins.tp_blocks]\n[plugins.simulator]\n"
+        "settings = { incident_every = 0.2 }\n"
+        '[instances.cam]\nkind = "simulator.camera"\nmunicipality = "sochi"\n'
+    )
+    env = {"PYTHONPATH": str(test_plugins)}
+    checked = nabat("config", "check", cwd=tmp_path, env=env, timeout=30)
+    assert checked.returncode == 1
+    assert (
+        "plugins.tp_import_hangs: cannot load: HookTimeout: import did not finish" in checked.stderr
+    )
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "nabat",
+        "run",
+        cwd=tmp_path,
+        env={**os.environ, "NABAT_LANG": "en", **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        # The blocked plugin is retried (without a new thread each time) while the rest works.
+        await _read_until(proc.stderr, {"incident.created"}, timeout=15)
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            rest = (await proc.stderr.read()).decode()
+            code = await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert code == 0 and '"event":"hub.stopped"' in rest
