@@ -171,9 +171,7 @@ async def test_a_plugin_that_blocks_forever_neither_hangs_the_cli_nor_the_hub(
     env = {"PYTHONPATH": str(test_plugins)}
     checked = nabat("config", "check", cwd=tmp_path, env=env, timeout=30)
     assert checked.returncode == 1
-    assert (
-        "plugins.tp_import_hangs: cannot load: HookTimeout: import did not finish" in checked.stderr
-    )
+    assert "plugins.tp_import_hangs: import did not finish within 1 s" in checked.stderr
 
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
