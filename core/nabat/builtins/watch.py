@@ -11,6 +11,7 @@ overruns counts as ``unreachable`` / ``offline`` with the reason; one that raise
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +62,8 @@ class Watcher:
         self.limit = asyncio.Semaphore(settings.concurrency)
         self.cameras: dict[str, HealthState] = {}
         self.devices: dict[str, DeviceState] = {}
+        self.in_flight: set[str] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
 
     async def _bounded(self, driver: Driver, call: Any) -> Any:
         async with self.limit:
@@ -154,17 +157,49 @@ class Watcher:
         except KeyError:
             return
         if isinstance(driver, Camera):
-            await self.probe_camera(driver)
+            self._launch(driver, self.probe_camera)
         elif isinstance(driver, AlertDevice):
-            await self.poll_device(driver)
+            self._launch(driver, self.poll_device)
+
+    def _launch(self, driver: Driver, check: Callable[[Any], Awaitable[None]]) -> bool:
+        """Start one probe/poll as its own task unless one for the device is still running.
+
+        Each is bounded by its instance's timeout, not by the job's period, so a slow device
+        is reported unreachable instead of being cut off silently by the next sweep.
+        """
+        instance_id = driver.context.instance_id
+        if instance_id in self.in_flight:
+            return False
+        self.in_flight.add(instance_id)
+
+        async def run() -> None:
+            try:
+                await check(driver)
+            finally:
+                self.in_flight.discard(instance_id)
+
+        task = asyncio.get_running_loop().create_task(run(), name=f"watch:{instance_id}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return True
+
+    def _sweep(
+        self, kind: str, drivers: list[Any], check: Callable[[Any], Awaitable[None]]
+    ) -> None:
+        skipped = sum(not self._launch(d, check) for d in drivers)
+        if skipped:
+            log.warning("watch.still_in_flight", kind=kind, skipped=skipped, total=len(drivers))
 
     async def sweep_cameras(self) -> None:
-        cameras = self.hub.instances(Camera)
-        await asyncio.gather(*(self.probe_camera(c) for c in cameras))
+        self._sweep("camera", self.hub.instances(Camera), self.probe_camera)
 
     async def sweep_devices(self) -> None:
-        devices = self.hub.instances(AlertDevice)
-        await asyncio.gather(*(self.poll_device(d) for d in devices))
+        self._sweep("device", self.hub.instances(AlertDevice), self.poll_device)
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 class WatchPlugin:
@@ -184,6 +219,11 @@ class WatchPlugin:
     @hookimpl
     async def startup(self, hub: HubAPI, settings: Settings) -> None:
         self.watcher = Watcher(hub, settings)
+
+    @hookimpl
+    async def shutdown(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.close()
 
     @hookimpl
     def register_listeners(self, hub: HubAPI) -> list[Listener]:
