@@ -56,7 +56,9 @@ def register_event_types() -> Mapping[str, type]:
     """Return payload types keyed by CloudEvents ``type`` or type pattern.
 
     ``{"camera.health.*": CameraHealthChanged}`` makes ``data`` of matching events decode into
-    that Struct. Two plugins registering the same key with different types is an error.
+    that Struct when they are read back from the journal (and, once the HTTP API exists, when
+    they arrive over HTTP). Two plugins registering the same key with different types is an
+    error.
     """
 
 
@@ -75,16 +77,17 @@ def register_jobs(hub: HubAPI, settings: Any) -> Sequence[Job]:
     """Return scheduled jobs (interval or cron) to run while the plugin is running
     (``settings`` as for :func:`startup`).
 
-    With several hub processes on one database, each run happens in one process only.
+    Today every hub process runs its own jobs; running each job once across several hub
+    processes on one database is planned (a PostgreSQL advisory lock) and not yet built.
     """
 
 
 @hookspec
 def register_routes(hub: HubAPI, settings: Any) -> Sequence[Any]:
-    """Return Litestar route handlers; they are mounted under ``/plugins/<name>/``
-    (``settings`` as for :func:`startup`).
+    """Return Litestar route handlers to be mounted under ``/plugins/<name>/`` (``settings``
+    as for :func:`startup`), behind the hub's authentication.
 
-    Routes are served by the hub's HTTP API with its authentication in front of them.
+    Reserved: the hub's HTTP API is not built yet, so this hook is defined but not called.
     """
 
 
@@ -113,5 +116,6 @@ async def shutdown(hub: HubAPI) -> None:
 # -- observers -----------------------------------------------------------------------------
 @hookspec
 def plugin_error(hub: HubAPI, plugin: str, error: BaseException, context: str) -> None:
-    """Observe a fault contained by the hub: ``plugin`` failed in ``context`` (``import``,
-    ``startup``, ``driver:<id>``, ``job:<id>``…). For alerting integrations; must not raise."""
+    """Observe a fault contained by the hub: ``plugin`` failed in ``context`` (``load``,
+    ``settings``, ``startup``, ``register``, ``driver:<id>``, ``job:<id>``). For alerting
+    integrations; must not raise."""
