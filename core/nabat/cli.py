@@ -95,8 +95,12 @@ def show_version() -> None:
 
     click.echo(f"nabat {_core_version()} (Python {platform.python_version()})")
     found, _ = discover()
-    dists = sorted({(info.distribution, info.version) for info in found.values()})
-    for dist, ver in dists:
+    dists = {(info.distribution, info.version) for info in found.values()}
+    try:
+        dists.add(("nabat-hub", version("nabat-hub")))
+    except PackageNotFoundError:
+        pass
+    for dist, ver in sorted(d for d in dists if d[0] != "nabat"):
         click.echo(f"  {dist} {ver}")
 
 
@@ -168,11 +172,12 @@ def config() -> None:
 
 @config.command("check")
 @click.argument("file", required=False)
+@config_option
 @click.option("--verbose", "-v", is_flag=True, help="Show log lines while loading plugins.")
-def config_check(file: str | None, verbose: bool) -> None:
+def config_check(file: str | None, config_file: str | None, verbose: bool) -> None:
     """Validate FILE (plugins.toml): keys, types, secrets, plugins and driver settings."""
     _quiet_logs(verbose)
-    path = _config_path(file)
+    path = _config_path(file or config_file)
     loaded = _load_or_exit(path)
     t = _messages(loaded)
     hub = Hub(loaded, language=_messages(loaded).language)
@@ -186,10 +191,11 @@ def config_check(file: str | None, verbose: bool) -> None:
 
 @config.command("show")
 @click.argument("file", required=False)
-def config_show(file: str | None) -> None:
+@config_option
+def config_show(file: str | None, config_file: str | None) -> None:
     """Print FILE resolved with defaults, plugin and driver settings included, secrets masked."""
     _quiet_logs(False)
-    path = _config_path(file)
+    path = _config_path(file or config_file)
     loaded = _load_or_exit(path)
     hub = Hub(loaded, language=_messages(loaded).language)
     issues = asyncio.run(hub.prepare())

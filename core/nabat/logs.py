@@ -49,7 +49,7 @@ def get_logger(name: str, **fields: Any) -> StructLogger:
 
 def _record_fields(record: logging.LogRecord) -> dict[str, Any]:
     fields = getattr(record, "fields", None) or {}
-    return {k: mask_value(k, v) for k, v in fields.items()}
+    return {k: mask_value(k, v) for k, v in fields.items() if v is not None}
 
 
 def _timestamp(record: logging.LogRecord) -> str:

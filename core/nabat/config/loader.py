@@ -8,6 +8,7 @@ section is converted on its own so that one bad instance does not hide the other
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from collections.abc import Sequence
@@ -202,7 +203,8 @@ def load_config(path: str | Path) -> LoadedConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigInvalid([ConfigIssue(file, "", "file not found")]) from None
+        reason = f"file not found ({path.resolve()}); pass --config FILE or set NABAT_CONFIG"
+        raise ConfigInvalid([ConfigIssue(file, "", reason)]) from None
     except OSError as exc:
         raise ConfigInvalid([ConfigIssue(file, "", f"cannot read: {exc.strerror}")]) from None
     try:
@@ -276,11 +278,15 @@ def load_config(path: str | Path) -> LoadedConfig:
         if converted is None:
             continue
         if region is not None and converted.municipality and converted.municipality not in region:
+            close = difflib.get_close_matches(
+                converted.municipality, list(region.municipalities), 3
+            )
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
             issues.append(
                 ConfigIssue(
                     file,
                     f"instances.{instance_id}.municipality",
-                    f"{converted.municipality!r} is not a municipality of region {region.id}",
+                    f"{converted.municipality!r} is not a municipality of region {region.id}{hint}",
                     index.line_of(["instances", instance_id, "municipality"]),
                 )
             )
