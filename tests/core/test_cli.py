@@ -57,8 +57,8 @@ def test_config_check_lists_every_problem_with_file_line_and_key(tmp_path):
     out = nabat("config", "check", "bad.toml", cwd=tmp_path)
     assert out.returncode == 1
     assert "bad.toml:2: hub.log_level: Invalid enum value 'loud'" in out.stderr
-    # Plugin settings are checked once the plugin is loaded; the first problem stops the core
-    # table check, so fix-and-rerun shows the rest.
+    # Plugin and driver settings are checked once the core tables are valid (the plugins
+    # must be loaded to know their settings types): fix, rerun, and the rest shows.
     fixed = (tmp_path / "bad.toml").read_text().replace('log_level = "loud"', 'log_level = "info"')
     (tmp_path / "bad.toml").write_text(fixed)
     out = nabat("config", "check", "bad.toml", cwd=tmp_path)

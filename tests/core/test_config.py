@@ -184,3 +184,17 @@ def test_mask_url_keeps_user_and_host():
 def test_a_malformed_secret_reference_is_masked_too():
     shown = mask_value("", {"password": {"value": "hunter2"}, "token": ["a"], "ok": {"x": 1}})
     assert shown == {"password": "***", "token": "***", "ok": {"x": 1}}
+
+
+def test_every_problem_in_a_table_is_reported_not_just_the_first(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        [hub]
+        log_level = "verbose"
+        log_fromat = "json"
+        startup_timeout = "soon"
+        """,
+    )
+    found = {i.path: i.line for i in issues_of(path)}
+    assert found == {"hub.log_level": 2, "hub.log_fromat": 3, "hub.startup_timeout": 4}

@@ -8,6 +8,7 @@ section is converted on its own so that one bad instance does not hide the other
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 import tomllib
@@ -138,6 +139,14 @@ class LoadedConfig:
 def _issue_from(
     exc: msgspec.ValidationError, prefix: Sequence[str], loaded_file: str, index: _LineIndex
 ) -> ConfigIssue:
+    return _locate(exc, prefix, loaded_file, index)[0]
+
+
+def _locate(
+    exc: msgspec.ValidationError, prefix: Sequence[str], loaded_file: str, index: _LineIndex
+) -> tuple[ConfigIssue, list[str], bool]:
+    """The issue, the offending key path inside the converted data, and whether that key can
+    be dropped to look for further problems (not when it is a required key that is missing)."""
     message = str(exc)
     sub: list[str] = []
     match = _PATH.search(message)
@@ -153,7 +162,28 @@ def _issue_from(
         sub.append(missing.group("key"))
         message = "required key is missing"
     path = [*prefix, *sub]
-    return ConfigIssue(loaded_file, ".".join(path), message, index.line_of(path))
+    issue = ConfigIssue(loaded_file, ".".join(path), message, index.line_of(path))
+    return issue, sub, not missing
+
+
+_MAX_ISSUES_PER_TABLE = 25
+
+
+def _drop(data: Any, path: list[str]) -> bool:
+    """Delete ``path`` from nested dicts/lists; False when it is not there."""
+    node = data
+    for key in path[:-1]:
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            return False
+    last = path[-1] if path else None
+    if isinstance(node, dict) and last in node:
+        del node[last]
+        return True
+    return False
 
 
 def _convert(
@@ -164,10 +194,24 @@ def _convert(
     index: _LineIndex,
     base_dir: Path | None,
 ) -> Any:
-    try:
-        return msgspec.convert(data, type_, dec_hook=secret_dec_hook(base_dir))
-    except msgspec.ValidationError as exc:
-        raise ConfigInvalid([_issue_from(exc, prefix, file, index)]) from None
+    """Convert ``data``; on failure report every problem, not just the first: each offending
+    key is dropped and the rest validated again (a bounded number of times)."""
+    hook = secret_dec_hook(base_dir)
+    issues: list[ConfigIssue] = []
+    work = copy.deepcopy(data)
+    for _ in range(_MAX_ISSUES_PER_TABLE):
+        try:
+            value = msgspec.convert(work, type_, dec_hook=hook)
+        except msgspec.ValidationError as exc:
+            issue, sub, droppable = _locate(exc, prefix, file, index)
+            issues.append(issue)
+            if not (droppable and sub and _drop(work, sub)):
+                break
+        else:
+            if not issues:
+                return value
+            break
+    raise ConfigInvalid(issues)
 
 
 def _resolve_storage_url(
