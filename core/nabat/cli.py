@@ -53,9 +53,9 @@ def _messages(loaded: LoadedConfig | None = None) -> Messages:
     return Messages(lang)
 
 
-def _load_or_exit(path: Path) -> LoadedConfig:
+def _load_or_exit(path: Path, *, strict: bool = True) -> LoadedConfig:
     try:
-        loaded = load_config(path)
+        loaded = load_config(path, strict=strict)
         journal_from_config(loaded)  # the storage URL names a journal we can open
         return loaded
     except ConfigInvalid as exc:
@@ -110,7 +110,7 @@ def show_version() -> None:
 def run(config_file: str | None) -> None:
     """Run the hub until Ctrl-C or SIGTERM."""
     path = _config_path(config_file)
-    loaded = _load_or_exit(path)
+    loaded = _load_or_exit(path, strict=False)  # a broken instance table fails only itself
     hub_cfg = loaded.config.hub
     configure_logging(hub_cfg.log_level, hub_cfg.log_format)
     click.echo(_messages(loaded)("cli.hub_starting", name=hub_cfg.name, path=path), err=True)

@@ -311,6 +311,12 @@ class Hub:
                 )
         for rt in self.instances_rt.values():
             self._prepare_instance(rt)
+        for instance_id, found in self.loaded.broken_instances.items():
+            self.issues.extend(found)
+            reason = "; ".join(f"{i.path}: {i.reason}" for i in found)
+            await self.supervisor.set_state(
+                UnitKind.INSTANCE, instance_id, UnitState.FAILED, reason
+            )
         for name, exc, context in self._load_faults:
             await self._report(name, exc, context)
         return self.issues

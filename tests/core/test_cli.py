@@ -195,3 +195,38 @@ async def test_a_plugin_that_blocks_forever_neither_hangs_the_cli_nor_the_hub(
             proc.kill()
             await proc.wait()
     assert code == 0 and '"event":"hub.stopped"' in rest
+
+
+async def test_run_starts_without_an_instance_whose_table_is_broken(tmp_path):
+    (tmp_path / "plugins.toml").write_text(
+        "[plugins.simulator]\nsettings = { incident_every = 0.2 }\n"
+        '[instances.good]\nkind = "simulator.camera"\nmunicipality = "sochi"\n'
+        '[instances.typo]\nkind = "simulator.camera"\nmunicipalty = "sochi"\n'
+    )
+    checked = nabat("config", "check", cwd=tmp_path)
+    assert checked.returncode == 1 and "instances.typo.municipalty: unknown key" in checked.stderr
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "nabat",
+        "run",
+        cwd=tmp_path,
+        env={**os.environ, "NABAT_LANG": "en"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        lines = await _read_until(proc.stderr, {"camera.health.ok"}, timeout=15)
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    failed = [
+        line for line in lines if line.get("event") == "unit.state" and line.get("name") == "typo"
+    ]
+    assert failed and failed[0]["state"] == "failed"
+    assert "municipalty: unknown key" in failed[0]["reason"]
+    assert any(line.get("subject") == "good" for line in lines)

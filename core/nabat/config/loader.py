@@ -122,6 +122,8 @@ class LoadedConfig:
     path: Path
     raw: dict[str, Any]
     _index: _LineIndex = field(repr=False)
+    broken_instances: dict[str, list[ConfigIssue]] = field(default_factory=dict)
+    """Instances left out because their own table is invalid (non-strict loading only)."""
 
     @property
     def base_dir(self) -> Path:
@@ -240,8 +242,13 @@ def _resolve_storage_url(
     return msgspec.structs.replace(storage, url=secret)
 
 
-def load_config(path: str | Path) -> LoadedConfig:
-    """Read and check ``path``. Raises ConfigInvalid listing every problem found."""
+def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
+    """Read and check ``path``. Raises ConfigInvalid listing every problem found.
+
+    With ``strict=False`` (``nabat run``), problems confined to one ``[instances.<id>]`` table
+    do not stop the hub: such instances are left out and listed in ``broken_instances``, so
+    one mistyped camera does not keep every siren down.
+    """
     path = Path(path)
     file = str(path)
     try:
@@ -307,49 +314,42 @@ def load_config(path: str | Path) -> LoadedConfig:
             ConfigIssue(file, "hub.region", str(exc.args[0]), index.line_of(["hub", "region"]))
         )
         region = None
+    broken: dict[str, list[ConfigIssue]] = {}
     for instance_id, entry in raw_instances.items():
+        where = ["instances", instance_id]
+
+        def bad(path: list[str], reason: str, instance_id: str = instance_id) -> None:
+            issue = ConfigIssue(file, ".".join(path), reason, index.line_of(path))
+            broken.setdefault(instance_id, []).append(issue)
+
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", instance_id):
-            issues.append(
-                ConfigIssue(
-                    file,
-                    f"instances.{instance_id}",
-                    "instance ids use letters, digits, '.', '_' and '-' only",
-                    index.line_of(["instances", instance_id]),
-                )
-            )
+            bad(where, "instance ids use letters, digits, '.', '_' and '-' only")
             continue
-        converted = section(entry, InstanceEntry, ["instances", instance_id])
-        if converted is None:
+        try:
+            converted = _convert(entry, InstanceEntry, where, file, index, base)
+        except ConfigInvalid as exc:
+            broken.setdefault(instance_id, []).extend(exc.issues)
             continue
         if region is not None and converted.municipality and converted.municipality not in region:
             close = difflib.get_close_matches(
                 converted.municipality, list(region.municipalities), 3
             )
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            issues.append(
-                ConfigIssue(
-                    file,
-                    f"instances.{instance_id}.municipality",
-                    f"{converted.municipality!r} is not a municipality of region {region.id}{hint}",
-                    index.line_of(["instances", instance_id, "municipality"]),
-                )
+            bad(
+                [*where, "municipality"],
+                f"{converted.municipality!r} is not a municipality of region {region.id}{hint}",
             )
             continue
         if (converted.lat is None) != (converted.lon is None):
-            issues.append(
-                ConfigIssue(
-                    file,
-                    f"instances.{instance_id}",
-                    "set both lat and lon, or neither",
-                    index.line_of(["instances", instance_id]),
-                )
-            )
+            bad(where, "set both lat and lon, or neither")
             continue
         instances[instance_id] = converted
-    if issues:
-        raise ConfigInvalid(issues)
+    if issues or (strict and broken):
+        raise ConfigInvalid(issues + [i for found in broken.values() for i in found])
     config = Config(hub=hub, storage=storage, plugins=plugins, instances=instances)
-    return LoadedConfig(config=config, path=path.resolve(), raw=raw, _index=index)
+    return LoadedConfig(
+        config=config, path=path.resolve(), raw=raw, _index=index, broken_instances=broken
+    )
 
 
 def convert_settings(
