@@ -276,6 +276,159 @@ def db_upgrade(config_file: str | None) -> None:
         click.echo(f"journal schema upgraded from version {before} to {after}")
 
 
+# -- deliveries ------------------------------------------------------------------------------
+@cli.group()
+def deliveries() -> None:
+    """Durable subscriptions: progress, retries and dead letters."""
+
+
+def _with_journal(config_file: str | None, work: Any) -> Any:
+    """Open the configured journal, run ``await work(journal)``, close it; errors exit 1."""
+    _quiet_logs(False)
+    loaded = _load_or_exit(_config_path(config_file))
+
+    async def run() -> Any:
+        journal = journal_from_config(loaded)
+        await journal.open(migrate=False)
+        try:
+            return await work(journal)
+        finally:
+            await journal.close()
+
+    try:
+        return asyncio.run(run())
+    except JournalError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+
+
+@deliveries.command("status")
+@config_option
+@click.option("--json", "as_json", is_flag=True)
+def deliveries_status(config_file: str | None, as_json: bool) -> None:
+    """Every durable subscription: cursor, lag, lease holder, retries and dead letters."""
+
+    async def work(journal: Any) -> list[dict[str, Any]]:
+        last = await journal.last_seq()
+        rows = []
+        for state in await journal.subscriptions():
+            issues = await journal.issues(state.spec.id, limit=100_000)
+            rows.append(
+                {
+                    "subscription": state.spec.id,
+                    "patterns": list(state.spec.patterns),
+                    "order": state.spec.order.value,
+                    "cursor": state.cursor,
+                    "lag": max(0, last - state.cursor),
+                    "retrying": sum(i.state == "retry" for i in issues),
+                    "dead": sum(i.state == "dead" for i in issues),
+                    "lease_owner": state.lease_owner or "",
+                    "lease_until": state.lease_until.isoformat() if state.lease_until else "",
+                }
+            )
+        return rows
+
+    rows = _with_journal(config_file, work)
+    if as_json:
+        click.echo(msgspec.json.format(msgspec.json.encode(rows), indent=2).decode())
+        return
+    if not rows:
+        click.echo("no durable subscriptions")
+        return
+    _table(
+        ["SUBSCRIPTION", "ORDER", "CURSOR", "LAG", "RETRYING", "DEAD", "LEASE"],
+        [
+            [
+                r["subscription"],
+                r["order"],
+                str(r["cursor"]),
+                str(r["lag"]),
+                str(r["retrying"]),
+                str(r["dead"]),
+                r["lease_owner"],
+            ]
+            for r in rows
+        ],
+    )
+
+
+@deliveries.command("list")
+@click.argument("subscription", required=False)
+@config_option
+@click.option("--state", type=click.Choice(["retry", "dead"]), help="Only this state.")
+@click.option("--json", "as_json", is_flag=True)
+def deliveries_list(
+    subscription: str | None, config_file: str | None, state: str | None, as_json: bool
+) -> None:
+    """Events that could not be delivered (yet), per subscription."""
+    from .store.delivery import IssueState
+
+    async def work(journal: Any) -> list[Any]:
+        return await journal.issues(
+            subscription, IssueState(state) if state else None, limit=100_000
+        )
+
+    issues = _with_journal(config_file, work)
+    if as_json:
+        click.echo(msgspec.json.format(msgspec.json.encode(issues), indent=2).decode())
+        return
+    if not issues:
+        click.echo("nothing is waiting or dead")
+        return
+    _table(
+        ["SUBSCRIPTION", "SEQ", "EVENT", "STATE", "ATTEMPTS", "FIRST FAILED", "LAST ERROR"],
+        [
+            [
+                i.subscription,
+                str(i.seq),
+                i.event_id,
+                i.state.value,
+                str(i.attempts),
+                i.first_failed_at.isoformat(timespec="seconds"),
+                i.last_error[:80],
+            ]
+            for i in issues
+        ],
+    )
+
+
+def _dead_letter_command(action: str) -> Any:
+    verb = {"retry": "revive_dead", "discard": "discard_dead"}[action]
+    help_text = {
+        "retry": "Deliver dead letters of SUBSCRIPTION again (all, or the given SEQ numbers).",
+        "discard": "Forget dead letters of SUBSCRIPTION (all, or the given SEQ numbers).",
+    }[action]
+
+    @click.argument("subscription")
+    @click.argument("seqs", nargs=-1, type=int)
+    @config_option
+    @click.option(
+        "--all", "everything", is_flag=True, help="Every dead letter of the subscription."
+    )
+    def command(
+        subscription: str, seqs: tuple[int, ...], config_file: str | None, everything: bool
+    ) -> None:
+        if not seqs and not everything:
+            raise click.UsageError("name the SEQ numbers, or pass --all")
+
+        async def work(journal: Any) -> int:
+            if await journal.subscription(subscription) is None:
+                click.echo(f"error: no subscription {subscription!r}", err=True)
+                raise SystemExit(1)
+            return await getattr(journal, verb)(subscription, None if everything else list(seqs))
+
+        count = _with_journal(config_file, work)
+        done = "queued for delivery" if action == "retry" else "discarded"
+        click.echo(f"{count} dead letter(s) of {subscription} {done}")
+
+    command.__doc__ = help_text
+    return deliveries.command(action)(command)
+
+
+_dead_letter_command("retry")
+_dead_letter_command("discard")
+
+
 # -- plugins ---------------------------------------------------------------------------------
 @cli.command()
 @config_option
@@ -465,7 +618,16 @@ def _add_plugin_commands(argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.getLogger().setLevel(logging.WARNING)
-    if not argv or argv[0] not in {"run", "config", "db", "plugins", "version", "-V", "--version"}:
+    if not argv or argv[0] not in {
+        "run",
+        "config",
+        "db",
+        "deliveries",
+        "plugins",
+        "version",
+        "-V",
+        "--version",
+    }:
         _add_plugin_commands(argv)
     cli.main(args=argv, prog_name="nabat")
 

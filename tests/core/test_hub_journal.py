@@ -109,3 +109,33 @@ def test_cli_reports_an_unsupported_journal_url(tmp_path):
         out = _nabat(*args, cwd=tmp_path)
         assert out.returncode == 1
         assert "plugins.toml:2: storage.url: unsupported journal URL" in out.stderr
+
+
+async def test_operators_list_retry_and_discard_dead_letters(tmp_path):
+    from nabat.store.delivery import SubscriptionSpec
+
+    (tmp_path / "plugins.toml").write_text(CONFIG)
+    journal = SqliteJournal(tmp_path / "data" / "journal.sqlite3")
+    await journal.open()
+    seqs = await journal.append([Event(type="incident.created", source="/t") for _ in range(3)])
+    await journal.save_subscription(SubscriptionSpec(id="webhook:police", patterns=("incident.>",)))
+    for seq in seqs:
+        await journal.record_failure("webhook:police", seq, f"ev{seq}", "HTTP 410 Gone", None, True)
+    await journal.close()
+
+    status = _nabat("deliveries", "status", "--json", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    import json
+
+    [row] = json.loads(status.stdout)
+    assert (row["subscription"], row["dead"], row["retrying"]) == ("webhook:police", 3, 0)
+    listed = _nabat("deliveries", "list", "webhook:police", "--state", "dead", cwd=tmp_path)
+    assert listed.stdout.count("HTTP 410 Gone") == 3
+    retried = _nabat("deliveries", "retry", "webhook:police", str(seqs[0]), cwd=tmp_path)
+    assert "1 dead letter(s) of webhook:police queued for delivery" in retried.stdout
+    discarded = _nabat("deliveries", "discard", "webhook:police", "--all", cwd=tmp_path)
+    assert "2 dead letter(s) of webhook:police discarded" in discarded.stdout
+    missing = _nabat("deliveries", "retry", "nope", "--all", cwd=tmp_path)
+    assert missing.returncode == 1 and "no subscription 'nope'" in missing.stderr
+    left = json.loads(_nabat("deliveries", "list", "--json", cwd=tmp_path).stdout)
+    assert [(i["seq"], i["state"], i["attempts"]) for i in left] == [(seqs[0], "retry", 0)]
