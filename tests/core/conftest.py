@@ -149,6 +149,63 @@ PLUGINS = {
         import time
         time.sleep(3600)
     """,
+    "tp_ingest": """
+        # Ingest over TCP for crash tests: one JSON object per line in, "ACK <id>" out once
+        # hub.publish returned (the event is committed); a forwarder delivers durably out.
+        import asyncio
+        import json
+        from datetime import UTC, datetime
+        import msgspec
+        from nabat.hookspecs import hookimpl
+        from nabat.interfaces import Connector, DeliveryResult, DeliveryStatus, TransientError
+
+        class ListenSettings(msgspec.Struct, forbid_unknown_fields=True):
+            port: int
+
+        class Listener(Connector):
+            kind = "tp_ingest.listener"
+            Settings = ListenSettings
+
+            async def run(self):
+                async def client(reader, writer):
+                    while line := await reader.readline():
+                        body = json.loads(line)
+                        event = self.context.event("ingest.item", body, subject=str(body["n"]))
+                        await self.context.publish(event)
+                        writer.write(f"ACK {event.id} {body['n']}\\n".encode())
+                        await writer.drain()
+                    writer.close()
+
+                server = await asyncio.start_server(client, "127.0.0.1", self.settings.port)
+                async with server:
+                    await server.serve_forever()
+
+        class ForwardSettings(msgspec.Struct, forbid_unknown_fields=True):
+            port: int
+
+        class Forwarder(Connector):
+            kind = "tp_ingest.forwarder"
+            Settings = ForwardSettings
+            subscribes = ("ingest.>",)
+
+            async def handle(self, event):
+                try:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", self.settings.port)
+                except OSError as exc:
+                    raise TransientError(f"receiver down: {exc}")
+                try:
+                    writer.write(f"{event.id} {event.subject}\\n".encode())
+                    await writer.drain()
+                    if (await reader.readline()).strip() != b"OK":
+                        raise TransientError("receiver did not confirm")
+                finally:
+                    writer.close()
+                return DeliveryResult(status=DeliveryStatus.DELIVERED, at=datetime.now(UTC))
+
+        @hookimpl
+        def register_drivers():
+            return [Listener, Forwarder]
+    """,
     "tp_never": """
         from pathlib import Path
         import os
