@@ -29,6 +29,7 @@ from .config import ConfigInvalid, ConfigIssue, InstanceEntry, LoadedConfig, con
 from .delivery import DeliveryService, NotReady, Target
 from .events import Event, EventTypes
 from .i18n import Messages
+from .ids import uuid7
 from .interfaces import (
     INTERFACES,
     Connector,
@@ -44,7 +45,7 @@ from .interfaces.payloads import UnitKind, UnitState, UnitStatus
 from .logs import StructLogger, get_logger
 from .plugins import PluginHost, PluginInfo, discover
 from .scheduler import Scheduler
-from .store import Journal
+from .store import MAX_PAGE, EventQuery, Journal, decode_cursor
 from .store.delivery import Order, SubscriptionSpec
 from .store.factory import journal_from_config
 from .supervisor import Backoff, Supervisor, classify
@@ -136,10 +137,12 @@ class Hub:
         self.event_types = EventTypes()
         self.event_types.register("hub.unit.*", UnitStatus, owner="core")
         self.host = PluginHost()
-        self.scheduler = Scheduler()
+        self.scheduler = Scheduler(claim=self._claim_job_slot)
         self.bus: Bus | None = None
         self.journal: Journal = journal_from_config(loaded, self.event_types)
         self._journal_open = False
+        self._local_ids: set[str] = set()  # appended here, not yet passed by the tailer
+        self._tail_from = 0
         storage = self.config.storage
         self.delivery = DeliveryService(
             self.journal, lease_ttl=storage.lease_ttl, poll=storage.poll_interval
@@ -172,9 +175,57 @@ class Hub:
         if self.bus is None:
             raise RuntimeError("the hub has not been started")
         if self._journal_open:
-            await self.journal.append((event,))
+            self._local_ids.add(event.id)  # before the append: the tailer may see it first
+            try:
+                await self.journal.append((event,))
+            except BaseException:
+                self._local_ids.discard(event.id)
+                raise
             self.delivery.notify()
         await self.bus.publish(event)
+
+    async def _claim_job_slot(self, job_id: str, slot: int) -> bool:
+        """Claim one scheduled run for this process: the journal keeps one event per
+        (source, id), so of several processes claiming the same slot exactly one's is stored."""
+        if not self._journal_open:
+            return True
+        claim = Event(
+            type="hub.job.claimed",
+            source=f"/nabat/jobs/{job_id}",
+            id=f"{job_id}@{slot}",
+            subject=job_id,
+            data={"job": job_id, "slot": slot, "owner": self.delivery.owner, "run": uuid7()},
+        )
+        await self.journal.append((claim,))
+        stored = await self.journal.get(claim.source, claim.id)
+        # Ours only if our very claim was stored: the same process may reach one slot twice
+        # (a late run lands in the next slot, then that slot's own run comes).
+        return stored is not None and stored.event.data.get("run") == claim.data["run"]
+
+    async def _tail(self) -> None:
+        """Bring events appended by other hub processes on this journal onto the local bus
+        (checked every ``[storage] poll_interval``), so live listeners see them too."""
+        after = self._tail_from
+        poll = self.config.storage.poll_interval
+        while True:
+            await asyncio.sleep(poll)
+            try:
+                while True:
+                    page = await self.journal.query(EventQuery(after=after, limit=MAX_PAGE))
+                    for stored in page.events:
+                        after = stored.seq
+                        if stored.event.id in self._local_ids:
+                            self._local_ids.discard(stored.event.id)
+                        elif self.bus is not None:
+                            await self.bus.publish(stored.event)
+                            self.delivery.notify()
+                    if page.next_cursor is None:
+                        break
+                    after = max(after, decode_cursor(page.next_cursor))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("journal.tail_failed", error=repr(exc))
 
     async def _publish_internal(self, event: Event) -> None:
         if self.bus is not None:
@@ -484,7 +535,9 @@ class Hub:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         await self.journal.open()  # creates or migrates the schema; refuses a newer one
         self._journal_open = True
-        log.info("journal.opened", kind=self.journal.kind, last_seq=await self.journal.last_seq())
+        self._tail_from = await self.journal.last_seq()
+        log.info("journal.opened", kind=self.journal.kind, last_seq=self._tail_from)
+        self._spawn(self._tail())
         await self.prepare()
         self.scheduler.start()
         self._schedule_retention()

@@ -206,6 +206,20 @@ PLUGINS = {
         def register_drivers():
             return [Listener, Forwarder]
     """,
+    "tp_ticker": """
+        import os
+        from nabat.events import Event
+        from nabat.hookspecs import hookimpl
+        from nabat.interfaces import Job
+
+        @hookimpl
+        def register_jobs(hub):
+            async def tick():
+                tick = Event(type="tp.tick", source="/tp_ticker", data={"pid": os.getpid()})
+                await hub.publish(tick)
+
+            return [Job(id="tick", func=tick, every=0.5)]
+    """,
     "tp_never": """
         from pathlib import Path
         import os
