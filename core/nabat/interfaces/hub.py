@@ -70,7 +70,8 @@ class HubAPI(Protocol):
     def log(self) -> StructLogger: ...
 
     async def publish(self, event: Event) -> None:
-        """Publish an event; returns once the hub has accepted it."""
+        """Publish an event: it is committed to the journal (durable) when this returns, then
+        fanned out to listeners and durable subscribers."""
 
     def subscribe(
         self,
