@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 import textwrap
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -32,7 +33,9 @@ from .subjects import matches
 
 __all__ = [
     "EventRecorder",
+    "connect_when_ready",
     "eventually",
+    "free_port",
     "load_config_text",
     "record",
     "run_hub",
@@ -186,6 +189,29 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"{what} did not happen within {timeout:g}s")
         await asyncio.sleep(0.01)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (for a fake device or receiver)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def connect_when_ready(
+    port: int, host: str = "127.0.0.1", *, timeout: float = 20.0
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to a server that is still starting (a hub process, a device): retry refused
+    connections until ``timeout``, then raise the last error."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await asyncio.open_connection(host, port)
+        except OSError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.05)
 
 
 def _describe(event: Event) -> str:

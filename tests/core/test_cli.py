@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,37 @@ def test_plugins_lists_what_is_installed_enabled_and_loadable(demo):
     assert "simulator" in table.stdout and "krd-cam-001" in table.stdout
 
 
+@asynccontextmanager
+async def running_hub(cwd: Path, env: dict[str, str] | None = None):
+    """``nabat run`` as a real process; killed at the end if a test left it running."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "nabat",
+        "run",
+        cwd=cwd,
+        env={**os.environ, "NABAT_LANG": "en", **(env or {})},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def stop_hub(
+    proc: asyncio.subprocess.Process, signum: int = signal.SIGTERM
+) -> tuple[int, str]:
+    """Send ``signum``; return the exit code and what the hub logged while stopping."""
+    proc.send_signal(signum)
+    async with asyncio.timeout(20):
+        rest = (await proc.stderr.read()).decode()
+        return await proc.wait(), rest
+
+
 async def _read_until(stream: asyncio.StreamReader, wanted: set[str], timeout: float) -> list[dict]:
     lines: list[dict] = []
     async with asyncio.timeout(timeout):
@@ -118,34 +150,16 @@ async def _read_until(stream: asyncio.StreamReader, wanted: set[str], timeout: f
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 async def test_run_logs_events_from_the_first_second_and_stops_cleanly(demo, signum):
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "nabat",
-        "run",
-        cwd=demo,
-        env={**os.environ, "NABAT_LANG": "en"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
+    async with running_hub(demo) as proc:
         started = asyncio.get_running_loop().time()
-        lines = await _read_until(
-            proc.stderr, {"camera.health.ok", "siren.status.idle"}, timeout=10
-        )
+        wanted = {"camera.health.ok", "siren.status.idle"}
+        lines = await _read_until(proc.stderr, set(wanted), timeout=10)
         elapsed = asyncio.get_running_loop().time() - started
         events = [line for line in lines if line.get("event") == "event"]
-        assert {e["type"] for e in events} >= {"camera.health.ok", "siren.status.idle"}
+        assert {e["type"] for e in events} >= wanted
         assert all(line["ts"].endswith("Z") and "level" in line for line in lines)
         assert elapsed < 10
-        proc.send_signal(signum)
-        async with asyncio.timeout(20):
-            rest = (await proc.stderr.read()).decode()
-            code = await proc.wait()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        code, rest = await stop_hub(proc, signum)
     assert code == 0
     assert '"event":"hub.stopping"' in rest and '"event":"hub.stopped"' in rest
     assert "Nabat hub stopped." in rest
@@ -173,27 +187,10 @@ async def test_a_plugin_that_blocks_forever_neither_hangs_the_cli_nor_the_hub(
     assert checked.returncode == 1
     assert "plugins.tp_import_hangs: import did not finish within 1 s" in checked.stderr
 
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "nabat",
-        "run",
-        cwd=tmp_path,
-        env={**os.environ, "NABAT_LANG": "en", **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
+    async with running_hub(tmp_path, env) as proc:
         # The blocked plugin is retried (without a new thread each time) while the rest works.
         await _read_until(proc.stderr, {"incident.created"}, timeout=15)
-        proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(20):
-            rest = (await proc.stderr.read()).decode()
-            code = await proc.wait()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        code, rest = await stop_hub(proc)
     assert code == 0 and '"event":"hub.stopped"' in rest
 
 
@@ -205,25 +202,9 @@ async def test_run_starts_without_an_instance_whose_table_is_broken(tmp_path):
     )
     checked = nabat("config", "check", cwd=tmp_path)
     assert checked.returncode == 1 and "instances.typo.municipalty: unknown key" in checked.stderr
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "nabat",
-        "run",
-        cwd=tmp_path,
-        env={**os.environ, "NABAT_LANG": "en"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
+    async with running_hub(tmp_path) as proc:
         lines = await _read_until(proc.stderr, {"camera.health.ok"}, timeout=15)
-        proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(20):
-            await proc.wait()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await stop_hub(proc)
     failed = [
         line for line in lines if line.get("event") == "unit.state" and line.get("name") == "typo"
     ]

@@ -12,21 +12,15 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
 from nabat.store import EventQuery, SqliteJournal, decode_cursor
+from nabat.testing import connect_when_ready, free_port
 
 PG_DSN = os.environ.get("NABAT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Receiver:
@@ -61,22 +55,10 @@ async def start_hub(workdir: Path, env: dict[str, str]) -> asyncio.subprocess.Pr
         )
 
 
-async def connect(port: int, timeout: float = 20.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            return await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            if loop.time() > deadline:
-                raise
-            await asyncio.sleep(0.05)
-
-
 async def produce(port: int, counter: list[int], acked: dict[str, int]) -> None:
     """Send numbered events one by one; remember those the hub acknowledged."""
     try:
-        reader, writer = await connect(port, timeout=5)
+        reader, writer = await connect_when_ready(port, timeout=5)
     except OSError:
         return
     try:
@@ -131,7 +113,7 @@ settings = {{ port = {receiver_port} }}
     async with server:
         hub = await start_hub(workdir, env)
         try:
-            _, writer = await connect(ingest)  # wait until the hub listens
+            _, writer = await connect_when_ready(ingest)  # wait until the hub listens
             writer.close()
             producers = [asyncio.create_task(produce(ingest, counter, acked)) for _ in range(8)]
             await asyncio.sleep(random.uniform(0.5, 1.5))  # the random moment of the crash
@@ -142,7 +124,7 @@ settings = {{ port = {receiver_port} }}
             acked_before_crash = dict(acked)
 
             hub = await start_hub(workdir, env)
-            _, writer = await connect(ingest)  # the restarted hub listens again
+            _, writer = await connect_when_ready(ingest)  # the restarted hub listens again
             writer.close()
             # More traffic after the restart, then every acknowledged event must arrive.
             producers = [asyncio.create_task(produce(ingest, counter, acked)) for _ in range(2)]

@@ -13,32 +13,13 @@ from pathlib import Path
 
 import pytest
 from nabat.store import EventQuery, decode_cursor
+from nabat.testing import connect_when_ready, free_port
 
 PG_DSN = os.environ.get("NABAT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def connect(port: int, timeout: float = 20.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            return await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            if loop.time() > deadline:
-                raise
-            await asyncio.sleep(0.05)
-
-
 async def ingest(port: int, numbers: range) -> list[str]:
-    reader, writer = await connect(port)
+    reader, writer = await connect_when_ready(port)
     ids = []
     for n in numbers:
         writer.write(f'{{"n": {n}}}\n'.encode())

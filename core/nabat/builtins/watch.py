@@ -70,81 +70,87 @@ class Watcher:
             async with asyncio.timeout(driver.context.timeout):
                 return await call
 
-    async def probe_camera(self, camera: Camera) -> None:
-        ctx = camera.context
+    async def _ask(self, driver: Driver, call: Any, failed: Callable[[str, bool], Any]) -> Any:
+        """The bounded call's answer; an exception becomes ``failed(reason, auth)``, and a
+        rejected credential also puts the instance in ``needs_auth``."""
         try:
-            health: CameraHealth = await self._bounded(camera, camera.probe())
+            return await self._bounded(driver, call)
         except AuthError as exc:
-            health = CameraHealth(
-                state=HealthState.AUTH_FAILED, checked_at=datetime.now(UTC), reason=str(exc)
-            )
-            await self.hub.instance_failed(ctx.instance_id, exc)
+            await self.hub.instance_failed(driver.context.instance_id, exc)
+            return failed(str(exc), True)
         except Exception as exc:
-            health = CameraHealth(
-                state=HealthState.UNREACHABLE,
-                checked_at=datetime.now(UTC),
-                reason=f"probe failed: {type(exc).__name__}: {exc}"
-                if str(exc)
-                else f"probe failed: {type(exc).__name__}",
-            )
-        previous = self.cameras.get(ctx.instance_id)
-        if previous == health.state:
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return failed(detail, False)
+
+    async def _publish_change(
+        self,
+        driver: Driver,
+        known: dict[str, Any],
+        state: Any,
+        prefix: str,
+        severity: Severity,
+        change: Callable[[Any], Any],
+    ) -> None:
+        """Publish ``<prefix>.<state>`` when ``state`` differs from the last one seen."""
+        ctx = driver.context
+        previous = known.get(ctx.instance_id)
+        if previous == state:
             return
-        self.cameras[ctx.instance_id] = health.state
-        change = CameraHealthChange(
-            camera=ctx.instance_id,
-            state=health.state,
-            previous=previous,
-            checked_at=health.checked_at,
-            reason=health.reason,
-            codec=health.codec,
-            width=health.width,
-            height=health.height,
-            fps=health.fps,
-        )
+        known[ctx.instance_id] = state
         await self.hub.publish(
-            ctx.event(
-                f"camera.health.{health.state.value}",
-                change,
-                severity=_CAMERA_SEVERITY.get(health.state, Severity.SEVERE),
-            )
+            ctx.event(f"{prefix}.{state.value}", change(previous), severity=severity)
+        )
+
+    async def probe_camera(self, camera: Camera) -> None:
+        def failed(reason: str, auth: bool) -> CameraHealth:
+            state = HealthState.AUTH_FAILED if auth else HealthState.UNREACHABLE
+            text = reason if auth else f"probe failed: {reason}"
+            return CameraHealth(state=state, checked_at=datetime.now(UTC), reason=text)
+
+        health: CameraHealth = await self._ask(camera, camera.probe(), failed)
+        await self._publish_change(
+            camera,
+            self.cameras,
+            health.state,
+            "camera.health",
+            _CAMERA_SEVERITY.get(health.state, Severity.SEVERE),
+            lambda previous: CameraHealthChange(
+                camera=camera.context.instance_id,
+                state=health.state,
+                previous=previous,
+                checked_at=health.checked_at,
+                reason=health.reason,
+                codec=health.codec,
+                width=health.width,
+                height=health.height,
+                fps=health.fps,
+            ),
         )
 
     async def poll_device(self, device: AlertDevice) -> None:
-        ctx = device.context
-        try:
-            status: DeviceStatus = await self._bounded(device, device.status())
-        except AuthError as exc:
-            status = DeviceStatus(
-                state=DeviceState.OFFLINE, checked_at=datetime.now(UTC), detail=str(exc)
+        def failed(reason: str, auth: bool) -> DeviceStatus:
+            text = reason if auth else f"status poll failed: {reason}"
+            return DeviceStatus(
+                state=DeviceState.OFFLINE, checked_at=datetime.now(UTC), detail=text
             )
-            await self.hub.instance_failed(ctx.instance_id, exc)
-        except Exception as exc:
-            status = DeviceStatus(
-                state=DeviceState.OFFLINE,
-                checked_at=datetime.now(UTC),
-                detail=f"status poll failed: {type(exc).__name__}: {exc}",
-            )
-        previous = self.devices.get(ctx.instance_id)
-        if previous == status.state:
-            return
-        self.devices[ctx.instance_id] = status.state
-        change = DeviceStatusChange(
-            device=ctx.instance_id,
-            state=status.state,
-            previous=previous,
-            checked_at=status.checked_at,
-            detail=status.detail,
-            mains_ok=status.mains_ok,
-            battery_pct=status.battery_pct,
-            tamper=status.tamper,
-        )
-        await self.hub.publish(
-            ctx.event(
-                f"siren.status.{status.state.value}",
-                change,
-                severity=_DEVICE_SEVERITY.get(status.state, Severity.SEVERE),
-            )
+
+        status: DeviceStatus = await self._ask(device, device.status(), failed)
+        await self._publish_change(
+            device,
+            self.devices,
+            status.state,
+            "siren.status",
+            _DEVICE_SEVERITY.get(status.state, Severity.SEVERE),
+            lambda previous: DeviceStatusChange(
+                device=device.context.instance_id,
+                state=status.state,
+                previous=previous,
+                checked_at=status.checked_at,
+                detail=status.detail,
+                mains_ok=status.mains_ok,
+                battery_pct=status.battery_pct,
+                tamper=status.tamper,
+            ),
         )
 
     async def on_running(self, event: Event) -> None:
