@@ -166,6 +166,14 @@ class Journal(abc.ABC):
     SCHEMA_VERSION: ClassVar[int] = 2
     """1: events; 2: durable subscriptions and delivery issues."""
     kind: ClassVar[str]
+    _commits_in_flight: ClassVar[int] = 1
+    """Group commits that may be under way at once. More than one only where the storage
+    keeps them in commit order itself (PostgreSQL's write lock): the next batch is then
+    already waiting at the server when the previous one commits."""
+    _split_from: ClassVar[int] = 0
+    """With several commits in flight: a backlog of at least this many events, found when no
+    commit is under way, goes out as two batches, so the server writes one while this process
+    answers the producers of the other (0: never split)."""
 
     def __init__(self, *, types: EventTypes | None = None) -> None:
         self.types = types
@@ -242,36 +250,80 @@ class Journal(abc.ABC):
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(events, future))
         self._wake.set()
-        return await asyncio.shield(future)
+        # No shield: the future is this call's own, so a cancelled caller only cancels it, and
+        # the writer skips futures that are done. The events are written all the same.
+        return await future
 
     async def append_one(self, event: Event) -> int:
         return (await self.append([event]))[0]
 
     async def _flush_loop(self) -> None:
+        """Group commit: take what is pending (up to ``_MAX_BATCH`` events) and commit it.
+
+        With ``_commits_in_flight`` above 1 the next batch starts while earlier ones are still
+        committing; the storage keeps commits in seq order. Batches in flight together hold
+        appends that were concurrent, so nothing orders them anyway, and an append awaited
+        before the next one is made still gets the lower numbers."""
         assert self._wake is not None
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                batch: list[_Pending] = []
-                size = 0
-                while self._pending and (
-                    not batch or size + len(self._pending[0].events) <= _MAX_BATCH
-                ):
-                    item = self._pending.pop(0)
-                    batch.append(item)
-                    size += len(item.events)
-                try:
-                    await self._commit(batch)
-                except BaseException as exc:  # cancelled mid-write: nobody may wait forever
-                    error = JournalError(f"append interrupted: {exc!r}")
-                    for item in batch + self._pending:
-                        if not item.future.done():
-                            item.future.set_exception(error)
-                    self._pending.clear()
-                    raise
-            if self._closed:
-                return
+        wake = self._wake
+        loop = asyncio.get_running_loop()
+        depth = self._commits_in_flight
+        running: set[asyncio.Task[None]] = set()
+        escaped: list[BaseException] = []
+
+        async def commit(batch: list[_Pending]) -> None:
+            try:
+                await self._commit(batch)
+            except BaseException as exc:  # cancelled mid-write: nobody may wait forever
+                error = JournalError(f"append interrupted: {exc!r}")
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(error)
+                raise
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                escaped.append(task.exception())  # type: ignore[arg-type]
+            wake.set()
+
+        try:
+            while True:
+                await wake.wait()
+                wake.clear()
+                if escaped:  # a commit died of something _commit does not handle: stop
+                    raise escaped[0]
+                while self._pending and len(running) < depth:
+                    limit = _MAX_BATCH
+                    if depth > 1 and not running and self._split_from:
+                        queued = sum(len(item.events) for item in self._pending)
+                        if queued >= self._split_from:
+                            limit = (queued + 1) // 2
+                    count = size = 0
+                    for item in self._pending:
+                        if count and size + len(item.events) > limit:
+                            break
+                        size += len(item.events)
+                        count += 1
+                    batch = self._pending[:count]
+                    del self._pending[:count]
+                    if depth == 1:
+                        await commit(batch)
+                    else:
+                        task = loop.create_task(commit(batch), name="journal:commit")
+                        running.add(task)
+                        task.add_done_callback(finished)
+                if self._closed and not self._pending and not running:
+                    return
+        except BaseException as exc:
+            error = JournalError(f"append interrupted: {exc!r}")
+            for task in running:
+                task.cancel()
+            for item in self._pending:
+                if not item.future.done():
+                    item.future.set_exception(error)
+            self._pending.clear()
+            raise
 
     async def _commit(self, batch: list[_Pending]) -> None:
         rows = [(e, encode_event(e)) for item in batch for e in item.events]
