@@ -52,6 +52,7 @@ from nabat.events import Event, encode_event
 from nabat.store import Journal, SqliteJournal
 from nabat.store.delivery import Order, SubscriptionSpec
 from nabat.store.postgres import PostgresJournal, describe_dsn
+from workload import make_events, percentile, remove_sqlite
 
 PRODUCERS = 100  # appending tasks in the throughput runs
 GOAL_P99_MS = 50.0  # PostgreSQL, paced, append call to receiver
@@ -66,27 +67,6 @@ class Run:
     events_per_s: float
     p50_ms: float
     p99_ms: float
-
-
-def make_events(n: int) -> list[Event]:
-    """Camera health events shaped like the reference region's (~450-byte JSON bodies)."""
-    return [
-        Event(
-            type="camera.health.offline",
-            source=f"/nabat/instances/cams-{i % 44:02d}",
-            subject=f"krd-cam-{i % 6500:05d}",
-            municipality=f"mo-{i % 44:02d}",
-            severity="minor",
-            data={
-                "camera": f"krd-cam-{i % 6500:05d}",
-                "reason": "no frames for 60 s",
-                "stream": f"rtsp://10.{i % 200}.{i % 250}.10:554/main",
-                "last_frame_age_s": 61.5,
-                "probe": {"attempts": 3, "timeout_s": 5, "http_status": None},
-            },
-        )
-        for i in range(n)
-    ]
 
 
 # -- the two HTTP ends ---------------------------------------------------------------------
@@ -191,11 +171,10 @@ class Sender:
 # -- runs ----------------------------------------------------------------------------------
 def summarise(n: int, start: float, end: float, latencies: list[float]) -> Run:
     latencies.sort()
-    count = len(latencies)
     return Run(
         events_per_s=n / (end - start),
-        p50_ms=latencies[count // 2] * 1e3,
-        p99_ms=latencies[min(count - 1, count * 99 // 100)] * 1e3,
+        p50_ms=percentile(latencies, 50) * 1e3,
+        p99_ms=percentile(latencies, 99) * 1e3,
     )
 
 
@@ -320,11 +299,6 @@ async def run_journal(
         assert seqs == sorted(seqs), "ordered delivery out of journal order"
     latencies = [receiver.arrived[e.id] - sent[e.id] for e in events]
     return summarise(n, start, last_ack, latencies)
-
-
-def remove_sqlite(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 async def run_backend(

@@ -55,6 +55,7 @@ from nabat.events import Event, encode_event
 from nabat.store import Journal, SqliteJournal
 from nabat.store import postgres as pg
 from nabat.store import sqlite as sq
+from workload import make_events, percentile, remove_sqlite
 
 PRODUCERS = (1, 10, 100)
 RAW_BATCH = 1000  # rows per transaction of the raw baselines
@@ -69,8 +70,6 @@ DEFAULT_DSN = os.environ.get("NABAT_BENCH_PG", "postgresql://postgres@127.0.0.1:
 
 clock = time.perf_counter
 
-MUNICIPALITIES = [f"mo-{i:02d}" for i in range(44)]
-
 
 @dataclass(frozen=True)
 class Run:
@@ -78,32 +77,6 @@ class Run:
     p50_ms: float
     p99_ms: float
     per_commit: float  # events per group-commit transaction (0 for raw)
-
-
-def make_events(n: int) -> list[Event]:
-    """Camera health events shaped like the reference region's (~450-byte JSON bodies)."""
-    return [
-        Event(
-            type="camera.health.offline",
-            source=f"/nabat/instances/cams-{i % 44:02d}",
-            subject=f"krd-cam-{i % 6500:05d}",
-            municipality=MUNICIPALITIES[i % 44],
-            severity="minor",
-            correlationid=f"inc-{i // 50}" if i % 5 == 0 else None,
-            data={
-                "camera": f"krd-cam-{i % 6500:05d}",
-                "reason": "no frames for 60 s",
-                "stream": f"rtsp://10.{i % 200}.{i % 250}.10:554/main",
-                "last_frame_age_s": 61.5,
-                "probe": {"attempts": 3, "timeout_s": 5, "http_status": None},
-            },
-        )
-        for i in range(n)
-    ]
-
-
-def percentile(sorted_values: Sequence[float], q: int) -> float:
-    return sorted_values[min(len(sorted_values) - 1, len(sorted_values) * q // 100)]
 
 
 # -- raw baselines -------------------------------------------------------------------------
@@ -196,11 +169,6 @@ async def run_raw_pg(records: list[tuple[Any, ...]], dsn: str) -> Run:
 
 
 # -- the journal ---------------------------------------------------------------------------
-def remove_sqlite(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-
-
 async def run_journal(
     journal: Journal, events: Sequence[Event], producers: int, per_append: int
 ) -> Run:
