@@ -70,13 +70,13 @@ def test_a_journal_newer_than_the_code_is_refused(tmp_path):
     assert status.returncode == 1 and "NEWER than this Nabat" in status.stdout
     run = _nabat("run", cwd=tmp_path)
     assert run.returncode == 1
-    assert "schema is version 99, this Nabat supports up to 2" in run.stderr
+    assert "schema is version 99, this Nabat supports up to 3" in run.stderr
 
 
 def test_db_upgrade_creates_then_reports_nothing_to_do(tmp_path):
     (tmp_path / "plugins.toml").write_text(CONFIG)
     first = _nabat("db", "upgrade", cwd=tmp_path)
-    assert first.returncode == 0 and "from version 0 to 2" in first.stdout
+    assert first.returncode == 0 and "from version 0 to 3" in first.stdout
     again = _nabat("db", "upgrade", cwd=tmp_path)
     assert "nothing to do" in again.stdout
 

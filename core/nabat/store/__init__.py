@@ -2,10 +2,12 @@
 
 from .base import (
     MAX_PAGE,
+    Appended,
     EventQuery,
     Journal,
     JournalError,
     Page,
+    Record,
     SchemaTooNew,
     StoredEvent,
     decode_cursor,
@@ -16,11 +18,13 @@ from .sqlite import SqliteJournal
 
 __all__ = [
     "MAX_PAGE",
+    "Appended",
     "EventQuery",
     "Journal",
     "JournalError",
     "Page",
     "PostgresJournal",
+    "Record",
     "SchemaTooNew",
     "SqliteJournal",
     "StoredEvent",

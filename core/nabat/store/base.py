@@ -18,6 +18,13 @@ Guarantees every implementation gives:
   every event that will ever have ``seq <= n``.
 * **Versioned schema.** The hub creates and migrates its schema; opening a database whose
   schema is newer than the code raises :class:`SchemaTooNew` instead of touching it.
+
+Beside the events the journal keeps small **records** (schema version 3): JSON documents the
+HTTP API needs (API tokens, idempotency keys with their responses, outbound webhook
+subscriptions, the audit log), each under a ``(collection, key)``, optionally expiring. Keys
+sort byte-wise (code point order), so uuid7 keys list in time order. An expired record is
+absent to every read and to :meth:`Journal.put_record` ``only_new``;
+:meth:`Journal.purge_records` deletes it for good.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import asyncio
 import base64
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 
@@ -38,10 +45,12 @@ from .delivery import DeliveryIssue, IssueState, SubscriptionSpec, SubscriptionS
 
 __all__ = [
     "MAX_PAGE",
+    "Appended",
     "EventQuery",
     "Journal",
     "JournalError",
     "Page",
+    "Record",
     "SchemaTooNew",
     "StoredEvent",
     "decode_cursor",
@@ -74,6 +83,35 @@ class StoredEvent(msgspec.Struct, frozen=True):
 
     seq: int
     event: Event
+
+
+class Appended(msgspec.Struct, frozen=True):
+    """What :meth:`Journal.append_checked` did with one event."""
+
+    seq: int
+    new: bool
+    """True: stored by this call. False: its ``(source, id)`` was in the journal already (or
+    earlier in the same group commit), and ``seq`` is the number it has."""
+
+
+class Record(msgspec.Struct, frozen=True):
+    """A small document kept beside the events (see the module docstring)."""
+
+    collection: str
+    key: str
+    body: bytes
+    created: datetime
+    """When the record was first written (timezone-aware UTC)."""
+    updated: datetime
+    """When it was last written."""
+    expires: datetime | None = None
+    """From this instant on the record is absent; None: never expires."""
+
+
+def check_aware(name: str, value: datetime | None) -> None:
+    """Refuse a naive datetime: every stored instant is absolute."""
+    if value is not None and value.tzinfo is None:
+        raise ValueError(f"{name} must carry a UTC offset")
 
 
 class EventQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -153,18 +191,21 @@ def decode_cursor(cursor: str) -> int:
 
 
 class _Pending:
-    __slots__ = ("events", "future")
+    __slots__ = ("checked", "events", "future")
 
-    def __init__(self, events: Sequence[Event], future: asyncio.Future[list[int]]) -> None:
+    def __init__(
+        self, events: Sequence[Event], future: asyncio.Future[list[Any]], checked: bool
+    ) -> None:
         self.events = events
         self.future = future
+        self.checked = checked  # answer with Appended (append_checked), not bare seqs
 
 
 class Journal(abc.ABC):
     """The event log. Subclasses implement the ``_``-prefixed storage primitives."""
 
-    SCHEMA_VERSION: ClassVar[int] = 2
-    """1: events; 2: durable subscriptions and delivery issues."""
+    SCHEMA_VERSION: ClassVar[int] = 3
+    """1: events; 2: durable subscriptions and delivery issues; 3: records."""
     kind: ClassVar[str]
     _commits_in_flight: ClassVar[int] = 1
     """Group commits that may be under way at once. More than one only where the storage
@@ -241,14 +282,23 @@ class Journal(abc.ABC):
     # -- writing ---------------------------------------------------------------------------
     async def append(self, events: Sequence[Event]) -> list[int]:
         """Store ``events`` durably; return their sequence numbers, in order."""
+        return await self._enqueue(events, checked=False)
+
+    async def append_checked(self, events: Sequence[Event]) -> list[Appended]:
+        """Like :meth:`append`, and say for each event whether this call stored it
+        (``new``) or its ``(source, id)`` was there already. Of duplicates committed together
+        (in one call or in concurrent ones) the first is new, the others are not."""
+        return await self._enqueue(events, checked=True)
+
+    async def _enqueue(self, events: Sequence[Event], *, checked: bool) -> list[Any]:
         if self._closed or self._wake is None:
             raise JournalError("the journal is not open")
         if self._flusher is not None and self._flusher.done():
             raise JournalError("the journal's writer has stopped; restart the hub")
         if not events:
             return []
-        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(events, future))
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(events, future, checked))
         self._wake.set()
         # No shield: the future is this call's own, so a cancelled caller only cancels it, and
         # the writer skips futures that are done. The events are written all the same.
@@ -328,7 +378,7 @@ class Journal(abc.ABC):
     async def _commit(self, batch: list[_Pending]) -> None:
         rows = [(e, encode_event(e)) for item in batch for e in item.events]
         try:
-            seqs = await self._write(rows)
+            seqs, new = await self._write(rows)
         except Exception as exc:
             error = (
                 exc if isinstance(exc, JournalError) else JournalError(f"append failed: {exc!r}")
@@ -344,7 +394,17 @@ class Journal(abc.ABC):
         for item in batch:
             n = len(item.events)
             if not item.future.done():
-                item.future.set_result(seqs[start : start + n])
+                if item.checked:
+                    item.future.set_result(
+                        [
+                            Appended(seq=seq, new=fresh)
+                            for seq, fresh in zip(
+                                seqs[start : start + n], new[start : start + n], strict=True
+                            )
+                        ]
+                    )
+                else:
+                    item.future.set_result(seqs[start : start + n])
             start += n
 
     # -- reading ---------------------------------------------------------------------------
@@ -445,6 +505,57 @@ class Journal(abc.ABC):
     async def discard_dead(self, subscription_id: str, seqs: Sequence[int] | None = None) -> int:
         """Forget dead letters; return how many."""
 
+    # -- records (schema version 3) --------------------------------------------------------
+    @abc.abstractmethod
+    async def put_record(
+        self,
+        collection: str,
+        key: str,
+        body: bytes,
+        *,
+        expires: datetime | None = None,
+        only_new: bool = False,
+    ) -> bool:
+        """Write the record (insert, or replace body and expiry keeping ``created``). With
+        ``only_new`` write it only if no unexpired record has that key (an expired one is
+        replaced), atomically: of concurrent ``only_new`` puts of one key exactly one wins.
+        True when written."""
+
+    @abc.abstractmethod
+    async def put_records(
+        self, collection: str, items: Sequence[tuple[str, bytes, datetime | None]]
+    ) -> None:
+        """Write many ``(key, body, expires)`` records in one transaction, as
+        :meth:`put_record` would one by one (of repeated keys the last wins)."""
+
+    @abc.abstractmethod
+    async def get_record(self, collection: str, key: str) -> Record | None:
+        """The record, or None when there is none or it has expired."""
+
+    @abc.abstractmethod
+    async def records(
+        self,
+        collection: str,
+        *,
+        after: str | None = None,
+        before: str | None = None,
+        prefix: str | None = None,
+        limit: int = 100,
+        descending: bool = False,
+    ) -> list[Record]:
+        """Unexpired records in key order (byte-wise; ``descending`` reverses it), keys
+        strictly between ``after`` and ``before`` and starting with ``prefix`` (taken
+        literally, case-sensitive), at most ``limit``."""
+
+    @abc.abstractmethod
+    async def delete_record(self, collection: str, key: str) -> bool:
+        """Remove the record; True when an unexpired one was there."""
+
+    @abc.abstractmethod
+    async def purge_records(self, now: datetime | None = None) -> int:
+        """Delete records expired at ``now`` (default: the current time) in every
+        collection; return how many."""
+
     # -- storage primitives ----------------------------------------------------------------
     @abc.abstractmethod
     async def _connect(self) -> None: ...
@@ -460,9 +571,11 @@ class Journal(abc.ABC):
     async def _migrate(self, from_version: int) -> None: ...
 
     @abc.abstractmethod
-    async def _write(self, rows: list[tuple[Event, bytes]]) -> list[int]:
+    async def _write(self, rows: list[tuple[Event, bytes]]) -> tuple[list[int], list[bool]]:
         """Insert rows in one transaction, skipping (source, id) already present; return the
-        seq of every row (the existing one for duplicates), in order."""
+        seq of every row (the existing one for duplicates), in order, and whether each row was
+        stored now (False for rows present already and for repeats of an earlier row of
+        ``rows``)."""
 
     @abc.abstractmethod
     async def _select(self, query: EventQuery) -> list[tuple[int, bytes]]:

@@ -48,6 +48,13 @@ is one statement, atomic on its own. Leases and fenced cursor moves compare agai
 disagree still agree on who holds a lease. A lease is taken by a single conditional
 ``UPDATE``: when two processes race, the row lock makes the second re-check the condition
 against the first one's committed lease, and it fails.
+
+**Records** (schema version 3): one statement each, instants from the database's clock
+(``now()``, the statement's start). ``put_record(only_new=True)`` is a single
+``INSERT … ON CONFLICT DO UPDATE … WHERE <the stored row has expired>``: of two concurrent puts
+of one key the second waits on the first's row, re-checks the condition against the committed
+row and writes nothing. ``collection`` and ``key`` use the "C" collation: keys sort byte-wise,
+as in SQLite, and the primary key's index serves ``LIKE 'prefix%'``.
 """
 
 from __future__ import annotations
@@ -65,7 +72,16 @@ import msgspec
 
 from ..events import Event, EventTypes
 from ..masking import MASK, is_secret_key, mask_url
-from .base import EventQuery, Journal, JournalError, SchemaTooNew, like_prefix, log
+from .base import (
+    EventQuery,
+    Journal,
+    JournalError,
+    Record,
+    SchemaTooNew,
+    check_aware,
+    like_prefix,
+    log,
+)
 from .delivery import DeliveryIssue, IssueState, SubscriptionSpec, SubscriptionState
 
 __all__ = ["PostgresJournal"]
@@ -132,6 +148,18 @@ _MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX delivery_issues_due"
         " ON {s}.delivery_issues (subscription, state, next_attempt_at)",
     ],
+    3: [
+        """CREATE TABLE {s}.records (
+            collection text COLLATE "C" NOT NULL,
+            key text COLLATE "C" NOT NULL,
+            body bytea NOT NULL,
+            created timestamptz NOT NULL,
+            updated timestamptz NOT NULL,
+            expires timestamptz,
+            PRIMARY KEY (collection, key)
+        )""",
+        "CREATE INDEX records_expires ON {s}.records (expires) WHERE expires IS NOT NULL",
+    ],
 }
 
 _MAX_ERROR = 2000  # characters of ``last_error`` kept
@@ -139,6 +167,28 @@ _spec_decoder = msgspec.json.Decoder(SubscriptionSpec)
 _STATE_COLUMNS = "spec::text, cursor, lease_owner, lease_until, created_at"
 _ISSUE_COLUMNS = (
     "subscription, seq, event_id, state, attempts, first_failed_at, next_attempt_at, last_error"
+)
+_RECORD_COLUMNS = "collection, key, body, created, updated, expires"
+_LIVE = "(expires IS NULL OR expires > now())"
+# Insert, or replace body and expiry; ``created`` restarts when the stored row had expired
+# (it was absent). ``_PUT_NEW`` writes only over an expired row.
+_UPSERT_SET = (
+    " ON CONFLICT (collection, key) DO UPDATE SET body = EXCLUDED.body,"
+    " updated = EXCLUDED.updated, expires = EXCLUDED.expires,"
+    " created = CASE WHEN r.expires <= EXCLUDED.created THEN EXCLUDED.created ELSE r.created END"
+)
+_PUT = (
+    "INSERT INTO {s}.records AS r (collection, key, body, created, updated, expires)"
+    " VALUES ($1, $2, $3, now(), now(), $4)" + _UPSERT_SET
+)
+_PUT_NEW = _PUT + " WHERE r.expires <= now()"
+# Keys unique and sorted (client-side): one statement may not update a row twice, and a fixed
+# order keeps concurrent batches from deadlocking.
+_PUT_MANY = (
+    "INSERT INTO {s}.records AS r (collection, key, body, created, updated, expires)"
+    " SELECT $1, t.key, t.body, now(), now(), t.expires"
+    " FROM unnest($2::text[], $3::bytea[], $4::timestamptz[]) AS t(key, body, expires)"
+    + _UPSERT_SET
 )
 
 # One statement per batch, run while holding the schema's write lock. Input rows are unique by
@@ -276,6 +326,18 @@ def _issue(row: Any) -> DeliveryIssue:
     )
 
 
+def _record(row: Any) -> Record:
+    collection, key, body, created, updated, expires = row
+    return Record(
+        collection=collection,
+        key=key,
+        body=body,
+        created=created,
+        updated=updated,
+        expires=expires,
+    )
+
+
 def _lock_key(purpose: str, schema: str) -> int:
     """A stable signed 64-bit advisory-lock key for ``purpose`` on ``schema``."""
     digest = hashlib.blake2b(f"nabat.journal.{purpose}:{schema}".encode(), digest_size=8)
@@ -357,6 +419,9 @@ class PostgresJournal(Journal):
         self._write_sql = _WRITE.format(s=s)
         self._bump_sql = _BUMP.format(s=s)
         self._write_small_sql = _WRITE_SMALL.format(s=s, lock=self._write_lock)
+        self._put_sql = _PUT.format(s=s)
+        self._put_new_sql = _PUT_NEW.format(s=s)
+        self._put_many_sql = _PUT_MANY.format(s=s)
         # After a batch met rows stored already (a producer replaying), look rows up first
         # until a batch has none; otherwise try the plain COPY first.
         self._expect_duplicates = False
@@ -463,13 +528,15 @@ class PostgresJournal(Journal):
             raise self._error(f"migrating the schema from version {from_version}", exc) from exc
 
     # -- writing ---------------------------------------------------------------------------
-    async def _write(self, rows: list[tuple[Event, bytes]]) -> list[int]:
+    async def _write(self, rows: list[tuple[Event, bytes]]) -> tuple[list[int], list[bool]]:
         keys = [(e.source, e.id) for e, _ in rows]
         first: dict[tuple[str, str], int] = {}  # (source, id) -> index among unique rows
         unique: list[tuple[Any, ...]] = []
-        for (event, body), key in zip(rows, keys, strict=True):
+        repeats: list[int] = []  # positions of rows repeating an earlier row of this batch
+        for position, ((event, body), key) in enumerate(zip(rows, keys, strict=True)):
             if key in first:
-                continue  # a duplicate inside this batch keeps the first
+                repeats.append(position)  # a duplicate inside this batch keeps the first
+                continue
             first[key] = len(unique)
             unique.append(
                 (
@@ -492,13 +559,20 @@ class PostgresJournal(Journal):
                 if not self._expect_duplicates:
                     seqs = await self._write_fast(conn, unique)
                 if seqs is None:
-                    seqs, duplicates = await self._write_checked(conn, unique)
-                    self._expect_duplicates = duplicates > 0
+                    seqs, new = await self._write_checked(conn, unique)
+                    self._expect_duplicates = not all(new)
+                else:
+                    new = [True] * len(unique)
         except _DB_ERRORS as exc:
             raise self._error(f"appending {len(rows)} events", exc) from exc
         finally:
             self._writing -= 1
-        return [seqs[first[key]] for key in keys]
+        if not repeats:  # the common case: the unique rows are the rows
+            return seqs, new
+        new = [new[first[key]] for key in keys]
+        for position in repeats:
+            new[position] = False
+        return [seqs[first[key]] for key in keys], new
 
     async def _in_write_transaction(self, conn: asyncpg.Connection, work: Any) -> Any:
         """Run ``work(conn)`` inside BEGIN + the schema's write lock … COMMIT."""
@@ -553,19 +627,19 @@ class PostgresJournal(Journal):
 
     async def _write_checked(
         self, conn: asyncpg.Connection, unique: list[tuple[Any, ...]]
-    ) -> tuple[list[int], int]:
+    ) -> tuple[list[int], list[bool]]:
         """Look every (source, id) up and insert only the new ones, in one statement; return
-        the seqs and how many rows were stored already."""
+        the seqs and whether each row was stored now (False: it was there already)."""
         columns = [list(column) for column in zip(*unique, strict=True)]
         result = await self._in_write_transaction(
             conn, lambda conn: conn.fetch(self._write_sql, *columns)
         )
         seqs = [0] * len(unique)
-        duplicates = 0
+        new = [True] * len(unique)
         for ord_, seq, existed in result:
             seqs[ord_ - 1] = seq
-            duplicates += existed
-        return seqs, duplicates
+            new[ord_ - 1] = not existed
+        return seqs, new
 
     # -- reading ---------------------------------------------------------------------------
     async def _select(self, query: EventQuery) -> list[tuple[int, bytes]]:
@@ -822,4 +896,110 @@ class PostgresJournal(Journal):
             f"DELETE FROM {self._s}.delivery_issues WHERE {where}",
             *args,
         )
+        return _rowcount(status)
+
+    # -- records ---------------------------------------------------------------------------
+    async def put_record(
+        self,
+        collection: str,
+        key: str,
+        body: bytes,
+        *,
+        expires: datetime | None = None,
+        only_new: bool = False,
+    ) -> bool:
+        check_aware("expires", expires)
+        status = await self._run(
+            f"writing record {key!r} of {collection!r}",
+            "execute",
+            self._put_new_sql if only_new else self._put_sql,
+            collection,
+            key,
+            bytes(body),
+            expires,
+        )
+        return _rowcount(status) > 0
+
+    async def put_records(
+        self, collection: str, items: Sequence[tuple[str, bytes, datetime | None]]
+    ) -> None:
+        latest: dict[str, tuple[bytes, datetime | None]] = {}
+        for key, body, expires in items:
+            check_aware("expires", expires)
+            latest[key] = (bytes(body), expires)  # as one by one: the last write wins
+        if not latest:
+            return
+        keys = sorted(latest)
+        await self._run(
+            f"writing {len(keys)} records of {collection!r}",
+            "execute",
+            self._put_many_sql,
+            collection,
+            keys,
+            [latest[key][0] for key in keys],
+            [latest[key][1] for key in keys],
+        )
+
+    async def get_record(self, collection: str, key: str) -> Record | None:
+        row = await self._run(
+            f"reading record {key!r} of {collection!r}",
+            "fetchrow",
+            f"SELECT {_RECORD_COLUMNS} FROM {self._s}.records"
+            f" WHERE collection = $1 AND key = $2 AND {_LIVE}",
+            collection,
+            key,
+        )
+        return None if row is None else _record(row)
+
+    async def records(
+        self,
+        collection: str,
+        *,
+        after: str | None = None,
+        before: str | None = None,
+        prefix: str | None = None,
+        limit: int = 100,
+        descending: bool = False,
+    ) -> list[Record]:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        args: list[Any] = [collection]
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        where = ["collection = $1", _LIVE]
+        if after is not None:
+            where.append(f"key > {arg(after)}")
+        if before is not None:
+            where.append(f"key < {arg(before)}")
+        if prefix:
+            where.append(f"key LIKE {arg(like_prefix(prefix))} ESCAPE '\\'")
+        sql = (
+            f"SELECT {_RECORD_COLUMNS} FROM {self._s}.records WHERE {' AND '.join(where)}"
+            f" ORDER BY key {'DESC' if descending else 'ASC'} LIMIT {arg(limit)}"
+        )
+        rows = await self._run(f"listing records of {collection!r}", "fetch", sql, *args)
+        return [_record(row) for row in rows]
+
+    async def delete_record(self, collection: str, key: str) -> bool:
+        live = await self._run(
+            f"deleting record {key!r} of {collection!r}",
+            "fetchval",
+            f"DELETE FROM {self._s}.records WHERE collection = $1 AND key = $2 RETURNING {_LIVE}",
+            collection,
+            key,
+        )
+        return bool(live)
+
+    async def purge_records(self, now: datetime | None = None) -> int:
+        check_aware("now", now)
+        if now is None:
+            sql = f"DELETE FROM {self._s}.records WHERE expires <= now()"
+            args: tuple[Any, ...] = ()
+        else:
+            sql = f"DELETE FROM {self._s}.records WHERE expires <= $1"
+            args = (now,)
+        status = await self._run("purging expired records", "execute", sql, *args)
         return _rowcount(status)

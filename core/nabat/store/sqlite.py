@@ -2,7 +2,7 @@
 
 All writes go through one thread with its own connection (SQLite has one writer anyway); reads
 use a second connection in another thread, which WAL lets run beside the writer. Neither ever
-blocks the event loop.
+blocks the event loop. Instants are stored as integer microseconds since the epoch (UTC).
 """
 
 from __future__ import annotations
@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from ..events import Event, EventTypes
-from .base import EventQuery, Journal, JournalError, like_prefix
+from .base import EventQuery, Journal, JournalError, Record, check_aware, like_prefix
 from .delivery import DeliveryIssue, IssueState, SubscriptionSpec, SubscriptionState
 
 __all__ = ["SqliteJournal"]
@@ -67,6 +68,19 @@ _MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX delivery_issues_due"
         " ON delivery_issues (subscription, state, next_attempt_us)",
     ],
+    3: [
+        # TEXT compares byte-wise (BINARY collation): keys sort in code point order.
+        """CREATE TABLE records (
+            collection TEXT NOT NULL,
+            key TEXT NOT NULL,
+            body BLOB NOT NULL,
+            created_us INTEGER NOT NULL,
+            updated_us INTEGER NOT NULL,
+            expires_us INTEGER,
+            PRIMARY KEY (collection, key)
+        )""",
+        "CREATE INDEX records_expires ON records (expires_us) WHERE expires_us IS NOT NULL",
+    ],
 }
 
 _spec_decoder = msgspec.json.Decoder(SubscriptionSpec)
@@ -82,6 +96,58 @@ def _dt(us: int | None) -> datetime | None:
 
 def _micros(value: datetime) -> int:
     return int(value.timestamp() * 1_000_000)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _exact_us(value: datetime) -> int:
+    """Microseconds since the epoch without float rounding (records round-trip exactly)."""
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def _exact_dt(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The least string above every string starting with ``prefix`` (code point order), or
+    None when there is none. SQLite's LIKE ignores ASCII case, so prefixes are key ranges."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        if 0xD800 <= code <= 0xDFFF:  # surrogates cannot be stored: skip to the next scalar
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return "".join(chars) + chr(code)
+    return None
+
+
+_RECORD_COLUMNS = "collection, key, body, created_us, updated_us, expires_us"
+_LIVE = "(expires_us IS NULL OR expires_us > ?)"
+# Insert, or replace body and expiry; ``created`` restarts when the old row had expired
+# (it was absent). ``?1``… are numbered: collection, key, body, now, expires.
+_UPSERT = (
+    "INSERT INTO records (collection, key, body, created_us, updated_us, expires_us)"
+    " VALUES (?1, ?2, ?3, ?4, ?4, ?5)"
+    " ON CONFLICT (collection, key) DO UPDATE SET body = excluded.body,"
+    " updated_us = excluded.updated_us, expires_us = excluded.expires_us,"
+    " created_us = CASE WHEN records.expires_us <= ?4 THEN ?4 ELSE records.created_us END"
+)
+_INSERT_NEW = _UPSERT + " WHERE records.expires_us <= ?4"
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    collection, key, body, created, updated, expires = row
+    return Record(
+        collection=collection,
+        key=key,
+        body=bytes(body),
+        created=_exact_dt(created),
+        updated=_exact_dt(updated),
+        expires=None if expires is None else _exact_dt(expires),
+    )
 
 
 class SqliteJournal(Journal):
@@ -166,7 +232,7 @@ class SqliteJournal(Journal):
         await self._in(self._writer, self._migrate_sync, from_version)
 
     # -- writing ---------------------------------------------------------------------------
-    def _write_sync(self, rows: list[tuple[Event, bytes]]) -> list[int]:
+    def _write_sync(self, rows: list[tuple[Event, bytes]]) -> tuple[list[int], list[bool]]:
         conn = self._wconn
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
@@ -188,10 +254,13 @@ class SqliteJournal(Journal):
                 ):
                     known[(source, eid)] = seq
             fresh: list[tuple[Any, ...]] = []
+            new: list[bool] = []
             for (event, body), key in zip(rows, keys, strict=True):
                 if key in known:
+                    new.append(False)
                     continue
                 known[key] = -1  # a duplicate inside this batch keeps the first
+                new.append(True)
                 fresh.append(
                     (
                         event.id,
@@ -220,9 +289,9 @@ class SqliteJournal(Journal):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return [known[key] for key in keys]
+        return [known[key] for key in keys], new
 
-    async def _write(self, rows: list[tuple[Event, bytes]]) -> list[int]:
+    async def _write(self, rows: list[tuple[Event, bytes]]) -> tuple[list[int], list[bool]]:
         return await self._in(self._writer, self._write_sync, rows)
 
     # -- reading ---------------------------------------------------------------------------
@@ -541,3 +610,113 @@ class SqliteJournal(Journal):
             return conn.execute(f"DELETE FROM delivery_issues WHERE {where}", args).rowcount
 
         return await self._w(discard)
+
+    # -- records ---------------------------------------------------------------------------
+    async def put_record(
+        self,
+        collection: str,
+        key: str,
+        body: bytes,
+        *,
+        expires: datetime | None = None,
+        only_new: bool = False,
+    ) -> bool:
+        check_aware("expires", expires)
+        data = bytes(body)
+        until = None if expires is None else _exact_us(expires)
+        sql = _INSERT_NEW if only_new else _UPSERT
+
+        def put(conn: sqlite3.Connection) -> bool:
+            # One statement under the write lock (BEGIN IMMEDIATE): check and write are atomic.
+            return conn.execute(sql, (collection, key, data, _now_us(), until)).rowcount > 0
+
+        return await self._w(put)
+
+    async def put_records(
+        self, collection: str, items: Sequence[tuple[str, bytes, datetime | None]]
+    ) -> None:
+        rows = []
+        for key, body, expires in items:
+            check_aware("expires", expires)
+            rows.append((key, bytes(body), None if expires is None else _exact_us(expires)))
+        if not rows:
+            return
+
+        def put(conn: sqlite3.Connection) -> None:
+            now = _now_us()
+            conn.executemany(
+                _UPSERT, [(collection, key, body, now, expires) for key, body, expires in rows]
+            )
+
+        await self._w(put)
+
+    async def get_record(self, collection: str, key: str) -> Record | None:
+        def get(conn: sqlite3.Connection) -> Record | None:
+            row = conn.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM records"
+                f" WHERE collection = ? AND key = ? AND {_LIVE}",
+                (collection, key, _now_us()),
+            ).fetchone()
+            return None if row is None else _record(row)
+
+        return await self._r(get)
+
+    async def records(
+        self,
+        collection: str,
+        *,
+        after: str | None = None,
+        before: str | None = None,
+        prefix: str | None = None,
+        limit: int = 100,
+        descending: bool = False,
+    ) -> list[Record]:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        where = ["collection = ?", _LIVE]
+        args: list[Any] = [collection, _now_us()]
+        if after is not None:
+            where.append("key > ?")
+            args.append(after)
+        if before is not None:
+            where.append("key < ?")
+            args.append(before)
+        if prefix:
+            where.append("key >= ?")
+            args.append(prefix)
+            end = _prefix_end(prefix)
+            if end is not None:
+                where.append("key < ?")
+                args.append(end)
+        sql = (
+            f"SELECT {_RECORD_COLUMNS} FROM records WHERE {' AND '.join(where)}"
+            f" ORDER BY key {'DESC' if descending else 'ASC'} LIMIT ?"
+        )
+        args.append(limit)
+
+        def list_(conn: sqlite3.Connection) -> list[Record]:
+            return [_record(row) for row in conn.execute(sql, args).fetchall()]
+
+        return await self._r(list_)
+
+    async def delete_record(self, collection: str, key: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            # Two statements in one write transaction (no RETURNING: SQLite 3.40 gets it
+            # wrong on some tables, and older releases lack it).
+            live = conn.execute(
+                f"SELECT 1 FROM records WHERE collection = ? AND key = ? AND {_LIVE}",
+                (collection, key, _now_us()),
+            ).fetchone()
+            conn.execute("DELETE FROM records WHERE collection = ? AND key = ?", (collection, key))
+            return live is not None
+
+        return await self._w(delete)
+
+    async def purge_records(self, now: datetime | None = None) -> int:
+        check_aware("now", now)
+
+        def purge(conn: sqlite3.Connection) -> int:
+            at = _now_us() if now is None else _exact_us(now)
+            return conn.execute("DELETE FROM records WHERE expires_us <= ?", (at,)).rowcount
+
+        return await self._w(purge)

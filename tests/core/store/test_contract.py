@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 from nabat.events import Event
-from nabat.store import EventQuery, JournalError, SchemaTooNew, decode_cursor
+from nabat.store import Appended, EventQuery, JournalError, SchemaTooNew, decode_cursor
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
@@ -65,6 +65,46 @@ async def test_append_is_idempotent_by_source_and_id(make_journal):
     stored = await read_all(journal)
     assert len(stored) == 3
     assert (await journal.get(first.source, first.id)).event == first
+
+
+async def test_append_checked_says_which_events_were_new(make_journal):
+    journal = await make_journal()
+    a, b, c = ev(1), ev(2), ev(3)
+    [first] = await journal.append_checked([a])
+    assert first == Appended(seq=first.seq, new=True)
+    # A stored event, a new one, the new one again (same batch) and the stored one again.
+    got = await journal.append_checked([a, b, b.replace(data={"changed": True}), a])
+    assert [r.new for r in got] == [False, True, False, False]
+    assert got[0].seq == got[3].seq == first.seq and got[1].seq == got[2].seq > first.seq
+    assert await journal.append_checked([]) == []
+    # Plain append agrees on the numbers.
+    assert await journal.append([a, b, c]) == [first.seq, got[1].seq, got[1].seq + 1]
+    assert (await journal.append_checked([c]))[0] == Appended(seq=got[1].seq + 1, new=False)
+    assert len(await read_all(journal)) == 3
+
+
+async def test_append_checked_concurrent_duplicates_have_one_new(make_journal):
+    # Two journals on one storage stand for two hub processes; each makes concurrent calls,
+    # which its group commit batches.
+    journals = [await make_journal(), await make_journal()]
+    shared = [ev(n, source="/shared") for n in range(5)]
+
+    async def producer(p: int) -> list[Appended]:
+        own = ev(1000 + p)
+        result = await journals[p % 2].append_checked([shared[p % 5], own, shared[(p + 1) % 5]])
+        assert result[1].new
+        return [result[0], result[2]]
+
+    for round_ in range(3):
+        results = await asyncio.gather(*(producer(p) for p in range(20)))
+        by_event: dict[str, list[Appended]] = {}
+        for p, (x, y) in enumerate(results):
+            by_event.setdefault(shared[p % 5].id, []).append(x)
+            by_event.setdefault(shared[(p + 1) % 5].id, []).append(y)
+        assert all(len({r.seq for r in rs}) == 1 for rs in by_event.values())
+        news = sorted(sum(r.new for r in rs) for rs in by_event.values())
+        assert news == ([1] * 5 if round_ == 0 else [0] * 5), news
+    assert len(await read_all(journals[0])) == 5 + 60
 
 
 async def test_concurrent_producers_are_group_committed_in_order(make_journal):

@@ -177,6 +177,36 @@ async def test_a_duplicate_falls_back_without_leaving_a_gap(schema):
         await journal.close()
 
 
+async def test_append_checked_reports_new_rows_on_every_write_path(schema):
+    journal = PostgresJournal(PG_DSN, schema=schema)
+    await journal.open()
+    try:
+
+        def flags(result):
+            return [(r.seq, r.new) for r in result]
+
+        a, b, c, d = (ev("/s", n) for n in range(1, 5))
+        # One statement (small batch), then the fallback with lookups after a duplicate…
+        assert flags(await journal.append_checked([a])) == [(1, True)]
+        assert flags(await journal.append_checked([b, a, b, c])) == [
+            (2, True),
+            (1, False),
+            (2, False),
+            (3, True),
+        ]
+        # …which stays on while batches meet duplicates, then the fast path again.
+        assert flags(await journal.append_checked([d, c])) == [(4, True), (3, False)]
+        assert flags(await journal.append_checked([ev("/s", 5)])) == [(5, True)]
+        # A large batch alone goes by COPY; a repeat inside it is not new.
+        big = [ev("/big", n) for n in range(300)]
+        result = await journal.append_checked([*big, big[0]])
+        assert [r.new for r in result] == [True] * 300 + [False]
+        assert [r.seq for r in result] == [*range(6, 306), 6]
+        assert all(not r.new for r in await journal.append_checked(big))
+    finally:
+        await journal.close()
+
+
 async def test_a_failing_statement_raises_a_journal_error_naming_the_schema(schema):
     journal = PostgresJournal(PG_DSN, schema=schema)
     await journal.open()
@@ -263,7 +293,7 @@ async def test_a_version_1_database_is_migrated_in_place(schema, monkeypatch):
     journal = PostgresJournal(PG_DSN, schema=schema)
     await journal.open()
     try:
-        assert await journal.schema_version() == PostgresJournal.SCHEMA_VERSION == 2
+        assert await journal.schema_version() == PostgresJournal.SCHEMA_VERSION == 3
         page = await journal.query(EventQuery())
         assert [s.seq for s in page.events] == seqs
         assert [s.event.source for s in page.events] == ["/old"] * 5
@@ -272,5 +302,7 @@ async def test_a_version_1_database_is_migrated_in_place(schema, monkeypatch):
         assert state.cursor == seqs[-1] + 1
         assert await journal.acquire_lease("s", "hub-a", ttl=5)
         assert await journal.advance_cursor("s", "hub-a", seqs[-1] + 1)
+        assert await journal.put_record("tokens", "t1", b"{}")
+        assert (await journal.get_record("tokens", "t1")).body == b"{}"
     finally:
         await journal.close()
