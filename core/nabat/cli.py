@@ -144,6 +144,7 @@ async def _serve(loaded: LoadedConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     hub = Hub(loaded, language=_messages(loaded).language)
+    api: Any = None
     try:
         try:
             await hub.start(wait=True)
@@ -159,8 +160,20 @@ async def _serve(loaded: LoadedConfig) -> None:
                 key=issue.path,
                 reason=issue.reason,
             )
+        if loaded.config.api.listen is not None:
+            from .api import ApiServer
+
+            api = ApiServer(hub)
+            try:
+                await api.start()
+            except OSError as exc:
+                log.error("api.unavailable", error=str(exc))
+                click.echo(f"error: {exc}", err=True)
+                raise SystemExit(1) from None
         await stop.wait()
     finally:
+        if api is not None:
+            await api.stop()
         await hub.stop()
 
 
@@ -282,14 +295,16 @@ def deliveries() -> None:
     """Durable subscriptions: progress, retries and dead letters."""
 
 
-def _with_journal(config_file: str | None, work: Any) -> Any:
+def _with_journal(
+    config_file: str | None, work: Any, *, migrate: bool = False, loaded: LoadedConfig | None = None
+) -> Any:
     """Open the configured journal, run ``await work(journal)``, close it; errors exit 1."""
     _quiet_logs(False)
-    loaded = _load_or_exit(_config_path(config_file))
+    loaded = loaded or _load_or_exit(_config_path(config_file))
 
     async def run() -> Any:
         journal = journal_from_config(loaded)
-        await journal.open(migrate=False)
+        await journal.open(migrate=migrate)
         try:
             return await work(journal)
         finally:
@@ -548,6 +563,149 @@ def _state_label(t: Messages, state: str) -> str:
     )
 
 
+# -- tokens ----------------------------------------------------------------------------------
+@cli.group()
+def tokens() -> None:
+    """API bearer tokens: create (the secret is shown once), list, revoke."""
+
+
+def _audit_cli(journal: Any, action: str, detail: dict[str, Any]) -> Any:
+    from .api.audit import AuditLog
+
+    audit = AuditLog(journal)
+    user = os.environ.get("SUDO_USER") or os.environ.get("USER") or "unknown"
+    audit.record(f"cli:{user}", action, detail=detail)
+    return audit.flush()
+
+
+@tokens.command("create")
+@config_option
+@click.option("--name", required=True, help="Who or what uses it (unique).")
+@click.option(
+    "--scopes",
+    required=True,
+    help="Comma-separated: events:read, events:write, alerts:activate, cameras:read, "
+    "cameras:control, ops:read, admin.",
+)
+@click.option(
+    "--municipality",
+    "municipalities",
+    multiple=True,
+    help="Limit to this municipality (repeat for several); default: the whole region.",
+)
+@click.option("--expires-days", type=click.FloatRange(min=0, min_open=True), help="Lifetime.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Requests/s allowed.")
+@click.option("--burst", type=click.IntRange(min=1), help="Requests allowed at once.")
+@click.option("--json", "as_json", is_flag=True)
+def tokens_create(
+    config_file: str | None,
+    name: str,
+    scopes: str,
+    municipalities: tuple[str, ...],
+    expires_days: float | None,
+    rate: float | None,
+    burst: int | None,
+    as_json: bool,
+) -> None:
+    """Create a token. Its secret is printed once; only its hash is stored."""
+    from datetime import UTC, datetime, timedelta
+
+    from .api.tokens import TokenError, TokenStore
+    from .regions import load_region
+
+    loaded = _load_or_exit(_config_path(config_file))
+    region = load_region(loaded.config.hub.region)
+    wanted = [s.strip() for s in scopes.split(",") if s.strip()]
+    expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
+
+    async def work(journal: Any) -> Any:
+        store = TokenStore(journal)
+        try:
+            secret, info = await store.create(
+                name,
+                wanted,
+                municipalities=municipalities,
+                known_municipalities=list(region.municipalities),
+                expires=expires,
+                rate=rate,
+                burst=burst,
+            )
+        except TokenError as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise SystemExit(1) from None
+        await _audit_cli(
+            journal,
+            "tokens.create",
+            {"token": info.id, "name": info.name, "scopes": list(info.scopes)},
+        )
+        return secret, info
+
+    secret, info = _with_journal(None, work, migrate=True, loaded=loaded)
+    if as_json:
+        out = msgspec.to_builtins(info)
+        out["secret"] = secret
+        click.echo(msgspec.json.format(msgspec.json.encode(out), indent=2).decode())
+        return
+    click.echo(f"token {info.id} ({info.name}) created: scopes {', '.join(info.scopes)}", err=True)
+    if info.municipalities:
+        click.echo(f"limited to: {', '.join(info.municipalities)}", err=True)
+    click.echo("the secret is shown only now; store it safely:", err=True)
+    click.echo(secret)
+
+
+@tokens.command("list")
+@config_option
+@click.option("--json", "as_json", is_flag=True)
+def tokens_list(config_file: str | None, as_json: bool) -> None:
+    """Every token: id, name, scopes, municipalities, expiry (never secrets)."""
+    from .api.tokens import TokenStore
+
+    async def work(journal: Any) -> Any:
+        return await TokenStore(journal).list()
+
+    infos = _with_journal(config_file, work, migrate=True)
+    if as_json:
+        click.echo(msgspec.json.format(msgspec.json.encode(infos), indent=2).decode())
+        return
+    if not infos:
+        click.echo("no tokens; create one with `nabat tokens create --name ... --scopes ...`")
+        return
+    _table(
+        ["ID", "NAME", "SCOPES", "MUNICIPALITIES", "CREATED", "EXPIRES"],
+        [
+            [
+                t.id,
+                t.name,
+                ",".join(t.scopes),
+                ",".join(t.municipalities) or "(all)",
+                t.created.isoformat(timespec="seconds"),
+                t.expires.isoformat(timespec="seconds") if t.expires else "never",
+            ]
+            for t in infos
+        ],
+    )
+
+
+@tokens.command("revoke")
+@click.argument("token")
+@config_option
+def tokens_revoke(token: str, config_file: str | None) -> None:
+    """Revoke TOKEN (its id or name). Running hubs refuse it within 5 seconds."""
+    from .api.tokens import TokenStore
+
+    async def work(journal: Any) -> Any:
+        info = await TokenStore(journal).revoke(token)
+        if info is not None:
+            await _audit_cli(journal, "tokens.revoke", {"token": info.id, "name": info.name})
+        return info
+
+    info = _with_journal(config_file, work, migrate=True)
+    if info is None:
+        click.echo(f"error: no token with id or name {token!r}", err=True)
+        raise SystemExit(1)
+    click.echo(f"token {info.id} ({info.name}) revoked")
+
+
 def _table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
     for row in [header, *rows]:
@@ -623,6 +781,7 @@ def main(argv: list[str] | None = None) -> None:
         "config",
         "db",
         "deliveries",
+        "tokens",
         "plugins",
         "version",
         "-V",

@@ -44,8 +44,9 @@ from .interfaces import (
 from .interfaces.payloads import UnitKind, UnitState, UnitStatus
 from .logs import StructLogger, get_logger
 from .plugins import PluginHost, PluginInfo, discover
+from .pulse import Pulse
 from .scheduler import Scheduler
-from .store import MAX_PAGE, EventQuery, Journal, decode_cursor
+from .store import MAX_PAGE, Appended, EventQuery, Journal, decode_cursor
 from .store.delivery import Order, SubscriptionSpec
 from .store.factory import journal_from_config
 from .supervisor import Backoff, Supervisor, classify
@@ -142,6 +143,9 @@ class Hub:
         self.journal: Journal = journal_from_config(loaded, self.event_types)
         self._journal_open = False
         self._local_ids: set[str] = set()  # appended here, not yet passed by the tailer
+        self.appended = Pulse()
+        """Pulsed whenever events reach the journal (here or, via the tailer, elsewhere):
+        live readers (the API's event stream) wait on it instead of polling."""
         self._tail_from = 0
         storage = self.config.storage
         self.delivery = DeliveryService(
@@ -182,7 +186,30 @@ class Hub:
                 self._local_ids.discard(event.id)
                 raise
             self.delivery.notify()
+            self.appended.pulse()
         await self.bus.publish(event)
+
+    async def publish_many(self, events: Sequence[Event]) -> list[Appended]:
+        """Append ``events`` in one durable write, then fan out those that are new: an event
+        whose (source, id) was already in the journal (a client's retry) is not fanned out
+        again. Returns each event's place in the journal and whether it is new."""
+        if self.bus is None or not self._journal_open:
+            raise RuntimeError("the hub has not been started")
+        ids = [e.id for e in events]
+        self._local_ids.update(ids)
+        try:
+            appended = await self.journal.append_checked(events)
+        except BaseException:
+            self._local_ids.difference_update(ids)
+            raise
+        self.delivery.notify()
+        self.appended.pulse()
+        for event, place in zip(events, appended, strict=True):
+            if place.new:
+                await self.bus.publish(event)
+            else:
+                self._local_ids.discard(event.id)
+        return appended
 
     async def _claim_job_slot(self, job_id: str, slot: int) -> bool:
         """Claim one scheduled run for this process: the journal keeps one event per
@@ -219,6 +246,7 @@ class Hub:
                         elif self.bus is not None:
                             await self.bus.publish(stored.event)
                             self.delivery.notify()
+                            self.appended.pulse()
                     if page.next_cursor is None:
                         break
                     after = max(after, decode_cursor(page.next_cursor))
@@ -572,6 +600,13 @@ class Hub:
         log.info("hub.started", hub=self.name, **self.summary())
 
     def _schedule_retention(self) -> None:
+        async def expire_records() -> None:
+            removed = await self.journal.purge_records()
+            log.info("journal.records_expired", removed=removed)
+
+        # Idempotency keys, audit entries past their retention: always, hourly.
+        expiry = Job(id="records-expiry", func=expire_records, every=3600, jitter=300)
+        self.scheduler.add(expiry, "core", lambda exc: None)
         days = self.config.storage.retention_days
         if days is None:
             return

@@ -12,7 +12,8 @@ the ones you expect — with a deadline, never a bare sleep::
 
 The hub finds your plugin the way production does — through its ``nabat`` entry point — so
 install your distribution in the test environment (``uv sync`` / ``pip install -e .``). Pass
-``plugins={"name": obj}`` to add a plugin object without installing it.
+``plugins={"name": obj}`` to add a plugin object without installing it. ``run_api(hub)`` serves
+the HTTP API (with your plugin's routes) on a free port.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "free_port",
     "load_config_text",
     "record",
+    "run_api",
     "run_hub",
     "wait_for_state",
 ]
@@ -70,6 +72,20 @@ async def run_hub(
         yield hub
     finally:
         await hub.stop()
+
+
+@asynccontextmanager
+async def run_api(hub: Hub, listen: str = "127.0.0.1:0") -> AsyncIterator[Any]:
+    """Serve ``hub``'s HTTP API (your plugin's routes included) on a free loopback port for
+    the block; yields the :class:`nabat.api.ApiServer` (``.url``, ``.state.tokens``)."""
+    from .api import ApiServer
+
+    server = ApiServer(hub, listen=listen)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 class EventRecorder:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
+from nabat.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,8 +32,12 @@ def nabat(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: flo
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Path:
-    """The root plugins.toml, copied so the hub's data directory lands in tmp_path."""
-    shutil.copy(ROOT / "plugins.toml", tmp_path / "plugins.toml")
+    """The root plugins.toml, copied so the hub's data directory lands in tmp_path (and the
+    API on a free port, so a busy 8080 cannot fail the suite)."""
+    text = (ROOT / "plugins.toml").read_text(encoding="utf-8")
+    assert 'listen = "127.0.0.1:8080"' in text
+    text = text.replace("127.0.0.1:8080", f"127.0.0.1:{free_port()}")
+    (tmp_path / "plugins.toml").write_text(text, encoding="utf-8")
     return tmp_path
 
 
@@ -132,7 +137,9 @@ async def stop_hub(
         return await proc.wait(), rest
 
 
-async def _read_until(stream: asyncio.StreamReader, wanted: set[str], timeout: float) -> list[dict]:
+async def _read_until(
+    stream: asyncio.StreamReader, wanted: set[str], timeout: float, key: str = "type"
+) -> list[dict]:
     lines: list[dict] = []
     async with asyncio.timeout(timeout):
         while wanted:
@@ -144,7 +151,7 @@ async def _read_until(stream: asyncio.StreamReader, wanted: set[str], timeout: f
             except ValueError:
                 continue  # the human banner
             lines.append(line)
-            wanted.discard(line.get("type"))
+            wanted.discard(line.get(key))
     return lines
 
 
@@ -164,6 +171,52 @@ async def test_run_logs_events_from_the_first_second_and_stops_cleanly(demo, sig
     assert '"event":"hub.stopping"' in rest and '"event":"hub.stopped"' in rest
     assert "Nabat hub stopped." in rest
     assert "undelivered_at_shutdown" not in rest
+
+
+async def test_the_demo_serves_the_api_to_a_token_made_with_the_cli(demo):
+    made = nabat(
+        "tokens",
+        "create",
+        "--name",
+        "ops-desk",
+        "--scopes",
+        "events:write,events:read",
+        "--municipality",
+        "sochi",
+        cwd=demo,
+    )
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip()
+    assert secret.startswith("nabat_") and "shown only now" in made.stderr
+    listed = nabat("tokens", "list", cwd=demo)
+    assert "ops-desk" in listed.stdout and secret not in listed.stdout
+    async with running_hub(demo) as proc:
+        [ready] = [
+            line
+            for line in await _read_until(proc.stderr, {"api.listening"}, timeout=20, key="event")
+            if line.get("event") == "api.listening"
+        ]
+        headers = {"Authorization": f"Bearer {secret}"}
+        event = {
+            "specversion": "1.0",
+            "id": "card-1",
+            "source": "urn:112:sochi",
+            "type": "incident.created",
+            "municipality": "sochi",
+            "data": {"text": "ДТП"},
+        }
+        async with httpx.AsyncClient(base_url=ready["url"], headers=headers) as http:
+            assert (await http.get("/health")).status_code == 200
+            posted = await http.post("/api/v1/events", json=event)
+            assert posted.status_code == 202, posted.text
+            found = await http.get("/api/v1/events", params={"type": "incident.created"})
+            ids = [item["event"]["id"] for item in found.json()["events"]]
+            assert "card-1" in ids
+        code, rest = await stop_hub(proc)
+    assert code == 0
+    assert '"event":"api.stopped"' in rest and '"event":"hub.stopped"' in rest
+    revoked = nabat("tokens", "revoke", "ops-desk", cwd=demo)
+    assert revoked.returncode == 0 and "revoked" in revoked.stdout
 
 
 def test_run_refuses_an_invalid_configuration(tmp_path):

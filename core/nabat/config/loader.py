@@ -21,7 +21,14 @@ import msgspec
 
 from ..masking import mask_url, mask_value
 from ..regions import load_region
-from .model import Config, HubSettings, InstanceEntry, PluginEntry, StorageSettings
+from .model import (
+    ApiSettings,
+    Config,
+    HubSettings,
+    InstanceEntry,
+    PluginEntry,
+    StorageSettings,
+)
 from .secrets import Secret, secret_dec_hook, secret_enc_hook
 
 __all__ = [
@@ -291,6 +298,7 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
     hub = section(raw.get("hub", {}), HubSettings, ["hub"]) or HubSettings()
     storage = section(raw.get("storage", {}), StorageSettings, ["storage"]) or StorageSettings()
     storage = _resolve_storage_url(storage, file, index, base, issues)
+    api = section(raw.get("api", {}), ApiSettings, ["api"]) or ApiSettings()
     plugins: dict[str, PluginEntry] = {}
     raw_plugins = raw.get("plugins", {})
     if not isinstance(raw_plugins, dict):
@@ -346,7 +354,7 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
         instances[instance_id] = converted
     if issues or (strict and broken):
         raise ConfigInvalid(issues + [i for found in broken.values() for i in found])
-    config = Config(hub=hub, storage=storage, plugins=plugins, instances=instances)
+    config = Config(hub=hub, storage=storage, api=api, plugins=plugins, instances=instances)
     return LoadedConfig(
         config=config, path=path.resolve(), raw=raw, _index=index, broken_instances=broken
     )

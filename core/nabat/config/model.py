@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 __all__ = [
+    "ApiSettings",
     "BusSettings",
     "Config",
     "DeliveryOptions",
@@ -73,6 +74,54 @@ class StorageSettings(_Table):
     durable subscribers here notice it."""
 
 
+class RateLimitSettings(_Table):
+    """``[api.rate_limit]``: the default per-token limit (a token may carry its own)."""
+
+    rate: Positive = 50.0
+    """Requests per second, refilled continuously."""
+    burst: Annotated[int, msgspec.Meta(ge=1)] = 200
+    """Requests a token may make at once after a quiet spell."""
+
+
+class ApiSettings(_Table):
+    """``[api]``: the HTTP API (``docs/api.md``). Without ``listen`` the hub serves no HTTP."""
+
+    listen: str | None = None
+    """``host:port`` to serve on, e.g. ``"127.0.0.1:8080"`` (port 0: any free port)."""
+    max_body: Annotated[int, msgspec.Meta(ge=1024)] = 10 * 1024 * 1024
+    """Largest request body in bytes; a larger one is refused with 413 before it is read."""
+    max_batch: Annotated[int, msgspec.Meta(ge=1)] = 10_000
+    """Most events in one ingest request."""
+    body_timeout: Positive = 30.0
+    """Seconds a client has to send its whole request body (slow clients get 408)."""
+    idempotency_ttl: Positive = 86_400.0
+    """Seconds an ``Idempotency-Key`` is remembered with the response it got."""
+    public_docs: bool = False
+    """Serve ``/schema`` (OpenAPI and its browsable UI) without a token."""
+    webhook_tolerance: Positive = 300.0
+    """Seconds a signed inbound webhook's timestamp may differ from our clock."""
+    stream_heartbeat: Positive = 15.0
+    """Seconds between keep-alive comments on an idle event stream."""
+    audit_retention_days: Positive | None = 365.0
+    """Audit entries older than this are deleted; unset keeps them."""
+    rate_limit: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)
+
+    def __post_init__(self) -> None:
+        if self.listen is not None:
+            parse_listen(self.listen)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``"host:port"`` (``[::1]:8080`` for IPv6) as (host, port); ValueError with the reason."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"listen must be host:port, got {listen!r}")
+    host = host.strip("[]")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen port must be 0-65535, got {port!r}")
+    return host, int(port)
+
+
 class DeliveryOptions(_Table):
     """``[instances.<id>.delivery]``: how the hub delivers events to a connector."""
 
@@ -112,5 +161,6 @@ class Config(_Table):
 
     hub: HubSettings = msgspec.field(default_factory=HubSettings)
     storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
+    api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     plugins: dict[str, PluginEntry] = {}
     instances: dict[str, InstanceEntry] = {}

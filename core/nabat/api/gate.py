@@ -1,0 +1,367 @@
+"""The front door: what every HTTP request goes through before and after its handler.
+
+Two layers, because some checks need the matched route and some must not wait for it:
+
+* :class:`Gate` wraps the whole ASGI app. It gives each request an id (``X-Request-ID``,
+  the client's if it sent a sane one), reads request bodies under a size limit and a deadline
+  (413 / 408 before any handler runs: slow or oversized clients never tie up a handler), and
+  writes one structured access-log line and the latency metric per request.
+* :class:`AccessMiddleware` runs per route, after routing. It decides who the caller is — a
+  bearer token, or a signed Standard Webhooks sender for plugin receivers that declare secrets
+  — applies the token's rate limit and the route's scope, and writes the audit entry of every
+  state-changing call. Routes are closed unless they say otherwise (``opt={"access":
+  "public"}``), so a route added without thought is never open by accident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..config import Secret
+from ..ids import uuid7
+from ..logs import get_logger
+from ..webhooks import WebhookVerificationError, WebhookVerifier
+from .problems import _TITLES, PROBLEM_JSON, Problem, ProblemError
+from .ratelimit import RateLimiter
+from .tokens import TokenInfo
+
+if TYPE_CHECKING:
+    from .state import ApiState
+
+__all__ = ["AccessMiddleware", "Gate", "actor_of", "request_id_of"]
+
+log = get_logger("nabat.api")
+access_log = get_logger("nabat.api.access")
+
+REQUEST_ID = "nabat.request_id"
+BODY = "nabat.body"
+ACTOR = "nabat.actor"
+_SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def request_id_of(scope: Scope) -> str | None:
+    return scope.get(REQUEST_ID)  # type: ignore[return-value]
+
+
+def actor_of(scope: Scope) -> str | None:
+    return scope.get(ACTOR)  # type: ignore[return-value]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _send_problem(
+    send: Send,
+    status: int,
+    detail: str,
+    request_id: str,
+    *,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    close: bool = False,
+) -> None:
+    body = msgspec.json.encode(
+        Problem(
+            title=_TITLES.get(status, "Error"),
+            status=status,
+            detail=detail,
+            request_id=request_id,
+        )
+    )
+    raw_headers = [
+        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode()),
+        *headers,
+    ]
+    if close:
+        raw_headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class Gate:
+    """Request ids, bounded body reading, access log and latency metric."""
+
+    def __init__(self, app: ASGIApp, state: ApiState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        offered = _header(scope, b"x-request-id")
+        request_id = offered if offered and _SANE_ID.fullmatch(offered) else uuid7()
+        scope[REQUEST_ID] = request_id  # type: ignore[literal-required]
+        method = scope["method"]
+        status = 0
+        sent = 0
+        received = 0
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", ()))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            settings = self.state.settings
+            length = _header(scope, b"content-length")
+            if method in _BODY_METHODS or (length and length != "0"):
+                if length is not None and (not length.isdigit() or int(length) > settings.max_body):
+                    if length.isdigit():
+                        detail = f"the body is {length} bytes; at most {settings.max_body}"
+                        status = 413
+                    else:
+                        detail, status = "Content-Length is not a number", 400
+                    await _send_problem(send_wrapper, status, detail, request_id, close=True)
+                    return
+                try:
+                    body = await self._read_body(receive, settings.max_body, settings.body_timeout)
+                except _BodyTooLarge:
+                    status = 413
+                    await _send_problem(
+                        send_wrapper,
+                        413,
+                        f"the body exceeds {settings.max_body} bytes",
+                        request_id,
+                        close=True,
+                    )
+                    return
+                except TimeoutError:
+                    status = 408
+                    await _send_problem(
+                        send_wrapper,
+                        408,
+                        f"the request body did not arrive within {settings.body_timeout:g} s",
+                        request_id,
+                        close=True,
+                    )
+                    return
+                if body is None:  # the client went away before sending it all
+                    status = 499
+                    return
+                received = len(body)
+                scope[BODY] = body  # type: ignore[literal-required]
+                receive = _replay(body, receive)
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - started
+            handler = scope.get("route_handler")
+            route = next(iter(handler.paths), scope["path"]) if handler is not None else "-"
+            self.state.metrics.observe(method, route, status, elapsed)
+            access_log.info(
+                "http.request",
+                method=method,
+                path=scope["path"],
+                route=route,
+                status=status,
+                ms=round(elapsed * 1000, 2),
+                bytes_in=received,
+                bytes_out=sent,
+                actor=scope.get(ACTOR),
+                client=scope["client"][0] if scope.get("client") else None,
+                request_id=request_id,
+            )
+
+    @staticmethod
+    async def _read_body(receive: Receive, limit: int, timeout: float) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise _BodyTooLarge
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that yields the buffered body once, then the client's later messages
+    (so a handler still learns of a disconnect)."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _secrets(value: Any) -> list[str]:
+    if callable(value):
+        value = value()
+    if isinstance(value, str | Secret):
+        value = [value]
+    return [v.reveal() if isinstance(v, Secret) else str(v) for v in value or ()]
+
+
+class AccessMiddleware(ASGIMiddleware):
+    """Authentication, rate limit, scope and audit, per matched route.
+
+    Route ``opt`` keys: ``access`` (``"token"`` default, ``"public"``, ``"webhook"``),
+    ``scope`` (the scope a token needs; none: any valid token), ``webhook_secrets`` (for
+    ``"webhook"``: the ``whsec_`` secrets, or a callable returning them), ``plugin``."""
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, state: ApiState) -> None:
+        self.state = state
+        self._verifiers: dict[tuple[str, ...], WebhookVerifier] = {}
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        handler = scope["route_handler"]
+        opt = handler.opt
+        access = opt.get("access", "token")
+        if access == "public" or (
+            self.state.settings.public_docs and scope["path"].startswith("/schema")
+        ):
+            await next_app(scope, receive, send)
+            return
+        if access == "webhook":
+            actor, name = self._verify_webhook(scope, opt), None
+        else:
+            info = await self._authenticate(scope)
+            required = opt.get("scope")
+            if required and not info.allows(required):
+                raise ProblemError(
+                    403,
+                    f"this token lacks the scope {required!r}",
+                    kind="missing-scope",
+                )
+            scope["user"] = info
+            actor, name = f"token:{info.id}", info.name
+        scope[ACTOR] = actor  # type: ignore[literal-required]
+        if scope["method"] in _READ_METHODS:
+            await next_app(scope, receive, send)
+            return
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await next_app(scope, receive, capture)
+        finally:
+            client = scope.get("client")
+            idem = _header(scope, b"idempotency-key") or _header(scope, b"webhook-id")
+            detail: dict[str, Any] = {}
+            if idem:
+                detail["idempotency_key"] = idem[:255]
+            audit_detail = scope.get("nabat.audit")
+            if audit_detail:
+                detail.update(audit_detail)
+            self.state.audit.record(
+                actor,
+                f"{scope['method']} {scope['path']}",
+                actor_name=name,
+                status=status,
+                request_id=request_id_of(scope),
+                remote=client[0] if client else None,
+                detail=detail or None,
+            )
+
+    async def _authenticate(self, scope: Scope) -> TokenInfo:
+        header = _header(scope, b"authorization")
+        if not header:
+            raise ProblemError(401, "a bearer token is required", kind="token-required")
+        kind, _, secret = header.partition(" ")
+        if kind.lower() != "bearer" or not secret.strip():
+            raise ProblemError(401, "use 'Authorization: Bearer <token>'", kind="token-required")
+        info = await self.state.tokens.authenticate(secret.strip())
+        if info is None:
+            log.warning(
+                "http.bad_token",
+                path=scope["path"],
+                client=scope["client"][0] if scope.get("client") else None,
+                request_id=request_id_of(scope),
+            )
+            raise ProblemError(
+                401,
+                "the token is unknown, revoked or expired",
+                headers={"WWW-Authenticate": 'Bearer realm="nabat", error="invalid_token"'},
+                kind="invalid-token",
+            )
+        wait = self.state.limiter.acquire(info.id, rate=info.rate, burst=info.burst)
+        if wait is not None:
+            raise ProblemError(
+                429,
+                f"rate limit of this token exceeded; retry in {wait:.1f} s",
+                headers={"Retry-After": RateLimiter.retry_after(wait)},
+                kind="rate-limited",
+            )
+        return info
+
+    def _verify_webhook(self, scope: Scope, opt: dict[str, Any]) -> str:
+        plugin = opt.get("plugin", "?")
+        secrets = tuple(_secrets(opt.get("webhook_secrets")))
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            verifier = self._verifiers.get(secrets)
+            if verifier is None:
+                verifier = WebhookVerifier(secrets, tolerance=self.state.settings.webhook_tolerance)
+                self._verifiers[secrets] = verifier
+        except (
+            ValueError
+        ) as exc:  # no or malformed secrets: the operator's to fix, not the caller's
+            log.error("webhook.misconfigured", plugin=plugin, path=scope["path"], error=str(exc))
+            raise ProblemError(
+                503,
+                "this receiver is not configured; tell the hub's operator",
+                kind="misconfigured",
+            ) from None
+        try:
+            verifier.verify(headers, scope.get(BODY, b""))  # type: ignore[arg-type]
+        except WebhookVerificationError as exc:
+            self.state.metrics.webhook_rejected.labels(plugin).inc()
+            # Never the body: it may carry personal data of a caller to 112.
+            log.warning(
+                "webhook.rejected",
+                plugin=plugin,
+                path=scope["path"],
+                reason=exc.reason,
+                webhook_id=headers.get("webhook-id", "")[:128] or None,
+                client=scope["client"][0] if scope.get("client") else None,
+                request_id=request_id_of(scope),
+            )
+            raise ProblemError(
+                401, f"webhook signature rejected: {exc.reason}", kind="bad-signature"
+            ) from None
+        return f"webhook:{plugin}"

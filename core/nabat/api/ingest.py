@@ -1,0 +1,161 @@
+"""Reading events out of an ingest request body, reporting every bad one.
+
+Accepted bodies (``Content-Type``):
+
+* ``application/cloudevents+json``: one structured-mode CloudEvent;
+* ``application/cloudevents-batch+json``: a JSON array of them;
+* ``application/json``: either of the above;
+* ``application/x-ndjson`` (or ``application/ndjson``): one CloudEvent per line.
+
+Anything else is 415. Unparseable JSON is 400; well-formed JSON holding invalid events is 422.
+Either way every bad event is named (``index``, ``field``, ``reason``), up to a limit, so a
+batch can be fixed in one go. Nothing of a rejected request is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import msgspec
+
+from ..events import CONTENT_TYPE, CONTENT_TYPE_BATCH, Event, EventError, EventTypes, decode_event
+from .problems import FieldError, ProblemError
+
+__all__ = ["ACCEPTED_TYPES", "parse_events"]
+
+NDJSON = ("application/x-ndjson", "application/ndjson")
+ACCEPTED_TYPES = (CONTENT_TYPE, CONTENT_TYPE_BATCH, "application/json", *NDJSON)
+MAX_REPORTED = 100
+RESERVED_PREFIX = "hub."
+
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def media_type(content_type: str | None) -> tuple[str, str | None]:
+    """``"application/json; charset=UTF-8"`` → ``("application/json", "utf-8")``."""
+    if not content_type:
+        return "", None
+    main, *params = content_type.split(";")
+    charset = None
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    return main.strip().lower(), charset
+
+
+def _split(body: bytes, kind: str) -> list[bytes | msgspec.Raw]:
+    """The body's items, each to be decoded as one event. Raises 400 for bad framing."""
+    if kind in NDJSON:
+        return [line for line in body.split(b"\n") if line.strip()]
+    stripped = body.lstrip()
+    if not stripped:
+        raise ProblemError(400, "the request body is empty", kind="empty-body")
+    is_array = stripped[:1] == b"["
+    if kind == CONTENT_TYPE and is_array:
+        raise ProblemError(
+            400,
+            f"a JSON array needs Content-Type {CONTENT_TYPE_BATCH} (or application/json)",
+            kind="batch-content-type",
+        )
+    if kind == CONTENT_TYPE_BATCH and not is_array:
+        raise ProblemError(
+            400, f"{CONTENT_TYPE_BATCH} must be a JSON array of CloudEvents", kind="not-array"
+        )
+    if not is_array:
+        return [body]
+    try:
+        return list(_raw_list.decode(body))
+    except msgspec.DecodeError as exc:
+        raise ProblemError(400, f"malformed JSON: {exc}", kind="malformed-json") from None
+    except msgspec.ValidationError:  # well-formed, but not a list of values
+        raise ProblemError(400, "expected a JSON array of CloudEvents", kind="not-array") from None
+
+
+def parse_events(
+    body: bytes,
+    content_type: str | None,
+    *,
+    types: EventTypes | None,
+    max_batch: int,
+    municipalities: Collection[str],
+    allowed_municipalities: Collection[str] = (),
+) -> list[Event]:
+    """Decode and check every event; raise :class:`ProblemError` naming each bad one.
+
+    ``municipalities``: the region's slugs (others are unknown). ``allowed_municipalities``:
+    those a limited token may write (empty: any)."""
+    kind, charset = media_type(content_type)
+    if kind not in ACCEPTED_TYPES:
+        raise ProblemError(
+            415,
+            f"Content-Type {kind or '(none)'} is not accepted; use one of "
+            + ", ".join(ACCEPTED_TYPES),
+            headers={"Accept-Post": ", ".join(ACCEPTED_TYPES)},
+            kind="unsupported-media-type",
+        )
+    if charset not in (None, "utf-8", "utf8"):
+        raise ProblemError(415, f"charset {charset} is not accepted; send UTF-8", kind="charset")
+    items = _split(body, kind)
+    if not items:
+        raise ProblemError(400, "the request holds no events", kind="empty-body")
+    if len(items) > max_batch:
+        raise ProblemError(
+            413,
+            f"{len(items)} events in one request; at most {max_batch} are accepted",
+            kind="batch-too-large",
+        )
+    single = len(items) == 1 and kind != CONTENT_TYPE_BATCH and kind not in NDJSON
+    events: list[Event] = []
+    errors: list[FieldError] = []
+    malformed = forbidden = 0
+    for index, item in enumerate(items):
+        where = None if single else index
+        try:
+            event = decode_event(item, types)
+        except EventError as exc:
+            if exc.reason.startswith("malformed JSON"):
+                malformed += 1
+            errors.append(FieldError(field=exc.field or "(event)", reason=exc.reason, index=where))
+            continue
+        if event.type.startswith(RESERVED_PREFIX):
+            errors.append(
+                FieldError(
+                    field="type",
+                    reason=f"types under {RESERVED_PREFIX!r} are reserved for the hub itself",
+                    index=where,
+                )
+            )
+            continue
+        if event.municipality is not None and event.municipality not in municipalities:
+            errors.append(
+                FieldError(
+                    field="municipality",
+                    reason=f"{event.municipality!r} is not a municipality of this region",
+                    index=where,
+                )
+            )
+            continue
+        if allowed_municipalities and event.municipality not in allowed_municipalities:
+            forbidden += 1
+            errors.append(
+                FieldError(
+                    field="municipality",
+                    reason="this token may only write events of "
+                    + ", ".join(sorted(allowed_municipalities)),
+                    index=where,
+                )
+            )
+            continue
+        events.append(event)
+    if errors:
+        shown = errors[:MAX_REPORTED]
+        more = f"; the first {MAX_REPORTED} are listed" if len(errors) > MAX_REPORTED else ""
+        noun = "event is" if len(errors) == 1 else "events are"
+        detail = f"{len(errors)} of {len(items)} {noun} invalid{more}; nothing was stored"
+        if malformed:
+            raise ProblemError(400, detail, errors=shown, kind="malformed-json")
+        if forbidden == len(errors):
+            raise ProblemError(403, detail, errors=shown, kind="municipality-forbidden")
+        raise ProblemError(422, detail, errors=shown, kind="invalid-events")
+    return events

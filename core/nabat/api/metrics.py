@@ -1,0 +1,164 @@
+"""Prometheus metrics at ``/metrics``.
+
+HTTP latencies are observed as requests finish; everything else is read from the hub when
+Prometheus scrapes (a collector), so counting costs the hot paths nothing. Each app has its own
+registry: several hubs in one process (tests) never share or clash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..interfaces.payloads import UnitState
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+__all__ = ["ApiMetrics"]
+
+# The ``*_created`` series double the output and no dashboard of ours uses them.
+disable_created_metrics()
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _HubCollector(Collector):
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.lag: dict[str, int] = {}
+        """Events behind the journal's end per durable subscription, refreshed per scrape."""
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self.hub
+        appended = CounterMetricFamily(
+            "nabat_events_appended", "Events written to the journal by this process"
+        )
+        appended.add_metric([], hub.journal.appended)
+        yield appended
+        if hub.bus is not None:
+            published = CounterMetricFamily(
+                "nabat_bus_published", "Events published on this process's bus"
+            )
+            published.add_metric([], hub.bus.published)
+            yield published
+            labels = ["subscriber"]
+            depth = GaugeMetricFamily("nabat_bus_queue_depth", "Events queued", labels=labels)
+            size = GaugeMetricFamily("nabat_bus_queue_size", "Queue capacity", labels=labels)
+            out = CounterMetricFamily(
+                "nabat_bus_delivered", "Events handled by a listener", labels=labels
+            )
+            dropped = CounterMetricFamily(
+                "nabat_bus_dropped", "Events dropped on overflow", labels=labels
+            )
+            errors = CounterMetricFamily(
+                "nabat_bus_listener_errors", "Listener errors and timeouts", labels=labels
+            )
+            for stats in hub.bus.stats():
+                depth.add_metric([stats.name], stats.depth)
+                size.add_metric([stats.name], stats.queue_size)
+                out.add_metric([stats.name], stats.delivered)
+                dropped.add_metric([stats.name], stats.dropped)
+                errors.add_metric([stats.name], stats.errors + stats.timeouts)
+            yield from (depth, size, out, dropped, errors)
+        labels = ["subscription"]
+        delivered = CounterMetricFamily(
+            "nabat_delivery_delivered", "Events delivered durably", labels=labels
+        )
+        failed = CounterMetricFamily(
+            "nabat_delivery_failed_attempts", "Failed delivery attempts", labels=labels
+        )
+        dead = CounterMetricFamily("nabat_delivery_dead", "Events dead-lettered", labels=labels)
+        lease = GaugeMetricFamily(
+            "nabat_delivery_lease", "1 if this process delivers the subscription", labels=labels
+        )
+        for sub_id, dispatcher in hub.delivery.dispatchers.items():
+            stats = dispatcher.stats
+            delivered.add_metric([sub_id], stats.delivered)
+            failed.add_metric([sub_id], stats.failed_attempts)
+            dead.add_metric([sub_id], stats.dead)
+            lease.add_metric([sub_id], 1 if stats.holding_lease else 0)
+        yield from (delivered, failed, dead, lease)
+        lag = GaugeMetricFamily(
+            "nabat_delivery_lag_events",
+            "Journal events after the subscription's cursor",
+            labels=labels,
+        )
+        for sub_id, behind in self.lag.items():
+            lag.add_metric([sub_id], behind)
+        yield lag
+        units = GaugeMetricFamily(
+            "nabat_unit_state",
+            "1 for the state each plugin and instance is in",
+            labels=["kind", "name", "state"],
+        )
+        for status in hub.supervisor.units.values():
+            for state in UnitState:
+                units.add_metric(
+                    [status.kind.value, status.name, state.value],
+                    1 if status.state is state else 0,
+                )
+        yield units
+
+
+class ApiMetrics:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.requests = Counter(
+            "nabat_http_requests",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "nabat_http_request_duration_seconds",
+            "Time from request to the end of the response",
+            ["method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.ingested = Counter(
+            "nabat_api_events_ingested",
+            "Events accepted over the API (new and duplicate)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.webhook_rejected = Counter(
+            "nabat_api_webhook_rejected",
+            "Inbound webhooks refused for a bad or stale signature",
+            ["plugin"],
+            registry=self.registry,
+        )
+        self.streamed = Counter(
+            "nabat_api_events_streamed",
+            "Events sent to live-stream clients",
+            registry=self.registry,
+        )
+        self.hub_collector = _HubCollector(hub)
+        self.registry.register(self.hub_collector)
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    async def render(self) -> bytes:
+        """The exposition text, with delivery lag read from the journal first."""
+        try:
+            last = await self.hub.journal.last_seq()
+            states = await self.hub.journal.subscriptions()
+        except Exception:
+            self.hub_collector.lag = {}  # the journal's trouble shows on /ready
+        else:
+            self.hub_collector.lag = {s.spec.id: max(0, last - s.cursor) for s in states}
+        return generate_latest(self.registry)

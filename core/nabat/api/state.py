@@ -1,0 +1,64 @@
+"""What the API's handlers share: the hub and the API's own services."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from ..config import ApiSettings
+from .audit import AuditLog
+from .idempotency import IdempotencyStore
+from .metrics import ApiMetrics
+from .ratelimit import RateLimiter
+from .tokens import TokenStore
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+    from .outbound import OutboundWebhooks
+
+__all__ = ["ApiState"]
+
+
+class ApiState:
+    """A plain class, not a dataclass: Litestar would try to validate a dataclass
+    dependency field by field."""
+
+    def __init__(
+        self,
+        *,
+        hub: Hub,
+        settings: ApiSettings,
+        tokens: TokenStore,
+        limiter: RateLimiter,
+        audit: AuditLog,
+        idempotency: IdempotencyStore,
+        metrics: ApiMetrics,
+        municipalities: frozenset[str],
+    ) -> None:
+        self.hub = hub
+        self.settings = settings
+        self.tokens = tokens
+        self.limiter = limiter
+        self.audit = audit
+        self.idempotency = idempotency
+        self.metrics = metrics
+        self.municipalities = municipalities
+        self.outbound: OutboundWebhooks | None = None
+        self.closing = asyncio.Event()
+        """Set when the server stops: live streams end so shutdown need not wait for them."""
+
+    @classmethod
+    def for_hub(cls, hub: Hub) -> ApiState:
+        from ..regions import load_region
+
+        settings = hub.config.api
+        return cls(
+            hub=hub,
+            settings=settings,
+            tokens=TokenStore(hub.journal),
+            limiter=RateLimiter(settings.rate_limit.rate, settings.rate_limit.burst),
+            audit=AuditLog(hub.journal, retention_days=settings.audit_retention_days),
+            idempotency=IdempotencyStore(hub.journal, settings.idempotency_ttl),
+            metrics=ApiMetrics(hub),
+            municipalities=frozenset(load_region(hub.config.hub.region).municipalities),
+        )

@@ -1,0 +1,63 @@
+"""Oversized bodies and batches, slow clients: refused cleanly, nothing stored."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from nabat.store import EventQuery
+
+
+async def stored(api) -> list:
+    page = await api.hub.journal.query(EventQuery(types=("incident.>",), limit=1000))
+    return page.events
+
+
+@pytest.fixture
+def api_config() -> str:
+    return "max_body = 4096\nmax_batch = 20\nbody_timeout = 1.0\n"
+
+
+async def test_oversized_bodies_and_batches_are_refused(api, ce):
+    async with await api.client("events:write") as http:
+        big = await http.post("/api/v1/events", json={**ce(1), "data": "x" * 5000})
+        assert big.status_code == 413 and "4096" in big.json()["detail"]
+        many = await http.post("/api/v1/events", json=[ce(i) for i in range(21)])
+        assert many.status_code == 413 and many.json()["type"].endswith("/batch-too-large")
+    # A body streamed without Content-Length is cut off at the limit, too.
+    host, port = api.server.host, api.server.port
+    reader, writer = await asyncio.open_connection(host, port)
+    token = await api.token("events:write")
+    writer.write(
+        b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + token.encode()
+        + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    for _ in range(5):
+        writer.write(b"400\r\n" + b" " * 1024 + b"\r\n")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 413")
+    writer.close()
+    assert await stored(api) == []
+
+
+async def test_a_slow_body_gets_408_and_nothing_is_stored(api, ce):
+    token = await api.token("events:write")
+    reader, writer = await asyncio.open_connection(api.server.host, api.server.port)
+    body = json.dumps(ce(1)).encode()
+    writer.write(
+        b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + token.encode()
+        + b"\r\nContent-Type: application/json\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body[:10]
+    )
+    await writer.drain()  # and never the rest: body_timeout is 1 s here
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 408")
+    assert b"connection: close" in head.lower()
+    writer.close()
+    assert await stored(api) == []
