@@ -87,7 +87,12 @@ def register_routes(hub: HubAPI, settings: Any) -> Sequence[Any]:
     """Return Litestar route handlers to be mounted under ``/plugins/<name>/`` (``settings``
     as for :func:`startup`), behind the hub's authentication.
 
-    Reserved: the hub's HTTP API is not built yet, so this hook is defined but not called.
+    Called once when the HTTP API starts, for plugins that are not ``failed``. A route needs a
+    bearer token with ``events:read`` (GET) or ``events:write`` (other methods) unless its
+    ``opt`` names another ``scope``; with ``opt={"webhook_secrets": ...}`` (``whsec_`` secrets,
+    or a callable returning them) it instead accepts requests signed per Standard Webhooks.
+    Plugin routes are never public. If this hook raises, the plugin's routes are left out and
+    logged; the rest of the API is served. See ``docs/api.md``.
     """
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import json
 
 import pytest
@@ -61,3 +62,29 @@ async def test_a_slow_body_gets_408_and_nothing_is_stored(api, ce):
     assert b"connection: close" in head.lower()
     writer.close()
     assert await stored(api) == []
+
+
+async def test_a_client_that_never_finishes_its_headers_is_disconnected(api, monkeypatch):
+    import nabat.api.server as server
+
+    monkeypatch.setattr(server, "_HEADER_TIMEOUT", 0.5)
+    reader, writer = await asyncio.open_connection(api.server.host, api.server.port)
+    writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server
+    writer.close()
+    # An idle connection that sends nothing at all is closed the same way.
+    reader, writer = await asyncio.open_connection(api.server.host, api.server.port)
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+    # A normal client on a keep-alive connection is unaffected.
+    reader, writer = await asyncio.open_connection(api.server.host, api.server.port)
+    for _ in range(2):
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200")
+        length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))
+        await reader.readexactly(length)
+        await asyncio.sleep(0.7)  # longer than the header deadline, between requests
+    writer.close()
