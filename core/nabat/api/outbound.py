@@ -142,14 +142,10 @@ class OutboundWebhooks:
 
     # -- registrations ---------------------------------------------------------------------
     async def all(self) -> list[WebhookRegistration]:
-        out: list[WebhookRegistration] = []
-        after: str | None = None
-        while True:
-            page = await self.hub.journal.records(COLLECTION, after=after, limit=500)
-            out.extend(msgspec.json.decode(r.body, type=WebhookRegistration) for r in page)
-            if len(page) < 500:
-                return out
-            after = page[-1].key
+        return [
+            msgspec.json.decode(r.body, type=WebhookRegistration)
+            async for r in self.hub.journal.all_records(COLLECTION)
+        ]
 
     async def get(self, reg_id: str) -> WebhookRegistration | None:
         record = await self.hub.journal.get_record(COLLECTION, reg_id)

@@ -149,27 +149,18 @@ class TokenStore:
         return info
 
     async def list(self) -> list[TokenInfo]:
-        out: list[TokenInfo] = []
-        after: str | None = None
-        while True:
-            page = await self.journal.records(COLLECTION, after=after, limit=500)
-            out.extend(msgspec.json.decode(r.body, type=TokenInfo) for r in page)
-            if len(page) < 500:
-                break
-            after = page[-1].key
+        out = [
+            msgspec.json.decode(r.body, type=TokenInfo)
+            async for r in self.journal.all_records(COLLECTION)
+        ]
         return sorted(out, key=lambda t: t.created)
 
     async def revoke(self, id_or_name: str) -> TokenInfo | None:
         """Delete the token with this id or name; return it, or None if there is none."""
-        after: str | None = None
-        while True:
-            page = await self.journal.records(COLLECTION, after=after, limit=500)
-            for record in page:
-                info = msgspec.json.decode(record.body, type=TokenInfo)
-                if hmac.compare_digest(info.id, id_or_name) or info.name == id_or_name:
-                    await self.journal.delete_record(COLLECTION, record.key)
-                    self._cache.pop(record.key, None)
-                    return info
-            if len(page) < 500:
-                return None
-            after = page[-1].key
+        async for record in self.journal.all_records(COLLECTION):
+            info = msgspec.json.decode(record.body, type=TokenInfo)
+            if hmac.compare_digest(info.id, id_or_name) or info.name == id_or_name:
+                await self.journal.delete_record(COLLECTION, record.key)
+                self._cache.pop(record.key, None)
+                return info
+        return None

@@ -32,7 +32,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import base64
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
@@ -546,6 +546,17 @@ class Journal(abc.ABC):
         """Unexpired records in key order (byte-wise; ``descending`` reverses it), keys
         strictly between ``after`` and ``before`` and starting with ``prefix`` (taken
         literally, case-sensitive), at most ``limit``."""
+
+    async def all_records(self, collection: str, *, page: int = 500) -> AsyncIterator[Record]:
+        """Every unexpired record of ``collection`` in key order, read a page at a time."""
+        after: str | None = None
+        while True:
+            batch = await self.records(collection, after=after, limit=page)
+            for record in batch:
+                yield record
+            if len(batch) < page:
+                return
+            after = batch[-1].key
 
     @abc.abstractmethod
     async def delete_record(self, collection: str, key: str) -> bool:
