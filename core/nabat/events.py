@@ -356,6 +356,8 @@ def _from_mapping(obj: Mapping[str, Any], types: EventTypes | None) -> Event:
             )
     data = known.pop("data", None)
     data_b64 = known.pop("data_base64", None)
+    if data_b64 is not None and not isinstance(data_b64, str):
+        raise EventError("data_base64", "must be a base64 string")
     try:
         wire = msgspec.convert(known, _Wire)
     except msgspec.ValidationError as exc:

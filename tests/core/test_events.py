@@ -132,6 +132,9 @@ def test_exact_registration_wins_over_pattern_and_conflicts_are_refused():
         (lambda d: d.update(municipality="Краснодар"), "municipality", "slug"),
         (lambda d: d.update(Bad_Ext="x"), "Bad_Ext", "lower-case"),
         (lambda d: d.update(id=""), "id", "non-empty"),
+        # A foreign extension takes the slower path; it must check data_base64's type too.
+        (lambda d: d.update(ext="a", data_base64={}), "data_base64", "base64 string"),
+        (lambda d: d.update(data_base64=5), "data_base64", "Expected `str"),
         (
             lambda d: d.update(data={"level_cm": "high", "station": "x"}),
             "data.level_cm",

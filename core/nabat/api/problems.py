@@ -185,7 +185,8 @@ _DESCRIPTIONS = {
 
 
 def documented(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the problem responses a route may give (401 and 429 always)."""
+    """OpenAPI entries for the problem responses a route may give (400, 401 and 429 always:
+    any request can carry a malformed header or parameter, or no token, or too many)."""
     return {
         status: ResponseSpec(
             data_container=Problem,
@@ -193,7 +194,7 @@ def documented(*statuses: int) -> dict[int, ResponseSpec]:
             media_type=PROBLEM_JSON,
             generate_examples=False,
         )
-        for status in sorted({401, 429, *statuses})
+        for status in sorted({400, 401, 429, *statuses})
     }
 
 

@@ -100,7 +100,10 @@ class ApiServer:
     def _bind(self) -> socket.socket:
         host, port = parse_listen(self.listen)  # type: ignore[arg-type]
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only when
+        # the listening socket says TCP; without it a response written in two parts waits for
+        # a delayed ACK (~40 ms per request on a keep-alive connection).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))

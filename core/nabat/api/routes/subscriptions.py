@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -9,6 +10,7 @@ from urllib.parse import urlsplit
 import msgspec
 from litestar import Request, delete, get, post
 from litestar.di import NamedDependency
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import JSONBody, PathParameter
 
 from ...masking import mask_url
@@ -34,6 +36,44 @@ class NewSubscription(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     description: Annotated[str, msgspec.Meta(max_length=500)] = ""
     order: Literal["ordered", "parallel"] = "ordered"
     """``ordered``: one at a time, in journal order; ``parallel``: faster, unordered."""
+
+
+def _string(min_length: int, max_length: int, description: str = "") -> Schema:
+    return Schema(
+        type=OpenAPIType.STRING,
+        min_length=min_length,
+        max_length=max_length,
+        description=description or None,
+    )
+
+
+@dataclass
+class _CreateOperation(Operation):
+    """The body as the handler enforces it: item lengths and no unknown keys."""
+
+    def __post_init__(self) -> None:
+        body = Schema(
+            type=OpenAPIType.OBJECT,
+            required=["url", "types"],
+            additional_properties=False,
+            properties={
+                "url": _string(1, 2000, "Where to POST events (absolute http(s) URL)"),
+                "types": Schema(
+                    type=OpenAPIType.ARRAY,
+                    items=_string(1, 200, "NATS pattern on the event type"),
+                    min_items=1,
+                    max_items=50,
+                ),
+                "municipalities": Schema(
+                    type=OpenAPIType.ARRAY, items=_string(1, 64), max_items=100
+                ),
+                "description": _string(0, 500),
+                "order": Schema(type=OpenAPIType.STRING, enum=["ordered", "parallel"]),
+            },
+        )
+        self.request_body = RequestBody(
+            required=True, content={"application/json": OpenAPIMediaType(schema=body)}
+        )
 
 
 class DeliveryState(msgspec.Struct, kw_only=True):
@@ -138,6 +178,7 @@ def _check(
 
 @post(
     "/api/v1/subscriptions",
+    operation_class=_CreateOperation,
     opt={"scope": "events:read"},
     status_code=201,
     summary="Register an outbound webhook",
