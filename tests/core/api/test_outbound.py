@@ -187,3 +187,29 @@ async def test_invalid_subscriptions_name_the_field(api, body, field):
         r = await http.post("/api/v1/subscriptions", json=body)
     assert r.status_code == 422
     assert [e["field"] for e in r.json()["errors"]] == [field]
+
+
+async def test_a_refused_event_is_dead_lettered_shown_and_retried_on_request(api, ce, receiver):
+    async with await api.client("events:read") as http:
+        sub = (
+            await http.post(
+                "/api/v1/subscriptions", json={"url": receiver.url, "types": ["incident.>"]}
+            )
+        ).json()
+        receiver.secrets.append(sub["secret"])
+        receiver.script.append(400)  # refused for good: no retry, a dead letter
+        await publish(api, [ce(1), ce(2)])
+        await eventually(lambda: len(receiver.received) == 1, what="the second event")
+
+        async def dead():
+            state = (await http.get(f"/api/v1/subscriptions/{sub['id']}")).json()["delivery"]
+            return state if state["dead"] == 1 else None
+
+        state = await eventually(dead, what="a dead letter")
+        assert "HTTP 400" in state["last_error"]
+        assert [m["event"].id for m in receiver.received] == ["evt-2"]
+        r = await http.post(f"/api/v1/subscriptions/{sub['id']}/retry")
+        assert r.json() == {"revived": 1}
+        await eventually(lambda: len(receiver.received) == 2, what="the revived event")
+        assert receiver.received[1]["event"].id == "evt-1"
+        assert receiver.received[1]["headers"]["webhook-id"] == "evt-1"
