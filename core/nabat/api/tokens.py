@@ -30,7 +30,7 @@ SCOPES: dict[str, str] = {
     "cameras:read": "camera inventory, health and snapshots",
     "cameras:control": "PTZ and other camera commands",
     "ops:read": "readiness and Prometheus metrics (for monitoring)",
-    "admin": "everything, including tokens, audit log and every subscription",
+    "admin": "everything, including the audit log and every subscription",
 }
 
 PREFIX = "nabat_"
