@@ -46,7 +46,7 @@ from .logs import StructLogger, get_logger
 from .plugins import PluginHost, PluginInfo, discover
 from .pulse import Pulse
 from .scheduler import Scheduler
-from .store import MAX_PAGE, Appended, EventQuery, Journal, decode_cursor
+from .store import Appended, Journal
 from .store.delivery import Order, SubscriptionSpec
 from .store.factory import journal_from_config
 from .supervisor import Backoff, Supervisor, classify
@@ -231,25 +231,31 @@ class Hub:
 
     async def _tail(self) -> None:
         """Bring events appended by other hub processes on this journal onto the local bus
-        (checked every ``[storage] poll_interval``), so live listeners see them too."""
+        (checked every ``[storage] poll_interval``), so live listeners see them too. Only ids
+        are read first: what this process wrote itself is skipped without reading its body."""
         after = self._tail_from
         poll = self.config.storage.poll_interval
+        page = 5000
         while True:
             await asyncio.sleep(poll)
             try:
                 while True:
-                    page = await self.journal.query(EventQuery(after=after, limit=MAX_PAGE))
-                    for stored in page.events:
-                        after = stored.seq
-                        if stored.event.id in self._local_ids:
-                            self._local_ids.discard(stored.event.id)
-                        elif self.bus is not None:
+                    rows = await self.journal.ids_after(after, page)
+                    foreign: list[int] = []
+                    for seq, event_id in rows:
+                        if event_id in self._local_ids:
+                            self._local_ids.discard(event_id)
+                        else:
+                            foreign.append(seq)
+                    if foreign and self.bus is not None:
+                        for stored in await self.journal.events_at(foreign):
                             await self.bus.publish(stored.event)
-                            self.delivery.notify()
-                            self.appended.pulse()
-                    if page.next_cursor is None:
+                        self.delivery.notify()
+                        self.appended.pulse()
+                    if rows:
+                        after = rows[-1][0]
+                    if len(rows) < page:
                         break
-                    after = max(after, decode_cursor(page.next_cursor))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

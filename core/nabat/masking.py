@@ -8,6 +8,7 @@ key, …) and passwords inside URLs are masked too.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,6 +22,7 @@ _SECRET_KEY = re.compile(
 _URL_WITH_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]*@", re.IGNORECASE)
 
 
+@lru_cache(maxsize=4096)  # every log line asks again for the same few keys
 def is_secret_key(key: str) -> bool:
     """True for keys whose values are secrets by name (``password``, ``api_key``, ``auth``…)."""
     return bool(_SECRET_KEY.search(key))
@@ -28,7 +30,7 @@ def is_secret_key(key: str) -> bool:
 
 def mask_url(url: str) -> str:
     """``rtsp://admin:hunter2@10.0.0.5/`` → ``rtsp://admin:***@10.0.0.5/``."""
-    if not _URL_WITH_PASSWORD.match(url):
+    if "@" not in url or not _URL_WITH_PASSWORD.match(url):
         return url
     parts = urlsplit(url)
     user = parts.username or ""
@@ -44,10 +46,12 @@ def mask_value(key: str, value: Any) -> Any:
     Nested dicts and lists are walked. Values that know they are secret (they render as the
     mask through ``__str__``) are replaced by the mask.
     """
-    if getattr(value, "__nabat_secret__", False):
-        return MASK
     if is_secret_key(key) and value not in (None, "", [], {}):
         return MASK  # whatever shape it has (even a malformed reference), it is a secret
+    if value is None or isinstance(value, int | float):
+        return value  # the common case in log lines: nothing to mask, nothing to walk
+    if getattr(value, "__nabat_secret__", False):
+        return MASK
     if isinstance(value, dict):
         return {k: mask_value(str(k), v) for k, v in value.items()}
     if isinstance(value, list | tuple):

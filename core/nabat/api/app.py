@@ -110,14 +110,16 @@ def create_app(state: ApiState, plugin_routers: list[Router] = ()) -> ASGIApp:  
             Tag(name="access", description="Tokens and the audit log"),
         ],
     )
+    access = AccessMiddleware(state)
     app = Litestar(
         route_handlers=[*handlers, swagger_asset, *plugin_routers],
         dependencies={"api": Provide(lambda: state, use_cache=True, sync_to_thread=False)},
         exception_handlers=exception_handlers,
-        middleware=[AccessMiddleware(state)],
+        middleware=[access],
         openapi_config=openapi,
         request_max_body_size=None,  # the Gate enforces [api] max_body before any handler
         logging_config=None,
         debug=False,
     )
-    return Gate(app, state)
+    direct = {("POST", "/api/v1/events"): (events.ingest, events.ingest_events.opt)}
+    return Gate(app, state, access, direct)

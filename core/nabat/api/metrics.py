@@ -8,7 +8,7 @@ registry: several hubs in one process (tests) never share or clash.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -134,6 +134,8 @@ class ApiMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.ingested_new = self.ingested.labels("new")
+        self.ingested_duplicate = self.ingested.labels("duplicate")
         self.webhook_rejected = Counter(
             "nabat_api_webhook_rejected",
             "Inbound webhooks refused for a bad or stale signature",
@@ -145,12 +147,23 @@ class ApiMetrics:
             "Events sent to live-stream clients",
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.hub_collector = _HubCollector(hub)
         self.registry.register(self.hub_collector)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        # labels() takes a lock and builds a key on every call: keep the children instead.
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            if len(self._children) > 10_000:  # bounded: paths of 404s are not routes
+                self._children.clear()
+            children = self._children[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     async def render(self) -> bytes:
         """The exposition text, with delivery lag read from the journal first."""

@@ -437,6 +437,11 @@ class Journal(abc.ABC):
             raise ValueError("before must carry a UTC offset")
         return await self._purge(before)
 
+    async def ids_after(self, after: int, limit: int = 5000) -> list[tuple[int, str]]:
+        """``(seq, id)`` of the events after ``after``, in seq order, bodies unread: the cheap
+        way for the hub's tailer to skip what its own process wrote."""
+        return await self._ids_after(after, limit)
+
     async def events_at(self, seqs: Sequence[int]) -> list[StoredEvent]:
         """The stored events with these sequence numbers (missing ones are skipped)."""
         return [self._decode(seq, body) for seq, body in await self._at(list(seqs))]
@@ -598,6 +603,9 @@ class Journal(abc.ABC):
 
     @abc.abstractmethod
     async def _last_seq(self) -> int: ...
+
+    @abc.abstractmethod
+    async def _ids_after(self, after: int, limit: int) -> list[tuple[int, str]]: ...
 
     @abc.abstractmethod
     async def _at(self, seqs: list[int]) -> list[tuple[int, bytes]]:

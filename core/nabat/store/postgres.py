@@ -705,6 +705,16 @@ class PostgresJournal(Journal):
         )
         return _rowcount(status)
 
+    async def _ids_after(self, after: int, limit: int) -> list[tuple[int, str]]:
+        rows = await self._run(
+            "reading event ids",
+            "fetch",
+            f"SELECT seq, id FROM {self._s}.events WHERE seq > $1 ORDER BY seq LIMIT $2",
+            after,
+            limit,
+        )
+        return [(seq, event_id) for seq, event_id in rows]
+
     async def _at(self, seqs: list[int]) -> list[tuple[int, bytes]]:
         if not seqs:
             return []

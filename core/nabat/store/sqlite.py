@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,44 @@ _UPSERT = (
     " created_us = CASE WHEN records.expires_us <= ?4 THEN ?4 ELSE records.created_us END"
 )
 _INSERT_NEW = _UPSERT + " WHERE records.expires_us <= ?4"
+_UPSERT_MANY = (
+    "INSERT INTO records (collection, key, body, created_us, updated_us, expires_us) VALUES {}"
+    " ON CONFLICT (collection, key) DO UPDATE SET body = excluded.body,"
+    " updated_us = excluded.updated_us, expires_us = excluded.expires_us,"
+    " created_us = CASE WHEN records.expires_us <= excluded.updated_us"
+    " THEN excluded.created_us ELSE records.created_us END"
+)
+_INSERT_EVENTS = (
+    "INSERT INTO events (id, source, type, subject, time_us, municipality, severity,"
+    " correlationid, body) VALUES {}"
+)
+_ROWS_PER_STATEMENT = 256
+
+
+@lru_cache(maxsize=64)
+def _values_sql(template: str, columns: int, rows: int) -> str:
+    row = "(" + ",".join("?" * columns) + ")"
+    return template.format(",".join([row] * rows))
+
+
+def _insert_many(
+    conn: sqlite3.Connection, template: str, columns: int, rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Insert ``rows`` with multi-row VALUES statements instead of ``executemany``.
+
+    ``executemany`` steps once per row, and the sqlite3 module releases and re-takes the GIL
+    around every step: with the event loop busy in the other thread, each re-take waits its
+    turn, so a writer thread spent most of its time waiting for the GIL (py-spy, bench/
+    http_ingest.py). One statement per up to 256 rows takes it once. Chunk sizes are powers of
+    two so a handful of prepared statements serve every batch size (the statement cache)."""
+    start, total = 0, len(rows)
+    while start < total:
+        size = min(_ROWS_PER_STATEMENT, 1 << ((total - start).bit_length() - 1))
+        chunk = rows[start : start + size]
+        conn.execute(
+            _values_sql(template, columns, size), [value for row in chunk for value in row]
+        )
+        start += size
 
 
 def _record(row: tuple[Any, ...]) -> Record:
@@ -277,11 +316,7 @@ class SqliteJournal(Journal):
             if fresh:
                 row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='events'").fetchone()
                 first = (row[0] if row else 0) + 1
-                conn.executemany(
-                    "INSERT INTO events (id, source, type, subject, time_us, municipality,"
-                    " severity, correlationid, body) VALUES (?,?,?,?,?,?,?,?,?)",
-                    fresh,
-                )
+                _insert_many(conn, _INSERT_EVENTS, 9, fresh)
                 # One writer, AUTOINCREMENT: the new rows took consecutive numbers.
                 for offset, values in enumerate(fresh):
                     known[(values[1], values[0])] = first + offset
@@ -364,6 +399,15 @@ class SqliteJournal(Journal):
             return cur.rowcount
 
         return await self._in(self._writer, purge)
+
+    async def _ids_after(self, after: int, limit: int) -> list[tuple[int, str]]:
+        def ids() -> list[tuple[int, str]]:
+            assert self._rconn is not None
+            return self._rconn.execute(
+                "SELECT seq, id FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+            ).fetchall()
+
+        return await self._in(self._reader, ids)
 
     async def _at(self, seqs: list[int]) -> list[tuple[int, bytes]]:
         def at() -> list[tuple[int, bytes]]:
@@ -644,8 +688,16 @@ class SqliteJournal(Journal):
 
         def put(conn: sqlite3.Connection) -> None:
             now = _now_us()
-            conn.executemany(
-                _UPSERT, [(collection, key, body, now, expires) for key, body, expires in rows]
+            # A key twice in one statement would be an error; the last one wins, as documented.
+            latest = {key: (body, expires) for key, body, expires in rows}
+            _insert_many(
+                conn,
+                _UPSERT_MANY,
+                6,
+                [
+                    (collection, key, body, now, now, expires)
+                    for key, (body, expires) in latest.items()
+                ],
             )
 
         await self._w(put)

@@ -209,9 +209,22 @@ async def ingest_events(
         ),
     ] = None,
 ) -> Response[IngestResult]:
+    # Requests normally take the Gate's direct path (nabat.api.gate.Gate._ingest) to the same
+    # core below; this handler documents the route and serves it should the Gate not.
     body: bytes = request.scope.get(BODY) or await request.body()  # type: ignore[assignment]
-    token = request.user
-    key = idempotency_key or request.headers.get("webhook-id")
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+    status, media_type, content, extra, audit = await ingest(api, request.user, headers, body)
+    request.scope["nabat.audit"] = audit  # type: ignore[typeddict-unknown-key]
+    return Response(content=content, status_code=status, media_type=media_type, headers=extra)
+
+
+async def ingest(
+    api: ApiState, token: TokenInfo, headers: dict[str, str], body: bytes
+) -> tuple[int, str, bytes, dict[str, str] | None, dict[str, Any] | None]:
+    """Store the events of one ingest request, framework-free: (status, content type, body,
+    extra headers, audit details). Raises :class:`ProblemError` for a request to refuse.
+    ``headers`` keys are lower-case."""
+    key = headers.get("idempotency-key") or headers.get("webhook-id")
     claim = None
     if key is not None:
         if not api.idempotency.valid_key(key):
@@ -236,16 +249,13 @@ async def ingest_events(
                     headers={"Retry-After": "1"},
                     kind="idempotency-key-in-use",
                 )
-            return Response(
-                content=(previous.response or "").encode(),
-                status_code=previous.status,
-                media_type=previous.content_type or JSON,
-                headers={"Idempotent-Replayed": "true"},
-            )
+            replay = (previous.response or "").encode()
+            media_type = previous.content_type or JSON
+            return previous.status, media_type, replay, {"Idempotent-Replayed": "true"}, None
     try:
         events = parse_events(
             body,
-            request.headers.get("content-type"),
+            headers.get("content-type"),
             types=api.hub.event_types,
             max_batch=api.settings.max_batch,
             municipalities=api.municipalities,
@@ -260,8 +270,8 @@ async def ingest_events(
                 log.warning("idempotency.release_failed", error=repr(exc))
         raise
     new = sum(1 for place in appended if place.new)
-    api.metrics.ingested.labels("new").inc(new)
-    api.metrics.ingested.labels("duplicate").inc(len(appended) - new)
+    api.metrics.ingested_new.inc(new)
+    api.metrics.ingested_duplicate.inc(len(appended) - new)
     result = IngestResult(
         accepted=len(events),
         new=new,
@@ -277,14 +287,13 @@ async def ingest_events(
         ],
     )
     content = msgspec.json.encode(result)
-    request.scope["nabat.audit"] = {"events": len(events), "new": new}  # type: ignore[typeddict-unknown-key]
     if claim is not None:
         try:
             await api.idempotency.complete(claim, 202, JSON, content)
         except Exception as exc:
             # The events are durable and idempotent by (source, id): answer anyway.
             log.warning("idempotency.save_failed", error=repr(exc))
-    return _json(content, 202)
+    return 202, JSON, content, None, {"events": len(events), "new": new}
 
 
 TypeFilter = Annotated[
