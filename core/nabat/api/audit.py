@@ -2,8 +2,8 @@
 
 Entries go into the journal's record store (collection ``audit``) keyed by a UUIDv7, so key
 order is time order and listing newest-first needs no extra index. They are written in small
-batches by one background task (every 0.2 s or 500 entries) rather than one commit per request;
-a crash can lose the entries of that last fraction of a second, never an event or an answer
+batches by one background task (every second or 500 entries) rather than one commit per request;
+a crash can lose the entries of that last second, never an event or an answer
 already given. Stopping the API flushes what is queued.
 """
 
@@ -22,6 +22,7 @@ from ..store import Journal
 __all__ = ["AuditEntry", "AuditLog"]
 
 COLLECTION = "audit"
+_FLUSH_EVERY = 1.0  # seconds; each flush is one durable commit on the journal's writer
 log = get_logger("nabat.api.audit")
 
 
@@ -98,7 +99,7 @@ class AuditLog:
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.2):
+                async with asyncio.timeout(_FLUSH_EVERY):
                     await self._wake.wait()
             self._wake.clear()
             await self.flush()

@@ -136,7 +136,7 @@ async def audit(
     before: Annotated[str | None, QueryParameter(max_length=64)] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
 ) -> AuditPage:
-    await api.audit.flush()  # include the last fraction of a second
+    await api.audit.flush()  # include the entries still queued (up to a second)
     entries, next_before = await api.audit.entries(before=before, limit=limit)
     return AuditPage(entries=entries, next_before=next_before)
 
