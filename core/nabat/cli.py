@@ -28,6 +28,7 @@ from .config import ConfigInvalid, LoadedConfig, load_config, masked
 from .hub import Hub
 from .i18n import Messages
 from .logs import configure_logging, get_logger
+from .runtime import apply_runtime_settings
 from .store import JournalError
 from .store.factory import journal_from_config
 
@@ -113,6 +114,7 @@ def run(config_file: str | None) -> None:
     loaded = _load_or_exit(path, strict=False)  # a broken instance table fails only itself
     hub_cfg = loaded.config.hub
     configure_logging(hub_cfg.log_level, hub_cfg.log_format)
+    apply_runtime_settings(hub_cfg)
     click.echo(_messages(loaded)("cli.hub_starting", name=hub_cfg.name, path=path), err=True)
     try:
         asyncio.run(_serve(loaded))

@@ -52,6 +52,10 @@ class HubSettings(_Table):
     retry_max: Positive = 300.0
     needs_auth_retry: Positive = 600.0
     """How often an instance in ``needs_auth`` tries again (a rotated secret file may fix it)."""
+    switch_interval: Annotated[float, msgspec.Meta(ge=0.0001, le=0.1)] = 0.0005
+    """Seconds the interpreter lets one thread run before another may take the GIL (Python's
+    default: 0.005). The journal's writer thread needs the GIL for a moment after each SQLite
+    step; behind a busy event loop the default made every commit wait, halving HTTP ingest."""
     bus: BusSettings = msgspec.field(default_factory=BusSettings)
 
 
