@@ -278,6 +278,9 @@ class Gate:
                 kind="journal-unavailable",
                 instance=scope["path"],
             )
+        except asyncio.CancelledError:
+            status = 499  # the client went away (or the server is stopping) mid-request
+            raise
         except Exception as exc:
             status = 500
             log.error("http.unhandled_error", exc_info=exc, request_id=request_id)
