@@ -575,7 +575,12 @@ def _audit_cli(journal: Any, action: str, detail: dict[str, Any]) -> Any:
     from .api.audit import AuditLog
 
     audit = AuditLog(journal)
-    user = os.environ.get("SUDO_USER") or os.environ.get("USER") or "unknown"
+    import getpass
+
+    try:
+        user = os.environ.get("SUDO_USER") or getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (a bare container)
+        user = f"uid{os.getuid()}"
     audit.record(f"cli:{user}", action, detail=detail)
     return audit.flush()
 
@@ -638,7 +643,14 @@ def tokens_create(
         await _audit_cli(
             journal,
             "tokens.create",
-            {"token": info.id, "name": info.name, "scopes": list(info.scopes)},
+            {
+                "token": info.id,
+                "name": info.name,
+                "scopes": list(info.scopes),
+                "municipalities": list(info.municipalities) or ["(all)"],
+                "expires": info.expires.isoformat() if info.expires else "never",
+                "rate": f"{info.rate}/s burst {info.burst}" if info.rate else "default",
+            },
         )
         return secret, info
 
@@ -651,6 +663,10 @@ def tokens_create(
     click.echo(f"token {info.id} ({info.name}) created: scopes {', '.join(info.scopes)}", err=True)
     if info.municipalities:
         click.echo(f"limited to: {', '.join(info.municipalities)}", err=True)
+    if info.expires:
+        click.echo(f"expires: {info.expires.isoformat(timespec='seconds')}", err=True)
+    if info.rate:
+        click.echo(f"rate limit: {info.rate:g}/s, burst {info.burst or 'default'}", err=True)
     click.echo("the secret is shown only now; store it safely:", err=True)
     click.echo(secret)
 
@@ -681,7 +697,11 @@ def tokens_list(config_file: str | None, as_json: bool) -> None:
                 ",".join(t.scopes),
                 ",".join(t.municipalities) or "(all)",
                 t.created.isoformat(timespec="seconds"),
-                t.expires.isoformat(timespec="seconds") if t.expires else "never",
+                (
+                    t.expires.isoformat(timespec="seconds") + (" (expired)" if t.expired() else "")
+                    if t.expires
+                    else "never"
+                ),
             ]
             for t in infos
         ],
@@ -705,7 +725,7 @@ def tokens_revoke(token: str, config_file: str | None) -> None:
     if info is None:
         click.echo(f"error: no token with id or name {token!r}", err=True)
         raise SystemExit(1)
-    click.echo(f"token {info.id} ({info.name}) revoked")
+    click.echo(f"token {info.id} ({info.name}) revoked; running hubs refuse it within 5 s")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> None:

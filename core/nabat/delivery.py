@@ -238,7 +238,12 @@ class Dispatcher:
         return state.cursor if state else 0
 
     async def _page(self, limit: int, cursor: int) -> tuple[list[StoredEvent], int | None]:
-        """The next matching events after ``cursor``, and how far the scan reached."""
+        """The next matching events after ``cursor``, and how far the scan reached.
+
+        A scan that reached the journal's end has seen everything up to the last seq read
+        before it (seq is a safe cursor), matching or not: moving the cursor there keeps the
+        lag honest for a subscription whose events are rare."""
+        last = await self.journal.last_seq()
         page = await self.journal.query(
             EventQuery(
                 after=cursor,
@@ -247,7 +252,10 @@ class Dispatcher:
                 limit=limit,
             )
         )
-        scanned = decode_cursor(page.next_cursor) if page.next_cursor else None
+        if page.next_cursor:
+            scanned: int | None = decode_cursor(page.next_cursor)
+        else:
+            scanned = last if last > cursor else None
         return page.events, scanned
 
     async def _ordered_round(self) -> bool:

@@ -167,7 +167,15 @@ class Gate:
                         status = 413
                     else:
                         detail, status = "Content-Length is not a number", 400
-                    await _send_problem(send_wrapper, status, detail, request_id, close=True)
+                    await _send_problem(
+                        send_wrapper,
+                        status,
+                        detail,
+                        request_id,
+                        close=True,
+                        kind="body-too-large" if status == 413 else "bad-content-length",
+                        instance=scope["path"],
+                    )
                     return
                 try:
                     body = await self._read_body(receive, settings.max_body, settings.body_timeout)
@@ -179,6 +187,8 @@ class Gate:
                         f"the body exceeds {settings.max_body} bytes",
                         request_id,
                         close=True,
+                        kind="body-too-large",
+                        instance=scope["path"],
                     )
                     return
                 except TimeoutError:
@@ -189,6 +199,8 @@ class Gate:
                         f"the request body did not arrive within {settings.body_timeout:g} s",
                         request_id,
                         close=True,
+                        kind="body-timeout",
+                        instance=scope["path"],
                     )
                     return
                 if body is None:  # the client went away before sending it all
@@ -379,15 +391,18 @@ class AccessMiddleware(ASGIMiddleware):
             actor, name = self._verify_webhook(scope, opt), None
         else:
             info = await self._authenticate(scope)
+            actor, name = f"token:{info.id}", info.name
+            scope[ACTOR] = actor  # type: ignore[literal-required]
             required = opt.get("scope")
             if required and not info.allows(required):
+                if scope["method"] not in _READ_METHODS:  # a refused write is audited too
+                    self.audit(scope, actor, name, 403)
                 raise ProblemError(
                     403,
                     f"this token lacks the scope {required!r}",
                     kind="missing-scope",
                 )
             scope["user"] = info
-            actor, name = f"token:{info.id}", info.name
         scope[ACTOR] = actor  # type: ignore[literal-required]
         return actor, name
 

@@ -47,7 +47,7 @@ def media_type(content_type: str | None) -> tuple[str, str | None]:
 def _split(body: bytes, kind: str) -> list[bytes | msgspec.Raw]:
     """The body's items, each to be decoded as one event. Raises 400 for bad framing."""
     if kind in NDJSON:
-        return [line for line in body.split(b"\n") if line.strip()]
+        return [line for line in body.split(b"\n") if line.strip()]  # index: n-th event
     stripped = body.lstrip()
     if not stripped:
         raise ProblemError(400, "the request body is empty", kind="empty-body")
@@ -138,24 +138,26 @@ def parse_events(
             continue
         if allowed_municipalities and event.municipality not in allowed_municipalities:
             forbidden += 1
-            errors.append(
-                FieldError(
-                    field="municipality",
-                    reason="this token may only write events of "
-                    + ", ".join(sorted(allowed_municipalities)),
-                    index=where,
-                )
+            allowed = ", ".join(sorted(allowed_municipalities))
+            reason = (
+                f"the event names no municipality; this token may only write events of {allowed}"
+                if event.municipality is None
+                else f"this token may only write events of {allowed}"
             )
+            errors.append(FieldError(field="municipality", reason=reason, index=where))
             continue
         events.append(event)
     if errors:
         shown = errors[:MAX_REPORTED]
         more = f"; the first {MAX_REPORTED} are listed" if len(errors) > MAX_REPORTED else ""
-        noun = "event is" if len(errors) == 1 else "events are"
-        detail = f"{len(errors)} of {len(items)} {noun} invalid{more}; nothing was stored"
+        verb = "is" if len(errors) == 1 else "are"
+        of = f"{len(errors)} of {len(items)} events" if len(items) > 1 else "the event"
         if malformed:
+            detail = f"{of} {verb} not valid JSON{more}; nothing was stored"
             raise ProblemError(400, detail, errors=shown, kind="malformed-json")
         if forbidden == len(errors):
+            detail = f"{of} {verb} outside this token's municipalities{more}; nothing was stored"
             raise ProblemError(403, detail, errors=shown, kind="municipality-forbidden")
+        detail = f"{of} {verb} invalid{more}; nothing was stored"
         raise ProblemError(422, detail, errors=shown, kind="invalid-events")
     return events

@@ -148,6 +148,18 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     request_id = _request_id(request)
+    handler = request.scope.get("route_handler")
+    if isinstance(exc, msgspec.DecodeError | msgspec.ValidationError) and (
+        handler is not None and handler.opt.get("plugin")
+    ):
+        # A plugin's receiver decoding what an agency sent: the sender's mistake, not ours.
+        return problem_response(
+            400,
+            f"the request body is invalid: {exc}",
+            request_id=request_id,
+            instance=request.url.path,
+            kind="invalid-body",
+        )
     log.error("http.unhandled_error", exc_info=exc, request_id=request_id, path=request.url.path)
     return problem_response(
         500,

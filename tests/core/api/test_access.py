@@ -167,3 +167,14 @@ async def test_every_state_changing_call_is_audited(api, ce):
 @pytest.fixture
 def api_config() -> str:
     return ""
+
+
+async def test_a_write_refused_for_a_missing_scope_is_audited_with_its_actor(api, ce):
+    async with await api.client("events:read") as reader:
+        me = (await reader.get("/api/v1/whoami")).json()
+        r = await reader.post("/api/v1/events", json=ce(1))
+        assert r.status_code == 403
+    async with await api.client("admin") as admin:
+        entries = (await admin.get("/api/v1/audit")).json()["entries"]
+    mine = [e for e in entries if e["actor"] == f"token:{me['id']}"]
+    assert [(e["action"], e["status"]) for e in mine] == [("POST /api/v1/events", 403)]

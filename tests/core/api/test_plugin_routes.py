@@ -35,7 +35,7 @@ class Agency112:
     def register_routes(self, hub, settings):
         @post("/cards", opt={"webhook_secrets": lambda: settings.secrets}, status_code=202)
         async def cards(request: Request) -> dict:
-            card = json.loads(await request.body())
+            card = msgspec.json.decode(await request.body())
             event = Event(
                 type="incident.created",
                 source="urn:112:test",
@@ -142,3 +142,44 @@ async def test_plugin_routes_without_secrets_need_a_token_and_a_failing_plugin_i
         # The hub's own API is served though the "broken" plugin's hook raised.
         assert (await http.get("/api/v1/whoami")).status_code == 200
         assert (await http.get("/plugins/broken/anything")).status_code == 404
+
+
+async def test_a_malformed_body_at_a_plugin_receiver_is_400_not_500(api):
+    body = b'{"municipality":'
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        r = await http.post(
+            "/plugins/agency112/cards", content=body, headers=signed(OLD, "msg_bad", body)
+        )
+    assert r.status_code == 400
+    assert r.json()["type"].endswith("/invalid-body")
+
+
+async def test_mounting_plugin_routes_leaves_the_hubs_logging_alone(tmp_path, monkeypatch):
+    import io
+
+    from nabat.logs import configure_logging, get_logger
+    from nabat.testing import load_config_text, run_api, run_hub
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    out = io.StringIO()
+    try:
+        configure_logging("info", "json", stream=out)
+        ours = list(root.handlers)
+        loaded = load_config_text(
+            "[plugins.watch]\nenabled = false\n[plugins.eventlog]\nenabled = false\n", tmp_path
+        )
+        async with run_hub(
+            loaded, plugins={"agency112": Agency112()}, discover_installed=False
+        ) as hub:
+            async with run_api(hub):
+                get_logger("nabat.test").info("probe.line", answer=42)
+        assert root.handlers == ours  # Litestar configured no logging of its own
+        line = next(ln for ln in out.getvalue().splitlines() if "probe.line" in ln)
+        assert json.loads(line)["answer"] == 42
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])

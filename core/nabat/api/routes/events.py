@@ -224,7 +224,7 @@ async def ingest(
     """Store the events of one ingest request, framework-free: (status, content type, body,
     extra headers, audit details). Raises :class:`ProblemError` for a request to refuse.
     ``headers`` keys are lower-case."""
-    key = headers.get("idempotency-key") or headers.get("webhook-id")
+    key = headers.get("idempotency-key", headers.get("webhook-id"))
     claim = None
     if key is not None:
         if not api.idempotency.valid_key(key):

@@ -62,7 +62,8 @@ async def plugin_routers(hub: Hub) -> list[Router]:
                     raise TypeError(f"{handler!r} is not a Litestar HTTP route handler")
                 _prepare(name, handler)
             router = Router(f"/plugins/{name}", route_handlers=handlers, tags=[f"plugin:{name}"])
-            Litestar(route_handlers=[router], openapi_config=None)  # refused here, not later
+            # Refused here, not later; logging_config=None: Litestar must not touch logging.
+            Litestar(route_handlers=[router], openapi_config=None, logging_config=None)
         except Exception as exc:
             log.error("plugin.routes_failed", plugin=name, error=repr(exc))
             continue
