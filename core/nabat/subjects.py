@@ -24,7 +24,7 @@ class SubjectError(ValueError):
 def validate_subject(subject: str) -> str:
     """Return ``subject`` if it is a concrete subject (no wildcards), else raise SubjectError."""
     if not subject:
-        raise SubjectError("subject is empty")
+        raise SubjectError("must not be empty")
     for token in subject.split("."):
         if not token:
             raise SubjectError(
@@ -55,7 +55,8 @@ def validate_pattern(pattern: str) -> str:
             raise SubjectError(f"pattern {pattern!r} has an empty token")
         if not _TOKEN.fullmatch(token):
             raise SubjectError(
-                f"pattern {pattern!r}: token {token!r} mixes a wildcard with other characters"
+                f"pattern {pattern!r}: token {token!r} may not contain whitespace, or '*' or"
+                " '>' beside other characters"
             )
     return pattern
 

@@ -27,6 +27,8 @@ NDJSON = ("application/x-ndjson", "application/ndjson")
 ACCEPTED_TYPES = (CONTENT_TYPE, CONTENT_TYPE_BATCH, "application/json", *NDJSON)
 MAX_REPORTED = 100
 RESERVED_PREFIX = "hub."
+MAX_ID = 256  # the id travels on as a Standard Webhooks webhook-id, which verifiers cap
+MAX_SOURCE = 1024
 
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 
@@ -117,6 +119,12 @@ def parse_events(
             if exc.reason.startswith("malformed JSON"):
                 malformed += 1
             errors.append(FieldError(field=exc.field or "(event)", reason=exc.reason, index=where))
+            continue
+        if len(event.id) > MAX_ID or len(event.source) > MAX_SOURCE:
+            long_field, limit = ("id", MAX_ID) if len(event.id) > MAX_ID else ("source", MAX_SOURCE)
+            errors.append(
+                FieldError(field=long_field, reason=f"longer than {limit} characters", index=where)
+            )
             continue
         if event.type.startswith(RESERVED_PREFIX):
             errors.append(

@@ -48,6 +48,9 @@ _TITLES = {
 }
 
 
+_KINDS = {404: "not-found", 405: "method-not-allowed", 400: "bad-request"}
+
+
 class FieldError(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One bad field: ``field`` is a dotted path (``data.lat``), ``index`` the position in a
     batch."""
@@ -129,8 +132,10 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
             if isinstance(e, dict)
         ]
         detail = "invalid request parameters"
+        kind = "invalid-parameter"
     else:
         detail = exc.detail if exc.detail and exc.detail != _TITLES.get(status) else None
+        kind = getattr(exc, "kind", None) or _KINDS.get(status)
     if isinstance(exc, NotAuthorizedException) or status == 401:
         headers.setdefault("WWW-Authenticate", 'Bearer realm="nabat"')
     if isinstance(exc, PermissionDeniedException) and not detail:
@@ -142,7 +147,7 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
         headers=headers or None,
         request_id=_request_id(request),
         instance=request.url.path,
-        kind=getattr(exc, "kind", None),
+        kind=kind,
     )
 
 

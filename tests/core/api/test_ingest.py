@@ -74,6 +74,7 @@ async def test_a_bad_batch_names_every_bad_event_and_stores_nothing(api, ce):
         {**ce(4), "municipality": "atlantis"},
         {**ce(5), "type": "hub.custom.thing"},
         {**ce(6), "specversion": "0.3"},
+        {**ce(7), "id": "x" * 257},
     ]
     async with await api.client("events:write") as http:
         r = await http.post("/api/v1/events", json=batch)
@@ -82,7 +83,8 @@ async def test_a_bad_batch_names_every_bad_event_and_stores_nothing(api, ce):
     problem = r.json()
     assert problem["status"] == 422 and "nothing was stored" in problem["detail"]
     by_index = {e["index"]: e for e in problem["errors"]}
-    assert sorted(by_index) == [1, 3, 4, 5, 6]
+    assert sorted(by_index) == [1, 3, 4, 5, 6, 7]
+    assert by_index[7]["field"] == "id" and "256" in by_index[7]["reason"]
     assert by_index[1]["field"] == "time"
     assert by_index[3]["field"] == "source"
     assert by_index[4]["field"] == "municipality" and "atlantis" in by_index[4]["reason"]

@@ -62,6 +62,7 @@ async def test_query_filters_and_pages_without_gaps_or_repeats(api, ce):
         ({"since": "2026-01-01T00:00:00"}, "since"),
         ({"limit": "0"}, None),
         ({"limit": "5000"}, None),
+        ({"municipality": "atlantis"}, "municipality"),
     ],
 )
 async def test_bad_query_parameters_are_400_naming_the_field(api, params, field):
@@ -69,6 +70,7 @@ async def test_bad_query_parameters_are_400_naming_the_field(api, params, field)
         r = await http.get("/api/v1/events", params=params)
     assert r.status_code == 400, r.text
     problem = r.json()
+    assert problem["type"].endswith(("/invalid-parameter", "/bad-cursor"))
     if field:
         assert problem["errors"][0]["field"] == field
 

@@ -85,8 +85,21 @@ class IngestResult(msgspec.Struct, kw_only=True):
     events: list[AcceptedEvent]
 
 
-def visible_municipalities(token: TokenInfo, requested: list[str] | None) -> tuple[str, ...]:
+def visible_municipalities(
+    token: TokenInfo, requested: list[str] | None, region: frozenset[str] = frozenset()
+) -> tuple[str, ...]:
     """The municipalities a read may cover: what was asked, within what the token sees."""
+    unknown = [m for m in requested or () if region and m not in region]
+    if unknown:
+        raise ProblemError(
+            400,
+            f"unknown municipality {', '.join(unknown)} in this region",
+            errors=[
+                FieldError(field="municipality", reason=f"{m!r} is not a municipality")
+                for m in unknown
+            ],
+            kind="invalid-parameter",
+        )
     if token.regional:
         return tuple(requested or ())
     if not requested:
@@ -105,6 +118,7 @@ def visible_municipalities(token: TokenInfo, requested: list[str] | None) -> tup
 def build_query(
     token: TokenInfo,
     *,
+    region: frozenset[str] = frozenset(),
     since: datetime | None,
     until: datetime | None,
     types: list[str] | None,
@@ -120,7 +134,7 @@ def build_query(
             until=until,
             types=tuple(types or ()),
             subject=subject,
-            municipalities=visible_municipalities(token, municipalities),
+            municipalities=visible_municipalities(token, municipalities, region),
             correlationid=correlationid,
             after=after,
             limit=limit,
@@ -329,6 +343,7 @@ async def query_events(
 ) -> Response[EventsPage]:
     query = build_query(
         request.user,
+        region=api.municipalities,
         since=since,
         until=until,
         types=types,
@@ -374,6 +389,7 @@ async def stream_events(
 ) -> ServerSentEvent:
     query = build_query(
         request.user,
+        region=api.municipalities,
         since=None,
         until=None,
         types=types,
