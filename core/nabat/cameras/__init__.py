@@ -1,0 +1,1 @@
+"""Cameras: stream health probing, hysteresis, snapshots and the inventory."""
