@@ -3,7 +3,9 @@
 Each running :class:`~nabat.interfaces.Camera` is probed and each
 :class:`~nabat.interfaces.AlertDevice` polled for status on an interval (with jitter, under a
 global concurrency limit, each call bounded by the instance's ``timeout``). Only changes are
-published: ``camera.health.<state>`` and ``siren.status.<state>``. A call that raises or
+published: ``camera.health.<state>`` and ``siren.status.<state>``. Camera health goes through
+hysteresis (:mod:`nabat.cameras.hysteresis`): down after ``fail_after`` consecutive bad probes,
+back after ``recover_after`` good ones, so one lost probe raises no alarm. A call that raises or
 overruns counts as ``unreachable`` / ``offline`` with the reason; one that raises
 ``AuthError`` also puts the instance in ``needs_auth`` (the hub restarts it later).
 """
@@ -13,10 +15,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
+from ..cameras.hysteresis import HealthTracker
 from ..events import Event, Severity
 from ..hookspecs import hookimpl
 from ..interfaces import (
@@ -53,6 +56,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     device_interval: float = 60.0
     jitter: float = 2.0
     concurrency: int = 32
+    fail_after: Annotated[int, msgspec.Meta(ge=1)] = 3
+    """Consecutive bad probes before a camera is reported down (or its fault as changed)."""
+    recover_after: Annotated[int, msgspec.Meta(ge=1)] = 2
+    """Consecutive good probes before a down camera is reported back."""
 
 
 class Watcher:
@@ -61,6 +68,7 @@ class Watcher:
         self.settings = settings
         self.limit = asyncio.Semaphore(settings.concurrency)
         self.cameras: dict[str, HealthState] = {}
+        self.trackers: dict[str, HealthTracker] = {}
         self.devices: dict[str, DeviceState] = {}
         self.in_flight: set[str] = set()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -108,6 +116,14 @@ class Watcher:
             return CameraHealth(state=state, checked_at=datetime.now(UTC), reason=text)
 
         health: CameraHealth = await self._ask(camera, camera.probe(), failed)
+        instance_id = camera.context.instance_id
+        tracker = self.trackers.get(instance_id)
+        if tracker is None:
+            tracker = self.trackers[instance_id] = HealthTracker(
+                fail_after=self.settings.fail_after, recover_after=self.settings.recover_after
+            )
+        if tracker.observe(health) is None:
+            return  # no change that has held long enough
         await self._publish_change(
             camera,
             self.cameras,

@@ -6,7 +6,8 @@ after ``fail_after`` consecutive bad probes and back after ``recover_after`` con
 ones; a down camera whose fault changes (black → unreachable) is reported again once the new
 fault has held for ``fail_after`` probes. The first probe of a camera never seen before is
 reported at once when it is good, and after ``fail_after`` when it is bad, so a hub restart
-neither hides nor invents an outage.
+neither hides nor invents an outage. Rejected credentials and an unsupported codec are
+reported at once: they are configuration faults, not flaps, and need an operator.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from ..interfaces.camera import CameraHealth, HealthState
 
 __all__ = ["HealthTracker"]
+
+_DEFINITE = frozenset({HealthState.AUTH_FAILED, HealthState.UNSUPPORTED_CODEC})
 
 
 @dataclass
@@ -42,7 +45,7 @@ class HealthTracker:
         else:
             self._candidate, self._streak = state, 1
         good = state is HealthState.OK
-        if good and self.reported is None:
+        if (good and self.reported is None) or state in _DEFINITE:
             needed = 1
         elif good:
             needed = self.recover_after

@@ -51,3 +51,8 @@ def test_a_camera_bad_from_the_start_is_reported_after_n():
 def test_thresholds_must_be_positive():
     with pytest.raises(ValueError):
         HealthTracker(fail_after=0)
+
+
+def test_rejected_credentials_are_reported_at_once():
+    tracker = HealthTracker(fail_after=3)
+    assert run(tracker, [OK, HealthState.AUTH_FAILED]) == [OK, HealthState.AUTH_FAILED]

@@ -42,6 +42,8 @@ settings = {{ incident_every = {incident}, exercise_every = {exercise}, seed = 7
 camera_interval = 0.05
 device_interval = 0.05
 jitter = 0.0
+fail_after = 1      # every simulated fault is reported (no hysteresis in these tests)
+recover_after = 1
 
 [plugins.eventlog]
 enabled = false
