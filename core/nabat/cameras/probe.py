@@ -27,7 +27,14 @@ import msgspec
 from ..interfaces.camera import CameraHealth, HealthState
 from ..masking import mask_url
 
-__all__ = ["ProbeSettings", "classify_frames", "probe_stream"]
+__all__ = [
+    "FrameStats",
+    "ProbeSettings",
+    "classify_frames",
+    "frame_stats",
+    "luma_thumbnail",
+    "probe_stream",
+]
 
 _THUMB_W, _THUMB_H = 64, 36
 
@@ -60,7 +67,8 @@ class FrameStats(msgspec.Struct, frozen=True):
     """Mean absolute difference to the previous sampled frame."""
 
 
-def _luma(frame: Any) -> bytes:
+def luma_thumbnail(frame: Any) -> bytes:
+    """The frame as 64x36 grey bytes (row by row), what the classification measures."""
     small = frame.reformat(width=_THUMB_W, height=_THUMB_H, format="gray")
     plane = small.planes[0]
     data = bytes(plane)
@@ -70,7 +78,7 @@ def _luma(frame: Any) -> bytes:
     return b"".join(data[row * stride : row * stride + _THUMB_W] for row in range(_THUMB_H))
 
 
-def _stats(luma: bytes, previous: bytes | None) -> FrameStats:
+def frame_stats(luma: bytes, previous: bytes | None) -> FrameStats:
     n = len(luma)
     mean = sum(luma) / n
     p99 = sorted(luma)[int(n * 0.99) - 1]
@@ -182,8 +190,8 @@ def probe_stream(url: str, settings: ProbeSettings | None = None) -> CameraHealt
                 if frame.time is not None:
                     times.append(frame.time)
                 if seen > settings.warmup_frames:
-                    luma = _luma(frame)
-                    stats.append(_stats(luma, previous))
+                    luma = luma_thumbnail(frame)
+                    stats.append(frame_stats(luma, previous))
                     previous = luma
                     if len(stats) >= settings.sample_frames:
                         break

@@ -26,7 +26,7 @@ from urllib.parse import quote
 import pytest
 
 SYSTEM_PYTHON = "/usr/bin/python3"
-SCRIPT = Path(__file__).resolve().parents[2] / "fixtures" / "rtsp_server.py"
+SCRIPT = Path(__file__).resolve().parent / "fixtures" / "rtsp_server.py"
 READY_TIMEOUT = 20.0
 PACKAGES = (
     "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base "

@@ -1,0 +1,1 @@
+"""Nabat drivers for cameras without ONVIF: ``rtsp.camera`` and ``rtsp.http_camera``."""

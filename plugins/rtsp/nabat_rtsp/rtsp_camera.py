@@ -1,0 +1,96 @@
+"""``rtsp.camera``: a camera known only by its RTSP (or HTTP) stream URL.
+
+Health comes from decoding the stream (:func:`nabat.cameras.probe.probe_stream`): black,
+frozen and dying streams count as down, not just unreachable ones. Snapshots come from the
+camera's own JPEG URL when ``snapshot_url`` is set, else are encoded from a decoded frame.
+Blocking decode work runs in worker threads; every call is bounded by the instance timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+import httpx
+import msgspec
+from nabat.cameras.probe import ProbeSettings, probe_stream
+from nabat.cameras.snapshot import grab_snapshot
+from nabat.interfaces import (
+    Camera,
+    CameraHealth,
+    CameraInfo,
+    MediaProfile,
+    Secret,
+    Snapshot,
+    StreamUri,
+)
+
+from .credentials import with_credentials
+from .http_camera import fetch_jpeg
+
+
+class RtspSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    url: str
+    """``rtsp://host:554/path`` (or an HTTP stream), without credentials."""
+    username: str | None = None
+    password: Secret | None = None
+    transport: Literal["tcp", "udp"] = "tcp"
+    snapshot_url: str | None = None
+    """The camera's own JPEG URL, if it has one (same credentials)."""
+    snapshot_width: int | None = 640
+    """Scale frame snapshots down to this width for the camera wall (None: full size)."""
+    connect_timeout: float = 5.0
+    read_timeout: float = 5.0
+    warmup_frames: int = 3
+    sample_frames: int = 5
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("rtsp://", "rtsps://", "http://", "https://")):
+            raise ValueError(f"url must be rtsp:// or http(s)://, got {self.url[:40]!r}")
+
+
+class RtspCamera(Camera):
+    kind = "rtsp.camera"
+    Settings = RtspSettings
+
+    def __init__(self, context, settings: RtspSettings) -> None:
+        super().__init__(context, settings)
+        self.probe_settings = ProbeSettings(
+            transport=settings.transport,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            max_duration=max(1.0, context.timeout - 1.0),
+            warmup_frames=settings.warmup_frames,
+            sample_frames=settings.sample_frames,
+        )
+
+    def _url(self) -> str:
+        s = self.settings
+        return with_credentials(s.url, s.username, s.password)
+
+    async def describe(self) -> CameraInfo:
+        capabilities = {"media", "snapshot"}
+        return CameraInfo(model="RTSP camera", capabilities=frozenset(capabilities))
+
+    async def profiles(self) -> list[MediaProfile]:
+        return [MediaProfile(token="main", name="main")]
+
+    async def stream_uri(self, profile: str | None = None) -> StreamUri:
+        transport = "http" if self.settings.url.startswith("http") else self.settings.transport
+        return StreamUri(uri=self.settings.url, transport=transport, profile="main")
+
+    async def probe(self) -> CameraHealth:
+        return await asyncio.to_thread(probe_stream, self._url(), self.probe_settings)
+
+    async def snapshot(self, profile: str | None = None) -> Snapshot:
+        s = self.settings
+        if s.snapshot_url:
+            return await fetch_jpeg(
+                s.snapshot_url, s.username, s.password, timeout=s.connect_timeout
+            )
+        return await asyncio.to_thread(
+            grab_snapshot, self._url(), self.probe_settings, max_width=s.snapshot_width
+        )
+
+
+__all__ = ["RtspCamera", "RtspSettings", "httpx"]
