@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-import httpx
 import msgspec
 from nabat.cameras.probe import ProbeSettings, probe_stream
 from nabat.cameras.snapshot import grab_snapshot
@@ -93,4 +92,4 @@ class RtspCamera(Camera):
         )
 
 
-__all__ = ["RtspCamera", "RtspSettings", "httpx"]
+__all__ = ["RtspCamera", "RtspSettings"]
