@@ -13,6 +13,7 @@ overruns counts as ``unreachable`` / ``offline`` with the reason; one that raise
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -20,6 +21,7 @@ from typing import Annotated, Any
 import msgspec
 
 from ..cameras.hysteresis import HealthTracker
+from ..cameras.workers import set_camera_workers
 from ..events import Event, Severity
 from ..hookspecs import hookimpl
 from ..interfaces import (
@@ -62,6 +64,47 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Consecutive good probes before a down camera is reported back."""
 
 
+class _Sweep:
+    """Progress of one sweep: logged at the start, every 10 % of a large one, and at the end
+    with its duration and rate, so a sweep of thousands of cameras is never a black box."""
+
+    def __init__(self, kind: str, total: int) -> None:
+        self.kind = kind
+        self.total = total
+        self.done = 0
+        self.started = time.monotonic()
+        self.finished: float | None = None
+        self._next_report = max(1, total // 10) if total >= 100 else total + 1
+        if total:
+            log.info("watch.sweep_started", kind=kind, total=total)
+
+    def skip(self, count: int) -> None:
+        for _ in range(count):
+            self.one_done()
+
+    def one_done(self) -> None:
+        self.done += 1
+        if self.done >= self._next_report and self.done < self.total:
+            self._next_report += max(1, self.total // 10)
+            log.info(
+                "watch.sweep_progress",
+                kind=self.kind,
+                done=self.done,
+                total=self.total,
+                seconds=round(time.monotonic() - self.started, 1),
+            )
+        if self.done == self.total:
+            self.finished = time.monotonic()
+            seconds = self.finished - self.started
+            log.info(
+                "watch.sweep_finished",
+                kind=self.kind,
+                total=self.total,
+                seconds=round(seconds, 2),
+                per_second=round(self.total / seconds, 1) if seconds > 0 else None,
+            )
+
+
 class Watcher:
     def __init__(self, hub: HubAPI, settings: Settings) -> None:
         self.hub = hub
@@ -72,6 +115,8 @@ class Watcher:
         self.devices: dict[str, DeviceState] = {}
         self.in_flight: set[str] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.sweeps: dict[str, _Sweep] = {}
+        """The latest sweep per kind (``camera``, ``device``): progress for logs and metrics."""
 
     async def _bounded(self, driver: Driver, call: Any) -> Any:
         async with self.limit:
@@ -183,7 +228,12 @@ class Watcher:
         elif isinstance(driver, AlertDevice):
             self._launch(driver, self.poll_device)
 
-    def _launch(self, driver: Driver, check: Callable[[Any], Awaitable[None]]) -> bool:
+    def _launch(
+        self,
+        driver: Driver,
+        check: Callable[[Any], Awaitable[None]],
+        sweep: _Sweep | None = None,
+    ) -> bool:
         """Start one probe/poll as its own task unless one for the device is still running.
 
         Each is bounded by its instance's timeout, not by the job's period, so a slow device
@@ -199,6 +249,8 @@ class Watcher:
                 await check(driver)
             finally:
                 self.in_flight.discard(instance_id)
+                if sweep is not None:
+                    sweep.one_done()
 
         task = asyncio.get_running_loop().create_task(run(), name=f"watch:{instance_id}")
         self.tasks.add(task)
@@ -208,7 +260,12 @@ class Watcher:
     def _sweep(
         self, kind: str, drivers: list[Any], check: Callable[[Any], Awaitable[None]]
     ) -> None:
-        skipped = sum(not self._launch(d, check) for d in drivers)
+        """Launch one task per device (they wait for the concurrency limit, so the sweep
+        itself returns at once) and report progress as they finish."""
+        sweep = _Sweep(kind, len(drivers))
+        self.sweeps[kind] = sweep
+        skipped = sum(not self._launch(d, check, sweep) for d in drivers)
+        sweep.skip(skipped)
         if skipped:
             log.warning("watch.still_in_flight", kind=kind, skipped=skipped, total=len(drivers))
 
@@ -240,6 +297,8 @@ class WatchPlugin:
 
     @hookimpl
     async def startup(self, hub: HubAPI, settings: Settings) -> None:
+        # Camera probes decode in worker threads: as many as probes may run at once.
+        set_camera_workers(settings.concurrency)
         self.watcher = Watcher(hub, settings)
 
     @hookimpl

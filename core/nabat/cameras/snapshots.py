@@ -25,6 +25,7 @@ from ..interfaces.camera import Camera, Snapshot
 from ..interfaces.errors import NotSupported, TransientError
 from .probe import ProbeSettings
 from .snapshot import grab_snapshot
+from .workers import in_camera_worker
 
 __all__ = ["SnapshotService"]
 
@@ -123,7 +124,7 @@ class SnapshotService:
             uri = await camera.stream_uri()
             url = _credentialed(camera, uri.uri)
             settings = ProbeSettings(transport="tcp" if uri.transport != "udp" else "udp")
-            return await asyncio.to_thread(grab_snapshot, url, settings, max_width=self.frame_width)
+            return await in_camera_worker(grab_snapshot, url, settings, max_width=self.frame_width)
 
 
 def _credentialed(camera: Camera, uri: str) -> str:

@@ -22,6 +22,7 @@ from nabat.cameras.probe import (
     frame_stats,
     luma_thumbnail,
 )
+from nabat.cameras.workers import in_camera_worker
 from nabat.interfaces import (
     AuthError,
     Camera,
@@ -150,7 +151,7 @@ class HttpSnapshotCamera(Camera):
                 )
                 return CameraHealth(state=state, checked_at=checked_at, reason=text)
             try:
-                stat, previous, width, height = await asyncio.to_thread(
+                stat, previous, width, height = await in_camera_worker(
                     _jpeg_stats, shot.content, previous
                 )
             except Exception as exc:

@@ -8,12 +8,12 @@ Blocking decode work runs in worker threads; every call is bounded by the instan
 
 from __future__ import annotations
 
-import asyncio
 from typing import Literal
 
 import msgspec
 from nabat.cameras.probe import ProbeSettings, probe_stream
 from nabat.cameras.snapshot import grab_snapshot
+from nabat.cameras.workers import in_camera_worker
 from nabat.interfaces import (
     Camera,
     CameraHealth,
@@ -79,7 +79,7 @@ class RtspCamera(Camera):
         return StreamUri(uri=self.settings.url, transport=transport, profile="main")
 
     async def probe(self) -> CameraHealth:
-        return await asyncio.to_thread(probe_stream, self._url(), self.probe_settings)
+        return await in_camera_worker(probe_stream, self._url(), self.probe_settings)
 
     async def snapshot(self, profile: str | None = None) -> Snapshot:
         s = self.settings
@@ -87,7 +87,7 @@ class RtspCamera(Camera):
             return await fetch_jpeg(
                 s.snapshot_url, s.username, s.password, timeout=s.connect_timeout
             )
-        return await asyncio.to_thread(
+        return await in_camera_worker(
             grab_snapshot, self._url(), self.probe_settings, max_width=s.snapshot_width
         )
 
