@@ -2,7 +2,9 @@
 
 ``nabat run`` runs the hub until Ctrl-C or SIGTERM; ``config check`` / ``config show`` validate
 and print the configuration (secrets masked); ``plugins`` lists what is installed and whether
-it loads; ``version`` prints versions. Plugins add sub-commands through ``register_cli``.
+it loads; ``cameras import`` / ``cameras list`` manage the camera inventory (a CSV file,
+stored in the journal's database); ``version`` prints versions. Plugins add sub-commands
+through ``register_cli``.
 
 The configuration file is ``--config FILE``, else ``$NABAT_CONFIG``, else ``./plugins.toml``.
 Exit codes: 0 success, 1 invalid configuration or a failed check, 2 usage error.
@@ -728,6 +730,104 @@ def tokens_revoke(token: str, config_file: str | None) -> None:
     click.echo(f"token {info.id} ({info.name}) revoked; running hubs refuse it within 5 s")
 
 
+# -- cameras ---------------------------------------------------------------------------------
+@cli.group()
+def cameras() -> None:
+    """The camera inventory: import it from a CSV file, list it."""
+
+
+@cameras.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@config_option
+@click.option("--dry-run", is_flag=True, help="Check and count, store nothing.")
+@click.option("--skip-invalid", is_flag=True, help="Import the valid rows even if others are bad.")
+def cameras_import(file: str, config_file: str | None, dry_run: bool, skip_invalid: bool) -> None:
+    """Create or update cameras from FILE (CSV: id, name, municipality, address, lat, lon,
+    driver, url, credentials, tags). Re-importing a file changes nothing; cameras not in
+    FILE are kept. A file with a bad row imports nothing unless --skip-invalid."""
+    from .cameras.inventory import Inventory, parse_csv
+    from .regions import load_region
+
+    loaded = _load_or_exit(_config_path(config_file))
+    region = load_region(loaded.config.hub.region)
+    rows, errors = parse_csv(Path(file), region.municipalities)
+    for error in errors:
+        click.echo(error.format(file), err=True)
+    if errors and (not skip_invalid or not rows):
+        bad_lines = len({e.line for e in errors})
+        click.echo(
+            f"nothing imported: {len(errors)} error(s) on {bad_lines} line(s)"
+            + ("" if skip_invalid or not rows else "; fix them or pass --skip-invalid"),
+            err=True,
+        )
+        raise SystemExit(1)
+
+    async def work(journal: Any) -> Any:
+        report = await Inventory(journal).import_rows(rows, dry_run=dry_run)
+        if not dry_run and (report.created or report.updated):
+            await _audit_cli(
+                journal,
+                "cameras.import",
+                {
+                    "file": Path(file).name,
+                    "created": report.created,
+                    "updated": report.updated,
+                    "unchanged": report.unchanged,
+                    "invalid": len({e.line for e in errors}),
+                },
+            )
+        return report
+
+    report = _with_journal(None, work, migrate=True, loaded=loaded)
+    summary = report.summary()
+    if errors:
+        summary += f"; {len({e.line for e in errors})} invalid row(s) skipped"
+    click.echo(summary)
+
+
+@cameras.command("list")
+@config_option
+@click.option("--municipality", help="Only this municipality (slug).")
+@click.option("--driver", help="Only this driver kind (rtsp.camera, onvif.camera, ...).")
+@click.option("--tag", help="Only cameras with this tag.")
+@click.option("--search", help="Part of the id, name, address or URL.")
+@click.option("--json", "as_json", is_flag=True)
+def cameras_list(
+    config_file: str | None,
+    municipality: str | None,
+    driver: str | None,
+    tag: str | None,
+    search: str | None,
+    as_json: bool,
+) -> None:
+    """The cameras of the inventory (credential references only, never secrets)."""
+    from .cameras.inventory import Inventory
+    from .masking import mask_url
+
+    async def work(journal: Any) -> Any:
+        return await Inventory(journal).list(
+            municipality=municipality, driver=driver, tag=tag, search=search
+        )
+
+    found = _with_journal(config_file, work, migrate=True)
+    if as_json:
+        out = msgspec.to_builtins(found)
+        for item in out:
+            item["url"] = mask_url(item["url"])
+        click.echo(msgspec.json.format(msgspec.json.encode(out), indent=2).decode())
+        return
+    if not found:
+        click.echo("no cameras; import some with `nabat cameras import FILE.csv`")
+        return
+    _table(
+        ["ID", "NAME", "MUNICIPALITY", "DRIVER", "URL", "TAGS"],
+        [
+            [c.id, c.name, c.municipality, c.driver, mask_url(c.url), ",".join(c.tags)]
+            for c in found
+        ],
+    )
+
+
 def _table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
     for row in [header, *rows]:
@@ -804,6 +904,7 @@ def main(argv: list[str] | None = None) -> None:
         "db",
         "deliveries",
         "tokens",
+        "cameras",
         "plugins",
         "version",
         "-V",
