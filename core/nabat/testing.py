@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import socket
+import subprocess
+import sys
 import textwrap
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -40,6 +43,7 @@ __all__ = [
     "load_config_text",
     "record",
     "run_api",
+    "run_cli",
     "run_hub",
     "wait_for_state",
 ]
@@ -205,6 +209,21 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"{what} did not happen within {timeout:g}s")
         await asyncio.sleep(0.01)
+
+
+def run_cli(
+    *args: str, cwd: Path | str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``nabat ARGS`` as a real process in ``cwd`` (English messages); return what it did
+    (``returncode``, ``stdout``, ``stderr``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "nabat", *args],
+        cwd=cwd,
+        env={**os.environ, "NABAT_LANG": "en", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def free_port() -> int:

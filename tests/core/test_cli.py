@@ -6,28 +6,18 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from nabat.testing import free_port
+from nabat.testing import free_port, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def nabat(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60):
-    full_env = {**os.environ, "NABAT_LANG": "en", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "nabat", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+nabat = run_cli
 
 
 @pytest.fixture

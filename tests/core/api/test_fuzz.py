@@ -29,7 +29,7 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
-from nabat.testing import free_port
+from nabat.testing import free_port, run_cli
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import Failure, FailureGroup
@@ -99,15 +99,7 @@ class HubProcess:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-def _nabat(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "nabat", *args],
-        cwd=cwd,
-        env={**os.environ, "NABAT_LANG": "en"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+_nabat = run_cli
 
 
 @contextmanager

@@ -4,15 +4,13 @@ listing with filters, and the ``nabat cameras`` commands run as real processes."
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from nabat.cameras.inventory import COLLECTION, CameraRecord, Inventory, parse_csv
 from nabat.regions import load_region
 from nabat.store import SqliteJournal
+from nabat.testing import run_cli
 
 SLUGS = load_region("krasnodar-krai").municipalities
 HEADER = "id;name;municipality;address;lat;lon;driver;url;credentials;tags"
@@ -260,15 +258,7 @@ async def test_ten_thousand_cameras_import_and_reimport_idempotently(journal):
 
 
 # -- the command line ------------------------------------------------------------------------
-def nabat(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "nabat", *args],
-        cwd=cwd,
-        env={**os.environ, "NABAT_LANG": "en"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+nabat = run_cli
 
 
 @pytest.fixture
