@@ -511,7 +511,6 @@ class Journal(abc.ABC):
         """Forget dead letters; return how many."""
 
     # -- records (schema version 3) --------------------------------------------------------
-    @abc.abstractmethod
     async def put_record(
         self,
         collection: str,
@@ -525,19 +524,25 @@ class Journal(abc.ABC):
         ``only_new`` write it only if no unexpired record has that key (an expired one is
         replaced), atomically: of concurrent ``only_new`` puts of one key exactly one wins.
         True when written."""
+        check_aware("expires", expires)
+        return await self._put_record(collection, key, bytes(body), expires, only_new)
 
-    @abc.abstractmethod
     async def put_records(
         self, collection: str, items: Sequence[tuple[str, bytes, datetime | None]]
     ) -> None:
         """Write many ``(key, body, expires)`` records in one transaction, as
         :meth:`put_record` would one by one (of repeated keys the last wins)."""
+        latest: dict[str, tuple[bytes, datetime | None]] = {}
+        for key, body, expires in items:
+            check_aware("expires", expires)
+            latest[key] = (bytes(body), expires)
+        if latest:
+            await self._put_records(collection, [(k, b, e) for k, (b, e) in latest.items()])
 
     @abc.abstractmethod
     async def get_record(self, collection: str, key: str) -> Record | None:
         """The record, or None when there is none or it has expired."""
 
-    @abc.abstractmethod
     async def records(
         self,
         collection: str,
@@ -551,6 +556,9 @@ class Journal(abc.ABC):
         """Unexpired records in key order (byte-wise; ``descending`` reverses it), keys
         strictly between ``after`` and ``before`` and starting with ``prefix`` (taken
         literally, case-sensitive), at most ``limit``."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        return await self._records(collection, after, before, prefix, limit, descending)
 
     async def all_records(self, collection: str, *, page: int = 500) -> AsyncIterator[Record]:
         """Every unexpired record of ``collection`` in key order, read a page at a time."""
@@ -567,12 +575,38 @@ class Journal(abc.ABC):
     async def delete_record(self, collection: str, key: str) -> bool:
         """Remove the record; True when an unexpired one was there."""
 
-    @abc.abstractmethod
     async def purge_records(self, now: datetime | None = None) -> int:
         """Delete records expired at ``now`` (default: the current time) in every
         collection; return how many."""
+        check_aware("now", now)
+        return await self._purge_records(now)
 
     # -- storage primitives ----------------------------------------------------------------
+    @abc.abstractmethod
+    async def _put_record(
+        self, collection: str, key: str, body: bytes, expires: datetime | None, only_new: bool
+    ) -> bool: ...
+
+    @abc.abstractmethod
+    async def _put_records(
+        self, collection: str, rows: list[tuple[str, bytes, datetime | None]]
+    ) -> None:
+        """Upsert ``rows`` (keys unique, at least one) in one transaction."""
+
+    @abc.abstractmethod
+    async def _records(
+        self,
+        collection: str,
+        after: str | None,
+        before: str | None,
+        prefix: str | None,
+        limit: int,
+        descending: bool,
+    ) -> list[Record]: ...
+
+    @abc.abstractmethod
+    async def _purge_records(self, now: datetime | None) -> int: ...
+
     @abc.abstractmethod
     async def _connect(self) -> None: ...
 

@@ -78,7 +78,6 @@ from .base import (
     JournalError,
     Record,
     SchemaTooNew,
-    check_aware,
     like_prefix,
     log,
 )
@@ -909,45 +908,32 @@ class PostgresJournal(Journal):
         return _rowcount(status)
 
     # -- records ---------------------------------------------------------------------------
-    async def put_record(
-        self,
-        collection: str,
-        key: str,
-        body: bytes,
-        *,
-        expires: datetime | None = None,
-        only_new: bool = False,
+    async def _put_record(
+        self, collection: str, key: str, body: bytes, expires: datetime | None, only_new: bool
     ) -> bool:
-        check_aware("expires", expires)
         status = await self._run(
             f"writing record {key!r} of {collection!r}",
             "execute",
             self._put_new_sql if only_new else self._put_sql,
             collection,
             key,
-            bytes(body),
+            body,
             expires,
         )
         return _rowcount(status) > 0
 
-    async def put_records(
-        self, collection: str, items: Sequence[tuple[str, bytes, datetime | None]]
+    async def _put_records(
+        self, collection: str, rows: list[tuple[str, bytes, datetime | None]]
     ) -> None:
-        latest: dict[str, tuple[bytes, datetime | None]] = {}
-        for key, body, expires in items:
-            check_aware("expires", expires)
-            latest[key] = (bytes(body), expires)  # as one by one: the last write wins
-        if not latest:
-            return
-        keys = sorted(latest)
+        ordered = sorted(rows, key=lambda row: row[0])  # see _PUT_MANY: a fixed lock order
         await self._run(
-            f"writing {len(keys)} records of {collection!r}",
+            f"writing {len(ordered)} records of {collection!r}",
             "execute",
             self._put_many_sql,
             collection,
-            keys,
-            [latest[key][0] for key in keys],
-            [latest[key][1] for key in keys],
+            [key for key, _, _ in ordered],
+            [body for _, body, _ in ordered],
+            [expires for _, _, expires in ordered],
         )
 
     async def get_record(self, collection: str, key: str) -> Record | None:
@@ -961,18 +947,15 @@ class PostgresJournal(Journal):
         )
         return None if row is None else _record(row)
 
-    async def records(
+    async def _records(
         self,
         collection: str,
-        *,
-        after: str | None = None,
-        before: str | None = None,
-        prefix: str | None = None,
-        limit: int = 100,
-        descending: bool = False,
+        after: str | None,
+        before: str | None,
+        prefix: str | None,
+        limit: int,
+        descending: bool,
     ) -> list[Record]:
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
         args: list[Any] = [collection]
 
         def arg(value: Any) -> str:
@@ -1003,8 +986,7 @@ class PostgresJournal(Journal):
         )
         return bool(live)
 
-    async def purge_records(self, now: datetime | None = None) -> int:
-        check_aware("now", now)
+    async def _purge_records(self, now: datetime | None) -> int:
         if now is None:
             sql = f"DELETE FROM {self._s}.records WHERE expires <= now()"
             args: tuple[Any, ...] = ()

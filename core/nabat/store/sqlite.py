@@ -22,7 +22,7 @@ import msgspec
 
 from ..events import Event, EventTypes
 from ..logs import get_logger
-from .base import EventQuery, Journal, JournalError, Record, check_aware, like_prefix
+from .base import EventQuery, Journal, JournalError, Record, like_prefix
 from .delivery import DeliveryIssue, IssueState, SubscriptionSpec, SubscriptionState
 
 __all__ = ["SqliteJournal"]
@@ -688,48 +688,30 @@ class SqliteJournal(Journal):
         return await self._w(discard)
 
     # -- records ---------------------------------------------------------------------------
-    async def put_record(
-        self,
-        collection: str,
-        key: str,
-        body: bytes,
-        *,
-        expires: datetime | None = None,
-        only_new: bool = False,
+    async def _put_record(
+        self, collection: str, key: str, body: bytes, expires: datetime | None, only_new: bool
     ) -> bool:
-        check_aware("expires", expires)
-        data = bytes(body)
         until = None if expires is None else _exact_us(expires)
         sql = _INSERT_NEW if only_new else _UPSERT
 
         def put(conn: sqlite3.Connection) -> bool:
             # One statement under the write lock (BEGIN IMMEDIATE): check and write are atomic.
-            return conn.execute(sql, (collection, key, data, _now_us(), until)).rowcount > 0
+            return conn.execute(sql, (collection, key, body, _now_us(), until)).rowcount > 0
 
         return await self._w(put)
 
-    async def put_records(
-        self, collection: str, items: Sequence[tuple[str, bytes, datetime | None]]
+    async def _put_records(
+        self, collection: str, rows: list[tuple[str, bytes, datetime | None]]
     ) -> None:
-        rows = []
-        for key, body, expires in items:
-            check_aware("expires", expires)
-            rows.append((key, bytes(body), None if expires is None else _exact_us(expires)))
-        if not rows:
-            return
+        exact = [(key, body, None if exp is None else _exact_us(exp)) for key, body, exp in rows]
 
         def put(conn: sqlite3.Connection) -> None:
             now = _now_us()
-            # A key twice in one statement would be an error; the last one wins, as documented.
-            latest = {key: (body, expires) for key, body, expires in rows}
             _insert_many(
                 conn,
                 _UPSERT_MANY,
                 6,
-                [
-                    (collection, key, body, now, now, expires)
-                    for key, (body, expires) in latest.items()
-                ],
+                [(collection, key, body, now, now, until) for key, body, until in exact],
             )
 
         await self._w(put)
@@ -745,18 +727,15 @@ class SqliteJournal(Journal):
 
         return await self._r(get)
 
-    async def records(
+    async def _records(
         self,
         collection: str,
-        *,
-        after: str | None = None,
-        before: str | None = None,
-        prefix: str | None = None,
-        limit: int = 100,
-        descending: bool = False,
+        after: str | None,
+        before: str | None,
+        prefix: str | None,
+        limit: int,
+        descending: bool,
     ) -> list[Record]:
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
         where = ["collection = ?", _LIVE]
         args: list[Any] = [collection, _now_us()]
         if after is not None:
@@ -796,8 +775,7 @@ class SqliteJournal(Journal):
 
         return await self._w(delete)
 
-    async def purge_records(self, now: datetime | None = None) -> int:
-        check_aware("now", now)
+    async def _purge_records(self, now: datetime | None) -> int:
 
         def purge(conn: sqlite3.Connection) -> int:
             at = _now_us() if now is None else _exact_us(now)
