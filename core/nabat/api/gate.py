@@ -21,7 +21,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,7 +30,7 @@ from ..ids import uuid7
 from ..logs import get_logger
 from ..store import JournalError
 from ..webhooks import WebhookVerificationError, WebhookVerifier
-from .problems import _TITLES, PROBLEM_JSON, FieldError, Problem, ProblemError
+from .problems import PROBLEM_JSON, FieldError, ProblemError, problem_body
 from .ratelimit import RateLimiter
 from .tokens import TokenInfo
 
@@ -79,17 +78,7 @@ async def _send_problem(
     kind: str | None = None,
     instance: str | None = None,
 ) -> None:
-    body = msgspec.json.encode(
-        Problem(
-            type=f"https://nabat.dev/problems/{kind}" if kind else "about:blank",
-            title=_TITLES.get(status, "Error"),
-            status=status,
-            detail=detail,
-            instance=instance,
-            errors=errors or None,
-            request_id=request_id,
-        )
-    )
+    body = problem_body(status, detail, errors, request_id, instance, kind)
     raw_headers = [
         (b"content-type", PROBLEM_JSON.encode()),
         (b"content-length", str(len(body)).encode()),
@@ -388,22 +377,23 @@ class AccessMiddleware(ASGIMiddleware):
     async def authorize(self, scope: Scope, opt: dict[str, Any]) -> tuple[str, str | None]:
         """Who is calling, as (actor, name); raises a 401/403/429 problem for whoever may not."""
         if opt.get("access", "token") == "webhook":
-            actor, name = self._verify_webhook(scope, opt), None
-        else:
-            info = await self._authenticate(scope)
-            actor, name = f"token:{info.id}", info.name
+            actor = self._verify_webhook(scope, opt)
             scope[ACTOR] = actor  # type: ignore[literal-required]
-            required = opt.get("scope")
-            if required and not info.allows(required):
-                if scope["method"] not in _READ_METHODS:  # a refused write is audited too
-                    self.audit(scope, actor, name, 403)
-                raise ProblemError(
-                    403,
-                    f"this token lacks the scope {required!r}",
-                    kind="missing-scope",
-                )
-            scope["user"] = info
+            return actor, None
+        info = await self._authenticate(scope)
+        actor, name = f"token:{info.id}", info.name
+        # Before the scope check, so the access line of a refused call names the token too.
         scope[ACTOR] = actor  # type: ignore[literal-required]
+        required = opt.get("scope")
+        if required and not info.allows(required):
+            if scope["method"] not in _READ_METHODS:  # a refused write is audited too
+                self.audit(scope, actor, name, 403)
+            raise ProblemError(
+                403,
+                f"this token lacks the scope {required!r}",
+                kind="missing-scope",
+            )
+        scope["user"] = info
         return actor, name
 
     def audit(self, scope: Scope, actor: str, name: str | None, status: int) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "ProblemError",
     "documented",
     "exception_handlers",
+    "problem_body",
     "problem_response",
 ]
 
@@ -89,6 +90,28 @@ class ProblemError(HTTPException):
         self.kind = kind
 
 
+def problem_body(
+    status: int,
+    detail: str | None,
+    errors: list[FieldError] | None = None,
+    request_id: str | None = None,
+    instance: str | None = None,
+    kind: str | None = None,
+) -> bytes:
+    """The JSON of one problem document (for Litestar responses and raw ASGI answers)."""
+    return msgspec.json.encode(
+        Problem(
+            type=f"https://nabat.dev/problems/{kind}" if kind else "about:blank",
+            title=_TITLES.get(status, "Error"),
+            status=status,
+            detail=detail,
+            instance=instance,
+            errors=errors or None,
+            request_id=request_id,
+        )
+    )
+
+
 def problem_response(
     status: int,
     detail: str | None,
@@ -99,17 +122,8 @@ def problem_response(
     instance: str | None = None,
     kind: str | None = None,
 ) -> Response[bytes]:
-    problem = Problem(
-        type=f"https://nabat.dev/problems/{kind}" if kind else "about:blank",
-        title=_TITLES.get(status, "Error"),
-        status=status,
-        detail=detail,
-        instance=instance,
-        errors=errors or None,
-        request_id=request_id,
-    )
     return Response(
-        content=msgspec.json.encode(problem),
+        content=problem_body(status, detail, errors, request_id, instance, kind),
         status_code=status,
         media_type=PROBLEM_JSON,
         headers=headers,
