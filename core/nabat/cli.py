@@ -19,6 +19,7 @@ import platform
 import signal
 import sys
 import threading
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -617,7 +618,6 @@ def tokens_create(
     as_json: bool,
 ) -> None:
     """Create a token. Its secret is printed once; only its hash is stored."""
-    from datetime import UTC, datetime, timedelta
 
     from .api.tokens import TokenError, TokenStore
     from .regions import load_region
@@ -824,6 +824,155 @@ def cameras_list(
         [
             [c.id, c.name, c.municipality, c.driver, mask_url(c.url), ",".join(c.tags)]
             for c in found
+        ],
+    )
+
+
+@cameras.command("delete")
+@click.argument("camera_ids", nargs=-1, required=True)
+@config_option
+def cameras_delete(camera_ids: tuple[str, ...], config_file: str | None) -> None:
+    """Remove cameras from the inventory (a running hub stops them within
+    [cameras] inventory_refresh seconds)."""
+    from .cameras.inventory import Inventory
+
+    async def work(journal: Any) -> list[str]:
+        inventory = Inventory(journal)
+        missing = [i for i in camera_ids if not await inventory.delete(i)]
+        removed = [i for i in camera_ids if i not in missing]
+        if removed:
+            await _audit_cli(journal, "cameras.delete", {"cameras": removed})
+        return missing
+
+    missing = _with_journal(config_file, work, migrate=True)
+    for camera_id in missing:
+        click.echo(f"no camera {camera_id!r} in the inventory", err=True)
+    click.echo(f"{len(camera_ids) - len(missing)} deleted")
+    if missing:
+        raise SystemExit(1)
+
+
+_RELATIVE = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _moment(text: str, now: datetime) -> datetime:
+    """``2026-11-01``, ``2026-11-01T06:00:00+03:00`` (no offset: UTC) or ``7d``/``24h``/``30m``
+    ago."""
+    value = text.strip()
+    if value[:-1].isdigit() and value[-1:] in _RELATIVE:
+        return now - timedelta(seconds=int(value[:-1]) * _RELATIVE[value[-1]])
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}: give a date (2026-11-01), a time with offset or 7d / 24h / 30m"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@cli.group()
+def report() -> None:
+    """Reports for the region's ЕДДС."""
+
+
+@report.command("cameras")
+@config_option
+@click.option("--since", default="7d", show_default=True, help="Start: a date, a time or 7d/24h.")
+@click.option("--until", default=None, help="End (default: now).")
+@click.option("--municipality", "municipalities", multiple=True, help="Only these (repeat).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+def report_cameras(
+    config_file: str | None,
+    since: str,
+    until: str | None,
+    municipalities: tuple[str, ...],
+    fmt: str,
+) -> None:
+    """Per municipality: cameras total, ok, degraded (black/frozen), offline, unknown, their
+    availability over the period from the journal of health changes, the target
+    ([cameras] targets) and whether the district is lagging."""
+    from .cameras.report import build_report, to_csv
+    from .cameras.states import CameraStates
+    from .regions import load_region
+
+    _quiet_logs(False)
+    loaded = _load_or_exit(_config_path(config_file), strict=False)
+    now = datetime.now(UTC)
+    start, end = _moment(since, now), _moment(until, now) if until else now
+    if start >= end:
+        raise click.BadParameter("--since must be before --until")
+    region = load_region(loaded.config.hub.region)
+    unknown = [m for m in municipalities if m not in region]
+    if unknown:
+        raise click.BadParameter(f"not municipalities of {region.id}: {', '.join(unknown)}")
+
+    async def run() -> Any:
+        hub = Hub(loaded)
+        await hub.journal.open(migrate=False)
+        try:
+            await hub.prepare()  # plugins say which instances are cameras; payload types
+            cameras = {rt.id: rt.entry.municipality or "" for rt in hub.camera_units()}
+            for record in await hub.inventory.list():
+                cameras.setdefault(record.id, record.municipality)
+            states = CameraStates(hub.journal)
+            await states.load()
+            cfg = loaded.config.cameras
+            return await build_report(
+                hub.journal,
+                cameras,
+                states.all(),
+                region,
+                since=start,
+                until=end,
+                generated_at=now,
+                targets=cfg.targets,
+                availability_target=cfg.availability_target,
+                language=loaded.config.hub.language,
+                municipalities=municipalities or None,
+            )
+        finally:
+            await hub.journal.close()
+
+    try:
+        result = asyncio.run(run())
+    except JournalError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    if fmt == "json":
+        click.echo(msgspec.json.format(msgspec.json.encode(result), indent=2).decode())
+        return
+    if fmt == "csv":
+        click.echo(to_csv(result), nl=False)
+        return
+    click.echo(
+        f"{result.region}: {result.since:%Y-%m-%d %H:%M} … {result.until:%Y-%m-%d %H:%M} UTC, "
+        f"availability target {result.availability_target:g}%"
+    )
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}%"
+
+    _table(
+        ["MUNICIPALITY", "TOTAL", "OK", "DEGRADED", "OFFLINE", "UNKNOWN", "AVAIL", "TARGET", ""],
+        [
+            [
+                r.name,
+                str(r.total),
+                str(r.ok),
+                str(r.degraded),
+                str(r.offline),
+                str(r.unknown),
+                pct(r.availability_pct),
+                "-" if r.target is None else str(r.target),
+                ("LAGGING: " + "; ".join(r.why)) if r.why else ("lagging" if r.lagging else ""),
+            ]
+            for r in [*result.districts, result.total]
         ],
     )
 

@@ -9,6 +9,10 @@ Start-up, in order, each step contained to the plugin or instance it concerns:
 2. **start** — run each plugin's ``startup`` hook under the supervisor (retry with backoff on
    transient errors); once a plugin runs, subscribe its listeners and schedule its jobs, then
    start its driver instances, each supervised the same way.
+   Cameras of the inventory (``nabat cameras import``) become driver instances too, next to
+   those of ``plugins.toml`` (which win on an id clash); the inventory is re-read every
+   ``[cameras] inventory_refresh`` seconds, so imported cameras start, changed ones restart and
+   deleted ones stop without a restart of the hub.
 3. **stop** — stop jobs, stop drivers, call ``shutdown`` hooks, drain the bus.
 """
 
@@ -25,20 +29,31 @@ from typing import Any, TypeVar
 import msgspec
 
 from .bus import Bus, Subscription
+from .cameras import credentials
+from .cameras.inventory import CameraRecord, Inventory
+from .cameras.snapshots import SnapshotService
+from .cameras.states import CameraStates
 from .config import ConfigInvalid, ConfigIssue, InstanceEntry, LoadedConfig, convert_settings
+from .config.secrets import secret_dec_hook
 from .delivery import DeliveryService, NotReady, Target
 from .events import Event, EventTypes
 from .i18n import Messages
 from .ids import uuid7
 from .interfaces import (
     INTERFACES,
+    AuthError,
+    Camera,
+    ConfigError,
     Connector,
     DeliveryResult,
     Driver,
     DriverError,
+    HealthState,
     Job,
     Listener,
     Location,
+    NotSupported,
+    Progress,
     TransientError,
 )
 from .interfaces.payloads import UnitKind, UnitState, UnitStatus
@@ -88,6 +103,8 @@ class _Instance:
     restarting: bool = False
     backoff: Backoff = field(default_factory=lambda: Backoff(1.0, 300.0))
     """Restart backoff after run-time failures (start-up retries have their own)."""
+    record: CameraRecord | None = None
+    """The inventory row of a camera imported with ``nabat cameras import``."""
 
 
 class InstanceContext:
@@ -163,6 +180,17 @@ class Hub:
             iid: _Instance(iid, entry, backoff=Backoff(hub_cfg.retry_initial, hub_cfg.retry_max))
             for iid, entry in self.config.instances.items()
         }
+        self.inventory = Inventory(self.journal)
+        self.camera_states = CameraStates(self.journal)
+        """Each camera's last reported health (kept in the journal, shared by processes)."""
+        cameras_cfg = self.config.cameras
+        self.snapshots = SnapshotService(
+            max_age=cameras_cfg.snapshot_max_age, concurrency=cameras_cfg.snapshot_concurrency
+        )
+        self._shadowed: set[str] = set()  # inventory ids hidden by a plugins.toml instance
+        self._start_limit = asyncio.Semaphore(self.config.cameras.start_concurrency)
+        self.runs: dict[str, Progress] = {}
+        """The latest long run (sweep) per name, for /metrics."""
         self.issues: list[ConfigIssue] = []
         self.warnings: list[str] = []
         self._extra = dict(plugins or {})
@@ -292,11 +320,28 @@ class Hub:
             found.append(driver)
         return found
 
+    def camera_units(self) -> list[_Instance]:
+        """Every camera instance, configured or imported, whatever its state."""
+        return [
+            rt
+            for rt in self.instances_rt.values()
+            if rt.record is not None
+            or (rt.driver_cls is not None and issubclass(rt.driver_cls, Camera))
+        ]
+
     def instance(self, instance_id: str) -> Driver:
         rt = self.instances_rt.get(instance_id)
         if rt is None or rt.driver is None:
             raise KeyError(f"no running driver for instance {instance_id!r}")
         return rt.driver
+
+    def progress(self, name: str, total: int) -> Progress:
+        run = self.runs[name] = Progress(name, total)
+        return run
+
+    def last_health(self, camera_id: str) -> HealthState | None:
+        state = self.camera_states.get(camera_id)
+        return None if state is None else state.state
 
     def state_of(self, name: str) -> str:
         return self.status_of(name).state
@@ -571,8 +616,16 @@ class Hub:
         self._journal_open = True
         self._tail_from = await self.journal.last_seq()
         log.info("journal.opened", kind=self.journal.kind, last_seq=self._tail_from)
+        await self.camera_states.load()
+        self.subscribe(
+            "camera.health.*",
+            self.camera_states.on_event,
+            name="core.camera-states",
+            queue_size=100_000,
+        )
         self._spawn(self._tail())
         await self.prepare()
+        await self._load_inventory()
         self.scheduler.start()
         self._schedule_retention()
         await self._subscribe_connectors()
@@ -601,6 +654,7 @@ class Hub:
         for rt in self.instances_rt.values():
             if rt.problem != "disabled":
                 rt.task = self._spawn(self._run_instance(rt))
+        self._spawn(self._inventory_loop())
         if wait:
             await self.supervisor.wait_settled(self.config.hub.startup_timeout + 1.0)
         log.info("hub.started", hub=self.name, **self.summary())
@@ -760,6 +814,15 @@ class Hub:
 
     async def _start_driver(self, rt: _Instance) -> None:
         assert rt.driver_cls is not None
+        if rt.record is None:
+            await self._construct_and_start(rt)
+            return
+        rt.settings = self._inventory_settings(rt)  # credentials re-read at every (re)start
+        async with self._start_limit:
+            await self._construct_and_start(rt)
+
+    async def _construct_and_start(self, rt: _Instance) -> None:
+        assert rt.driver_cls is not None
         driver = rt.driver_cls(InstanceContext(self, rt), rt.settings)
         try:
             async with asyncio.timeout(rt.entry.timeout):
@@ -768,6 +831,118 @@ class Hub:
             await self._stop_quietly(rt.id, driver)
             raise
         rt.driver = driver
+
+    # -- inventory cameras -----------------------------------------------------------------
+    def _inventory_instance(self, record: CameraRecord) -> _Instance:
+        """An instance for an inventory row; its ``problem`` says why it cannot start."""
+        hub_cfg = self.config.hub
+        entry = InstanceEntry(
+            kind=record.driver,
+            name=record.name,
+            municipality=record.municipality,
+            lat=record.lat,
+            lon=record.lon,
+        )
+        rt = _Instance(
+            record.id,
+            entry,
+            record=record,
+            backoff=Backoff(hub_cfg.retry_initial, hub_cfg.retry_max),
+        )
+        plugin_name = self._kinds.get(record.driver)
+        if plugin_name is None:
+            prefix = record.driver.split(".", 1)[0]
+            other = self.plugins.get(prefix)
+            if other is not None and not other.enabled:
+                rt.problem = self.message(
+                    "reason.plugin_disabled", kind=record.driver, plugin=prefix
+                )
+            else:
+                known = ", ".join(sorted(self._kinds)) or "-"
+                rt.problem = self.message("reason.unknown_kind", kind=record.driver, known=known)
+            return rt
+        rt.plugin = plugin_name
+        cls = self.plugins[plugin_name].drivers[record.driver]
+        if not issubclass(cls, Camera):
+            rt.problem = f"driver {record.driver} is not a camera driver"
+        else:
+            rt.driver_cls = cls
+        return rt
+
+    def _inventory_settings(self, rt: _Instance) -> Any:
+        """The driver settings of an inventory camera, from its row and its credentials."""
+        record, cls = rt.record, rt.driver_cls
+        assert record is not None and cls is not None and issubclass(cls, Camera)
+        address, url_user = credentials.split_user(record.url)
+        try:
+            username, password = credentials.resolve(record.credentials, url_user)
+        except ValueError as exc:
+            raise AuthError(f"credentials: {exc}") from None
+        try:
+            raw = cls.inventory_settings(address, username, password)
+            return msgspec.convert(raw, cls.Settings, dec_hook=secret_dec_hook())
+        except NotSupported as exc:
+            raise ConfigError(str(exc)) from None
+        except (ValueError, msgspec.ValidationError) as exc:
+            raise ConfigError(f"the inventory row does not suit {record.driver}: {exc}") from None
+
+    def _add_inventory_camera(self, record: CameraRecord) -> _Instance | None:
+        if record.id in self.instances_rt:
+            if record.id not in self._shadowed:
+                self._shadowed.add(record.id)
+                log.warning("inventory.shadowed", camera=record.id, by="plugins.toml")
+            return None
+        rt = self._inventory_instance(record)
+        self.instances_rt[rt.id] = rt
+        self.supervisor.quiet.add(rt.id)
+        return rt
+
+    async def _load_inventory(self) -> None:
+        """Make instances of the inventory's cameras (started with the configured ones)."""
+        records = await self.inventory.list()
+        for record in records:
+            self._add_inventory_camera(record)
+        log.info("inventory.loaded", cameras=len(records), shadowed=len(self._shadowed) or None)
+
+    async def _remove_instance(self, rt: _Instance) -> None:
+        if rt.task is not None and not rt.task.done():
+            rt.task.cancel()
+            await asyncio.gather(rt.task, return_exceptions=True)
+        await self._stop_driver(rt)
+        del self.instances_rt[rt.id]
+        self.supervisor.forget(UnitKind.INSTANCE, rt.id)
+        self.camera_states.forget(rt.id)
+
+    async def sync_inventory(self) -> dict[str, int]:
+        """Bring inventory cameras in line with the inventory: start new rows, restart changed
+        ones, stop deleted ones. Returns the counts."""
+        records = {r.id: r for r in await self.inventory.list()}
+        counts = {"added": 0, "changed": 0, "removed": 0}
+        for rt in [rt for rt in self.instances_rt.values() if rt.record is not None]:
+            new = records.get(rt.id)
+            if new is not None and new.same_as(rt.record):  # type: ignore[arg-type]
+                continue
+            await self._remove_instance(rt)
+            counts["removed" if new is None else "changed"] += 1
+        fresh = [rt for r in records.values() if (rt := self._add_inventory_camera(r))]
+        counts["added"] = len(fresh) - counts["changed"]
+        self._shadowed &= set(records)
+        for rt in fresh:
+            await self.supervisor.set_state(
+                UnitKind.INSTANCE, rt.id, UnitState.STARTING, plugin=rt.plugin
+            )
+            rt.task = self._spawn(self._run_instance(rt))
+        if any(counts.values()):
+            log.info("inventory.synced", **counts, cameras=len(records))
+        return counts
+
+    async def _inventory_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.cameras.inventory_refresh)
+            try:
+                await self.sync_inventory()
+            except Exception as exc:  # the journal may be briefly unavailable: next round
+                log.warning("inventory.sync_failed", error=f"{type(exc).__name__}: {exc}")
 
     async def _subscribe_connectors(self) -> None:
         """A durable subscription per connector with ``subscribes``: events reach it
@@ -852,6 +1027,7 @@ class Hub:
         await self.delivery.stop()
         if self.bus is not None:
             await self.bus.close(self.config.hub.shutdown_timeout)
+        await self.camera_states.close()
         if self._journal_open:
             self._journal_open = False
             await self.journal.close()

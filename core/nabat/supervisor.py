@@ -90,6 +90,9 @@ class Supervisor:
         self.history: deque[UnitStatus] = deque(maxlen=history)
         """The latest state changes, oldest first (for /ready, the console and tests)."""
         self._changed = asyncio.Condition()
+        self.quiet: set[str] = set()
+        """Units (inventory cameras: thousands) whose routine changes — starting, running,
+        stopped — are logged at debug level; their faults are still logged as warnings."""
 
     def status(self, kind: UnitKind, name: str) -> UnitStatus | None:
         return self.units.get((kind, name))
@@ -125,7 +128,7 @@ class Supervisor:
             UnitState.FAILED: "error",
             UnitState.NEEDS_AUTH: "warning",
             UnitState.RETRYING: "warning",
-        }.get(state, "info")
+        }.get(state, "debug" if name in self.quiet else "info")
         getattr(log, level)(
             "unit.state",
             unit=kind.value,
@@ -151,6 +154,11 @@ class Supervisor:
         async with self._changed:
             self._changed.notify_all()
         return status
+
+    def forget(self, kind: UnitKind, name: str) -> None:
+        """Drop a unit that no longer exists (a camera deleted from the inventory)."""
+        self.units.pop((kind, name), None)
+        self.quiet.discard(name)
 
     async def wait_settled(self, timeout: float) -> None:
         """Wait until no unit is ``starting`` (or until ``timeout``)."""

@@ -34,3 +34,13 @@ async def test_a_sweep_of_many_cameras_logs_its_progress(tmp_path, caplog):
         progress = [r.fields for r in caplog.records if r.getMessage() == "watch.sweep_progress"]
         assert progress and all(0 < p["done"] < 150 for p in progress)
         assert hub.state_of("cam-149") == "running"
+        # ... and on /metrics: the sweep's progress, every camera's state, unit counts.
+        from nabat.api.metrics import ApiMetrics
+
+        await hub.bus.drain()  # the health changes have reached the camera states
+        text = (await ApiMetrics(hub).render()).decode()
+        assert 'nabat_progress_total{task="sweep.camera"} 150.0' in text
+        assert 'nabat_progress_done{task="sweep.camera"} 150.0' in text
+        assert 'nabat_progress_running{task="sweep.camera"} 0.0' in text
+        assert 'nabat_cameras{municipality="sochi",state="ok"} 150.0' in text
+        assert 'nabat_units{kind="instance",state="running"} 150.0' in text

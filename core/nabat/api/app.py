@@ -17,7 +17,7 @@ from litestar.types import ASGIApp
 from .. import __version__
 from .gate import AccessMiddleware, Gate
 from .problems import exception_handlers
-from .routes import events, ops, subscriptions
+from .routes import cameras, events, ops, subscriptions
 from .state import ApiState
 from .tokens import SCOPES
 
@@ -76,7 +76,12 @@ def _security(handlers: list[Any]) -> None:
 
 
 def create_app(state: ApiState, plugin_routers: list[Router] = ()) -> ASGIApp:  # type: ignore[assignment]
-    handlers: list[Any] = [*events.HANDLERS, *subscriptions.HANDLERS, *ops.HANDLERS]
+    handlers: list[Any] = [
+        *events.HANDLERS,
+        *subscriptions.HANDLERS,
+        *cameras.HANDLERS,
+        *ops.HANDLERS,
+    ]
     _security(handlers)
     for router in plugin_routers:
         for route in router.routes:
@@ -106,6 +111,7 @@ def create_app(state: ApiState, plugin_routers: list[Router] = ()) -> ASGIApp:  
         tags=[
             Tag(name="events", description="Publish, query and follow events"),
             Tag(name="subscriptions", description="Outbound webhooks"),
+            Tag(name="cameras", description="Cameras, health, snapshots, PTZ, district reports"),
             Tag(name="operations", description="Health, readiness, metrics"),
             Tag(name="access", description="Tokens and the audit log"),
         ],

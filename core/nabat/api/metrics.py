@@ -99,16 +99,57 @@ class _HubCollector(Collector):
         yield lag
         units = GaugeMetricFamily(
             "nabat_unit_state",
-            "1 for the state each plugin and instance is in",
+            "1 for the state each plugin and configured instance is in (inventory cameras: "
+            "see nabat_units and nabat_cameras)",
             labels=["kind", "name", "state"],
         )
+        counts: dict[tuple[str, str], int] = {}
+        quiet = hub.supervisor.quiet
         for status in hub.supervisor.units.values():
+            key = (status.kind.value, status.state.value)
+            counts[key] = counts.get(key, 0) + 1
+            if status.name in quiet:
+                continue  # thousands of cameras × 7 states would swamp Prometheus
             for state in UnitState:
                 units.add_metric(
                     [status.kind.value, status.name, state.value],
                     1 if status.state is state else 0,
                 )
         yield units
+        totals = GaugeMetricFamily(
+            "nabat_units", "Plugins and instances per state", labels=["kind", "state"]
+        )
+        for (kind, state), count in sorted(counts.items()):
+            totals.add_metric([kind, state], count)
+        yield totals
+        cameras = GaugeMetricFamily(
+            "nabat_cameras",
+            "Cameras per reported health state (unknown: never probed)",
+            labels=["municipality", "state"],
+        )
+        per_state: dict[tuple[str, str], int] = {}
+        for rt in hub.camera_units():
+            current = hub.camera_states.get(rt.id)
+            key = (rt.entry.municipality or "", current.state.value if current else "unknown")
+            per_state[key] = per_state.get(key, 0) + 1
+        for (municipality, state), count in sorted(per_state.items()):
+            cameras.add_metric([municipality, state], count)
+        yield cameras
+        labels = ["task"]
+        total = GaugeMetricFamily("nabat_progress_total", "Steps of the latest run", labels=labels)
+        done = GaugeMetricFamily("nabat_progress_done", "Steps finished", labels=labels)
+        seconds = GaugeMetricFamily(
+            "nabat_progress_seconds", "Elapsed (running) or duration (finished)", labels=labels
+        )
+        running = GaugeMetricFamily(
+            "nabat_progress_running", "1 while the latest run is unfinished", labels=labels
+        )
+        for name, run in sorted(hub.runs.items()):
+            total.add_metric([name], run.total)
+            done.add_metric([name], run.done)
+            seconds.add_metric([name], round(run.seconds, 3))
+            running.add_metric([name], 0 if run.finished is not None or not run.total else 1)
+        yield from (total, done, seconds, running)
 
 
 class ApiMetrics:

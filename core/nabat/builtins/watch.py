@@ -13,7 +13,6 @@ overruns counts as ``unreachable`` / ``offline`` with the reason; one that raise
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -66,36 +65,43 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class _Sweep:
     """Progress of one sweep: logged at the start, every 10 % of a large one, and at the end
-    with its duration and rate, so a sweep of thousands of cameras is never a black box."""
+    with its duration and rate, and on ``/metrics`` (``nabat_progress_*{task="sweep.camera"}``),
+    so a sweep of thousands of cameras is never a black box."""
 
-    def __init__(self, kind: str, total: int) -> None:
+    def __init__(self, hub: HubAPI, kind: str, total: int) -> None:
         self.kind = kind
         self.total = total
-        self.done = 0
-        self.started = time.monotonic()
-        self.finished: float | None = None
+        self.run = hub.progress(f"sweep.{kind}", total)
         self._next_report = max(1, total // 10) if total >= 100 else total + 1
         if total:
             log.info("watch.sweep_started", kind=kind, total=total)
+
+    @property
+    def done(self) -> int:
+        return self.run.done
+
+    @property
+    def finished(self) -> float | None:
+        return self.run.finished
 
     def skip(self, count: int) -> None:
         for _ in range(count):
             self.one_done()
 
     def one_done(self) -> None:
-        self.done += 1
-        if self.done >= self._next_report and self.done < self.total:
+        self.run.advance()
+        done = self.run.done
+        if done >= self._next_report and done < self.total:
             self._next_report += max(1, self.total // 10)
             log.info(
                 "watch.sweep_progress",
                 kind=self.kind,
-                done=self.done,
+                done=done,
                 total=self.total,
-                seconds=round(time.monotonic() - self.started, 1),
+                seconds=round(self.run.seconds, 1),
             )
-        if self.done == self.total:
-            self.finished = time.monotonic()
-            seconds = self.finished - self.started
+        if done == self.total:
+            seconds = self.run.seconds
             log.info(
                 "watch.sweep_finished",
                 kind=self.kind,
@@ -164,8 +170,15 @@ class Watcher:
         instance_id = camera.context.instance_id
         tracker = self.trackers.get(instance_id)
         if tracker is None:
+            # Resume from the state last reported (before a restart, or by another process),
+            # so an unchanged camera is not announced again.
+            last = self.hub.last_health(instance_id)
+            if last is not None:
+                self.cameras.setdefault(instance_id, last)
             tracker = self.trackers[instance_id] = HealthTracker(
-                fail_after=self.settings.fail_after, recover_after=self.settings.recover_after
+                fail_after=self.settings.fail_after,
+                recover_after=self.settings.recover_after,
+                reported=self.cameras.get(instance_id),
             )
         if tracker.observe(health) is None:
             return  # no change that has held long enough
@@ -262,7 +275,7 @@ class Watcher:
     ) -> None:
         """Launch one task per device (they wait for the concurrency limit, so the sweep
         itself returns at once) and report progress as they finish."""
-        sweep = _Sweep(kind, len(drivers))
+        sweep = _Sweep(self.hub, kind, len(drivers))
         self.sweeps[kind] = sweep
         skipped = sum(not self._launch(d, check, sweep) for d in drivers)
         sweep.skip(skipped)

@@ -23,6 +23,7 @@ from ..masking import mask_url, mask_value
 from ..regions import load_region
 from .model import (
     ApiSettings,
+    CameraSettings,
     Config,
     HubSettings,
     InstanceEntry,
@@ -299,6 +300,7 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
     storage = section(raw.get("storage", {}), StorageSettings, ["storage"]) or StorageSettings()
     storage = _resolve_storage_url(storage, file, index, base, issues)
     api = section(raw.get("api", {}), ApiSettings, ["api"]) or ApiSettings()
+    cameras = section(raw.get("cameras", {}), CameraSettings, ["cameras"]) or CameraSettings()
     plugins: dict[str, PluginEntry] = {}
     raw_plugins = raw.get("plugins", {})
     if not isinstance(raw_plugins, dict):
@@ -322,6 +324,19 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
             ConfigIssue(file, "hub.region", str(exc.args[0]), index.line_of(["hub", "region"]))
         )
         region = None
+    if region is not None:
+        for slug in cameras.targets:
+            if slug not in region:
+                close = difflib.get_close_matches(slug, list(region.municipalities), 3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                issues.append(
+                    ConfigIssue(
+                        file,
+                        f"cameras.targets.{slug}",
+                        f"{slug!r} is not a municipality of region {region.id}{hint}",
+                        index.line_of(["cameras", "targets", slug]),
+                    )
+                )
     broken: dict[str, list[ConfigIssue]] = {}
     for instance_id, entry in raw_instances.items():
         where = ["instances", instance_id]
@@ -354,7 +369,9 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
         instances[instance_id] = converted
     if issues or (strict and broken):
         raise ConfigInvalid(issues + [i for found in broken.values() for i in found])
-    config = Config(hub=hub, storage=storage, api=api, plugins=plugins, instances=instances)
+    config = Config(
+        hub=hub, storage=storage, api=api, cameras=cameras, plugins=plugins, instances=instances
+    )
     return LoadedConfig(
         config=config, path=path.resolve(), raw=raw, _index=index, broken_instances=broken
     )

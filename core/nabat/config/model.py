@@ -9,6 +9,7 @@ import msgspec
 __all__ = [
     "ApiSettings",
     "BusSettings",
+    "CameraSettings",
     "Config",
     "DeliveryOptions",
     "HubSettings",
@@ -126,6 +127,26 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class CameraSettings(_Table):
+    """``[cameras]``: the camera inventory, snapshots and the district report."""
+
+    inventory_refresh: Positive = 60.0
+    """Seconds between checks of the inventory: imported cameras start, changed ones restart,
+    deleted ones stop, without restarting the hub."""
+    start_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 32
+    """Inventory cameras starting (connecting) at once, so 10,000 do not connect together."""
+    snapshot_max_age: Positive = 10.0
+    """A snapshot younger than this is served from the cache (its age is sent along)."""
+    snapshot_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 16
+    """Snapshot fetches at once over all cameras."""
+    availability_target: Annotated[float, msgspec.Meta(ge=0, le=100)] = 95.0
+    """A district whose cameras were ``ok`` less than this share of the report period
+    (percent) is reported as lagging."""
+    targets: dict[str, Annotated[int, msgspec.Meta(ge=0)]] = {}
+    """Working cameras each municipality should have (slug → count); fewer ``ok`` cameras
+    than its target make a district lagging."""
+
+
 class DeliveryOptions(_Table):
     """``[instances.<id>.delivery]``: how the hub delivers events to a connector."""
 
@@ -166,5 +187,6 @@ class Config(_Table):
     hub: HubSettings = msgspec.field(default_factory=HubSettings)
     storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
+    cameras: CameraSettings = msgspec.field(default_factory=CameraSettings)
     plugins: dict[str, PluginEntry] = {}
     instances: dict[str, InstanceEntry] = {}

@@ -51,7 +51,7 @@ from .camera import (
 )
 from .driver import Driver, DriverContext, Location, NoSettings
 from .errors import AuthError, ConfigError, DriverError, NotSupported, TransientError
-from .hub import HubAPI, Job, Listener
+from .hub import HubAPI, Job, Listener, Progress
 from .messaging import Connector, DeliveryResult, DeliveryStatus, Notification, Notifier
 from .payloads import CameraHealthChange, DeviceStatusChange, UnitKind, UnitState, UnitStatus
 
@@ -99,6 +99,7 @@ __all__ = [
     "Notification",
     "Notifier",
     "Parameter",
+    "Progress",
     "PtzCommand",
     "PtzPreset",
     "RelativeMove",

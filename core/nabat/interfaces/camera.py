@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
+from ..config.secrets import Secret
 from .driver import Driver
 from .errors import NotSupported
 
@@ -206,6 +207,18 @@ class Camera(Driver):
     """One camera. Subclasses implement at least ``describe``, ``stream_uri`` and ``probe``."""
 
     interface: ClassVar[str] = "camera"
+
+    @classmethod
+    def inventory_settings(
+        cls, address: str, username: str | None, password: Secret | None
+    ) -> dict[str, Any]:
+        """The ``settings`` of a camera imported from the inventory (``nabat cameras
+        import``): ``address`` is the row's ``url`` column (a URL or ``host[:port]``) without
+        any user name, ``username``/``password`` come from its credentials reference. The hub
+        validates the result against :attr:`Settings`. Raise ``NotSupported`` when this
+        driver cannot be used from the inventory (the default); ``ValueError`` names a row
+        this driver cannot use."""
+        raise NotSupported(f"driver {cls.kind} cannot be used for inventory cameras")
 
     async def describe(self) -> CameraInfo:
         """Device information and capabilities."""

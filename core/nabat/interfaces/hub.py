@@ -6,6 +6,7 @@ free to change.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +14,11 @@ from typing import Any, Protocol, TypeVar
 
 from ..events import Event
 from ..logs import StructLogger
+from .camera import HealthState
 from .driver import Driver
 from .payloads import UnitStatus
 
-__all__ = ["HubAPI", "Job", "Listener"]
+__all__ = ["HubAPI", "Job", "Listener", "Progress"]
 
 D = TypeVar("D", bound=Driver)
 
@@ -53,6 +55,28 @@ class Listener:
     queue_size: int | None = None
     overflow: str | None = None  # "wait" | "drop_oldest"
     handler_timeout: float | None = None
+
+
+class Progress:
+    """Progress of one long run (a sweep of thousands of cameras): shown on ``/metrics`` as
+    ``nabat_progress_*{task="<name>"}`` while it runs and after it finished."""
+
+    def __init__(self, name: str, total: int) -> None:
+        self.name = name
+        self.total = total
+        self.done = 0
+        self.started = time.monotonic()
+        self.finished: float | None = None
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        if self.done >= self.total and self.finished is None:
+            self.finished = time.monotonic()
+
+    @property
+    def seconds(self) -> float:
+        """Elapsed so far, or the whole run's duration once finished."""
+        return (self.finished or time.monotonic()) - self.started
 
 
 class HubAPI(Protocol):
@@ -92,6 +116,10 @@ class HubAPI(Protocol):
     def instance(self, instance_id: str) -> Driver:
         """The driver of one instance; KeyError if there is none."""
 
+    def last_health(self, camera_id: str) -> HealthState | None:
+        """The health last reported for a camera (``camera.health.<state>``, kept across
+        restarts), or None when it was never probed."""
+
     def state_of(self, instance_id: str) -> str:
         """The supervisor state of an instance or plugin (``running``, ``retrying``…)."""
 
@@ -102,6 +130,10 @@ class HubAPI(Protocol):
         """Report that a running instance's driver failed at run time (``AuthError`` from a
         status poll, a dropped session). The hub stops the driver, sets ``needs_auth``,
         ``retrying`` or ``failed`` by the error's class, and restarts it after the backoff."""
+
+    def progress(self, name: str, total: int) -> Progress:
+        """Start tracking a long run of ``total`` steps under ``name`` (replacing the
+        previous run of that name); call ``advance()`` as steps finish."""
 
     def message(self, key: str, **params: Any) -> str:
         """Operator-facing text from the message catalogs, in the hub's language."""

@@ -111,6 +111,12 @@ class HttpSnapshotCamera(Camera):
     kind = "rtsp.http_camera"
     Settings = HttpSnapshotSettings
 
+    @classmethod
+    def inventory_settings(cls, address, username, password):
+        if not address.startswith(("http://", "https://")):
+            raise ValueError("rtsp.http_camera needs the snapshot's http(s):// URL")
+        return {"snapshot_url": address, "username": username, "password": password}
+
     async def describe(self) -> CameraInfo:
         return CameraInfo(model="HTTP snapshot camera", capabilities=frozenset({"snapshot"}))
 

@@ -52,6 +52,12 @@ class RtspCamera(Camera):
     kind = "rtsp.camera"
     Settings = RtspSettings
 
+    @classmethod
+    def inventory_settings(cls, address, username, password):
+        if "://" not in address:
+            raise ValueError("rtsp.camera needs the stream's rtsp:// (or http://) URL")
+        return {"url": address, "username": username, "password": password}
+
     def __init__(self, context, settings: RtspSettings) -> None:
         super().__init__(context, settings)
         self.probe_settings = ProbeSettings(

@@ -57,6 +57,10 @@ class SimulatedCamera(Camera):
     kind = "simulator.camera"
     Settings = CameraSettings
 
+    @classmethod
+    def inventory_settings(cls, address, username, password):
+        return {}  # a simulated camera needs no address; the default fault walk applies
+
     def __init__(self, context, settings: CameraSettings) -> None:
         super().__init__(context, settings)
         seed = settings.seed if settings.seed is not None else context.instance_id

@@ -55,9 +55,21 @@ def api_plugins() -> dict[str, object]:
 
 
 @pytest.fixture
-async def api(tmp_path, api_config, api_plugins) -> AsyncIterator[Api]:
-    loaded = load_config_text(BASE_CONFIG + api_config, tmp_path)
-    async with run_hub(loaded, plugins=api_plugins, discover_installed=False) as hub:
+def api_base() -> str:
+    """The start of the fixture's ``plugins.toml`` (override to change what it disables)."""
+    return BASE_CONFIG
+
+
+@pytest.fixture
+def api_discover() -> bool:
+    """Whether the hub loads the installed plugins (built-ins included), as ``nabat run``."""
+    return False
+
+
+@pytest.fixture
+async def api(tmp_path, api_base, api_config, api_plugins, api_discover) -> AsyncIterator[Api]:
+    loaded = load_config_text(api_base + api_config, tmp_path)
+    async with run_hub(loaded, plugins=api_plugins, discover_installed=api_discover) as hub:
         async with run_api(hub) as server:
             yield Api(hub=hub, server=server, url=server.url)
 

@@ -1,0 +1,387 @@
+"""``/api/v1/cameras``: every camera with its honest health, snapshots, PTZ; the district report.
+
+Credentials never leave the hub: a camera's view carries no URL with user info, no password,
+no credentials reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, PathParameter, QueryParameter
+
+from ...cameras.report import CameraReport, bucket, build_report, to_csv
+from ...interfaces import AuthError, Camera, NotSupported, TransientError
+from ...interfaces.camera import PtzCommand, PtzPreset
+from ...interfaces.payloads import UnitState
+from ...regions import load_region
+from ..problems import FieldError, ProblemError, documented
+from ..state import ApiState
+from ..tokens import TokenInfo
+
+if TYPE_CHECKING:
+    from ...hub import _Instance
+
+__all__ = ["HANDLERS"]
+
+Status = Literal["ok", "degraded", "offline", "unknown"]
+_STATES = ("ok", "black", "frozen", "no_signal", "unreachable", "auth_failed", "unsupported_codec")
+
+
+class CameraHealthView(msgspec.Struct, kw_only=True):
+    state: str
+    """``ok``, ``black``, ``frozen``, ``no_signal``, ``unreachable``, ``auth_failed``,
+    ``unsupported_codec``."""
+    since: datetime
+    checked_at: datetime
+    reason: str = ""
+    codec: str | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+
+
+class CameraView(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    municipality: str | None
+    address: str = ""
+    lat: float | None = None
+    lon: float | None = None
+    driver: str
+    source: Literal["inventory", "config"]
+    tags: list[str] = []
+    status: Status
+    """``ok``; ``degraded`` (black or frozen picture); ``offline``; ``unknown`` (not probed
+    yet — see ``instance_state``)."""
+    health: CameraHealthView | None = None
+    instance_state: str
+    """The driver instance: ``running``, ``retrying``, ``needs_auth``, ``failed``…"""
+    instance_reason: str = ""
+
+
+class CameraPage(msgspec.Struct, kw_only=True):
+    items: list[CameraView]
+    total: int
+    """Cameras matching the filters (all pages)."""
+    next_after: str | None = None
+    """Pass as ``after`` for the next page; absent on the last one."""
+
+
+def _view(api: ApiState, rt: _Instance) -> CameraView:
+    hub = api.hub
+    record = rt.record
+    current = hub.camera_states.get(rt.id)
+    unit = hub.supervisor.status(*_instance_key(rt.id))
+    health = (
+        None
+        if current is None
+        else CameraHealthView(
+            state=current.state.value,
+            since=current.since,
+            checked_at=current.checked_at,
+            reason=current.reason,
+            codec=current.codec,
+            width=current.width,
+            height=current.height,
+            fps=current.fps,
+        )
+    )
+    return CameraView(
+        id=rt.id,
+        name=rt.entry.name or rt.id,
+        municipality=rt.entry.municipality,
+        address=record.address if record else "",
+        lat=rt.entry.lat,
+        lon=rt.entry.lon,
+        driver=rt.entry.kind,
+        source="inventory" if record else "config",
+        tags=list(record.tags) if record else [],
+        status=bucket(current.state if current else None),  # type: ignore[arg-type]
+        health=health,
+        instance_state=unit.state.value if unit else "unknown",
+        instance_reason=unit.reason if unit else "",
+    )
+
+
+def _instance_key(name: str) -> tuple[Any, str]:
+    from ...interfaces.payloads import UnitKind
+
+    return UnitKind.INSTANCE, name
+
+
+def _visible(api: ApiState, token: TokenInfo, camera_id: str) -> _Instance:
+    rt = api.hub.instances_rt.get(camera_id)
+    if rt is None or rt not in api.hub.camera_units() or not token.sees(rt.entry.municipality):
+        raise ProblemError(404, f"no camera {camera_id!r}", kind="not-found")
+    return rt
+
+
+def _running(api: ApiState, rt: _Instance) -> Camera:
+    unit = api.hub.supervisor.status(*_instance_key(rt.id))
+    driver = rt.driver
+    if unit is None or unit.state is not UnitState.RUNNING or not isinstance(driver, Camera):
+        state = unit.state.value if unit else "not started"
+        why = f": {unit.reason}" if unit and unit.reason else ""
+        raise ProblemError(
+            503,
+            f"camera {rt.id} is {state}{why}",
+            headers={"Retry-After": "30"},
+            kind="camera-unavailable",
+        )
+    return driver
+
+
+def _camera_failed(rt: _Instance, exc: BaseException) -> ProblemError:
+    if isinstance(exc, NotSupported):
+        return ProblemError(409, f"camera {rt.id}: {exc}", kind="not-supported")
+    if isinstance(exc, AuthError):
+        return ProblemError(502, f"camera {rt.id} rejected its credentials", kind="camera-auth")
+    if isinstance(exc, TimeoutError):
+        return ProblemError(504, f"camera {rt.id} did not answer in time", kind="camera-timeout")
+    detail = str(exc) or type(exc).__name__
+    kind = "camera-error" if isinstance(exc, TransientError) else "camera-fault"
+    return ProblemError(502, f"camera {rt.id}: {detail}", kind=kind)
+
+
+CameraId = Annotated[str, PathParameter(max_length=128)]
+
+
+@get(
+    "/api/v1/cameras",
+    opt={"scope": "cameras:read"},
+    summary="Cameras with their health",
+    description="Configured and imported cameras in id order, paged with `after`. `status` "
+    "filters by summary (`ok`, `degraded`, `offline`, `unknown`), `state` by the exact health "
+    "state. A token limited to municipalities sees only their cameras.",
+    responses=documented(403),
+    tags=["cameras"],
+)
+async def list_cameras(
+    request: Request[TokenInfo, Any, Any],
+    api: NamedDependency[ApiState],
+    municipality: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    status: Annotated[Status | None, QueryParameter()] = None,
+    health: Annotated[str | None, QueryParameter(name="state", max_length=32)] = None,
+    after: Annotated[str | None, QueryParameter(max_length=128)] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=5000)] = 500,
+) -> CameraPage:
+    if health is not None and health not in _STATES:
+        raise ProblemError(
+            400,
+            f"unknown state {health!r}",
+            errors=[FieldError(field="state", reason=f"one of {', '.join(_STATES)}")],
+        )
+    token = request.user
+    matching: list[CameraView] = []
+    for rt in sorted(api.hub.camera_units(), key=lambda rt: rt.id):
+        slug = rt.entry.municipality
+        if not token.sees(slug) or (municipality is not None and slug != municipality):
+            continue
+        view = _view(api, rt)
+        if status is not None and view.status != status:
+            continue
+        if health is not None and (view.health is None or view.health.state != health):
+            continue
+        matching.append(view)
+    start = 0
+    if after is not None:
+        start = next((i for i, v in enumerate(matching) if v.id > after), len(matching))
+    items = matching[start : start + limit]
+    more = start + limit < len(matching)
+    return CameraPage(items=items, total=len(matching), next_after=items[-1].id if more else None)
+
+
+@get(
+    "/api/v1/cameras/{camera_id:str}",
+    opt={"scope": "cameras:read"},
+    summary="One camera with its health",
+    responses=documented(403, 404),
+    tags=["cameras"],
+)
+async def get_camera(
+    request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState], camera_id: CameraId
+) -> CameraView:
+    return _view(api, _visible(api, request.user, camera_id))
+
+
+@get(
+    "/api/v1/cameras/{camera_id:str}/snapshot.jpg",
+    opt={"scope": "cameras:read"},
+    summary="The camera's current picture (JPEG)",
+    description="From the camera's own snapshot URI, or encoded from a decoded frame. Served "
+    "from a cache younger than `max_age` seconds; `Age` and `Last-Modified` say how old the "
+    "picture is. 503 while the camera is not running, 502/504 when it fails to give one.",
+    responses={**documented(403, 404, 409, 502, 503, 504)},
+    tags=["cameras"],
+    media_type="image/jpeg",
+)
+async def snapshot(
+    request: Request[TokenInfo, Any, Any],
+    api: NamedDependency[ApiState],
+    camera_id: CameraId,
+    max_age: Annotated[float | None, QueryParameter(ge=0, le=3600)] = None,
+) -> Response[bytes]:
+    rt = _visible(api, request.user, camera_id)
+    camera = _running(api, rt)
+    try:
+        picture = await api.hub.snapshots.get(rt.id, camera, max_age=max_age)
+    except Exception as exc:
+        raise _camera_failed(rt, exc) from None
+    age = max(0, int((datetime.now(UTC) - picture.taken_at).total_seconds()))
+    return Response(
+        content=picture.content,
+        media_type=picture.content_type,
+        headers={
+            "Cache-Control": "no-store",
+            "Age": str(age),
+            "Last-Modified": format_datetime(picture.taken_at.astimezone(UTC), usegmt=True),
+        },
+    )
+
+
+@post(
+    "/api/v1/cameras/{camera_id:str}/ptz",
+    opt={"scope": "cameras:control"},
+    status_code=204,
+    summary="Move the camera (PTZ)",
+    description="`action`: `continuous`, `relative`, `absolute`, `goto_preset`, `set_preset`, "
+    "`home` or `stop`. 409 when the camera has no PTZ.",
+    responses=documented(403, 404, 409, 422, 502, 503, 504),
+    tags=["cameras"],
+)
+async def ptz(
+    request: Request[TokenInfo, Any, Any],
+    api: NamedDependency[ApiState],
+    camera_id: CameraId,
+    data: JSONBody[PtzCommand],
+) -> None:
+    rt = _visible(api, request.user, camera_id)
+    camera = _running(api, rt)
+    request.scope["nabat.audit"] = {"camera": rt.id, "action": type(data).__name__}  # type: ignore[typeddict-unknown-key]
+    try:
+        async with asyncio.timeout(rt.entry.timeout):
+            await camera.ptz(data)
+    except Exception as exc:
+        raise _camera_failed(rt, exc) from None
+
+
+@get(
+    "/api/v1/cameras/{camera_id:str}/presets",
+    opt={"scope": "cameras:read"},
+    summary="The camera's PTZ presets",
+    responses=documented(403, 404, 409, 502, 503, 504),
+    tags=["cameras"],
+)
+async def presets(
+    request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState], camera_id: CameraId
+) -> list[PtzPreset]:
+    rt = _visible(api, request.user, camera_id)
+    camera = _running(api, rt)
+    try:
+        async with asyncio.timeout(rt.entry.timeout):
+            return await camera.presets()
+    except Exception as exc:
+        raise _camera_failed(rt, exc) from None
+
+
+async def _report(
+    request: Request[TokenInfo, Any, Any],
+    api: ApiState,
+    since: datetime | None,
+    until: datetime | None,
+) -> CameraReport:
+    now = datetime.now(UTC)
+    until = until or now
+    since = since or until - timedelta(days=7)
+    for name, value in (("since", since), ("until", until)):
+        if value.tzinfo is None:
+            raise ProblemError(
+                400,
+                f"{name} must carry a UTC offset",
+                errors=[FieldError(field=name, reason="e.g. 2026-11-01T00:00:00Z")],
+            )
+    if since >= until:
+        raise ProblemError(
+            400, "since must be before until", errors=[FieldError(field="since", reason="")]
+        )
+    token = request.user
+    hub = api.hub
+    cfg = hub.config.cameras
+    return await build_report(
+        hub.journal,
+        {rt.id: rt.entry.municipality or "" for rt in hub.camera_units()},
+        hub.camera_states.all(),
+        load_region(hub.config.hub.region),
+        since=since,
+        until=until,
+        generated_at=now,
+        targets=cfg.targets,
+        availability_target=cfg.availability_target,
+        language=hub.config.hub.language,
+        municipalities=None if token.regional else token.municipalities,
+    )
+
+
+_REPORT = (
+    "Per municipality: cameras total, ok, degraded, offline, unknown; availability over the "
+    "period (default: the 7 days before `until`, which defaults to now) from the journal of "
+    "health changes; the target and whether the district is lagging."
+)
+
+
+@get(
+    "/api/v1/reports/cameras",
+    opt={"scope": "cameras:read"},
+    summary="District camera report",
+    description=_REPORT + " The same as CSV: `/api/v1/reports/cameras.csv`.",
+    responses=documented(403),
+    tags=["cameras"],
+)
+async def camera_report(
+    request: Request[TokenInfo, Any, Any],
+    api: NamedDependency[ApiState],
+    since: Annotated[datetime | None, QueryParameter()] = None,
+    until: Annotated[datetime | None, QueryParameter()] = None,
+) -> CameraReport:
+    return await _report(request, api, since, until)
+
+
+@get(
+    "/api/v1/reports/cameras.csv",
+    opt={"scope": "cameras:read"},
+    summary="District camera report (CSV)",
+    description=_REPORT,
+    responses=documented(403),
+    tags=["cameras"],
+    media_type="text/csv; charset=utf-8",
+)
+async def camera_report_csv(
+    request: Request[TokenInfo, Any, Any],
+    api: NamedDependency[ApiState],
+    since: Annotated[datetime | None, QueryParameter()] = None,
+    until: Annotated[datetime | None, QueryParameter()] = None,
+) -> Response[bytes]:
+    report = await _report(request, api, since, until)
+    return Response(
+        content=to_csv(report).encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="cameras-report.csv"'},
+    )
+
+
+HANDLERS = [
+    list_cameras,
+    get_camera,
+    snapshot,
+    ptz,
+    presets,
+    camera_report,
+    camera_report_csv,
+]

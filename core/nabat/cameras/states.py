@@ -1,0 +1,114 @@
+"""The last reported health of every camera, kept across restarts and shared by hub processes.
+
+Every ``camera.health.<state>`` event updates the camera's entry here; the entries are written
+to the journal's records (collection ``camera_health``) in batches, so a restarted hub starts
+from what it last reported: the watch's hysteresis resumes from it (a restart does not
+re-announce 10,000 unchanged cameras) and the API and the district report know each camera's
+state and since when without reading the whole event history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import msgspec
+
+from ..events import Event
+from ..interfaces.camera import HealthState
+from ..interfaces.payloads import CameraHealthChange
+from ..logs import get_logger
+from ..store import Journal
+
+__all__ = ["COLLECTION", "CameraState", "CameraStates"]
+
+COLLECTION = "camera_health"
+log = get_logger("nabat.cameras")
+
+
+class CameraState(msgspec.Struct, frozen=True, kw_only=True):
+    """A camera's reported health: the state, since when, and what the probe measured."""
+
+    state: HealthState
+    since: datetime
+    """When this state was reported (the time of the ``camera.health`` event)."""
+    checked_at: datetime
+    reason: str = ""
+    codec: str | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(CameraState)
+
+
+class CameraStates:
+    def __init__(self, journal: Journal, *, flush_every: float = 1.0) -> None:
+        self.journal = journal
+        self.flush_every = flush_every
+        self._states: dict[str, CameraState] = {}
+        self._dirty: set[str] = set()
+        self._flusher: asyncio.Task[None] | None = None
+
+    def get(self, camera_id: str) -> CameraState | None:
+        return self._states.get(camera_id)
+
+    def all(self) -> dict[str, CameraState]:
+        return self._states
+
+    async def load(self) -> None:
+        async for record in self.journal.all_records(COLLECTION, page=2000):
+            try:
+                self._states[record.key] = _decoder.decode(record.body)
+            except msgspec.DecodeError:
+                continue  # written by another version; the next change rewrites it
+
+    def on_event(self, event: Event) -> None:
+        """Bus listener for ``camera.health.*`` (from this process or, via the journal,
+        another one). Older news never overwrites newer."""
+        change = event.data
+        if not isinstance(change, CameraHealthChange):
+            return
+        current = self._states.get(change.camera)
+        if current is not None and current.since > event.time:
+            return
+        self._states[change.camera] = CameraState(
+            state=change.state,
+            since=event.time,
+            checked_at=change.checked_at,
+            reason=change.reason,
+            codec=change.codec,
+            width=change.width,
+            height=change.height,
+            fps=change.fps,
+        )
+        self._dirty.add(change.camera)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    def forget(self, camera_id: str) -> None:
+        self._states.pop(camera_id, None)
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(self.flush_every)  # one write for a burst of changes
+        await self.flush()
+
+    async def flush(self) -> None:
+        if not self._dirty:
+            return
+        ids, self._dirty = self._dirty, set()
+        rows = [(i, _encoder.encode(self._states[i]), None) for i in ids if i in self._states]
+        try:
+            for start in range(0, len(rows), 500):
+                await self.journal.put_records(COLLECTION, rows[start : start + 500])
+        except Exception as exc:  # kept in memory; the events are in the journal anyway
+            self._dirty |= ids
+            log.warning("camera_states.flush_failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def close(self) -> None:
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self.flush()
