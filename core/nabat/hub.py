@@ -43,6 +43,7 @@ from .interfaces import (
     INTERFACES,
     AuthError,
     Camera,
+    CameraEvent,
     ConfigError,
     Connector,
     DeliveryResult,
@@ -105,6 +106,8 @@ class _Instance:
     """Restart backoff after run-time failures (start-up retries have their own)."""
     record: CameraRecord | None = None
     """The inventory row of a camera imported with ``nabat cameras import``."""
+    events_task: asyncio.Task[None] | None = None
+    """Publishes a running camera's own events (``Camera.events()``)."""
 
 
 class InstanceContext:
@@ -154,6 +157,7 @@ class Hub:
         self.message = Messages(language or self.config.hub.language)
         self.event_types = EventTypes()
         self.event_types.register("hub.unit.*", UnitStatus, owner="core")
+        self.event_types.register("camera.event.*", CameraEvent, owner="core")
         self.host = PluginHost()
         self.scheduler = Scheduler(claim=self._claim_job_slot)
         self.bus: Bus | None = None
@@ -792,6 +796,8 @@ class Hub:
                 on_failure=self._report_soon(rt.plugin, f"driver:{rt.id}"),  # type: ignore[arg-type]
             ):
                 return
+            if isinstance(rt.driver, Camera) and rt.driver.events() is not None:
+                rt.events_task = self._spawn(self._pump_camera_events(rt, rt.driver))
             if not isinstance(rt.driver, Connector):
                 return  # polled by jobs from here on
             started = asyncio.get_running_loop().time()
@@ -983,7 +989,45 @@ class Hub:
         except Exception as exc:
             log.warning("driver.stop_failed", instance=instance_id, error=repr(exc))
 
+    async def _pump_camera_events(self, rt: _Instance, camera: Camera) -> None:
+        """Publish a camera's own events as ``camera.event.<topic>``. When the stream breaks
+        the driver is asked for a new one after a backoff (it re-subscribes); rejected
+        credentials put the instance in ``needs_auth``."""
+        loop = asyncio.get_running_loop()
+        backoff = Backoff(self.config.hub.retry_initial, min(60.0, self.config.hub.retry_max))
+        while rt.driver is camera:
+            stream = camera.events()
+            if stream is None:
+                return
+            started = loop.time()
+            error: BaseException
+            try:
+                async for item in stream:
+                    await self.publish(camera.context.event(f"camera.event.{item.topic}", item))
+                error = TransientError("the event stream ended")
+            except asyncio.CancelledError:
+                raise
+            except AuthError as exc:
+                self._spawn(self.instance_failed(rt.id, exc))  # it stops this very task
+                return
+            except Exception as exc:
+                error = exc
+            if loop.time() - started > _STABLE_RUN_S:
+                backoff.reset()
+            delay = backoff.next(getattr(error, "retry_after", None))
+            log.warning(
+                "camera.events_interrupted",
+                instance=rt.id,
+                error=f"{type(error).__name__}: {error}",
+                retry_in_s=round(delay, 1),
+            )
+            await asyncio.sleep(delay)
+
     async def _stop_driver(self, rt: _Instance) -> None:
+        task, rt.events_task = rt.events_task, None
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         driver, rt.driver = rt.driver, None
         if driver is not None:
             await self._stop_quietly(rt.id, driver)

@@ -1,0 +1,1 @@
+"""Nabat driver for ONVIF cameras."""

@@ -1,0 +1,597 @@
+"""``onvif.camera``: an ONVIF camera (Profile S/T) through onvif-zeep-async.
+
+* **start** — GetSystemDateAndTime (no credentials, as ONVIF allows) to measure the camera's
+  clock, then the service addresses (GetServices, else GetCapabilities), GetDeviceInformation
+  and GetProfiles, all signed with a WS-Security UsernameToken (PasswordDigest) whose
+  timestamps are shifted by the measured drift, so a camera with a wrong clock still accepts
+  them. A drift beyond ``max_clock_drift_s`` is published as ``camera.clock.drift`` (and its
+  end as ``camera.clock.ok``): evidence from such a camera carries wrong times.
+* **health** — the main profile's RTSP stream is decoded (black, frozen and dying pictures are
+  down, not just unreachable cameras); the stream URI is asked again after a failed probe.
+* **snapshots** — from GetSnapshotUri over HTTP with Basic or Digest auth (``auto``: what the
+  camera asks for); without one the hub encodes a decoded frame.
+* **PTZ** — continuous, relative, absolute, presets, home, stop: only when the camera has a PTZ
+  service and the profile a PTZ configuration, else ``NotSupported``.
+* **events** — a PullPoint subscription: pulled in a loop, renewed at half its lifetime,
+  re-created at once when the camera forgets it (a reboot, a dropped subscription), and
+  unsubscribed when the camera stops, so no subscription is leaked on the camera.
+
+Errors are classified by :mod:`nabat_onvif.errors` (rejected credentials → ``needs_auth``;
+unreachable → ``retrying``; SOAP faults named with their subcode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+import msgspec
+from nabat.cameras.probe import ProbeSettings, probe_stream
+from nabat.cameras.workers import in_camera_worker
+from nabat.events import Severity
+from nabat.interfaces import (
+    AbsoluteMove,
+    AuthError,
+    Camera,
+    CameraEvent,
+    CameraHealth,
+    CameraInfo,
+    ConfigError,
+    ContinuousMove,
+    DriverError,
+    GotoHome,
+    GotoPreset,
+    HealthState,
+    MediaProfile,
+    NotSupported,
+    PtzCommand,
+    PtzPreset,
+    RelativeMove,
+    Secret,
+    SetPreset,
+    Snapshot,
+    Stop,
+    StreamUri,
+    TransientError,
+)
+from onvif import ONVIFCamera
+
+from .errors import as_driver_error
+from .topics import short_name
+
+__all__ = ["ClockDrift", "OnvifCamera", "OnvifSettings"]
+
+T = TypeVar("T")
+PULLPOINT = "http://www.onvif.org/ver10/events/wsdl/PullPointSubscription"
+PTZ_NS = "http://www.onvif.org/ver20/ptz/wsdl"
+EVENTS_NS = "http://www.onvif.org/ver10/events/wsdl"
+MEDIA_NS = "http://www.onvif.org/ver10/media/wsdl"
+_BOOL = {"true": True, "1": True, "false": False, "0": False}
+_STATE_ITEMS = ("State", "IsMotion", "IsTamper", "LogicalState", "IsInside", "Value")
+
+
+class OnvifSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    host: str
+    """The camera's address (IP or name)."""
+    port: int = 80
+    username: str | None = None
+    password: Secret | None = None
+    profile: str | None = None
+    """Media profile token of the main stream (default: the camera's first profile)."""
+    transport: Literal["tcp", "udp"] = "tcp"
+    """RTSP transport of the health probe and frame snapshots."""
+    snapshot_auth: Literal["auto", "basic", "digest"] = "auto"
+    events: bool = True
+    """Subscribe to the camera's events (PullPoint) and publish them."""
+    subscription_s: int = 60
+    """Lifetime asked for the event subscription; renewed at half of what is granted."""
+    pull_timeout_s: float = 10.0
+    """How long one PullMessages may wait for events on the camera."""
+    max_clock_drift_s: float = 5.0
+    """Report the camera's clock when it is off by more than this."""
+    clock_check_s: float = 600.0
+    """How often the camera's clock is measured again (at a probe)."""
+    request_timeout_s: float = 10.0
+    connect_timeout: float = 5.0
+    read_timeout: float = 5.0
+    warmup_frames: int = 3
+    sample_frames: int = 5
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ValueError("port must be 1-65535")
+        if not self.host or "/" in self.host or "@" in self.host:
+            raise ValueError("host is an address or name, without scheme, path or user")
+        if self.subscription_s < 2:
+            raise ValueError("subscription_s must be at least 2")
+
+
+class ClockDrift(msgspec.Struct, frozen=True, kw_only=True):
+    """``camera.clock.drift`` / ``camera.clock.ok``: the camera's clock minus the hub's."""
+
+    camera: str
+    offset_s: float
+    max_s: float
+
+
+def _items(simple_items: Any) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for item in getattr(simple_items, "SimpleItem", None) or ():
+        name = getattr(item, "Name", None)
+        if name is not None:
+            found[str(name)] = str(getattr(item, "Value", ""))
+    return found
+
+
+def _without_userinfo(uri: str) -> str:
+    parts = urlsplit(uri)
+    if parts.username is None:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def _duration(seconds: float) -> str:
+    return f"PT{max(0, int(seconds))}S"
+
+
+class OnvifCamera(Camera):
+    kind = "onvif.camera"
+    Settings = OnvifSettings
+
+    @classmethod
+    def inventory_settings(cls, address, username, password):
+        parts = urlsplit(address if "://" in address else f"http://{address}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("onvif.camera needs host[:port] or the camera's http:// address")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return {"host": parts.hostname, "port": port, "username": username, "password": password}
+
+    def __init__(self, context, settings: OnvifSettings) -> None:
+        super().__init__(context, settings)
+        self.device: ONVIFCamera | None = None
+        self.info = CameraInfo()
+        self.media_profiles: list[MediaProfile] = []
+        self._stream_uris: dict[str, str] = {}
+        self._snapshot_uris: dict[str, str | None] = {}
+        self._snapshot_scheme: str | None = None
+        self._clock_checked = 0.0
+        self._drifting: bool | None = None
+        self.subscription: str | None = None
+        """The address of the live PullPoint subscription on the camera, if any."""
+        self.resubscriptions = 0
+        self.probe_settings = ProbeSettings(
+            transport=settings.transport,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            max_duration=max(1.0, context.timeout - 1.0),
+            warmup_frames=settings.warmup_frames,
+            sample_frames=settings.sample_frames,
+        )
+
+    # -- plumbing ---------------------------------------------------------------------------
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        """One ONVIF operation, bounded in time, its failure as a classified DriverError."""
+        try:
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                return await call()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise as_driver_error(exc, operation) from exc
+
+    def _has(self, namespace: str) -> bool:
+        return self.device is not None and namespace in self.device.xaddrs
+
+    def _profile(self, token: str | None) -> MediaProfile:
+        wanted = token or self.settings.profile
+        for profile in self.media_profiles:
+            if wanted is None or profile.token == wanted:
+                return profile
+        known = ", ".join(p.token for p in self.media_profiles) or "none"
+        raise ConfigError(f"the camera has no media profile {wanted!r} (it has: {known})")
+
+    def authenticated_uri(self, uri: str) -> str:
+        """``uri`` with the camera's credentials, for the stream decoder."""
+        s = self.settings
+        parts = urlsplit(uri)
+        if not s.username or parts.username:
+            return uri
+        userinfo = quote(s.username, safe="")
+        if s.password is not None:
+            userinfo += ":" + quote(s.password.reveal(), safe="")
+        return urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc}"))
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        password = s.password.reveal() if s.password is not None else ""
+        # A camera without authentication ignores the security header; the library needs
+        # strings to build one. The WSDL cache stays in memory (no file under $HOME).
+        self.device = device = ONVIFCamera(
+            s.host, s.port, s.username or "", password, no_cache=True, adjust_time=True
+        )
+        await self._measure_clock()
+        await self._call("GetServices", device.update_xaddrs)
+        mgmt = await self._call("device service", device.create_devicemgmt_service)
+        info = await self._call("GetDeviceInformation", mgmt.GetDeviceInformation)
+        if not self._has(MEDIA_NS):
+            raise ConfigError("the camera offers no ONVIF media service (Profile S)")
+        media = await self._call("media service", device.create_media_service)
+        raw_profiles = await self._call("GetProfiles", media.GetProfiles)
+        self.media_profiles = [self._media_profile(p) for p in raw_profiles or ()]
+        if not self.media_profiles:
+            raise TransientError("GetProfiles: the camera has no media profile")
+        self._profile(None)  # the configured one exists
+        capabilities = {"media", "snapshot"}
+        if self._has(PTZ_NS) and any(p.ptz for p in self.media_profiles):
+            capabilities.add("ptz")
+        if self._has(EVENTS_NS):
+            capabilities.add("events")
+        self.info = CameraInfo(
+            manufacturer=str(info.Manufacturer or ""),
+            model=str(info.Model or ""),
+            firmware=str(info.FirmwareVersion or ""),
+            serial=str(info.SerialNumber or ""),
+            hardware_id=str(info.HardwareId or ""),
+            capabilities=frozenset(capabilities),
+            clock_offset_s=self.info.clock_offset_s,
+        )
+        self.context.log.info(
+            "onvif.connected",
+            manufacturer=self.info.manufacturer,
+            model=self.info.model,
+            firmware=self.info.firmware,
+            profiles=[p.token for p in self.media_profiles],
+            capabilities=sorted(capabilities),
+        )
+
+    async def stop(self) -> None:
+        device, self.device = self.device, None
+        if device is not None:
+            try:
+                await device.close()
+            except Exception as exc:  # closing sockets must not fail a stop
+                self.context.log.debug("onvif.close_failed", error=repr(exc))
+
+    @staticmethod
+    def _media_profile(raw: Any) -> MediaProfile:
+        encoder = getattr(raw, "VideoEncoderConfiguration", None)
+        resolution = getattr(encoder, "Resolution", None)
+        rate = getattr(encoder, "RateControl", None)
+        return MediaProfile(
+            token=str(raw.token),
+            name=str(getattr(raw, "Name", "") or ""),
+            encoding=str(getattr(encoder, "Encoding", "") or ""),
+            width=getattr(resolution, "Width", None),
+            height=getattr(resolution, "Height", None),
+            fps=float(rate.FrameRateLimit) if getattr(rate, "FrameRateLimit", None) else None,
+            bitrate_kbps=getattr(rate, "BitrateLimit", None),
+            ptz=getattr(raw, "PTZConfiguration", None) is not None,
+        )
+
+    # -- the camera's clock -----------------------------------------------------------------
+    async def _measure_clock(self) -> None:
+        """The camera's clock minus ours (from the middle of the round trip); published when
+        it crosses ``max_clock_drift_s`` either way."""
+        assert self.device is not None
+        mgmt = await self._call("device service", self.device.create_devicemgmt_service)
+        sent = time.time()
+        answer = await self._call("GetSystemDateAndTime", mgmt.authless_GetSystemDateAndTime)
+        received = time.time()
+        utc = getattr(answer, "UTCDateTime", None)
+        if utc is None:
+            return  # some cameras give local time only: drift cannot be measured honestly
+        camera = dt.datetime(
+            utc.Date.Year,
+            utc.Date.Month,
+            utc.Date.Day,
+            utc.Time.Hour,
+            utc.Time.Minute,
+            utc.Time.Second,
+            tzinfo=dt.UTC,
+        ).timestamp()
+        offset = round(camera - (sent + received) / 2, 1)
+        self._clock_checked = time.monotonic()
+        self.info = msgspec.structs.replace(self.info, clock_offset_s=offset)
+        limit = self.settings.max_clock_drift_s
+        drifting = abs(offset) > limit + 1.0  # the camera reports whole seconds
+        if drifting == self._drifting or (self._drifting is None and not drifting):
+            self._drifting = drifting
+            return
+        self._drifting = drifting
+        state = "drift" if drifting else "ok"
+        self.context.log.warning("onvif.clock", state=state, offset_s=offset, max_s=limit)
+        await self.context.publish(
+            self.context.event(
+                f"camera.clock.{state}",
+                ClockDrift(camera=self.context.instance_id, offset_s=offset, max_s=limit),
+                severity=Severity.MINOR if drifting else Severity.INFO,
+            )
+        )
+
+    # -- Camera -----------------------------------------------------------------------------
+    async def describe(self) -> CameraInfo:
+        return self.info
+
+    async def profiles(self) -> list[MediaProfile]:
+        return list(self.media_profiles)
+
+    async def stream_uri(self, profile: str | None = None) -> StreamUri:
+        token = self._profile(profile).token
+        uri = self._stream_uris.get(token)
+        if uri is None:
+            assert self.device is not None
+            media = await self._call("media service", self.device.create_media_service)
+            setup = {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}}
+            answer = await self._call(
+                "GetStreamUri",
+                lambda: media.GetStreamUri({"StreamSetup": setup, "ProfileToken": token}),
+            )
+            uri = self._stream_uris[token] = _without_userinfo(str(answer.Uri))
+        return StreamUri(uri=uri, transport=self.settings.transport, profile=token)
+
+    async def probe(self) -> CameraHealth:
+        now = dt.datetime.now(dt.UTC)
+        try:
+            uri = (await self.stream_uri()).uri
+        except AuthError as exc:
+            return CameraHealth(state=HealthState.AUTH_FAILED, checked_at=now, reason=str(exc))
+        except DriverError as exc:
+            return CameraHealth(state=HealthState.UNREACHABLE, checked_at=now, reason=str(exc))
+        health: CameraHealth = await in_camera_worker(
+            probe_stream, self.authenticated_uri(uri), self.probe_settings
+        )
+        if health.state is not HealthState.OK:
+            self._stream_uris.clear()  # the camera may have changed it (a reboot, new config)
+        if time.monotonic() - self._clock_checked > self.settings.clock_check_s:
+            try:
+                await self._measure_clock()
+            except DriverError as exc:
+                self.context.log.debug("onvif.clock_unmeasured", error=str(exc))
+        return health
+
+    async def snapshot(self, profile: str | None = None) -> Snapshot:
+        token = self._profile(profile).token
+        if token not in self._snapshot_uris:
+            assert self.device is not None
+            media = await self._call("media service", self.device.create_media_service)
+            try:
+                answer = await self._call(
+                    "GetSnapshotUri", lambda: media.GetSnapshotUri({"ProfileToken": token})
+                )
+            except NotSupported:
+                self._snapshot_uris[token] = None
+            else:
+                self._snapshot_uris[token] = str(answer.Uri)
+        uri = self._snapshot_uris[token]
+        if uri is None:
+            raise NotSupported("the camera offers no snapshot URI")
+        return await self._fetch_snapshot(uri)
+
+    def _auth(self, scheme: str | None) -> httpx.Auth | None:
+        s = self.settings
+        if not s.username or scheme is None:
+            return None
+        secret = s.password.reveal() if s.password is not None else ""
+        if scheme == "digest":
+            return httpx.DigestAuth(s.username, secret)
+        return httpx.BasicAuth(s.username, secret)
+
+    async def _fetch_snapshot(self, uri: str) -> Snapshot:
+        wanted = self.settings.snapshot_auth
+        scheme = self._snapshot_scheme or (None if wanted == "auto" else wanted)
+        timeout = httpx.Timeout(self.settings.request_timeout_s)
+        try:
+            async with httpx.AsyncClient(timeout=timeout, verify=False) as http:
+                response = await http.get(uri, auth=self._auth(scheme))
+                if response.status_code == 401 and wanted == "auto" and self.settings.username:
+                    challenge = response.headers.get("www-authenticate", "").lower()
+                    scheme = "digest" if challenge.startswith("digest") else "basic"
+                    response = await http.get(uri, auth=self._auth(scheme))
+        except httpx.TimeoutException:
+            raise TransientError("snapshot: the camera did not answer in time") from None
+        except httpx.HTTPError as exc:
+            raise TransientError(f"snapshot: {type(exc).__name__}: {exc}") from None
+        if response.status_code == 401:
+            raise AuthError("snapshot: the camera rejected the credentials (HTTP 401)")
+        if response.status_code != 200:
+            raise TransientError(f"snapshot: HTTP {response.status_code} from the camera")
+        if not response.content.startswith(b"\xff\xd8"):
+            kind = response.headers.get("content-type", "?")
+            raise TransientError(f"snapshot: the camera sent {kind}, not a JPEG")
+        self._snapshot_scheme = scheme
+        return Snapshot(content=response.content, taken_at=dt.datetime.now(dt.UTC))
+
+    # -- PTZ --------------------------------------------------------------------------------
+    async def _ptz_service(self, profile: str | None) -> tuple[Any, str]:
+        if "ptz" not in self.info.capabilities or self.device is None:
+            raise NotSupported("this camera has no PTZ")
+        chosen = self._profile(profile)
+        if not chosen.ptz:
+            raise NotSupported(f"media profile {chosen.token!r} has no PTZ configuration")
+        service = await self._call("PTZ service", self.device.create_ptz_service)
+        return service, chosen.token
+
+    @staticmethod
+    def _vector(pan: float | None, tilt: float | None, zoom: float | None) -> dict[str, Any]:
+        vector: dict[str, Any] = {}
+        if pan is not None or tilt is not None:
+            vector["PanTilt"] = {"x": pan or 0.0, "y": tilt or 0.0}
+        if zoom is not None:
+            vector["Zoom"] = {"x": zoom}
+        return vector
+
+    def _speed(self, speed: float | None) -> dict[str, Any]:
+        return {} if speed is None else {"Speed": self._vector(speed, speed, speed)}
+
+    async def ptz(self, command: PtzCommand) -> None:
+        service, token = await self._ptz_service(command.profile)
+        base: dict[str, Any] = {"ProfileToken": token}
+        if isinstance(command, ContinuousMove):
+            request = {**base, "Velocity": self._vector(command.pan, command.tilt, command.zoom)}
+            if command.timeout_s is not None:
+                request["Timeout"] = dt.timedelta(seconds=command.timeout_s)
+            await self._call("ContinuousMove", lambda: service.ContinuousMove(request))
+        elif isinstance(command, RelativeMove):
+            request = {
+                **base,
+                "Translation": self._vector(command.pan, command.tilt, command.zoom),
+                **self._speed(command.speed),
+            }
+            await self._call("RelativeMove", lambda: service.RelativeMove(request))
+        elif isinstance(command, AbsoluteMove):
+            request = {
+                **base,
+                "Position": self._vector(command.pan, command.tilt, command.zoom),
+                **self._speed(command.speed),
+            }
+            await self._call("AbsoluteMove", lambda: service.AbsoluteMove(request))
+        elif isinstance(command, GotoPreset):
+            request = {**base, "PresetToken": command.preset, **self._speed(command.speed)}
+            await self._call("GotoPreset", lambda: service.GotoPreset(request))
+        elif isinstance(command, SetPreset):
+            request = {**base, "PresetName": command.name}
+            if command.preset is not None:
+                request["PresetToken"] = command.preset
+            await self._call("SetPreset", lambda: service.SetPreset(request))
+        elif isinstance(command, GotoHome):
+            request = {**base, **self._speed(command.speed)}
+            await self._call("GotoHomePosition", lambda: service.GotoHomePosition(request))
+        elif isinstance(command, Stop):
+            request = {**base, "PanTilt": command.pan_tilt, "Zoom": command.zoom}
+            await self._call("Stop", lambda: service.Stop(request))
+        else:  # pragma: no cover - the union is closed
+            raise NotSupported(f"unknown PTZ command {type(command).__name__}")
+
+    async def presets(self, profile: str | None = None) -> list[PtzPreset]:
+        service, token = await self._ptz_service(profile)
+        found = await self._call("GetPresets", lambda: service.GetPresets({"ProfileToken": token}))
+        return [PtzPreset(str(p.token), str(getattr(p, "Name", "") or "")) for p in found or ()]
+
+    # -- events -----------------------------------------------------------------------------
+    def events(self) -> AsyncIterator[CameraEvent] | None:
+        if not self.settings.events or "events" not in self.info.capabilities:
+            return None
+        return self._pull_events()
+
+    async def _subscribe(self) -> tuple[Any, Any, float]:
+        """A new PullPoint subscription: (pull service, subscription service, renew-at)."""
+        device = self.device
+        if device is None:
+            raise TransientError("the camera is stopped")
+        events = await self._call("events service", device.create_events_service)
+        lifetime = self.settings.subscription_s
+        answer = await self._call(
+            "CreatePullPointSubscription",
+            lambda: events.CreatePullPointSubscription(
+                {"InitialTerminationTime": _duration(lifetime)}
+            ),
+        )
+        address = str(answer.SubscriptionReference.Address._value_1)
+        device.xaddrs[PULLPOINT] = device.rewrite_url(address)
+        self.subscription = address
+        pull = await self._call("pull point", device.create_pullpoint_service)
+        manager = await self._call(
+            "subscription", lambda: device.create_subscription_service("PullPointSubscription")
+        )
+        self.context.log.info("onvif.subscribed", address=address)
+        return pull, manager, self._renew_at(answer, lifetime)
+
+    @staticmethod
+    def _renew_at(answer: Any, asked: float) -> float:
+        current = getattr(answer, "CurrentTime", None)
+        until = getattr(answer, "TerminationTime", None)
+        granted = (until - current).total_seconds() if current and until else asked
+        return time.monotonic() + max(2.0, granted / 2)
+
+    async def _unsubscribe(self, manager: Any) -> None:
+        """Best effort (the camera may be gone); bounded so a stop stays prompt."""
+        address, self.subscription = self.subscription, None
+        try:
+            async with asyncio.timeout(min(3.0, self.settings.request_timeout_s)):
+                await manager.Unsubscribe()
+        except Exception as exc:
+            self.context.log.debug("onvif.unsubscribe_failed", address=address, error=repr(exc))
+
+    def _event(self, message: Any) -> CameraEvent | None:
+        topic = getattr(getattr(message, "Topic", None), "_value_1", None)
+        body = getattr(getattr(message, "Message", None), "_value_1", None)
+        if not topic or body is None:
+            return None
+        topic = " ".join(str(topic).split())
+        source = _items(getattr(body, "Source", None))
+        data = _items(getattr(body, "Data", None))
+        active = next(
+            (
+                _BOOL[value.lower()]
+                for name, value in data.items()
+                if name in _STATE_ITEMS and value.lower() in _BOOL
+            ),
+            None,
+        )
+        when = getattr(body, "UtcTime", None)
+        if not isinstance(when, dt.datetime):
+            when = dt.datetime.now(dt.UTC)
+        elif when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        operation = getattr(body, "PropertyOperation", None)
+        return CameraEvent(
+            topic=short_name(topic),
+            time=when,
+            active=active,
+            source={**source, "topic": topic, **({"operation": operation} if operation else {})},
+            data=dict(data),
+        )
+
+    async def _pull_events(self) -> AsyncIterator[CameraEvent]:
+        """Pull until cancelled. A lost subscription is re-created at once (once in a row);
+        when that fails too, TransientError lets the hub retry with backoff."""
+        pull, manager, renew_at = await self._subscribe()
+        lost_in_a_row = 0
+        try:
+            while True:
+                try:
+                    if time.monotonic() >= renew_at:
+                        lifetime = self.settings.subscription_s
+                        answer = await self._call(
+                            "Renew", partial(manager.Renew, _duration(lifetime))
+                        )
+                        renew_at = self._renew_at(answer, lifetime)
+                    request = {
+                        "Timeout": dt.timedelta(seconds=self.settings.pull_timeout_s),
+                        "MessageLimit": 100,
+                    }
+                    async with asyncio.timeout(
+                        self.settings.pull_timeout_s + self.settings.request_timeout_s
+                    ):
+                        answer = await pull.PullMessages(request)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    error = as_driver_error(exc, "PullMessages")
+                    if isinstance(error, AuthError):
+                        raise error from exc
+                    lost_in_a_row += 1
+                    self.resubscriptions += 1
+                    self.context.log.warning(
+                        "onvif.subscription_lost", address=self.subscription, error=str(error)
+                    )
+                    await self._unsubscribe(manager)
+                    if lost_in_a_row > 1:
+                        raise error from exc
+                    pull, manager, renew_at = await self._subscribe()
+                    continue
+                lost_in_a_row = 0
+                for message in getattr(answer, "NotificationMessage", None) or ():
+                    event = self._event(message)
+                    if event is not None:
+                        yield event
+        finally:
+            if self.subscription is not None:
+                await self._unsubscribe(manager)
