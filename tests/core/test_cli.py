@@ -41,7 +41,7 @@ def test_version(tmp_path):
 def test_config_check_accepts_the_shipped_configuration(demo):
     out = nabat("config", "check", cwd=demo)
     assert out.returncode == 0, out.stderr
-    assert "is valid: 3 plugins enabled, 7 instances" in out.stdout
+    assert "is valid: 5 plugins enabled, 7 instances" in out.stdout
 
 
 def test_config_check_lists_every_problem_with_file_line_and_key(tmp_path):

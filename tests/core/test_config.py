@@ -198,3 +198,20 @@ def test_every_problem_in_a_table_is_reported_not_just_the_first(tmp_path):
     )
     found = {i.path: i.line for i in issues_of(path)}
     assert found == {"hub.log_level": 2, "hub.log_fromat": 3, "hub.startup_timeout": 4}
+
+
+def test_camera_targets_name_municipalities_of_the_region(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        [cameras]
+        availability_target = 97.5
+        targets = { krasnodar = 10, sochy = 3 }
+        """,
+    )
+    [issue] = issues_of(path)
+    assert issue.path == "cameras.targets.sochy"
+    assert "did you mean sochi" in issue.reason
+    ok = load_config(write(tmp_path, "[cameras]\ntargets = { sochi = 3 }\n"))
+    assert ok.config.cameras.targets == {"sochi": 3}
+    assert ok.config.cameras.inventory_refresh == 60.0
