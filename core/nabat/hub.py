@@ -324,14 +324,15 @@ class Hub:
             found.append(driver)
         return found
 
+    @staticmethod
+    def is_camera(rt: _Instance) -> bool:
+        return rt.record is not None or (
+            rt.driver_cls is not None and issubclass(rt.driver_cls, Camera)
+        )
+
     def camera_units(self) -> list[_Instance]:
         """Every camera instance, configured or imported, whatever its state."""
-        return [
-            rt
-            for rt in self.instances_rt.values()
-            if rt.record is not None
-            or (rt.driver_cls is not None and issubclass(rt.driver_cls, Camera))
-        ]
+        return [rt for rt in self.instances_rt.values() if self.is_camera(rt)]
 
     def instance(self, instance_id: str) -> Driver:
         rt = self.instances_rt.get(instance_id)
@@ -917,7 +918,7 @@ class Hub:
         await self._stop_driver(rt)
         del self.instances_rt[rt.id]
         self.supervisor.forget(UnitKind.INSTANCE, rt.id)
-        self.camera_states.forget(rt.id)
+        await self.camera_states.forget(rt.id)
 
     async def sync_inventory(self) -> dict[str, int]:
         """Bring inventory cameras in line with the inventory: start new rows, restart changed

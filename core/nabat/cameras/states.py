@@ -88,8 +88,14 @@ class CameraStates:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
 
-    def forget(self, camera_id: str) -> None:
+    async def forget(self, camera_id: str) -> None:
+        """A camera deleted from the inventory: its state goes too."""
         self._states.pop(camera_id, None)
+        self._dirty.discard(camera_id)
+        try:
+            await self.journal.delete_record(COLLECTION, camera_id)
+        except Exception as exc:  # a leftover entry is harmless: no camera refers to it
+            log.warning("camera_states.forget_failed", camera=camera_id, error=repr(exc))
 
     async def _flush_soon(self) -> None:
         await asyncio.sleep(self.flush_every)  # one write for a burst of changes

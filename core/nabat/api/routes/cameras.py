@@ -118,7 +118,7 @@ def _instance_key(name: str) -> tuple[Any, str]:
 
 def _visible(api: ApiState, token: TokenInfo, camera_id: str) -> _Instance:
     rt = api.hub.instances_rt.get(camera_id)
-    if rt is None or rt not in api.hub.camera_units() or not token.sees(rt.entry.municipality):
+    if rt is None or not api.hub.is_camera(rt) or not token.sees(rt.entry.municipality):
         raise ProblemError(404, f"no camera {camera_id!r}", kind="not-found")
     return rt
 
