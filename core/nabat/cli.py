@@ -750,7 +750,11 @@ def cameras_import(file: str, config_file: str | None, dry_run: bool, skip_inval
 
     loaded = _load_or_exit(_config_path(config_file))
     region = load_region(loaded.config.hub.region)
-    rows, errors = parse_csv(Path(file), region.municipalities)
+    # The enabled plugins say which driver kinds exist and which addresses each can use.
+    _quiet_logs(False)
+    hub = Hub(loaded, language=_messages(loaded).language)
+    asyncio.run(hub.prepare())
+    rows, errors = parse_csv(Path(file), region.municipalities, hub.check_inventory_row)
     for error in errors:
         click.echo(error.format(file), err=True)
     if errors and (not skip_invalid or not rows):
@@ -907,13 +911,15 @@ def report_cameras(
     start, end = _moment(since, now), _moment(until, now) if until else now
     if start >= end:
         raise click.BadParameter("--since must be before --until")
+    if start >= now:
+        raise click.BadParameter("--since is in the future: the period has not begun")
     region = load_region(loaded.config.hub.region)
     unknown = [m for m in municipalities if m not in region]
     if unknown:
         raise click.BadParameter(f"not municipalities of {region.id}: {', '.join(unknown)}")
 
     async def run() -> Any:
-        hub = Hub(loaded)
+        hub = Hub(loaded, language=_messages(loaded).language)
         await hub.journal.open(migrate=False)
         try:
             await hub.prepare()  # plugins say which instances are cameras; payload types
@@ -959,7 +965,17 @@ def report_cameras(
         return "-" if value is None else f"{value:.1f}%"
 
     _table(
-        ["MUNICIPALITY", "TOTAL", "OK", "DEGRADED", "OFFLINE", "UNKNOWN", "AVAIL", "TARGET", ""],
+        [
+            "MUNICIPALITY",
+            "TOTAL",
+            "OK",
+            "DEGRADED",
+            "OFFLINE",
+            "UNKNOWN",
+            "AVAIL",
+            "TARGET",
+            "LAGGING",
+        ],
         [
             [
                 r.name,
@@ -970,7 +986,7 @@ def report_cameras(
                 str(r.unknown),
                 pct(r.availability_pct),
                 "-" if r.target is None else str(r.target),
-                ("LAGGING: " + "; ".join(r.why)) if r.why else ("lagging" if r.lagging else ""),
+                "; ".join(r.why) if r.why else ("yes" if r.lagging else ""),
             ]
             for r in [*result.districts, result.total]
         ],

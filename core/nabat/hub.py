@@ -344,6 +344,9 @@ class Hub:
         run = self.runs[name] = Progress(name, total)
         return run
 
+    def camera_probed(self, camera_id: str, checked_at: datetime) -> None:
+        self.camera_states.probed[camera_id] = checked_at
+
     def last_health(self, camera_id: str) -> HealthState | None:
         state = self.camera_states.get(camera_id)
         return None if state is None else state.state
@@ -856,25 +859,45 @@ class Hub:
             record=record,
             backoff=Backoff(hub_cfg.retry_initial, hub_cfg.retry_max),
         )
-        plugin_name = self._kinds.get(record.driver)
+        found = self._camera_driver(record.driver)
+        if isinstance(found, str):
+            rt.problem = found
+            rt.plugin = self._kinds.get(record.driver)
+        else:
+            rt.plugin, rt.driver_cls = found
+        return rt
+
+    def _camera_driver(self, kind: str) -> tuple[str, type[Camera]] | str:
+        """The plugin and camera driver class of ``kind``, or why there is none."""
+        plugin_name = self._kinds.get(kind)
         if plugin_name is None:
-            prefix = record.driver.split(".", 1)[0]
+            prefix = kind.split(".", 1)[0]
             other = self.plugins.get(prefix)
             if other is not None and not other.enabled:
-                rt.problem = self.message(
-                    "reason.plugin_disabled", kind=record.driver, plugin=prefix
-                )
-            else:
-                known = ", ".join(sorted(self._kinds)) or "-"
-                rt.problem = self.message("reason.unknown_kind", kind=record.driver, known=known)
-            return rt
-        rt.plugin = plugin_name
-        cls = self.plugins[plugin_name].drivers[record.driver]
+                return self.message("reason.plugin_disabled", kind=kind, plugin=prefix)
+            known = ", ".join(sorted(self._kinds)) or "-"
+            return self.message("reason.unknown_kind", kind=kind, known=known)
+        cls = self.plugins[plugin_name].drivers[kind]
         if not issubclass(cls, Camera):
-            rt.problem = f"driver {record.driver} is not a camera driver"
-        else:
-            rt.driver_cls = cls
-        return rt
+            return f"driver {kind} is not a camera driver"
+        return plugin_name, cls
+
+    def check_inventory_row(self, driver: str, url: str) -> list[tuple[str, str]]:
+        """What the installed drivers find wrong with an inventory row, as (column, reason);
+        for ``nabat cameras import`` (after :meth:`prepare`). Credentials are not read."""
+        found = self._camera_driver(driver)
+        if isinstance(found, str):
+            return [("driver", found)]
+        cls = found[1]
+        address, username = credentials.split_user(url)
+        try:
+            raw = cls.inventory_settings(address, username, None)
+            msgspec.convert(raw, cls.Settings, dec_hook=secret_dec_hook())
+        except NotSupported as exc:
+            return [("driver", str(exc))]
+        except (ValueError, msgspec.ValidationError) as exc:
+            return [("url", str(exc))]
+        return []
 
     def _inventory_settings(self, rt: _Instance) -> Any:
         """The driver settings of an inventory camera, from its row and its credentials."""
@@ -894,8 +917,9 @@ class Hub:
             raise ConfigError(f"the inventory row does not suit {record.driver}: {exc}") from None
 
     def _add_inventory_camera(self, record: CameraRecord) -> _Instance | None:
-        if record.id in self.instances_rt:
-            if record.id not in self._shadowed:
+        existing = self.instances_rt.get(record.id)
+        if existing is not None:
+            if existing.record is None and record.id not in self._shadowed:
                 self._shadowed.add(record.id)
                 log.warning("inventory.shadowed", camera=record.id, by="plugins.toml")
             return None
@@ -925,12 +949,15 @@ class Hub:
         ones, stop deleted ones. Returns the counts."""
         records = {r.id: r for r in await self.inventory.list()}
         counts = {"added": 0, "changed": 0, "removed": 0}
+        gone: list[str] = []
         for rt in [rt for rt in self.instances_rt.values() if rt.record is not None]:
             new = records.get(rt.id)
             if new is not None and new.same_as(rt.record):  # type: ignore[arg-type]
                 continue
             await self._remove_instance(rt)
             counts["removed" if new is None else "changed"] += 1
+            if new is None:
+                gone.append(rt.id)
         fresh = [rt for r in records.values() if (rt := self._add_inventory_camera(r))]
         counts["added"] = len(fresh) - counts["changed"]
         self._shadowed &= set(records)
@@ -940,7 +967,12 @@ class Hub:
             )
             rt.task = self._spawn(self._run_instance(rt))
         if any(counts.values()):
-            log.info("inventory.synced", **counts, cameras=len(records))
+            log.info(
+                "inventory.synced",
+                **counts,
+                cameras=len(records),
+                stopped=gone[:20] or None,  # which cameras stopped, for the operator
+            )
         return counts
 
     async def _inventory_loop(self) -> None:

@@ -40,6 +40,17 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
 
 
+def without_userinfo(url: str) -> str:
+    """``rtsp://admin:pw@10.0.0.5:554/live`` → ``rtsp://10.0.0.5:554/live``: an address to
+    show operators (in a probe's reason), with neither password nor user name."""
+    if "@" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
 def mask_value(key: str, value: Any) -> Any:
     """Mask ``value`` when ``key`` names a secret or the value is a URL with a password.
 

@@ -168,6 +168,7 @@ class Watcher:
 
         health: CameraHealth = await self._ask(camera, camera.probe(), failed)
         instance_id = camera.context.instance_id
+        self.hub.camera_probed(instance_id, health.checked_at)
         tracker = self.trackers.get(instance_id)
         if tracker is None:
             # Resume from the state last reported (before a restart, or by another process),
@@ -180,8 +181,14 @@ class Watcher:
                 recover_after=self.settings.recover_after,
                 reported=self.cameras.get(instance_id),
             )
-        if tracker.observe(health) is None:
-            return  # no change that has held long enough
+        if tracker.observe(health) is not None:
+            await self._report_camera(camera, health)
+        if health.state is HealthState.AUTH_FAILED:
+            # Rejected credentials need an operator: the instance goes to needs_auth and is
+            # restarted every [hub] needs_auth_retry, re-reading its secret (a fixed file).
+            await self.hub.instance_failed(instance_id, AuthError(health.reason))
+
+    async def _report_camera(self, camera: Camera, health: CameraHealth) -> None:
         await self._publish_change(
             camera,
             self.cameras,

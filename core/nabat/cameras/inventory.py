@@ -45,7 +45,7 @@ import io
 import ipaddress
 import math
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -326,12 +326,17 @@ def _did_you_mean(value: str, choices: Collection[str]) -> str:
     return f"; did you mean {lowered[close[0]]!r}?" if close else ""
 
 
+RowCheck = Callable[[str, str], list[tuple[str, str]]]
+"""``check(driver, url)`` → ``[(column, reason), …]`` for a row the drivers cannot use."""
+
+
 class _RowContext(NamedTuple):
     line: int
     written: dict[str, str]
     slugs: frozenset[str]
     seen: dict[str, int]
     now: datetime
+    check: RowCheck | None = None
 
 
 def _parse_row(values: dict[str, str], ctx: _RowContext) -> CameraRecord | list[CsvError]:
@@ -406,6 +411,9 @@ def _parse_row(values: dict[str, str], ctx: _RowContext) -> CameraRecord | list[
     if why:
         bad("tags", why)
 
+    if not problems and ctx.check is not None:
+        for column, reason in ctx.check(driver, url):
+            bad(column, reason)
     if problems:
         return problems
     return CameraRecord(
@@ -424,10 +432,12 @@ def _parse_row(values: dict[str, str], ctx: _RowContext) -> CameraRecord | list[
 
 
 def parse_csv(
-    source: str | bytes | Path, region_slugs: Collection[str]
+    source: str | bytes | Path, region_slugs: Collection[str], check: RowCheck | None = None
 ) -> tuple[list[CameraRecord], list[CsvError]]:
     """Parse an inventory CSV (see the module docstring): the valid rows as records, and an
-    error ``(line, column, reason)`` for every problem of every bad row. Header problems
+    error ``(line, column, reason)`` for every problem of every bad row. ``check(driver,
+    url)`` adds the problems only the installed drivers can see (an unknown driver kind, an
+    address a driver cannot use), as ``(column, reason)`` pairs. Header problems
     (unknown, repeated or missing columns) make every row unreadable: no rows are returned."""
     text, problem = _read_text(source)
     if problem is not None:
@@ -512,7 +522,7 @@ def parse_csv(
             else ""
             for column in COLUMNS
         }
-        parsed = _parse_row(values, _RowContext(start, written, slugs, seen, now))
+        parsed = _parse_row(values, _RowContext(start, written, slugs, seen, now, check))
         if isinstance(parsed, CameraRecord):
             rows.append(parsed)
         else:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import msgspec
 
 from ..interfaces.camera import CameraHealth, HealthState
-from ..masking import mask_url
+from ..masking import without_userinfo
 
 __all__ = [
     "FrameStats",
@@ -137,7 +137,7 @@ def _classify_error(exc: BaseException) -> tuple[HealthState, str]:
 
 def probe_stream(url: str, settings: ProbeSettings | None = None) -> CameraHealth:
     """Probe ``url`` (blocking: run it in a worker thread). Never raises for a camera's fault;
-    the result's ``reason`` names the URL without its password."""
+    the result's ``reason`` names the address without user name or password."""
     import av
 
     settings = settings or ProbeSettings()
@@ -165,7 +165,7 @@ def probe_stream(url: str, settings: ProbeSettings | None = None) -> CameraHealt
             # At open time FFmpeg reports a failed connection or a peer that does not speak
             # RTSP/HTTP as "invalid data": for an operator, the camera is not answering.
             state, reason = HealthState.UNREACHABLE, "no valid answer from the camera"
-        return result(state, f"{reason} ({mask_url(url)})")
+        return result(state, f"{reason} ({without_userinfo(url)})")
     try:
         video = next((s for s in container.streams if s.type == "video"), None)
         if video is None:

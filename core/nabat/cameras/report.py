@@ -5,7 +5,8 @@ they were over a period, against the region's targets.
   ``degraded`` (black or frozen picture), ``offline`` (unreachable, no signal, rejected
   credentials, unsupported codec) or ``unknown`` (never probed: just imported, or its driver
   cannot start — see the camera's instance state).
-* **Availability** over ``[since, until)``: the share of the time the cameras were ``ok``,
+* **Availability** over ``[since, until)`` (``until`` no later than now): the share of the
+  time the cameras were ``ok``,
   from the journal of ``camera.health.*`` changes. A camera's state at ``since`` is the
   ``previous`` state of its first change after ``since`` (or, without changes, its current
   state if that began earlier). Time while a camera's state was unknown is left out, so a
@@ -169,6 +170,10 @@ async def build_report(
     target is listed."""
     if since >= until:
         raise ValueError("since must be before until")
+    # Nothing is known of the future: a period that has not ended is reported up to now.
+    until = min(until, generated_at)
+    if since >= until:
+        raise ValueError("the period has not begun yet")
     wanted = set(municipalities) if municipalities is not None else None
     timelines = await _changes(journal, since)
     rows: dict[str, DistrictRow] = {}
@@ -219,7 +224,10 @@ async def build_report(
         all_time.known += spent.known
     if all_time.known > 0:
         total.availability_pct = round(100.0 * all_time.ok / all_time.known, 2)
-    total.lagging = any(r.lagging for r in rows.values())
+    lagging = sum(r.lagging for r in rows.values())
+    total.lagging = bool(lagging)
+    if lagging:
+        total.why = [f"{lagging} of {len(rows)} districts lagging"]
     return CameraReport(
         region=region.id,
         since=since,

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..interfaces.camera import Snapshot
 from ..interfaces.errors import TransientError
-from ..masking import mask_url
+from ..masking import without_userinfo
 from .probe import ProbeSettings
 
 __all__ = ["encode_jpeg", "grab_snapshot"]
@@ -62,11 +62,11 @@ def grab_snapshot(
         )
     except Exception as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
-        raise TransientError(f"cannot open {mask_url(url)}: {reason}") from None
+        raise TransientError(f"cannot open {without_userinfo(url)}: {reason}") from None
     try:
         video = next((s for s in container.streams if s.type == "video"), None)
         if video is None:
-            raise TransientError(f"{mask_url(url)} carries no video")
+            raise TransientError(f"{without_userinfo(url)} carries no video")
         seen = 0
         for frame in container.decode(video):
             seen += 1
@@ -81,11 +81,11 @@ def grab_snapshot(
                         else max(2, round(frame.height * max_width / frame.width / 2) * 2)
                     ),
                 )
-        raise TransientError(f"{mask_url(url)} ended after {seen} frames")
+        raise TransientError(f"{without_userinfo(url)} ended after {seen} frames")
     except TransientError:
         raise
     except Exception as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
-        raise TransientError(f"no picture from {mask_url(url)}: {reason}") from None
+        raise TransientError(f"no picture from {without_userinfo(url)}: {reason}") from None
     finally:
         container.close()

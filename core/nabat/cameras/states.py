@@ -51,6 +51,9 @@ class CameraStates:
         self._states: dict[str, CameraState] = {}
         self._dirty: set[str] = set()
         self._flusher: asyncio.Task[None] | None = None
+        self.probed: dict[str, datetime] = {}
+        """When each camera was last probed by this process (every probe, not only changes;
+        in memory only)."""
 
     def get(self, camera_id: str) -> CameraState | None:
         return self._states.get(camera_id)
@@ -91,6 +94,7 @@ class CameraStates:
     async def forget(self, camera_id: str) -> None:
         """A camera deleted from the inventory: its state goes too."""
         self._states.pop(camera_id, None)
+        self.probed.pop(camera_id, None)
         self._dirty.discard(camera_id)
         try:
             await self.journal.delete_record(COLLECTION, camera_id)

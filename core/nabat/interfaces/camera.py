@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
@@ -134,49 +134,58 @@ class CameraHealth(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # -- PTZ: a tagged union, so the wire form says which command it is ("action": "...") ------
-class _Ptz(msgspec.Struct, frozen=True, kw_only=True, tag_field="action"):
-    profile: str | None = None
+# Values are in ONVIF's generic spaces; out-of-range or unknown fields are refused (a typo must
+# not move a camera somewhere else).
+Axis = Annotated[float, msgspec.Meta(ge=-1.0, le=1.0)]
+Unit = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Token = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class _Ptz(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="action", forbid_unknown_fields=True
+):
+    profile: Token | None = None
 
 
 class ContinuousMove(_Ptz, tag="continuous"):
     """Move at a velocity (each axis -1..1) until Stop or ``timeout_s``."""
 
-    pan: float = 0.0
-    tilt: float = 0.0
-    zoom: float = 0.0
-    timeout_s: float | None = 1.0
+    pan: Axis = 0.0
+    tilt: Axis = 0.0
+    zoom: Axis = 0.0
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] | None = 1.0
 
 
 class RelativeMove(_Ptz, tag="relative"):
     """Move by a translation in the camera's normalised space (-1..1)."""
 
-    pan: float = 0.0
-    tilt: float = 0.0
-    zoom: float = 0.0
-    speed: float | None = None
+    pan: Axis = 0.0
+    tilt: Axis = 0.0
+    zoom: Axis = 0.0
+    speed: Unit | None = None
 
 
 class AbsoluteMove(_Ptz, tag="absolute"):
     """Move to a position (pan/tilt -1..1, zoom 0..1)."""
 
-    pan: float
-    tilt: float
-    zoom: float | None = None
-    speed: float | None = None
+    pan: Axis
+    tilt: Axis
+    zoom: Unit | None = None
+    speed: Unit | None = None
 
 
 class GotoPreset(_Ptz, tag="goto_preset"):
-    preset: str
-    speed: float | None = None
+    preset: Token
+    speed: Unit | None = None
 
 
 class SetPreset(_Ptz, tag="set_preset"):
-    name: str
-    preset: str | None = None  # overwrite this token; None creates a new preset
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    preset: Token | None = None  # overwrite this token; None creates a new preset
 
 
 class GotoHome(_Ptz, tag="home"):
-    speed: float | None = None
+    speed: Unit | None = None
 
 
 class Stop(_Ptz, tag="stop"):

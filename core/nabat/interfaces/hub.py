@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -115,6 +116,10 @@ class HubAPI(Protocol):
 
     def instance(self, instance_id: str) -> Driver:
         """The driver of one instance; KeyError if there is none."""
+
+    def camera_probed(self, camera_id: str, checked_at: datetime) -> None:
+        """Note that a camera was just probed (shown as its ``last_probe_at``), whatever the
+        result; only changes are published."""
 
     def last_health(self, camera_id: str) -> HealthState | None:
         """The health last reported for a camera (``camera.health.<state>``, kept across

@@ -95,7 +95,7 @@ async def test_cameras_health_snapshots_ptz_and_report(api, rtsp_server, monkeyp
     secure = by_id["inv-secure"]
     assert secure["source"] == "inventory" and secure["tags"] == ["beach"]
     assert secure["status"] == "ok" and secure["health"]["codec"]
-    assert secure["instance_state"] == "running"
+    assert secure["instance_state"] == "running" and secure["last_probe_at"]
     assert by_id["inv-black"]["status"] == "degraded"
     assert by_id["rtsp-live"]["source"] == "config"
     # Credentials never leave the hub.
@@ -146,6 +146,14 @@ async def test_cameras_health_snapshots_ptz_and_report(api, rtsp_server, monkeyp
     assert none.status_code == 409 and "PTZ" in none.json()["detail"]
     wrong = await control.post("/api/v1/cameras/sim-ptz/ptz", json={"action": "dance"})
     assert wrong.status_code == 400
+    for bad in (
+        {"action": "absolute", "pan": 99, "tilt": 0},
+        {"action": "continuous", "x": 1},
+        {"action": "continuous", "pan": "NaN"},
+    ):
+        refused = await control.post("/api/v1/cameras/sim-ptz/ptz", json=bad)
+        assert refused.status_code == 400, bad
+    assert api.hub.instance("sim-ptz")._position == pytest.approx((0.5, -0.25, 0.1))
     presets = await control.get("/api/v1/cameras/sim-ptz/presets")
     assert presets.status_code == 200 and isinstance(presets.json(), list)
 
@@ -161,6 +169,10 @@ async def test_cameras_health_snapshots_ptz_and_report(api, rtsp_server, monkeyp
     assert as_csv.headers["content-type"].startswith("text/csv")
     table = list(csv.DictReader(io.StringIO(as_csv.text)))
     assert {r["municipality"]: r["lagging"] for r in table}["sochi"] == "yes"
+    only = (await reader.get("/api/v1/reports/cameras", params={"municipality": "sochi"})).json()
+    assert [r["municipality"] for r in only["districts"]] == ["sochi"]
+    nowhere = await reader.get("/api/v1/cameras", params={"municipality": "Sochi"})
+    assert nowhere.status_code == 400
     limited = (await district.get("/api/v1/reports/cameras")).json()
     assert [r["municipality"] for r in limited["districts"]] == ["krasnodar"]
     naive = await reader.get("/api/v1/reports/cameras", params={"since": "2026-11-01T00:00:00"})

@@ -264,7 +264,8 @@ nabat = run_cli
 @pytest.fixture
 def hub_dir(tmp_path: Path) -> Path:
     (tmp_path / "plugins.toml").write_text(
-        '[hub]\nregion = "krasnodar-krai"\ndata_dir = "data"\n', encoding="utf-8"
+        '[hub]\nregion = "krasnodar-krai"\ndata_dir = "data"\n[plugins.rtsp]\n[plugins.onvif]\n',
+        encoding="utf-8",
     )
     (tmp_path / "cams.csv").write_bytes(csv_bytes(GOOD))
     return tmp_path
@@ -324,6 +325,35 @@ def test_cli_reports_errors_as_file_line_column_and_imports_nothing(hub_dir):
     assert skipped.stdout.strip() == "1 created, 0 updated, 0 unchanged; 2 invalid row(s) skipped"
     listed = nabat("cameras", "list", "--json", cwd=hub_dir)
     assert '"nvr-cam-002"' in listed.stdout and "krd-cam-001" not in listed.stdout
+
+
+def test_cli_checks_rows_against_the_installed_drivers(hub_dir):
+    rows = "\n".join(
+        [
+            "id;name;municipality;driver;url",
+            "a1;Typo;sochi;rtsp.cam;rtsp://10.0.0.1/x",
+            "a2;Wrong address;sochi;onvif.camera;rtsp://10.0.0.1/x",
+            "a3;No URL;sochi;rtsp.camera;10.0.0.1:554",
+            "a4;Not a camera;sochi;simulator.siren;10.0.0.1:80",
+            "a5;Plugin off;sochi;simulator.camera;10.0.0.1:80",
+            "a6;Fine;sochi;onvif.camera;10.0.0.1:8080",
+        ]
+    )
+    (hub_dir / "drivers.csv").write_text(rows + "\n", encoding="utf-8")
+    out = nabat("cameras", "import", "drivers.csv", "--dry-run", cwd=hub_dir)
+    assert out.returncode == 1
+    errors = out.stderr.splitlines()
+    assert errors[0].startswith("drivers.csv:2: driver: unknown driver kind 'rtsp.cam'")
+    assert "onvif.camera" in errors[0]  # the known kinds are listed
+    assert errors[1] == (
+        "drivers.csv:3: url: onvif.camera needs host[:port] or the camera's http:// address"
+    )
+    assert (
+        errors[2] == "drivers.csv:4: url: rtsp.camera needs the stream's rtsp:// (or http://) URL"
+    )
+    assert errors[3].startswith("drivers.csv:5: driver:")
+    assert errors[4].startswith("drivers.csv:6: driver:") and "not enabled" in errors[4]
+    assert "nothing imported: 5 error(s) on 5 line(s)" in out.stderr
 
 
 def test_cli_refuses_a_file_without_a_required_column_even_with_skip_invalid(hub_dir):

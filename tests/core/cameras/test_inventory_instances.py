@@ -66,6 +66,8 @@ async def test_imported_cameras_are_probed_restarted_and_stopped(
         )
         counts = await hub.sync_inventory()
         assert counts == {"added": 7, "changed": 0, "removed": 0}
+        assert await hub.sync_inventory() == {"added": 0, "changed": 0, "removed": 0}
+        assert hub._shadowed == {"cfg-cam"}  # only the real clash, not every running camera
 
         def states() -> dict[str, str]:
             return {e.subject: e.type.rsplit(".", 1)[1] for e in health.events}
@@ -81,6 +83,10 @@ async def test_imported_cameras_are_probed_restarted_and_stopped(
             what=f"first probes {want}",
             timeout=30,
         )
+        wrong = next(e for e in health.events if e.subject == "inv-wrong")
+        assert rtsp_server.user not in wrong.data.reason  # the address only, no user name
+        # Rejected credentials need an operator: needs_auth, retried with a fresh secret.
+        await eventually(lambda: hub.state_of("inv-wrong") == "needs_auth", what="needs_auth")
         secure = next(e for e in health.events if e.subject == "inv-secure")
         assert secure.municipality == "sochi" and secure.data.codec
         # An unreadable credential reference: needs_auth, naming the variable, not a secret.

@@ -97,6 +97,7 @@ async def test_availability_counts_and_lagging(journal):
     assert tuapse.total == 0 and tuapse.availability_pct is None and tuapse.lagging
     assert report.total.total == 5
     assert report.total.availability_pct == pytest.approx(100 * 18 / 42, abs=0.01)
+    assert report.total.lagging and report.total.why == ["2 of 3 districts lagging"]
 
     text = to_csv(report)
     lines = text.splitlines()
@@ -121,6 +122,35 @@ async def test_a_district_token_sees_only_its_rows(journal):
     assert [r.municipality for r in report.districts] == ["sochi"]
     assert report.districts[0].name == "город-курорт Сочи"
     assert report.districts[0].unknown == 1 and report.districts[0].availability_pct is None
+
+
+async def test_a_period_not_over_yet_is_reported_up_to_now(journal):
+    await journal.append([change("cam-a", T0 + 6 * H, "ok", "black")])
+    report = await build_report(
+        journal,
+        {"cam-a": "sochi"},
+        {"cam-a": current("black", T0 + 6 * H)},
+        REGION,
+        since=T0,
+        until=T0 + 30 * 24 * H,  # the month is not over
+        generated_at=T0 + 12 * H,
+        targets={},
+        availability_target=95.0,
+    )
+    assert report.until == T0 + 12 * H
+    assert report.districts[0].availability_pct == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="not begun"):
+        await build_report(
+            journal,
+            {},
+            {},
+            REGION,
+            since=T0 + 24 * H,
+            until=T0 + 48 * H,
+            generated_at=T0,
+            targets={},
+            availability_target=95.0,
+        )
 
 
 async def test_a_period_must_be_positive(journal):

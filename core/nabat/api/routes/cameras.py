@@ -39,7 +39,9 @@ class CameraHealthView(msgspec.Struct, kw_only=True):
     """``ok``, ``black``, ``frozen``, ``no_signal``, ``unreachable``, ``auth_failed``,
     ``unsupported_codec``."""
     since: datetime
+    """When this state was reported."""
     checked_at: datetime
+    """When the probe that found this state ran."""
     reason: str = ""
     codec: str | None = None
     width: int | None = None
@@ -61,6 +63,8 @@ class CameraView(msgspec.Struct, kw_only=True):
     """``ok``; ``degraded`` (black or frozen picture); ``offline``; ``unknown`` (not probed
     yet — see ``instance_state``)."""
     health: CameraHealthView | None = None
+    last_probe_at: datetime | None = None
+    """When the camera was last probed (every probe; ``health`` changes only on a change)."""
     instance_state: str
     """The driver instance: ``running``, ``retrying``, ``needs_auth``, ``failed``…"""
     instance_reason: str = ""
@@ -105,6 +109,7 @@ def _view(api: ApiState, rt: _Instance) -> CameraView:
         tags=list(record.tags) if record else [],
         status=bucket(current.state if current else None),  # type: ignore[arg-type]
         health=health,
+        last_probe_at=hub.camera_states.probed.get(rt.id),
         instance_state=unit.state.value if unit else "unknown",
         instance_reason=unit.reason if unit else "",
     )
@@ -178,6 +183,8 @@ async def list_cameras(
             f"unknown state {health!r}",
             errors=[FieldError(field="state", reason=f"one of {', '.join(_STATES)}")],
         )
+    if municipality is not None:
+        _municipalities(api, [municipality])
     token = request.user
     matching: list[CameraView] = []
     for rt in sorted(api.hub.camera_units(), key=lambda rt: rt.id):
@@ -296,6 +303,7 @@ async def _report(
     api: ApiState,
     since: datetime | None,
     until: datetime | None,
+    municipalities: list[str] | None,
 ) -> CameraReport:
     now = datetime.now(UTC)
     until = until or now
@@ -307,11 +315,16 @@ async def _report(
                 f"{name} must carry a UTC offset",
                 errors=[FieldError(field=name, reason="e.g. 2026-11-01T00:00:00Z")],
             )
-    if since >= until:
+    if since >= min(until, now):
         raise ProblemError(
-            400, "since must be before until", errors=[FieldError(field="since", reason="")]
+            400,
+            "since must be before until and before now",
+            errors=[FieldError(field="since", reason="the period has not begun")],
         )
     token = request.user
+    wanted = _municipalities(api, municipalities)
+    if not token.regional:
+        wanted = [m for m in (wanted or token.municipalities) if m in token.municipalities]
     hub = api.hub
     cfg = hub.config.cameras
     return await build_report(
@@ -325,8 +338,22 @@ async def _report(
         targets=cfg.targets,
         availability_target=cfg.availability_target,
         language=hub.config.hub.language,
-        municipalities=None if token.regional else token.municipalities,
+        municipalities=wanted,
     )
+
+
+def _municipalities(api: ApiState, given: list[str] | None) -> list[str] | None:
+    unknown = [m for m in given or () if m not in api.municipalities]
+    if unknown:
+        raise ProblemError(
+            400,
+            f"not municipalities of this region: {', '.join(unknown)}",
+            errors=[FieldError(field="municipality", reason="a municipality slug")],
+        )
+    return list(given) if given else None
+
+
+Municipalities = Annotated[list[str] | None, QueryParameter(name="municipality", max_items=100)]
 
 
 _REPORT = (
@@ -349,8 +376,9 @@ async def camera_report(
     api: NamedDependency[ApiState],
     since: Annotated[datetime | None, QueryParameter()] = None,
     until: Annotated[datetime | None, QueryParameter()] = None,
+    municipality: Municipalities = None,
 ) -> CameraReport:
-    return await _report(request, api, since, until)
+    return await _report(request, api, since, until, municipality)
 
 
 @get(
@@ -360,18 +388,19 @@ async def camera_report(
     description=_REPORT,
     responses=documented(403),
     tags=["cameras"],
-    media_type="text/csv; charset=utf-8",
+    media_type="text/csv",
 )
 async def camera_report_csv(
     request: Request[TokenInfo, Any, Any],
     api: NamedDependency[ApiState],
     since: Annotated[datetime | None, QueryParameter()] = None,
     until: Annotated[datetime | None, QueryParameter()] = None,
+    municipality: Municipalities = None,
 ) -> Response[bytes]:
-    report = await _report(request, api, since, until)
+    report = await _report(request, api, since, until, municipality)
     return Response(
         content=to_csv(report).encode("utf-8"),
-        media_type="text/csv; charset=utf-8",
+        media_type="text/csv",
         headers={"Content-Disposition": 'attachment; filename="cameras-report.csv"'},
     )
 
