@@ -171,6 +171,8 @@ class Resource(_Cap):
     mime_type: str
     size: int | None = None
     uri: str | None = None
+    deref_uri: str | None = None
+    """The resource itself, base64-encoded (CAP ``derefUri``), when sent inline."""
     digest: str | None = None
 
 
