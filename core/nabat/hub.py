@@ -193,6 +193,10 @@ class Hub:
         )
         self._shadowed: set[str] = set()  # inventory ids hidden by a plugins.toml instance
         self._start_limit = asyncio.Semaphore(self.config.cameras.start_concurrency)
+        from .alerts import AlertService  # the alert service imports hub types lazily
+
+        self.alerts = AlertService(self)
+        """Issues alerts to warning devices and tracks every device's outcome."""
         self.runs: dict[str, Progress] = {}
         """The latest long run (sweep) per name, for /metrics."""
         self.issues: list[ConfigIssue] = []
@@ -1076,6 +1080,7 @@ class Hub:
             return
         self._started = False
         await self.scheduler.shutdown()
+        await self.alerts.close()
         for rt in self.instances_rt.values():
             if rt.task is not None and not rt.task.done():
                 rt.task.cancel()

@@ -17,7 +17,7 @@ from litestar.types import ASGIApp
 from .. import __version__
 from .gate import AccessMiddleware, Gate
 from .problems import exception_handlers
-from .routes import cameras, events, ops, subscriptions
+from .routes import alerts, cameras, events, ops, subscriptions
 from .state import ApiState
 from .tokens import SCOPES
 
@@ -80,6 +80,7 @@ def create_app(state: ApiState, plugin_routers: list[Router] = ()) -> ASGIApp:  
         *events.HANDLERS,
         *subscriptions.HANDLERS,
         *cameras.HANDLERS,
+        *alerts.HANDLERS,
         *ops.HANDLERS,
     ]
     _security(handlers)
@@ -111,6 +112,7 @@ def create_app(state: ApiState, plugin_routers: list[Router] = ()) -> ASGIApp:  
         tags=[
             Tag(name="events", description="Publish, query and follow events"),
             Tag(name="subscriptions", description="Outbound webhooks"),
+            Tag(name="alerts", description="Population warning: issue, confirm, cancel, follow"),
             Tag(name="cameras", description="Cameras, health, snapshots, PTZ, district reports"),
             Tag(name="operations", description="Health, readiness, metrics"),
             Tag(name="access", description="Tokens and the audit log"),

@@ -22,6 +22,7 @@ import msgspec
 from ..masking import mask_url, mask_value
 from ..regions import load_region
 from .model import (
+    AlertSettings,
     ApiSettings,
     CameraSettings,
     Config,
@@ -301,6 +302,7 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
     storage = _resolve_storage_url(storage, file, index, base, issues)
     api = section(raw.get("api", {}), ApiSettings, ["api"]) or ApiSettings()
     cameras = section(raw.get("cameras", {}), CameraSettings, ["cameras"]) or CameraSettings()
+    alerts = section(raw.get("alerts", {}), AlertSettings, ["alerts"]) or AlertSettings()
     plugins: dict[str, PluginEntry] = {}
     raw_plugins = raw.get("plugins", {})
     if not isinstance(raw_plugins, dict):
@@ -370,7 +372,13 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
     if issues or (strict and broken):
         raise ConfigInvalid(issues + [i for found in broken.values() for i in found])
     config = Config(
-        hub=hub, storage=storage, api=api, cameras=cameras, plugins=plugins, instances=instances
+        hub=hub,
+        storage=storage,
+        api=api,
+        cameras=cameras,
+        alerts=alerts,
+        plugins=plugins,
+        instances=instances,
     )
     return LoadedConfig(
         config=config, path=path.resolve(), raw=raw, _index=index, broken_instances=broken

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 __all__ = [
+    "AlertSettings",
     "ApiSettings",
     "BusSettings",
     "CameraSettings",
@@ -147,6 +148,23 @@ class CameraSettings(_Table):
     than its target make a district lagging."""
 
 
+class AlertSettings(_Table):
+    """``[alerts]``: activating warning devices (docs/alerts.md)."""
+
+    attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 3
+    """Tries per device when it times out or is unreachable (activation is idempotent)."""
+    retry_delay: Positive = 0.5
+    """Seconds before the second try; doubled for each further one."""
+    concurrency: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    """Device calls in flight at once over all alerts."""
+    two_person_rule: bool = False
+    """An ``Actual`` alert starts only when a second caller confirms it."""
+    confirm_within: Positive = 120.0
+    """Seconds the second confirmation may take before the alert expires."""
+    sender: str | None = None
+    """CAP ``sender`` of alerts issued here (default ``nabat@<hub name>``)."""
+
+
 class DeliveryOptions(_Table):
     """``[instances.<id>.delivery]``: how the hub delivers events to a connector."""
 
@@ -188,5 +206,6 @@ class Config(_Table):
     storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     cameras: CameraSettings = msgspec.field(default_factory=CameraSettings)
+    alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
     plugins: dict[str, PluginEntry] = {}
     instances: dict[str, InstanceEntry] = {}

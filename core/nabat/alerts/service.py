@@ -1,0 +1,435 @@
+"""Issuing alerts: every warning device in the area, in parallel, each result tracked.
+
+``issue`` resolves every :class:`~nabat.interfaces.AlertDevice` whose municipality or location
+the alert's area covers (configured ones that are not running count at once as
+``unreachable``, with their state as the reason), then activates them all in parallel: each
+call bounded by the device's ``timeout``, retried ``[alerts] attempts`` times with backoff on a
+timeout or a transient error (activation is idempotent per alert identifier, so a retry never
+starts a second signal). Every device's outcome — ``activated``, ``failed``, ``unreachable`` —
+is published as ``alert.device.<outcome>`` and kept in the alert's record (journal records,
+collection ``alerts``), and ``alert.completed`` carries the counts once all have answered.
+
+With ``[alerts] two_person_rule`` an ``Actual`` alert waits in ``pending_confirmation`` until a
+second, different caller confirms it within ``confirm_within`` seconds (else ``expired``).
+``cancel`` stops the signal on every device that activated; ``update`` issues a CAP ``Update``
+referencing the original, with a new message or area.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ..events import Event, Severity
+from ..ids import uuid7
+from ..interfaces import AuthError
+from ..interfaces.alerting import (
+    ActivationOutcome,
+    Alert,
+    AlertDevice,
+    MsgType,
+    Status,
+    WarningMessage,
+)
+from ..interfaces.payloads import UnitState
+from ..logs import get_logger
+from .area import covers
+from .model import AlertPhase, AlertRecord, DeviceOutcome, DeviceResult
+
+if TYPE_CHECKING:
+    from ..hub import Hub, _Instance
+
+__all__ = ["AlertError", "AlertService"]
+
+COLLECTION = "alerts"
+log = get_logger("nabat.alerts")
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AlertRecord)
+_OUTCOME = {
+    ActivationOutcome.ACTIVATED: DeviceOutcome.ACTIVATED,
+    ActivationOutcome.CANCELLED: DeviceOutcome.CANCELLED,
+    ActivationOutcome.FAILED: DeviceOutcome.FAILED,
+    ActivationOutcome.UNREACHABLE: DeviceOutcome.UNREACHABLE,
+}
+
+
+class AlertError(Exception):
+    """A request the service refuses; ``status`` is the HTTP status it maps to."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AlertSummary(msgspec.Struct, kw_only=True):
+    """The data of ``alert.*`` events about a whole alert."""
+
+    id: str
+    phase: AlertPhase
+    status: str
+    event: str
+    municipalities: list[str]
+    devices: int
+    counts: dict[str, int]
+    by: str | None = None
+
+
+class DeviceEvent(msgspec.Struct, kw_only=True):
+    """``alert.device.<outcome>``."""
+
+    alert: str
+    device: str
+    outcome: DeviceOutcome
+    attempts: int
+    detail: str = ""
+
+
+class AlertService:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.settings = hub.config.alerts
+        self.records: dict[str, AlertRecord] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._limit = asyncio.Semaphore(self.settings.concurrency)
+        self._changed: dict[str, asyncio.Event] = {}
+
+    # -- storage ----------------------------------------------------------------------------
+    async def _save(self, record: AlertRecord) -> None:
+        self.records[record.id] = record
+        await self.hub.journal.put_record(COLLECTION, record.id, _encoder.encode(record))
+        event = self._changed.pop(record.id, None)
+        if event is not None:
+            event.set()
+
+    async def get(self, alert_id: str) -> AlertRecord | None:
+        record = self.records.get(alert_id)
+        if record is not None:
+            return record
+        stored = await self.hub.journal.get_record(COLLECTION, alert_id)
+        return None if stored is None else _decoder.decode(stored.body)
+
+    async def recent(self, limit: int = 100) -> list[AlertRecord]:
+        found: dict[str, AlertRecord] = {}
+        async for stored in self.hub.journal.all_records(COLLECTION):
+            try:
+                found[stored.key] = _decoder.decode(stored.body)
+            except msgspec.DecodeError:
+                continue
+        found.update(self.records)
+        return sorted(found.values(), key=lambda r: r.created, reverse=True)[:limit]
+
+    async def wait(self, alert_id: str, timeout: float) -> AlertRecord | None:
+        """The record once it is no longer activating (or after ``timeout``)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                record = await self.get(alert_id)
+                if record is None or record.phase is not AlertPhase.ACTIVATING:
+                    return record
+                await self._changed.setdefault(alert_id, asyncio.Event()).wait()
+
+    # -- events -----------------------------------------------------------------------------
+    async def _announce(self, kind: str, record: AlertRecord, by: str | None = None) -> None:
+        municipalities = sorted({d.municipality for d in record.devices if d.municipality})
+        info = record.alert.info[0] if record.alert.info else None
+        await self.hub.publish(
+            Event(
+                type=f"alert.{kind}",
+                source=f"/nabat/hubs/{self.hub.name}/alerts",
+                subject=record.id,
+                correlationid=record.id,
+                municipality=municipalities[0] if len(municipalities) == 1 else None,
+                severity=Severity.SEVERE if record.alert.status is Status.ACTUAL else Severity.INFO,
+                data=AlertSummary(
+                    id=record.id,
+                    phase=record.phase,
+                    status=record.alert.status.value,
+                    event=info.event if info else "",
+                    municipalities=municipalities,
+                    devices=len(record.devices),
+                    counts=record.counts(),
+                    by=by,
+                ),
+            )
+        )
+
+    # -- which devices ----------------------------------------------------------------------
+    def _targets(self, alert: Alert, allowed: Callable[[str | None], bool]) -> list[_Instance]:
+        areas = [area for info in alert.info for area in info.area]
+        found = []
+        for rt in self.hub.instances_rt.values():
+            if rt.driver_cls is None or not issubclass(rt.driver_cls, AlertDevice):
+                continue
+            if rt.problem == "disabled" or not allowed(rt.entry.municipality):
+                continue
+            location = (rt.entry.lat, rt.entry.lon) if rt.entry.lat is not None else None
+            if covers(areas, rt.entry.municipality, location):  # type: ignore[arg-type]
+                found.append(rt)
+        return found
+
+    # -- issuing ----------------------------------------------------------------------------
+    async def issue(
+        self,
+        alert: Alert,
+        message: WarningMessage,
+        *,
+        by: str,
+        allowed: Callable[[str | None], bool] = lambda m: True,
+    ) -> AlertRecord:
+        """Start an alert (or park it for confirmation). Raises AlertError when the area
+        covers no device or the identifier was used before."""
+        if await self.get(alert.identifier) is not None:
+            raise AlertError(409, f"alert {alert.identifier!r} exists already")
+        targets = self._targets(alert, allowed)
+        if not targets:
+            raise AlertError(422, "the alert's area covers no warning device")
+        now = datetime.now(UTC)
+        pending = self.settings.two_person_rule and alert.status is Status.ACTUAL
+        record = AlertRecord(
+            id=alert.identifier,
+            phase=AlertPhase.PENDING_CONFIRMATION if pending else AlertPhase.ACTIVATING,
+            alert=alert,
+            message=message,
+            created=now,
+            created_by=by,
+            confirm_by=now + timedelta(seconds=self.settings.confirm_within) if pending else None,
+            devices=[
+                DeviceResult(
+                    device=rt.id, name=rt.entry.name or rt.id, municipality=rt.entry.municipality
+                )
+                for rt in targets
+            ],
+        )
+        await self._save(record)
+        log.info(
+            "alert.issued",
+            alert=record.id,
+            status=alert.status.value,
+            devices=len(targets),
+            by=by,
+            pending_confirmation=pending or None,
+        )
+        if pending:
+            await self._announce("confirmation_required", record, by)
+            self._tasks[record.id] = asyncio.get_running_loop().create_task(
+                self._expire(record.id), name=f"alert-expiry:{record.id}"
+            )
+        else:
+            await self._announce("issued", record, by)
+            self._start(record)
+        return record
+
+    async def confirm(self, alert_id: str, *, by: str, reject: bool = False) -> AlertRecord:
+        record = await self.get(alert_id)
+        if record is None:
+            raise AlertError(404, f"no alert {alert_id!r}")
+        if record.phase is not AlertPhase.PENDING_CONFIRMATION:
+            raise AlertError(409, f"alert {alert_id} is {record.phase.value}, not waiting")
+        if by == record.created_by:
+            raise AlertError(403, "the two-person rule needs a second person to confirm")
+        expiry = self._tasks.pop(alert_id, None)
+        if expiry is not None:
+            expiry.cancel()
+        if reject:
+            record.phase, record.cancelled_by = AlertPhase.REJECTED, by
+            record.finished = datetime.now(UTC)
+            await self._save(record)
+            await self._announce("rejected", record, by)
+            return record
+        record.phase, record.confirmed_by = AlertPhase.ACTIVATING, by
+        await self._save(record)
+        await self._announce("issued", record, by)
+        self._start(record)
+        return record
+
+    async def _expire(self, alert_id: str) -> None:
+        record = self.records[alert_id]
+        assert record.confirm_by is not None
+        await asyncio.sleep(max(0.0, (record.confirm_by - datetime.now(UTC)).total_seconds()))
+        if record.phase is AlertPhase.PENDING_CONFIRMATION:
+            record.phase, record.finished = AlertPhase.EXPIRED, datetime.now(UTC)
+            await self._save(record)
+            await self._announce("confirmation_expired", record)
+            log.warning("alert.confirmation_expired", alert=alert_id)
+
+    def _start(self, record: AlertRecord) -> None:
+        self._tasks[record.id] = asyncio.get_running_loop().create_task(
+            self._activate_all(record), name=f"alert:{record.id}"
+        )
+
+    async def _activate_all(self, record: AlertRecord) -> None:
+        try:
+            await asyncio.gather(*(self._activate_one(record, d) for d in record.devices))
+        except asyncio.CancelledError:  # cancelled: cancel() records the outcome
+            self._tasks.pop(record.id, None)
+            raise
+        if record.phase is AlertPhase.ACTIVATING:
+            record.phase = AlertPhase.COMPLETED
+        record.finished = datetime.now(UTC)
+        log.info("alert.completed", alert=record.id, **record.counts())
+        await self._announce("completed", record)  # before the state waiters see
+        await self._save(record)
+        self._tasks.pop(record.id, None)
+
+    async def _activate_one(self, record: AlertRecord, result: DeviceResult) -> None:
+        rt = self.hub.instances_rt.get(result.device)
+        driver = rt.driver if rt is not None else None
+        state = self.hub.supervisor.status(*_instance(result.device))
+        if not isinstance(driver, AlertDevice) or state is None or state.state != UnitState.RUNNING:
+            why = f"{state.state.value}: {state.reason}" if state else "not configured"
+            await self._settle(record, result, DeviceOutcome.UNREACHABLE, 0, f"device is {why}")
+            return
+        attempts = self.settings.attempts
+        delay = self.settings.retry_delay
+        detail = ""
+        for attempt in range(1, attempts + 1):
+            if record.phase is AlertPhase.CANCELLED:
+                return
+            try:
+                async with self._limit:
+                    async with asyncio.timeout(driver.context.timeout):
+                        answer = await driver.activate(record.alert, record.message)
+            except asyncio.CancelledError:
+                raise
+            except AuthError as exc:
+                await self._settle(record, result, DeviceOutcome.FAILED, attempt, str(exc))
+                self.hub._spawn(self.hub.instance_failed(result.device, exc))
+                return
+            except TimeoutError:
+                detail = f"no answer within {driver.context.timeout:g} s"
+            except Exception as exc:
+                detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            else:
+                outcome = _OUTCOME[answer.outcome]
+                if outcome is not DeviceOutcome.UNREACHABLE or attempt == attempts:
+                    await self._settle(record, result, outcome, attempt, answer.detail)
+                    return
+                detail = answer.detail or "unreachable"
+            if attempt < attempts:
+                await asyncio.sleep(delay * 2 ** (attempt - 1))
+        await self._settle(record, result, DeviceOutcome.UNREACHABLE, attempts, detail)
+
+    async def _settle(
+        self,
+        record: AlertRecord,
+        result: DeviceResult,
+        outcome: DeviceOutcome,
+        attempts: int,
+        detail: str,
+    ) -> None:
+        result.outcome, result.attempts, result.detail = outcome, attempts, detail
+        result.at = datetime.now(UTC)
+        failed = outcome is not DeviceOutcome.ACTIVATED
+        if failed:
+            log.warning(
+                "alert.device_failed",
+                alert=record.id,
+                device=result.device,
+                outcome=outcome.value,
+                detail=detail,
+            )
+        await self.hub.publish(
+            Event(
+                type=f"alert.device.{outcome.value}",
+                source=f"/nabat/instances/{result.device}",
+                subject=result.device,
+                correlationid=record.id,
+                municipality=result.municipality,
+                severity=Severity.SEVERE if failed else Severity.INFO,
+                data=DeviceEvent(
+                    alert=record.id,
+                    device=result.device,
+                    outcome=outcome,
+                    attempts=attempts,
+                    detail=detail,
+                ),
+            )
+        )
+
+    # -- cancel and update ------------------------------------------------------------------
+    async def cancel(self, alert_id: str, *, by: str) -> AlertRecord:
+        record = await self.get(alert_id)
+        if record is None:
+            raise AlertError(404, f"no alert {alert_id!r}")
+        if record.phase in (AlertPhase.CANCELLED, AlertPhase.EXPIRED, AlertPhase.REJECTED):
+            raise AlertError(409, f"alert {alert_id} is {record.phase.value} already")
+        task = self._tasks.pop(alert_id, None)
+        record.phase, record.cancelled_by = AlertPhase.CANCELLED, by
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        sounding = [
+            d
+            for d in record.devices
+            if d.outcome in (DeviceOutcome.ACTIVATED, DeviceOutcome.PENDING)
+        ]
+        await asyncio.gather(*(self._cancel_one(record, d) for d in sounding))
+        record.finished = datetime.now(UTC)
+        await self._save(record)
+        log.info("alert.cancelled", alert=alert_id, by=by, devices=len(sounding))
+        await self._announce("cancelled", record, by)
+        return record
+
+    async def _cancel_one(self, record: AlertRecord, result: DeviceResult) -> None:
+        rt = self.hub.instances_rt.get(result.device)
+        driver = rt.driver if rt is not None else None
+        if not isinstance(driver, AlertDevice):
+            result.detail = "cancel not sent: the device is not running"
+            return
+        try:
+            async with asyncio.timeout(driver.context.timeout):
+                answer = await driver.cancel(record.id)
+        except Exception as exc:
+            result.detail = f"cancel failed: {type(exc).__name__}: {exc}"
+            log.warning(
+                "alert.cancel_failed", alert=record.id, device=result.device, detail=result.detail
+            )
+            return
+        await self._settle(
+            record, result, DeviceOutcome.CANCELLED, result.attempts, answer.detail or "cancelled"
+        )
+
+    async def update(
+        self,
+        alert_id: str,
+        *,
+        message: WarningMessage | None,
+        alert: Alert | None,
+        by: str,
+        allowed: Callable[[str | None], bool] = lambda m: True,
+    ) -> AlertRecord:
+        """A CAP ``Update`` of ``alert_id``: a new alert referencing it (new message and/or
+        area), issued like any alert; the original is marked as updated."""
+        original = await self.get(alert_id)
+        if original is None:
+            raise AlertError(404, f"no alert {alert_id!r}")
+        if original.updated_by is not None:
+            raise AlertError(409, f"alert {alert_id} was updated by {original.updated_by}")
+        base = alert or original.alert
+        sent = datetime.now(UTC).replace(microsecond=0)
+        updated = msgspec.structs.replace(
+            base,
+            identifier=uuid7(),
+            sent=sent,
+            msg_type=MsgType.UPDATE,
+            references=f"{original.alert.sender},{original.id},{original.alert.sent.isoformat()}",
+        )
+        record = await self.issue(updated, message or original.message, by=by, allowed=allowed)
+        original.updated_by = record.id
+        await self._save(original)
+        return record
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _instance(name: str) -> tuple[Any, str]:
+    from ..interfaces.payloads import UnitKind
+
+    return UnitKind.INSTANCE, name

@@ -1,0 +1,422 @@
+"""``/api/v1/alerts``: population warning — issue, confirm, cancel, update, follow.
+
+An alert is given as JSON (``POST /api/v1/alerts``) or as CAP 1.2 XML
+(``POST /api/v1/alerts/cap``). Both become a CAP-shaped :class:`~nabat.interfaces.Alert` and go
+to :class:`~nabat.alerts.AlertService`, which activates every warning device in the area and
+tracks each result. A token limited to municipalities reaches only their devices.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Request, get, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, PathParameter, QueryParameter
+
+from ...alerts import AlertError, AlertRecord
+from ...alerts.area import MUNICIPALITY_GEOCODE
+from ...cap import CapError, parse_cap
+from ...ids import uuid7
+from ...interfaces.alerting import (
+    Alert,
+    Area,
+    Category,
+    Certainty,
+    Circle,
+    Geocode,
+    Info,
+    MsgType,
+    Severity,
+    Signal,
+    Status,
+    Urgency,
+    WarningMessage,
+)
+from ...regions import load_region
+from ..problems import FieldError, ProblemError, documented
+from ..state import ApiState
+from ..tokens import TokenInfo
+
+__all__ = ["HANDLERS"]
+
+Slug = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Lat = Annotated[float, msgspec.Meta(ge=-90, le=90)]
+Lon = Annotated[float, msgspec.Meta(ge=-180, le=180)]
+Text = Annotated[str, msgspec.Meta(max_length=4000)]
+
+
+class CircleRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    lat: Lat
+    lon: Lon
+    radius_km: Annotated[float, msgspec.Meta(gt=0, le=500)]
+
+
+class AreaRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where: municipalities (slugs), polygons (closed rings of [lat, lon]) and circles; a
+    device is covered by its municipality or by its location."""
+
+    municipalities: Annotated[list[Slug], msgspec.Meta(max_length=100)] = []
+    polygons: Annotated[
+        list[Annotated[list[tuple[Lat, Lon]], msgspec.Meta(min_length=4, max_length=1000)]],
+        msgspec.Meta(max_length=20),
+    ] = []
+    circles: Annotated[list[CircleRequest], msgspec.Meta(max_length=20)] = []
+    description: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+class MessageRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What the devices play: «Внимание всем!» for up to 180 s, then the message."""
+
+    signal: Signal = Signal.ATTENTION_ALL
+    signal_seconds: Annotated[int, msgspec.Meta(ge=0, le=180)] = 180
+    text: Text | None = None
+    audio: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    repeat: Annotated[int, msgspec.Meta(ge=1, le=10)] = 1
+
+    def build(self) -> WarningMessage:
+        return WarningMessage(
+            signal=self.signal,
+            signal_seconds=self.signal_seconds,
+            text=self.text,
+            audio=self.audio,
+            repeat=self.repeat,
+        )
+
+
+class AlertRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    status: Literal["Actual", "Exercise", "Test"]
+    """``Actual`` warns the population; ``Exercise`` and ``Test`` are drills."""
+    event: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    """What happens: «Наводнение», «Химическая авария»."""
+    area: AreaRequest
+    message: MessageRequest = msgspec.field(default_factory=MessageRequest)
+    headline: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    description: Text | None = None
+    instruction: Text | None = None
+    urgency: Urgency = Urgency.IMMEDIATE
+    severity: Severity = Severity.SEVERE
+    certainty: Certainty = Certainty.OBSERVED
+    category: list[Category] = msgspec.field(default_factory=lambda: [Category.SAFETY])
+    expires: datetime | None = None
+    identifier: Annotated[str, msgspec.Meta(pattern=r"^[^\s,<&]{1,128}$")] | None = None
+    """Your own id for the alert (a retry with it is refused as a duplicate, 409)."""
+
+
+class AlertUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    message: MessageRequest | None = None
+    area: AreaRequest | None = None
+
+
+class AlertPage(msgspec.Struct, kw_only=True):
+    items: list[AlertRecord]
+
+
+def _by(token: TokenInfo) -> str:
+    return f"token:{token.id} ({token.name})"
+
+
+def _fail(exc: AlertError) -> ProblemError:
+    kinds = {404: "not-found", 409: "conflict", 403: "forbidden", 422: "no-devices"}
+    return ProblemError(exc.status, str(exc), kind=kinds.get(exc.status))
+
+
+def _area(api: ApiState, token: TokenInfo, request: AreaRequest) -> Area:
+    errors = []
+    for i, slug in enumerate(request.municipalities):
+        if slug not in api.municipalities:
+            errors.append(FieldError(field=f"area.municipalities[{i}]", reason="unknown"))
+        elif not token.sees(slug):
+            errors.append(FieldError(field=f"area.municipalities[{i}]", reason="not yours"))
+    for i, ring in enumerate(request.polygons):
+        if ring[0] != ring[-1]:
+            errors.append(
+                FieldError(
+                    field=f"area.polygons[{i}]", reason="the last point must equal the first"
+                )
+            )
+    if not (request.municipalities or request.polygons or request.circles):
+        errors.append(FieldError(field="area", reason="name municipalities, polygons or circles"))
+    if errors:
+        raise ProblemError(422, "the alert's area is invalid", errors=errors, kind="invalid")
+    region = load_region(api.hub.config.hub.region)
+    language = api.hub.config.hub.language
+    names = [region.municipalities[m].name(language) for m in request.municipalities]
+    return Area(
+        area_desc=request.description or ", ".join(names) or "area",
+        polygon=[list(ring) for ring in request.polygons],
+        circle=[Circle(lat=c.lat, lon=c.lon, radius_km=c.radius_km) for c in request.circles],
+        geocode=[Geocode(value_name=MUNICIPALITY_GEOCODE, value=m) for m in request.municipalities],
+    )
+
+
+def _sender(api: ApiState) -> str:
+    return api.hub.config.alerts.sender or f"nabat@{api.hub.name}"
+
+
+@post(
+    "/api/v1/alerts",
+    opt={"scope": "alerts:activate"},
+    status_code=202,
+    summary="Issue an alert to every warning device in an area",
+    description="Every device whose municipality is named, or whose location lies in a polygon "
+    "or circle, is activated in parallel (retried on timeouts) and its outcome tracked; "
+    "`GET /api/v1/alerts/{id}` and the `alert.*` events follow it. With `[alerts] "
+    "two_person_rule` an Actual alert waits for a second caller's confirmation. `wait` (s) "
+    "answers once every device answered.",
+    responses=documented(403, 409, 422),
+    tags=["alerts"],
+)
+async def issue_alert(
+    request: Request[TokenInfo, Any, Any],
+    api: NamedDependency[ApiState],
+    data: JSONBody[AlertRequest],
+    wait: Annotated[float, QueryParameter(ge=0, le=60)] = 0,
+) -> AlertRecord:
+    token = request.user
+    area = _area(api, token, data.area)
+    sent = datetime.now(UTC).replace(microsecond=0)
+    if data.expires is not None and data.expires.tzinfo is None:
+        raise ProblemError(
+            422,
+            "expires must carry a UTC offset",
+            errors=[FieldError(field="expires", reason="e.g. 2026-11-24T18:00:00+03:00")],
+        )
+    alert = Alert(
+        identifier=data.identifier or uuid7(),
+        sender=_sender(api),
+        sent=sent,
+        status=Status(data.status),
+        msg_type=MsgType.ALERT,
+        info=[
+            Info(
+                event=data.event,
+                urgency=data.urgency,
+                severity=data.severity,
+                certainty=data.certainty,
+                category=list(data.category),
+                headline=data.headline,
+                description=data.description,
+                instruction=data.instruction,
+                expires=data.expires,
+                area=[area],
+            )
+        ],
+    )
+    return await _issue(request, api, alert, data.message.build(), wait)
+
+
+async def _issue(
+    request: Request[TokenInfo, Any, Any],
+    api: ApiState,
+    alert: Alert,
+    message: WarningMessage,
+    wait: float,
+) -> AlertRecord:
+    token = request.user
+    try:
+        record = await api.hub.alerts.issue(alert, message, by=_by(token), allowed=token.sees)
+    except AlertError as exc:
+        raise _fail(exc) from None
+    request.scope["nabat.audit"] = {  # type: ignore[typeddict-unknown-key]
+        "alert": record.id,
+        "status": alert.status.value,
+        "devices": len(record.devices),
+    }
+    if wait:
+        try:
+            record = await api.hub.alerts.wait(record.id, wait) or record
+        except TimeoutError:
+            pass
+    return record
+
+
+@post(
+    "/api/v1/alerts/cap",
+    opt={"scope": "alerts:activate"},
+    status_code=202,
+    summary="Issue an alert given as CAP 1.2 XML",
+    description="The body is a CAP 1.2 `<alert>` (`application/cap+xml`), validated against "
+    "the OASIS schema; municipalities are geocodes `municipality` = slug. The message played "
+    "is «Внимание всем!» then the info's description (or headline).",
+    responses=documented(403, 409, 413, 422),
+    tags=["alerts"],
+)
+async def issue_cap_alert(
+    request: Request[TokenInfo, Any, Any],
+    api: NamedDependency[ApiState],
+    wait: Annotated[float, QueryParameter(ge=0, le=60)] = 0,
+) -> AlertRecord:
+    body = await request.body()
+    try:
+        alert = parse_cap(body)
+    except CapError as exc:
+        errors = [
+            FieldError(field=p.path, reason=f"line {p.line}: {p.reason}" if p.line else p.reason)
+            for p in exc.problems
+        ]
+        raise ProblemError(422, "not valid CAP 1.2", errors=errors, kind="invalid-cap") from None
+    if alert.status not in (Status.ACTUAL, Status.EXERCISE, Status.TEST):
+        raise ProblemError(
+            422,
+            f"a {alert.status.value} alert is not sent to devices",
+            errors=[FieldError(field="/alert/status", reason="Actual, Exercise or Test")],
+        )
+    token = request.user
+    for info in alert.info:
+        for area in info.area:
+            for g in area.geocode:
+                if g.value_name == MUNICIPALITY_GEOCODE and not token.sees(g.value):
+                    raise ProblemError(
+                        403, f"this token may not alert {g.value}", kind="municipality-forbidden"
+                    )
+    info = alert.info[0] if alert.info else None
+    text = (info.description or info.headline) if info else None
+    return await _issue(request, api, alert, WarningMessage(text=text), wait)
+
+
+AlertId = Annotated[str, PathParameter(max_length=128)]
+
+
+async def _visible(api: ApiState, token: TokenInfo, alert_id: str) -> AlertRecord:
+    record = await api.hub.alerts.get(alert_id)
+    if record is None or not (
+        token.regional or any(token.sees(d.municipality) for d in record.devices)
+    ):
+        raise ProblemError(404, f"no alert {alert_id!r}", kind="not-found")
+    return record
+
+
+@get(
+    "/api/v1/alerts",
+    opt={"scope": "events:read"},
+    summary="Recent alerts, newest first, with every device's outcome",
+    responses=documented(403),
+    tags=["alerts"],
+)
+async def list_alerts(
+    request: Request[TokenInfo, Any, Any],
+    api: NamedDependency[ApiState],
+    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+) -> AlertPage:
+    token = request.user
+    records = await api.hub.alerts.recent(limit=10_000)
+    mine = [
+        r for r in records if token.regional or any(token.sees(d.municipality) for d in r.devices)
+    ]
+    return AlertPage(items=mine[:limit])
+
+
+@get(
+    "/api/v1/alerts/{alert_id:str}",
+    opt={"scope": "events:read"},
+    summary="One alert: its phase and every device's outcome",
+    responses=documented(403, 404),
+    tags=["alerts"],
+)
+async def get_alert(
+    request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState], alert_id: AlertId
+) -> AlertRecord:
+    return await _visible(api, request.user, alert_id)
+
+
+async def _act(request: Request[TokenInfo, Any, Any], api: ApiState, alert_id: str, act) -> Any:
+    await _visible(api, request.user, alert_id)
+    request.scope["nabat.audit"] = {"alert": alert_id}  # type: ignore[typeddict-unknown-key]
+    try:
+        return await act()
+    except AlertError as exc:
+        raise _fail(exc) from None
+
+
+@post(
+    "/api/v1/alerts/{alert_id:str}/confirm",
+    opt={"scope": "alerts:activate"},
+    status_code=200,
+    summary="Confirm an alert waiting for a second person (two-person rule)",
+    responses=documented(403, 404, 409),
+    tags=["alerts"],
+)
+async def confirm_alert(
+    request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState], alert_id: AlertId
+) -> AlertRecord:
+    by = _by(request.user)
+    return await _act(request, api, alert_id, lambda: api.hub.alerts.confirm(alert_id, by=by))
+
+
+@post(
+    "/api/v1/alerts/{alert_id:str}/reject",
+    opt={"scope": "alerts:activate"},
+    status_code=200,
+    summary="Refuse an alert waiting for a second person",
+    responses=documented(403, 404, 409),
+    tags=["alerts"],
+)
+async def reject_alert(
+    request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState], alert_id: AlertId
+) -> AlertRecord:
+    by = _by(request.user)
+    return await _act(
+        request, api, alert_id, lambda: api.hub.alerts.confirm(alert_id, by=by, reject=True)
+    )
+
+
+@post(
+    "/api/v1/alerts/{alert_id:str}/cancel",
+    opt={"scope": "alerts:activate"},
+    status_code=200,
+    summary="Cancel an alert: stop the signal on every device",
+    responses=documented(403, 404, 409),
+    tags=["alerts"],
+)
+async def cancel_alert(
+    request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState], alert_id: AlertId
+) -> AlertRecord:
+    by = _by(request.user)
+    return await _act(request, api, alert_id, lambda: api.hub.alerts.cancel(alert_id, by=by))
+
+
+@post(
+    "/api/v1/alerts/{alert_id:str}/update",
+    opt={"scope": "alerts:activate"},
+    status_code=202,
+    summary="Update an alert: a new message or area (CAP Update referencing it)",
+    responses=documented(403, 404, 409, 422),
+    tags=["alerts"],
+)
+async def update_alert(
+    request: Request[TokenInfo, Any, Any],
+    api: NamedDependency[ApiState],
+    alert_id: AlertId,
+    data: JSONBody[AlertUpdate],
+) -> AlertRecord:
+    token = request.user
+    original = await _visible(api, token, alert_id)
+    alert = None
+    if data.area is not None:
+        area = _area(api, token, data.area)
+        info = msgspec.structs.replace(original.alert.info[0], area=[area])
+        alert = msgspec.structs.replace(original.alert, info=[info])
+    message = data.message.build() if data.message is not None else None
+    return await _act(
+        request,
+        api,
+        alert_id,
+        lambda: api.hub.alerts.update(
+            alert_id, message=message, alert=alert, by=_by(token), allowed=token.sees
+        ),
+    )
+
+
+HANDLERS = [
+    issue_alert,
+    issue_cap_alert,
+    list_alerts,
+    get_alert,
+    confirm_alert,
+    reject_alert,
+    cancel_alert,
+    update_alert,
+]
