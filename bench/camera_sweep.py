@@ -2,8 +2,8 @@
 
 Everything runs against a loopback RTSP server, ``tests/fixtures/rtsp_server.py`` under
 Debian's ``/usr/bin/python3``, mount ``/live`` (H.264 320x240 at 10 fps, a key frame every
-15 frames). Per watch concurrency ``C`` (``--concurrency``, default 32, the product's default,
-and 64) a fresh server and a fresh hub are started and measured in rounds (``--repeats``,
+15 frames). Per watch concurrency ``C`` (``--concurrency``, default 32 and 64; 64 is the
+product's default) a fresh server and a fresh hub are started and measured in rounds (``--repeats``,
 median reported); in each round, one run of every variant, each doing ``--cameras`` (256)
 probes of ``/live``:
 
@@ -151,8 +151,24 @@ HEADER = "id;name;municipality;driver;url;credentials"
 
 # -- small helpers ---------------------------------------------------------------------------
 def cpu_self() -> float:
+    """CPU seconds of this process and of the hub's camera worker processes (where the probes
+    decode since workers moved out of the hub's process)."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
+    return ru.ru_utime + ru.ru_stime + workers_cpu()
+
+
+def workers_cpu() -> float:
+    try:
+        from nabat.cameras import workers
+    except ImportError:
+        return 0.0
+    total = 0.0
+    for worker in list(getattr(workers._pool, "workers", ())):
+        try:
+            total += cpu_of(worker.process.pid)
+        except OSError:
+            pass
+    return total
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -163,6 +179,19 @@ def cpu_of(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def workers_rss() -> float:
+    """VmRSS (MB) of the hub's camera worker processes together."""
+    from nabat.cameras import workers
+
+    total = 0.0
+    for worker in list(workers._pool.workers):
+        with open(f"/proc/{worker.process.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+    return total
 
 
 def memory_mb() -> tuple[float, float]:
@@ -777,6 +806,7 @@ async def _memory(conn: Any, phase: str, directory: Path, cameras: int, port: in
             out["sweep_seconds"] = sweep_seconds(sweep)
             await asyncio.sleep(1.5)  # the camera-state flush, if anything changed
             out["rss_swept"], out["hwm_swept"] = memory_mb()
+            out["rss_workers"] = workers_rss()
             out["events"] = await hub.journal.last_seq()
             start = clock()
             await hub.stop()
@@ -954,9 +984,14 @@ def report_memory(mem: dict[str, Any]) -> tuple[float, float]:
         f"  same, after one more full sweep:                {full['rss_swept']:8.1f}"
         f"  (peak {full['hwm_swept']:.1f})"
     )
-    per_camera = (full["rss_swept"] - base["rss_av"]) * 1024 / n
+    workers = full.get("rss_workers", 0.0)
     print(
-        f"  per camera (over the 0-camera hub with av): {per_camera:.1f} KB; states reported:"
+        f"  its camera worker process(es):                 {workers:8.1f}"
+        f"  (hub + workers {full['rss_swept'] + workers:.1f})"
+    )
+    per_camera = (full["rss_swept"] - base["rss_started"]) * 1024 / n
+    print(
+        f"  per camera (over the 0-camera hub): {per_camera:.1f} KB; states reported:"
         f" {', '.join(full['states'])}; journal events {full['events']:,}"
     )
     print(
@@ -968,8 +1003,8 @@ def report_memory(mem: dict[str, Any]) -> tuple[float, float]:
     )
     p50, p99, worst = full["sweep_lag_ms"]
     print(
-        f"  that sweep: sweep_cameras() held the loop {full['sweep_call_ms']:.0f} ms launching"
-        f" {n:,} tasks; loop lag during it p50 {p50:.1f} / p99 {p99:.1f} / max {worst:.1f} ms"
+        f"  that sweep: sweep_cameras() held the loop {full['sweep_call_ms']:.0f} ms;"
+        f" loop lag during it p50 {p50:.1f} / p99 {p99:.1f} / max {worst:.1f} ms"
     )
     return full["rss_swept"], full["hwm_swept"]
 

@@ -123,7 +123,9 @@ class InstanceContext:
         self.location = Location(entry.lat, entry.lon) if entry.lat is not None else None
         self.timeout = entry.timeout
         self.source = f"/nabat/instances/{instance.id}"
-        self.log: StructLogger = get_logger(f"nabat.instance.{instance.id}", instance=instance.id)
+        # One logger for all instances (the id is a field): logging never frees loggers, and
+        # inventories hold thousands of cameras that come and go.
+        self.log: StructLogger = get_logger("nabat.instance", instance=instance.id)
 
     async def publish(self, event: Event) -> None:
         await self._hub.publish(event)

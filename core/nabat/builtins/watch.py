@@ -13,6 +13,7 @@ overruns counts as ``unreachable`` / ``offline`` with the reason; one that raise
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -56,7 +57,11 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     camera_interval: float = 30.0
     device_interval: float = 60.0
     jitter: float = 2.0
-    concurrency: int = 32
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 64
+    """Probes and polls in flight at once (also the threads that open camera streams)."""
+    worker_processes: Annotated[int, msgspec.Meta(ge=0, le=16)] = 1
+    """Processes that open and decode camera streams, off the hub's event loop (0: threads
+    in the hub's process — simpler, but a sweep then slows every event's latency)."""
     fail_after: Annotated[int, msgspec.Meta(ge=1)] = 3
     """Consecutive bad probes before a camera is reported down (or its fault as changed)."""
     recover_after: Annotated[int, msgspec.Meta(ge=1)] = 2
@@ -248,13 +253,9 @@ class Watcher:
         elif isinstance(driver, AlertDevice):
             self._launch(driver, self.poll_device)
 
-    def _launch(
-        self,
-        driver: Driver,
-        check: Callable[[Any], Awaitable[None]],
-        sweep: _Sweep | None = None,
-    ) -> bool:
-        """Start one probe/poll as its own task unless one for the device is still running.
+    def _launch(self, driver: Driver, check: Callable[[Any], Awaitable[None]]) -> bool:
+        """Start one probe/poll (the first, as a device starts) as its own task unless one
+        for the device is still running.
 
         Each is bounded by its instance's timeout, not by the job's period, so a slow device
         is reported unreachable instead of being cut off silently by the next sweep.
@@ -269,8 +270,6 @@ class Watcher:
                 await check(driver)
             finally:
                 self.in_flight.discard(instance_id)
-                if sweep is not None:
-                    sweep.one_done()
 
         task = asyncio.get_running_loop().create_task(run(), name=f"watch:{instance_id}")
         self.tasks.add(task)
@@ -280,14 +279,42 @@ class Watcher:
     def _sweep(
         self, kind: str, drivers: list[Any], check: Callable[[Any], Awaitable[None]]
     ) -> None:
-        """Launch one task per device (they wait for the concurrency limit, so the sweep
-        itself returns at once) and report progress as they finish."""
+        """Run one sweep in the background: ``concurrency`` worker tasks take the devices in
+        turn (not one task per device: creating 10,000 tasks at once stalls the loop), a
+        device whose previous probe is still running is skipped, progress is reported."""
         sweep = _Sweep(self.hub, kind, len(drivers))
         self.sweeps[kind] = sweep
-        skipped = sum(not self._launch(d, check, sweep) for d in drivers)
-        sweep.skip(skipped)
-        if skipped:
-            log.warning("watch.still_in_flight", kind=kind, skipped=skipped, total=len(drivers))
+        queue = collections.deque(drivers)
+        skipped = 0
+
+        async def work() -> None:
+            nonlocal skipped
+            while queue:
+                driver = queue.popleft()
+                instance_id = driver.context.instance_id
+                if instance_id in self.in_flight:
+                    skipped += 1
+                    sweep.one_done()
+                    continue
+                self.in_flight.add(instance_id)
+                try:
+                    await check(driver)
+                except Exception as exc:  # a bug in one probe must not end the sweep
+                    log.error("watch.check_failed", instance=instance_id, exc_info=exc)
+                finally:
+                    self.in_flight.discard(instance_id)
+                    sweep.one_done()
+                await asyncio.sleep(0)  # let the loop breathe between devices
+
+        async def run() -> None:
+            workers = min(self.settings.concurrency, len(drivers))
+            await asyncio.gather(*(work() for _ in range(workers)))
+            if skipped:
+                log.warning("watch.still_in_flight", kind=kind, skipped=skipped, total=len(drivers))
+
+        task = asyncio.get_running_loop().create_task(run(), name=f"watch:sweep:{kind}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def sweep_cameras(self) -> None:
         self._sweep("camera", self.hub.instances(Camera), self.probe_camera)
@@ -318,7 +345,7 @@ class WatchPlugin:
     @hookimpl
     async def startup(self, hub: HubAPI, settings: Settings) -> None:
         # Camera probes decode in worker threads: as many as probes may run at once.
-        set_camera_workers(settings.concurrency)
+        set_camera_workers(settings.concurrency, settings.worker_processes)
         self.watcher = Watcher(hub, settings)
 
     @hookimpl
