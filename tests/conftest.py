@@ -1,7 +1,8 @@
 """A real RTSP server for camera tests (``tests/fixtures/rtsp_server.py``).
 
 The server runs under Debian's ``/usr/bin/python3`` (GStreamer's RTSP server through ``gi``,
-which the project venv does not have). Use the session-scoped ``rtsp_server`` fixture::
+which the project venv does not have). Use the ``rtsp_server`` fixture (one server per
+session, started again on the same port if it died)::
 
     def test_probe_sees_black(rtsp_server):
         url = rtsp_server.url("/black")          # rtsp://127.0.0.1:PORT/black
@@ -101,19 +102,33 @@ def _wait_ready(proc: subprocess.Popen[str], stderr: Path) -> int:
     pytest.fail(f"RTSP test server {reason}; its stderr:\n{log}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def rtsp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RtspServer]:
-    _check_installation()
-    user, password = "admin", "s3cret pass"
-    stderr = tmp_path_factory.mktemp("rtsp") / "stderr.txt"
-    with stderr.open("w") as err:
-        # --port 0: the server binds a free port itself and reports it (no bind race).
-        cmd = [SYSTEM_PYTHON, str(SCRIPT), "--port", "0", "--user", user, "--password", password]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
-    try:
-        port = _wait_ready(proc, stderr)
-        yield RtspServer("127.0.0.1", port, user, password)
-    finally:
+class _Supervised:
+    """The server process, started again (same port) if it died: GStreamer's RTSP server can
+    abort under load, and one crash must not fail every later camera test of the session."""
+
+    def __init__(self, stderr: Path, user: str, password: str) -> None:
+        self.stderr, self.user, self.password = stderr, user, password
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+        self.restarts = 0
+
+    def ensure(self) -> RtspServer:
+        if self.proc is None or self.proc.poll() is not None:
+            if self.proc is not None:
+                self.restarts += 1
+                self.close()
+            with self.stderr.open("a") as err:
+                # --port 0 the first time: the server binds a free port itself (no race).
+                cmd = [SYSTEM_PYTHON, str(SCRIPT), "--port", str(self.port)]
+                cmd += ["--user", self.user, "--password", self.password]
+                self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+            self.port = _wait_ready(self.proc, self.stderr)
+        return RtspServer("127.0.0.1", self.port, self.user, self.password)
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
         if proc.poll() is None:
             proc.terminate()
             try:
@@ -123,3 +138,19 @@ def rtsp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RtspServer
                 proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def _rtsp_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Supervised]:
+    _check_installation()
+    stderr = tmp_path_factory.mktemp("rtsp") / "stderr.txt"
+    supervised = _Supervised(stderr, "admin", "s3cret pass")
+    try:
+        yield supervised
+    finally:
+        supervised.close()
+
+
+@pytest.fixture
+def rtsp_server(_rtsp_process: _Supervised) -> RtspServer:
+    return _rtsp_process.ensure()

@@ -93,7 +93,7 @@ class _Worker:
         while True:
             try:
                 job, ok, value = self.conn.recv()
-            except (EOFError, OSError):
+            except Exception:  # EOF, or the connection closed under us by close()
                 break
             with self.lock:
                 entry = self.pending.pop(job, None)
