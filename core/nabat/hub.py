@@ -198,6 +198,10 @@ class Hub:
         from .alerts import AlertService  # the alert service imports hub types lazily
 
         self.alerts = AlertService(self)
+        from .rules.engine import RuleEngine
+
+        self.rules = RuleEngine(self, self.config.rules)
+        """``[[rules]]``: event → alert, notification, incident, forward."""
         """Issues alerts to warning devices and tracks every device's outcome."""
         self.runs: dict[str, Progress] = {}
         """The latest long run (sweep) per name, for /metrics."""
@@ -643,6 +647,7 @@ class Hub:
         self.scheduler.start()
         self._schedule_retention()
         await self._subscribe_connectors()
+        await self._subscribe_rules()
         loop = asyncio.get_running_loop()
         # Mark everything "starting" before any task runs, so waiting for the start to settle
         # cannot see a moment where nothing has begun yet.
@@ -1009,6 +1014,22 @@ class Hub:
                 timeout=rt.entry.timeout,
             )
             await self.delivery.add(spec, self._connector_target(rt))
+
+    async def _subscribe_rules(self) -> None:
+        """``[[rules]]`` run on a durable subscription: every matching event at least once,
+        after a restart too; a failing action is retried with backoff."""
+        if not self.rules.patterns:
+            return
+        spec = SubscriptionSpec(
+            id="rules",
+            patterns=self.rules.patterns,
+            order=Order.ORDERED,
+            max_attempts=20,
+            max_age=3600.0,
+            timeout=60.0,
+        )
+        await self.delivery.add(spec, self.rules.handle)
+        log.info("rules.subscribed", rules=len(self.rules.rules), patterns=list(spec.patterns))
 
     def _connector_target(self, rt: _Instance) -> Target:
         async def deliver(event: Event) -> DeliveryResult | None:

@@ -21,6 +21,7 @@ import msgspec
 
 from ..masking import mask_url, mask_value
 from ..regions import load_region
+from ..rules.model import Rule
 from .model import (
     AlertSettings,
     ApiSettings,
@@ -303,6 +304,7 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
     api = section(raw.get("api", {}), ApiSettings, ["api"]) or ApiSettings()
     cameras = section(raw.get("cameras", {}), CameraSettings, ["cameras"]) or CameraSettings()
     alerts = section(raw.get("alerts", {}), AlertSettings, ["alerts"]) or AlertSettings()
+    rules = section(raw.get("rules", []), list[Rule], ["rules"]) or []
     plugins: dict[str, PluginEntry] = {}
     raw_plugins = raw.get("plugins", {})
     if not isinstance(raw_plugins, dict):
@@ -337,6 +339,26 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
                         f"cameras.targets.{slug}",
                         f"{slug!r} is not a municipality of region {region.id}{hint}",
                         index.line_of(["cameras", "targets", slug]),
+                    )
+                )
+    names: set[str] = set()
+    for i, rule in enumerate(rules):
+        where = ["rules", str(i)]
+        if rule.name in names:
+            issues.append(
+                ConfigIssue(file, f"rules[{i}].name", f"duplicate rule name {rule.name!r}", None)
+            )
+        names.add(rule.name)
+        for slug in rule.when.municipality + [
+            m for a in rule.then if a.alert for m in a.alert.municipalities
+        ]:
+            if region is not None and slug not in region:
+                issues.append(
+                    ConfigIssue(
+                        file,
+                        f"rules[{i}] ({rule.name})",
+                        f"{slug!r} is not a municipality of region {region.id}",
+                        index.line_of(where),
                     )
                 )
     broken: dict[str, list[ConfigIssue]] = {}
@@ -377,6 +399,7 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
         api=api,
         cameras=cameras,
         alerts=alerts,
+        rules=rules,
         plugins=plugins,
         instances=instances,
     )

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from ..rules.model import Rule
+
 __all__ = [
     "AlertSettings",
     "ApiSettings",
@@ -207,5 +209,6 @@ class Config(_Table):
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     cameras: CameraSettings = msgspec.field(default_factory=CameraSettings)
     alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
+    rules: list[Rule] = []
     plugins: dict[str, PluginEntry] = {}
     instances: dict[str, InstanceEntry] = {}
