@@ -41,6 +41,7 @@ from .i18n import Messages
 from .ids import uuid7
 from .interfaces import (
     INTERFACES,
+    AlertDevice,
     AuthError,
     Camera,
     CameraEvent,
@@ -198,7 +199,11 @@ class Hub:
         from .alerts import AlertService  # the alert service imports hub types lazily
 
         self.alerts = AlertService(self)
+        from .alerts.readiness import ReadinessService
         from .rules.engine import RuleEngine
+
+        self.readiness = ReadinessService(self)
+        """Scheduled technical and comprehensive checks of warning devices."""
 
         self.rules = RuleEngine(self, self.config.rules)
         """``[[rules]]``: event → alert, notification, incident, forward."""
@@ -648,6 +653,7 @@ class Hub:
         self._schedule_retention()
         await self._subscribe_connectors()
         await self._subscribe_rules()
+        self._schedule_readiness()
         loop = asyncio.get_running_loop()
         # Mark everything "starting" before any task runs, so waiting for the start to settle
         # cannot see a moment where nothing has begun yet.
@@ -1014,6 +1020,24 @@ class Hub:
                 timeout=rt.entry.timeout,
             )
             await self.delivery.add(spec, self._connector_target(rt))
+
+    def _schedule_readiness(self) -> None:
+        if not any(
+            rt.driver_cls is not None and issubclass(rt.driver_cls, AlertDevice)
+            for rt in self.instances_rt.values()
+        ):
+            return
+        settings = self.config.readiness
+        for kind in ("technical", "comprehensive"):
+            cron = getattr(settings, kind)
+            if cron is None:
+                continue
+
+            async def check(kind: str = kind) -> None:
+                await self.readiness.run(kind)  # type: ignore[arg-type]
+
+            job = Job(id=f"readiness-{kind}", func=check, cron=cron, timeout=900)
+            self.scheduler.add(job, "core", lambda exc: None)
 
     async def _subscribe_rules(self) -> None:
         """``[[rules]]`` run on a durable subscription: every matching event at least once,

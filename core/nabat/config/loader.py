@@ -30,6 +30,7 @@ from .model import (
     HubSettings,
     InstanceEntry,
     PluginEntry,
+    ReadinessSettings,
     StorageSettings,
 )
 from .secrets import Secret, secret_dec_hook, secret_enc_hook
@@ -305,6 +306,9 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
     cameras = section(raw.get("cameras", {}), CameraSettings, ["cameras"]) or CameraSettings()
     alerts = section(raw.get("alerts", {}), AlertSettings, ["alerts"]) or AlertSettings()
     rules = section(raw.get("rules", []), list[Rule], ["rules"]) or []
+    readiness = (
+        section(raw.get("readiness", {}), ReadinessSettings, ["readiness"]) or ReadinessSettings()
+    )
     plugins: dict[str, PluginEntry] = {}
     raw_plugins = raw.get("plugins", {})
     if not isinstance(raw_plugins, dict):
@@ -400,6 +404,7 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
         cameras=cameras,
         alerts=alerts,
         rules=rules,
+        readiness=readiness,
         plugins=plugins,
         instances=instances,
     )

@@ -18,6 +18,7 @@ __all__ = [
     "HubSettings",
     "InstanceEntry",
     "PluginEntry",
+    "ReadinessSettings",
     "StorageSettings",
 ]
 
@@ -167,6 +168,31 @@ class AlertSettings(_Table):
     """CAP ``sender`` of alerts issued here (default ``nabat@<hub name>``)."""
 
 
+class ReadinessSettings(_Table):
+    """``[readiness]``: scheduled checks of every warning device (docs/alerts.md)."""
+
+    technical: str | None = "0 9 * * *"
+    """Crontab (hub's local time) of the silent check: status poll and self-test. None: off."""
+    comprehensive: str | None = "43 10 1-7 3,10 wed"
+    """Crontab of the audible check, a Test alert to every device (default: the first
+    Wednesday of March and October at 10:43, as announced to the population). None: off."""
+    comprehensive_signal_seconds: Annotated[int, msgspec.Meta(ge=0, le=180)] = 60
+    comprehensive_text: str = (
+        "Проводится комплексная проверка системы оповещения населения. Это проверка."
+    )
+
+    def __post_init__(self) -> None:
+        from apscheduler.triggers.cron import CronTrigger
+
+        for name in ("technical", "comprehensive"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    CronTrigger.from_crontab(value)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: not a crontab line ({exc})") from None
+
+
 class DeliveryOptions(_Table):
     """``[instances.<id>.delivery]``: how the hub delivers events to a connector."""
 
@@ -209,6 +235,7 @@ class Config(_Table):
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     cameras: CameraSettings = msgspec.field(default_factory=CameraSettings)
     alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
+    readiness: ReadinessSettings = msgspec.field(default_factory=ReadinessSettings)
     rules: list[Rule] = []
     plugins: dict[str, PluginEntry] = {}
     instances: dict[str, InstanceEntry] = {}

@@ -18,10 +18,12 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from ...alerts import AlertError, AlertRecord
 from ...alerts.area import MUNICIPALITY_GEOCODE
+from ...alerts.readiness import CheckResult, ReadinessRow, latest_results, sirens_report
 from ...cap import CapError, parse_cap
 from ...ids import uuid7
 from ...interfaces.alerting import (
     Alert,
+    AlertDevice,
     Area,
     Category,
     Certainty,
@@ -410,7 +412,76 @@ async def update_alert(
     )
 
 
+class SirensReport(msgspec.Struct, kw_only=True):
+    generated_at: datetime
+    districts: list[ReadinessRow]
+
+
+@get(
+    "/api/v1/reports/sirens",
+    opt={"scope": "events:read"},
+    summary="Readiness of warning devices per municipality",
+    description="Devices, how many passed their latest technical check (readiness %), when "
+    "the checks ran, the latest comprehensive (audible) check, and why each device that is "
+    "not ready is not.",
+    responses=documented(403),
+    tags=["alerts"],
+)
+async def sirens_report_route(
+    request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState]
+) -> SirensReport:
+    token = request.user
+    hub = api.hub
+    devices = {
+        rt.id: rt.entry.municipality or ""
+        for rt in hub.instances_rt.values()
+        if rt.driver_cls is not None and issubclass(rt.driver_cls, AlertDevice)
+    }
+    rows = sirens_report(
+        devices,
+        await latest_results(hub.journal),
+        load_region(hub.config.hub.region),
+        language=hub.config.hub.language,
+        municipalities=None if token.regional else list(token.municipalities),
+    )
+    return SirensReport(generated_at=datetime.now(UTC), districts=rows)
+
+
+class CheckRun(msgspec.Struct, kw_only=True):
+    kind: str
+    devices: int
+    passed: int
+    results: list[CheckResult]
+
+
+@post(
+    "/api/v1/readiness/{kind:str}",
+    opt={"scope": "admin"},
+    status_code=200,
+    summary="Run a readiness check of every warning device now",
+    description="`technical`: silent status poll and self-test; `comprehensive`: a Test alert "
+    "to every device — **the sirens sound**. Answers when the check is done.",
+    responses=documented(403, 409),
+    tags=["alerts"],
+)
+async def run_readiness(
+    request: Request[TokenInfo, Any, Any],
+    api: NamedDependency[ApiState],
+    kind: Annotated[Literal["technical", "comprehensive"], PathParameter()],
+) -> CheckRun:
+    request.scope["nabat.audit"] = {"readiness": kind}  # type: ignore[typeddict-unknown-key]
+    try:
+        results = await api.hub.readiness.run(kind, by=_by(request.user))
+    except RuntimeError as exc:
+        raise ProblemError(409, str(exc), kind="conflict") from None
+    return CheckRun(
+        kind=kind, devices=len(results), passed=sum(r.passed for r in results), results=results
+    )
+
+
 HANDLERS = [
+    sirens_report_route,
+    run_readiness,
     issue_alert,
     issue_cap_alert,
     list_alerts,
