@@ -1,0 +1,1 @@
+"""Nabat driver for warning devices behind Modbus TCP."""
