@@ -252,6 +252,10 @@ class OnvifCamera(Camera):
         )
 
     async def stop(self) -> None:
+        if self.subscription is not None and self.device is not None:
+            # The events task was cancelled between creating a subscription and holding it:
+            # remove it here, or the camera keeps it (cameras allow only a few).
+            await self._unsubscribe_address(self.device, self.subscription)
         device, self.device = self.device, None
         if device is not None:
             try:
@@ -510,6 +514,16 @@ class OnvifCamera(Camera):
         granted = (until - current).total_seconds() if current and until else asked
         return time.monotonic() + max(2.0, granted / 2)
 
+    async def _unsubscribe_address(self, device: ONVIFCamera, address: str) -> None:
+        try:
+            async with asyncio.timeout(min(3.0, self.settings.request_timeout_s)):
+                device.xaddrs[PULLPOINT] = device.rewrite_url(address)
+                manager = await device.create_subscription_service("PullPointSubscription")
+                await manager.Unsubscribe()
+        except Exception as exc:
+            self.context.log.debug("onvif.unsubscribe_failed", address=address, error=repr(exc))
+        self.subscription = None
+
     async def _unsubscribe(self, manager: Any) -> None:
         """Best effort (the camera may be gone); bounded so a stop stays prompt."""
         address, self.subscription = self.subscription, None
@@ -593,5 +607,7 @@ class OnvifCamera(Camera):
                     if event is not None:
                         yield event
         finally:
-            if self.subscription is not None:
-                await self._unsubscribe(manager)
+            # By address, not by the manager at hand: a cancellation inside _subscribe leaves
+            # the new subscription's address recorded but an older manager in this frame.
+            if self.subscription is not None and self.device is not None:
+                await self._unsubscribe_address(self.device, self.subscription)
