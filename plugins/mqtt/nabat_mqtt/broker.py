@@ -111,6 +111,9 @@ class Broker:
                     keepalive=30,
                     timeout=10,
                 ) as client:
+                    # An alert to 500 sirens is 500 QoS 1 publishes at once: aiomqtt would log
+                    # a warning for each one past its default of 10 pending.
+                    client.pending_calls_threshold = 100_000
                     self.client = client
                     self._subscribed = set()
                     for prefix in list(self.prefixes):

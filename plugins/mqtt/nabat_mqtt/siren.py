@@ -201,6 +201,8 @@ class MqttSiren(AlertDevice):
         )
         if result.outcome is ActivationOutcome.ACTIVATED:
             self._results[alert.identifier] = result
+            while len(self._results) > 256:  # recent alerts suffice for idempotent retries
+                del self._results[next(iter(self._results))]
         return result
 
     async def cancel(self, alert_identifier: str) -> ActivationResult:
