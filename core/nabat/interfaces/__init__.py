@@ -6,6 +6,7 @@ and never from the core's internals.
 
 from ..config.secrets import Secret
 from .alerting import (
+    ActivationMemory,
     ActivationOutcome,
     ActivationResult,
     Alert,
@@ -57,6 +58,7 @@ from .payloads import CameraHealthChange, DeviceStatusChange, UnitKind, UnitStat
 
 __all__ = [
     "AbsoluteMove",
+    "ActivationMemory",
     "ActivationOutcome",
     "ActivationResult",
     "Alert",

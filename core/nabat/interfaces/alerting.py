@@ -19,7 +19,9 @@ An :class:`AlertDevice` is one warning device or controller (a siren, a loudspea
 
 from __future__ import annotations
 
+import asyncio
 import enum
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import ClassVar
 
@@ -28,6 +30,7 @@ import msgspec
 from .driver import Driver
 
 __all__ = [
+    "ActivationMemory",
     "ActivationOutcome",
     "ActivationResult",
     "Alert",
@@ -313,3 +316,47 @@ class AlertDevice(Driver):
     async def self_test(self, audible: bool = False) -> SelfTestResult:
         """Run the device's self-test; silent unless ``audible``."""
         raise NotImplementedError
+
+
+class ActivationMemory:
+    """Idempotence per alert identifier, for :class:`AlertDevice` drivers: a repeated
+    ``activate`` of an alert the device sounds answers the remembered result, and concurrent
+    ones share a single call to the device. Only ``activated`` results are remembered (a failed
+    or unreachable device is tried again); the latest ``keep`` alerts suffice for retries."""
+
+    def __init__(self, keep: int = 256) -> None:
+        self.keep = keep
+        self.results: dict[str, ActivationResult] = {}
+        self._inflight: dict[str, asyncio.Future[ActivationResult]] = {}
+
+    def remember(self, result: ActivationResult) -> None:
+        if result.outcome is ActivationOutcome.ACTIVATED:
+            self.results[result.alert_identifier] = result
+            while len(self.results) > self.keep:
+                del self.results[next(iter(self.results))]
+
+    def forget(self, alert_identifier: str) -> None:
+        self.results.pop(alert_identifier, None)
+
+    async def once(
+        self, alert_identifier: str, call: Callable[[], Awaitable[ActivationResult]]
+    ) -> ActivationResult:
+        done = self.results.get(alert_identifier)
+        if done is not None:
+            return done
+        running = self._inflight.get(alert_identifier)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[ActivationResult] = asyncio.get_running_loop().create_future()
+        self._inflight[alert_identifier] = future
+        try:
+            result = await call()
+            self.remember(result)
+            future.set_result(result)
+            return result
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: nobody else may be waiting
+            raise
+        finally:
+            self._inflight.pop(alert_identifier, None)

@@ -26,6 +26,7 @@ from typing import Annotated
 
 import msgspec
 from nabat.interfaces import (
+    ActivationMemory,
     ActivationOutcome,
     ActivationResult,
     Alert,
@@ -88,8 +89,7 @@ class ModbusSiren(AlertDevice):
             settings.timeout or context.timeout * 0.8,
         )
         self._lock = asyncio.Lock()
-        self._results: dict[str, ActivationResult] = {}
-        self._inflight: dict[str, asyncio.Future[ActivationResult]] = {}
+        self.memory = ActivationMemory()
         self.current: str | None = None
         """The alert the device sounds (as far as this hub knows)."""
         self._written: str | None = None
@@ -187,24 +187,8 @@ class ModbusSiren(AlertDevice):
 
     # -- activation -------------------------------------------------------------------------
     async def activate(self, alert: Alert, message: WarningMessage) -> ActivationResult:
-        done = self._results.get(alert.identifier)
-        if done is not None:
-            return done  # idempotent: the coil is not written again
-        running = self._inflight.get(alert.identifier)
-        if running is not None:
-            return await asyncio.shield(running)
-        future: asyncio.Future[ActivationResult] = asyncio.get_running_loop().create_future()
-        self._inflight[alert.identifier] = future
-        try:
-            result = await self._activate(alert, message)
-            future.set_result(result)
-            return result
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: nobody else may be waiting
-            raise
-        finally:
-            self._inflight.pop(alert.identifier, None)
+        # Idempotent: a retried or concurrent activation does not write the coil again.
+        return await self.memory.once(alert.identifier, lambda: self._activate(alert, message))
 
     def _track(self, audio: str | None) -> int:
         if audio is None:
@@ -274,7 +258,7 @@ class ModbusSiren(AlertDevice):
 
     def _activated(self, ident: str, detail: str) -> ActivationResult:
         result = self._result(ident, ActivationOutcome.ACTIVATED, detail)
-        self._results[ident] = result
+        self.memory.remember(result)
         self.current = ident
         return result
 
@@ -295,7 +279,7 @@ class ModbusSiren(AlertDevice):
                 await self.link.write(activate, False)
                 if stop is not None:
                     await self.link.write(stop, True)
-                self._results.pop(alert_identifier, None)
+                self.memory.forget(alert_identifier)
                 self._written = None
                 state, detail = await self._wait_state(
                     {DeviceState.IDLE}, self.settings.confirm_s, deadline

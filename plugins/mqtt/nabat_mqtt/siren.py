@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import msgspec
 from nabat.ids import uuid7
 from nabat.interfaces import (
+    ActivationMemory,
     ActivationOutcome,
     ActivationResult,
     Alert,
@@ -74,8 +75,7 @@ class MqttSiren(AlertDevice):
         self.status_at: datetime | None = None
         self.online: bool | None = None
         self._waiting: dict[str, asyncio.Future[Ack]] = {}
-        self._results: dict[str, ActivationResult] = {}
-        self._inflight: dict[str, asyncio.Future[ActivationResult]] = {}
+        self.memory = ActivationMemory()
 
     @property
     def _topic(self) -> str:
@@ -148,24 +148,8 @@ class MqttSiren(AlertDevice):
         return datetime.now(UTC)
 
     async def activate(self, alert: Alert, message: WarningMessage) -> ActivationResult:
-        done = self._results.get(alert.identifier)
-        if done is not None:
-            return done  # idempotent: the signal is not started twice
-        running = self._inflight.get(alert.identifier)
-        if running is not None:
-            return await asyncio.shield(running)
-        future: asyncio.Future[ActivationResult] = asyncio.get_running_loop().create_future()
-        self._inflight[alert.identifier] = future
-        try:
-            result = await self._activate(alert, message)
-            future.set_result(result)
-            return result
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: nobody else may be waiting
-            raise
-        finally:
-            self._inflight.pop(alert.identifier, None)
+        # Idempotent: a retried or concurrent activation does not start the signal twice.
+        return await self.memory.once(alert.identifier, lambda: self._activate(alert, message))
 
     async def _activate(self, alert: Alert, message: WarningMessage) -> ActivationResult:
         ack = await self._command(
@@ -199,15 +183,11 @@ class MqttSiren(AlertDevice):
             detail=ack.detail
             or ("" if ack.outcome in _OUTCOMES else f"unknown outcome {ack.outcome!r}"),
         )
-        if result.outcome is ActivationOutcome.ACTIVATED:
-            self._results[alert.identifier] = result
-            while len(self._results) > 256:  # recent alerts suffice for idempotent retries
-                del self._results[next(iter(self._results))]
         return result
 
     async def cancel(self, alert_identifier: str) -> ActivationResult:
         ack = await self._command(Command(id=uuid7(), action="cancel", alert=alert_identifier))
-        self._results.pop(alert_identifier, None)
+        self.memory.forget(alert_identifier)
         if ack is None:
             return ActivationResult(
                 alert_identifier=alert_identifier,
