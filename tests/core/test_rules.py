@@ -180,6 +180,8 @@ async def test_rules_act_in_a_running_hub(tmp_path):
             lambda: any(e.type == "alert.completed" for e in seen.events), what="alert"
         )
         await eventually(lambda: Duty.sent, what="the notification (after a retry)", timeout=20)
+        await eventually(lambda: Police.received, what="the last action: forward")
+        await hub.bus.drain()  # the incident event has reached the recorder
         alert = next(e for e in seen.events if e.type == "alert.completed")
         assert alert.data.counts["activated"] == 1
         [incident] = [e for e in seen.events if e.type == "incident.created"]
