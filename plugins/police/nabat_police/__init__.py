@@ -1,0 +1,1 @@
+"""Nabat connector for police systems (ГИБДД/МВД 02 dispatch)."""
