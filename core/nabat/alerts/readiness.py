@@ -41,6 +41,7 @@ from ..interfaces.alerting import (
     WarningMessage,
 )
 from ..interfaces.alerting import Severity as CapSeverity
+from ..interfaces.payloads import UnitKind
 from ..logs import get_logger
 from ..regions import Region
 from ..store import Journal
@@ -159,7 +160,7 @@ class ReadinessService:
 
         driver = rt.driver
         if not isinstance(driver, AlertDevice):
-            state = self.hub.supervisor.status(*_instance(rt.id))
+            state = self.hub.supervisor.status(UnitKind.INSTANCE, rt.id)
             why = f"{state.state.value}: {state.reason}" if state else "not started"
             return result(False, f"device not running ({why})")
         try:
@@ -306,9 +307,3 @@ def sirens_report(
     for row in rows.values():
         row.readiness_pct = round(100.0 * row.ready / row.devices, 1) if row.devices else None
     return sorted(rows.values(), key=lambda r: r.name)
-
-
-def _instance(name: str):
-    from ..interfaces.payloads import UnitKind
-
-    return UnitKind.INSTANCE, name

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -35,7 +35,7 @@ from ..interfaces.alerting import (
     Status,
     WarningMessage,
 )
-from ..interfaces.payloads import UnitState
+from ..interfaces.payloads import UnitKind, UnitState
 from ..logs import get_logger
 from .area import covers
 from .model import AlertPhase, AlertRecord, DeviceOutcome, DeviceResult
@@ -277,7 +277,7 @@ class AlertService:
     async def _activate_one(self, record: AlertRecord, result: DeviceResult) -> None:
         rt = self.hub.instances_rt.get(result.device)
         driver = rt.driver if rt is not None else None
-        state = self.hub.supervisor.status(*_instance(result.device))
+        state = self.hub.supervisor.status(UnitKind.INSTANCE, result.device)
         if not isinstance(driver, AlertDevice) or state is None or state.state != UnitState.RUNNING:
             why = f"{state.state.value}: {state.reason}" if state else "not configured"
             await self._settle(record, result, DeviceOutcome.UNREACHABLE, 0, f"device is {why}")
@@ -427,9 +427,3 @@ class AlertService:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _instance(name: str) -> tuple[Any, str]:
-    from ..interfaces.payloads import UnitKind
-
-    return UnitKind.INSTANCE, name

@@ -33,6 +33,7 @@ class CameraState(msgspec.Struct, frozen=True, kw_only=True):
     since: datetime
     """When this state was reported (the time of the ``camera.health`` event)."""
     checked_at: datetime
+    """When the probe that found this state ran."""
     reason: str = ""
     codec: str | None = None
     width: int | None = None

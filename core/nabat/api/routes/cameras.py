@@ -17,9 +17,10 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from ...cameras.report import CameraReport, bucket, build_report, to_csv
+from ...cameras.states import CameraState
 from ...interfaces import AuthError, Camera, NotSupported, TransientError
-from ...interfaces.camera import PtzCommand, PtzPreset
-from ...interfaces.payloads import UnitState
+from ...interfaces.camera import HealthState, PtzCommand, PtzPreset
+from ...interfaces.payloads import UnitKind, UnitState
 from ...regions import load_region
 from ..problems import FieldError, ProblemError, documented
 from ..state import ApiState
@@ -31,22 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["HANDLERS"]
 
 Status = Literal["ok", "degraded", "offline", "unknown"]
-_STATES = ("ok", "black", "frozen", "no_signal", "unreachable", "auth_failed", "unsupported_codec")
-
-
-class CameraHealthView(msgspec.Struct, kw_only=True):
-    state: str
-    """``ok``, ``black``, ``frozen``, ``no_signal``, ``unreachable``, ``auth_failed``,
-    ``unsupported_codec``."""
-    since: datetime
-    """When this state was reported."""
-    checked_at: datetime
-    """When the probe that found this state ran."""
-    reason: str = ""
-    codec: str | None = None
-    width: int | None = None
-    height: int | None = None
-    fps: float | None = None
+_STATES = tuple(state.value for state in HealthState)
 
 
 class CameraView(msgspec.Struct, kw_only=True):
@@ -62,7 +48,7 @@ class CameraView(msgspec.Struct, kw_only=True):
     status: Status
     """``ok``; ``degraded`` (black or frozen picture); ``offline``; ``unknown`` (not probed
     yet — see ``instance_state``)."""
-    health: CameraHealthView | None = None
+    health: CameraState | None = None
     last_probe_at: datetime | None = None
     """When the camera was last probed (every probe; ``health`` changes only on a change)."""
     instance_state: str
@@ -82,21 +68,7 @@ def _view(api: ApiState, rt: _Instance) -> CameraView:
     hub = api.hub
     record = rt.record
     current = hub.camera_states.get(rt.id)
-    unit = hub.supervisor.status(*_instance_key(rt.id))
-    health = (
-        None
-        if current is None
-        else CameraHealthView(
-            state=current.state.value,
-            since=current.since,
-            checked_at=current.checked_at,
-            reason=current.reason,
-            codec=current.codec,
-            width=current.width,
-            height=current.height,
-            fps=current.fps,
-        )
-    )
+    unit = hub.supervisor.status(UnitKind.INSTANCE, rt.id)
     return CameraView(
         id=rt.id,
         name=rt.entry.name or rt.id,
@@ -108,17 +80,11 @@ def _view(api: ApiState, rt: _Instance) -> CameraView:
         source="inventory" if record else "config",
         tags=list(record.tags) if record else [],
         status=bucket(current.state if current else None),  # type: ignore[arg-type]
-        health=health,
+        health=current,
         last_probe_at=hub.camera_states.probed.get(rt.id),
         instance_state=unit.state.value if unit else "unknown",
         instance_reason=unit.reason if unit else "",
     )
-
-
-def _instance_key(name: str) -> tuple[Any, str]:
-    from ...interfaces.payloads import UnitKind
-
-    return UnitKind.INSTANCE, name
 
 
 def _visible(api: ApiState, token: TokenInfo, camera_id: str) -> _Instance:
@@ -129,7 +95,7 @@ def _visible(api: ApiState, token: TokenInfo, camera_id: str) -> _Instance:
 
 
 def _running(api: ApiState, rt: _Instance) -> Camera:
-    unit = api.hub.supervisor.status(*_instance_key(rt.id))
+    unit = api.hub.supervisor.status(UnitKind.INSTANCE, rt.id)
     driver = rt.driver
     if unit is None or unit.state is not UnitState.RUNNING or not isinstance(driver, Camera):
         state = unit.state.value if unit else "not started"
