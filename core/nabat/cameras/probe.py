@@ -59,6 +59,20 @@ class ProbeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """Mean absolute luma difference between consecutive sampled frames below which the
     picture is frozen (sensor noise alone keeps a live camera above ~1)."""
 
+    @classmethod
+    def for_camera(cls, settings: Any, timeout: float) -> ProbeSettings:
+        """A driver's probe settings: its ``transport``, ``connect_timeout``,
+        ``read_timeout``, ``warmup_frames`` and ``sample_frames``, the whole probe bounded a
+        second inside the instance's ``timeout``."""
+        return cls(
+            transport=settings.transport,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            max_duration=max(1.0, timeout - 1.0),
+            warmup_frames=settings.warmup_frames,
+            sample_frames=settings.sample_frames,
+        )
+
 
 class FrameStats(msgspec.Struct, frozen=True):
     mean: float

@@ -165,14 +165,7 @@ class OnvifCamera(Camera):
         self.subscription: str | None = None
         """The address of the live PullPoint subscription on the camera, if any."""
         self.resubscriptions = 0
-        self.probe_settings = ProbeSettings(
-            transport=settings.transport,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-            max_duration=max(1.0, context.timeout - 1.0),
-            warmup_frames=settings.warmup_frames,
-            sample_frames=settings.sample_frames,
-        )
+        self.probe_settings = ProbeSettings.for_camera(settings, context.timeout)
 
     # -- plumbing ---------------------------------------------------------------------------
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:

@@ -60,14 +60,7 @@ class RtspCamera(Camera):
 
     def __init__(self, context, settings: RtspSettings) -> None:
         super().__init__(context, settings)
-        self.probe_settings = ProbeSettings(
-            transport=settings.transport,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-            max_duration=max(1.0, context.timeout - 1.0),
-            warmup_frames=settings.warmup_frames,
-            sample_frames=settings.sample_frames,
-        )
+        self.probe_settings = ProbeSettings.for_camera(settings, context.timeout)
 
     def _url(self) -> str:
         s = self.settings
