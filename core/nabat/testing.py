@@ -39,6 +39,7 @@ __all__ = [
     "EventRecorder",
     "connect_when_ready",
     "eventually",
+    "exercise_alert",
     "free_port",
     "load_config_text",
     "record",
@@ -47,6 +48,22 @@ __all__ = [
     "run_hub",
     "wait_for_state",
 ]
+
+
+def exercise_alert(municipality: str, identifier: str | None = None, event: str = "Наводнение"):
+    """An ``Exercise`` alert for one municipality, sent now: for testing AlertDevice drivers
+    with ``hub.alerts.issue(alert, message, by=...)``."""
+    from .alerts.compose import municipality_area, new_alert
+    from .ids import uuid7
+    from .interfaces.alerting import Status
+
+    return new_alert(
+        identifier=identifier or f"exercise-{uuid7()}",
+        sender="test@nabat",
+        status=Status.EXERCISE,
+        event=event,
+        area=municipality_area([municipality]),
+    )
 
 
 def load_config_text(text: str, directory: Path, name: str = "plugins.toml") -> LoadedConfig:

@@ -28,16 +28,9 @@ import msgspec
 from ..events import Event, Severity
 from ..ids import uuid7
 from ..interfaces.alerting import (
-    Alert,
     AlertDevice,
-    Area,
-    Certainty,
     DeviceState,
-    Geocode,
-    Info,
-    MsgType,
     Status,
-    Urgency,
     WarningMessage,
 )
 from ..interfaces.alerting import Severity as CapSeverity
@@ -45,7 +38,7 @@ from ..interfaces.payloads import UnitKind
 from ..logs import get_logger
 from ..regions import Region
 from ..store import Journal
-from .area import MUNICIPALITY_GEOCODE
+from .compose import municipality_area, new_alert
 from .service import AlertError
 
 if TYPE_CHECKING:
@@ -193,29 +186,13 @@ class ReadinessService:
         if not devices:
             return []
         municipalities = sorted({rt.entry.municipality for rt in devices if rt.entry.municipality})
-        alert = Alert(
+        alert = new_alert(
             identifier=f"readiness-{check}",
-            sender=self.hub.config.alerts.sender or f"nabat@{self.hub.name}",
-            sent=datetime.now(UTC).replace(microsecond=0),
+            sender=self.hub.alerts.sender,
             status=Status.TEST,
-            msg_type=MsgType.ALERT,
-            info=[
-                Info(
-                    event="Комплексная проверка готовности системы оповещения",
-                    urgency=Urgency.IMMEDIATE,
-                    severity=CapSeverity.MINOR,
-                    certainty=Certainty.OBSERVED,
-                    area=[
-                        Area(
-                            area_desc="all warning devices",
-                            geocode=[
-                                Geocode(value_name=MUNICIPALITY_GEOCODE, value=m)
-                                for m in municipalities
-                            ],
-                        )
-                    ],
-                )
-            ],
+            event="Комплексная проверка готовности системы оповещения",
+            severity=CapSeverity.MINOR,
+            area=municipality_area(municipalities, "all warning devices"),
         )
         settings = self.hub.config.readiness
         message = WarningMessage(

@@ -97,6 +97,11 @@ class AlertService:
         self._limit = asyncio.Semaphore(self.settings.concurrency)
         self._changed: dict[str, asyncio.Event] = {}
 
+    @property
+    def sender(self) -> str:
+        """CAP ``sender`` of alerts issued here: ``[alerts] sender`` or ``nabat@<hub>``."""
+        return self.settings.sender or f"nabat@{self.hub.name}"
+
     # -- storage ----------------------------------------------------------------------------
     async def _save(self, record: AlertRecord) -> None:
         self.records[record.id] = record

@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -242,19 +241,11 @@ class RuleEngine:
 
     async def _alert(self, rule: Rule, index: int, action: Action, event: Event) -> None:
         from ..alerts import AlertError
-        from ..alerts.area import MUNICIPALITY_GEOCODE
+        from ..alerts.compose import municipality_area, new_alert
         from ..interfaces.alerting import (
-            Alert,
-            Area,
-            Certainty,
-            Geocode,
-            Info,
-            MsgType,
             Status,
-            Urgency,
             WarningMessage,
         )
-        from ..interfaces.alerting import Severity as CapSeverity
 
         hub = self.hub
         assert hub is not None and action.alert is not None
@@ -263,31 +254,15 @@ class RuleEngine:
         if not where:
             log.warning("rule.alert_without_area", rule=rule.name, event=event.id)
             return
-        alert = Alert(
+        alert = new_alert(
             identifier=f"rule-{rule.name}-{_stable_id(rule.name, event, index)[:18]}",
-            sender=hub.config.alerts.sender or f"nabat@{hub.name}",
-            sent=datetime.now(UTC).replace(microsecond=0),
+            sender=hub.alerts.sender,
             status=Status(spec.status),
-            msg_type=MsgType.ALERT,
+            event=spec.event,
+            area=municipality_area(where),
             incidents=event.correlationid or event.id,
-            info=[
-                Info(
-                    event=spec.event,
-                    urgency=Urgency.IMMEDIATE,
-                    severity=CapSeverity.SEVERE,
-                    certainty=Certainty.OBSERVED,
-                    headline=spec.headline,
-                    description=render(spec.text, event, spec.event),
-                    area=[
-                        Area(
-                            area_desc=", ".join(where),
-                            geocode=[
-                                Geocode(value_name=MUNICIPALITY_GEOCODE, value=m) for m in where
-                            ],
-                        )
-                    ],
-                )
-            ],
+            headline=spec.headline,
+            description=render(spec.text, event, spec.event),
         )
         message = WarningMessage(
             signal_seconds=spec.signal_seconds, text=render(spec.text, event, spec.event)

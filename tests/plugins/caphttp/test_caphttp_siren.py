@@ -13,17 +13,11 @@ from aiohttp import web
 from nabat.cap import parse_cap, to_cap
 from nabat.interfaces.alerting import (
     Alert,
-    Area,
-    Certainty,
-    Geocode,
-    Info,
     MsgType,
-    Severity,
     Status,
-    Urgency,
     WarningMessage,
 )
-from nabat.testing import eventually, run_hub
+from nabat.testing import eventually, exercise_alert, run_hub
 
 
 class Gateway:
@@ -106,27 +100,7 @@ def config(port: int) -> str:
 
 
 def flood() -> Alert:
-    return Alert(
-        identifier=f"flood-{datetime.now(UTC).timestamp():.0f}",
-        sender="nabat@test",
-        sent=datetime.now(UTC).replace(microsecond=0),
-        status=Status.EXERCISE,
-        msg_type=MsgType.ALERT,
-        info=[
-            Info(
-                event="Наводнение",
-                urgency=Urgency.IMMEDIATE,
-                severity=Severity.SEVERE,
-                certainty=Certainty.OBSERVED,
-                area=[
-                    Area(
-                        area_desc="Анапа",
-                        geocode=[Geocode(value_name="municipality", value="anapa")],
-                    )
-                ],
-            )
-        ],
-    )
+    return exercise_alert("anapa")
 
 
 async def test_cap_alerts_reach_http_gateways(tmp_path, monkeypatch):

@@ -8,24 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
-from datetime import UTC, datetime
 
 import nabat_modbus.plugin
 import pytest
 from nabat.interfaces.alerting import (
     Alert,
-    Area,
-    Certainty,
-    Geocode,
-    Info,
-    MsgType,
-    Severity,
-    Status,
-    Urgency,
     WarningMessage,
 )
-from nabat.testing import eventually, free_port, record, run_hub
+from nabat.testing import eventually, exercise_alert, free_port, record, run_hub
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -175,27 +165,7 @@ def config(*instances: tuple[str, int, str]) -> str:
 
 
 def flood() -> Alert:
-    return Alert(
-        identifier=f"flood-{uuid.uuid4().hex[:6]}",
-        sender="test@nabat",
-        sent=datetime.now(UTC).replace(microsecond=0),
-        status=Status.EXERCISE,
-        msg_type=MsgType.ALERT,
-        info=[
-            Info(
-                event="Наводнение",
-                urgency=Urgency.IMMEDIATE,
-                severity=Severity.SEVERE,
-                certainty=Certainty.OBSERVED,
-                area=[
-                    Area(
-                        area_desc="Анапа",
-                        geocode=[Geocode(value_name="municipality", value="anapa")],
-                    )
-                ],
-            )
-        ],
-    )
+    return exercise_alert("anapa")
 
 
 async def sound(hub, alert: Alert, message: WarningMessage | None = None) -> dict:

@@ -9,25 +9,15 @@ import json
 import os
 import socket
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import aiomqtt
 import nabat_mqtt.plugin
 import pytest
 from nabat.interfaces.alerting import (
-    Alert,
-    Area,
-    Certainty,
-    Geocode,
-    Info,
-    MsgType,
-    Severity,
-    Status,
-    Urgency,
     WarningMessage,
 )
-from nabat.testing import eventually, record, run_hub
+from nabat.testing import eventually, exercise_alert, record, run_hub
 
 BROKER = ("127.0.0.1", 1883)
 
@@ -162,27 +152,7 @@ async def test_an_alert_reaches_mqtt_sirens_and_each_acknowledgement_is_tracked(
             config(prefix, *devices, "anapa-s4"), tmp_path, plugins={"mqtt": nabat_mqtt.plugin}
         ) as hub:
             statuses = record(hub, "siren.status.*")
-            alert = Alert(
-                identifier=f"flood-{uuid.uuid4().hex[:6]}",
-                sender="test@nabat",
-                sent=datetime.now(UTC).replace(microsecond=0),
-                status=Status.EXERCISE,
-                msg_type=MsgType.ALERT,
-                info=[
-                    Info(
-                        event="Наводнение",
-                        urgency=Urgency.IMMEDIATE,
-                        severity=Severity.SEVERE,
-                        certainty=Certainty.OBSERVED,
-                        area=[
-                            Area(
-                                area_desc="Анапа",
-                                geocode=[Geocode(value_name="municipality", value="anapa")],
-                            )
-                        ],
-                    )
-                ],
-            )
+            alert = exercise_alert("anapa")
             record_ = await hub.alerts.issue(
                 alert, WarningMessage(signal_seconds=60, text="Внимание!"), by="test"
             )

@@ -18,6 +18,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from ...alerts import AlertError, AlertRecord
 from ...alerts.area import MUNICIPALITY_GEOCODE
+from ...alerts.compose import municipality_area, new_alert
 from ...alerts.readiness import CheckResult, ReadinessRow, latest_results, sirens_report
 from ...cap import CapError, parse_cap
 from ...ids import uuid7
@@ -28,9 +29,6 @@ from ...interfaces.alerting import (
     Category,
     Certainty,
     Circle,
-    Geocode,
-    Info,
-    MsgType,
     Severity,
     Signal,
     Status,
@@ -146,16 +144,11 @@ def _area(api: ApiState, token: TokenInfo, request: AreaRequest) -> Area:
     region = load_region(api.hub.config.hub.region)
     language = api.hub.config.hub.language
     names = [region.municipalities[m].name(language) for m in request.municipalities]
-    return Area(
-        area_desc=request.description or ", ".join(names) or "area",
+    return msgspec.structs.replace(
+        municipality_area(request.municipalities, request.description or ", ".join(names)),
         polygon=[list(ring) for ring in request.polygons],
         circle=[Circle(lat=c.lat, lon=c.lon, radius_km=c.radius_km) for c in request.circles],
-        geocode=[Geocode(value_name=MUNICIPALITY_GEOCODE, value=m) for m in request.municipalities],
     )
-
-
-def _sender(api: ApiState) -> str:
-    return api.hub.config.alerts.sender or f"nabat@{api.hub.name}"
 
 
 @post(
@@ -179,33 +172,26 @@ async def issue_alert(
 ) -> AlertRecord:
     token = request.user
     area = _area(api, token, data.area)
-    sent = datetime.now(UTC).replace(microsecond=0)
     if data.expires is not None and data.expires.tzinfo is None:
         raise ProblemError(
             422,
             "expires must carry a UTC offset",
             errors=[FieldError(field="expires", reason="e.g. 2026-11-24T18:00:00+03:00")],
         )
-    alert = Alert(
+    alert = new_alert(
         identifier=data.identifier or uuid7(),
-        sender=_sender(api),
-        sent=sent,
+        sender=api.hub.alerts.sender,
         status=Status(data.status),
-        msg_type=MsgType.ALERT,
-        info=[
-            Info(
-                event=data.event,
-                urgency=data.urgency,
-                severity=data.severity,
-                certainty=data.certainty,
-                category=list(data.category),
-                headline=data.headline,
-                description=data.description,
-                instruction=data.instruction,
-                expires=data.expires,
-                area=[area],
-            )
-        ],
+        event=data.event,
+        area=area,
+        urgency=data.urgency,
+        severity=data.severity,
+        certainty=data.certainty,
+        category=list(data.category),
+        headline=data.headline,
+        description=data.description,
+        instruction=data.instruction,
+        expires=data.expires,
     )
     return await _issue(request, api, alert, data.message.build(), wait)
 
