@@ -322,6 +322,27 @@ def _with_journal(
         raise SystemExit(1) from None
 
 
+def _with_prepared_hub(loaded: LoadedConfig, work: Any) -> Any:
+    """``await work(hub)`` with a hub that is not started: its journal open as it is and its
+    plugins prepared (which instances are cameras or sirens; the payload types that read the
+    journal's events). Journal errors exit 1."""
+
+    async def run() -> Any:
+        hub = Hub(loaded, language=_messages(loaded).language)
+        await hub.journal.open(migrate=False)
+        try:
+            await hub.prepare()
+            return await work(hub)
+        finally:
+            await hub.journal.close()
+
+    try:
+        return asyncio.run(run())
+    except JournalError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+
+
 @deliveries.command("status")
 @config_option
 @click.option("--json", "as_json", is_flag=True)
@@ -918,38 +939,28 @@ def report_cameras(
     if unknown:
         raise click.BadParameter(f"not municipalities of {region.id}: {', '.join(unknown)}")
 
-    async def run() -> Any:
-        hub = Hub(loaded, language=_messages(loaded).language)
-        await hub.journal.open(migrate=False)
-        try:
-            await hub.prepare()  # plugins say which instances are cameras; payload types
-            cameras = {rt.id: rt.entry.municipality or "" for rt in hub.camera_units()}
-            for record in await hub.inventory.list():
-                cameras.setdefault(record.id, record.municipality)
-            states = CameraStates(hub.journal)
-            await states.load()
-            cfg = loaded.config.cameras
-            return await build_report(
-                hub.journal,
-                cameras,
-                states.all(),
-                region,
-                since=start,
-                until=end,
-                generated_at=now,
-                targets=cfg.targets,
-                availability_target=cfg.availability_target,
-                language=loaded.config.hub.language,
-                municipalities=municipalities or None,
-            )
-        finally:
-            await hub.journal.close()
+    async def work(hub: Hub) -> Any:
+        cameras = {rt.id: rt.entry.municipality or "" for rt in hub.camera_units()}
+        for record in await hub.inventory.list():
+            cameras.setdefault(record.id, record.municipality)
+        states = CameraStates(hub.journal)
+        await states.load()
+        cfg = loaded.config.cameras
+        return await build_report(
+            hub.journal,
+            cameras,
+            states.all(),
+            region,
+            since=start,
+            until=end,
+            generated_at=now,
+            targets=cfg.targets,
+            availability_target=cfg.availability_target,
+            language=loaded.config.hub.language,
+            municipalities=municipalities or None,
+        )
 
-    try:
-        result = asyncio.run(run())
-    except JournalError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
+    result = _with_prepared_hub(loaded, work)
     if fmt == "json":
         click.echo(msgspec.json.format(msgspec.json.encode(result), indent=2).decode())
         return
@@ -1001,42 +1012,27 @@ def report_sirens(config_file: str | None, municipalities: tuple[str, ...], as_j
     """Readiness of warning devices per municipality: devices, ready (latest technical check
     passed), readiness %, when the checks ran, and why the others are not ready."""
     from .alerts.readiness import latest_results, sirens_report
-    from .interfaces import AlertDevice
     from .regions import load_region
 
     _quiet_logs(False)
     loaded = _load_or_exit(_config_path(config_file), strict=False)
     region = load_region(loaded.config.hub.region)
 
-    async def run() -> Any:
-        hub = Hub(loaded, language=_messages(loaded).language)
-        await hub.journal.open(migrate=False)
-        try:
-            await hub.prepare()
-            devices = {
-                rt.id: rt.entry.municipality or ""
-                for rt in hub.instances_rt.values()
-                if rt.driver_cls is not None and issubclass(rt.driver_cls, AlertDevice)
-            }
-            results = await latest_results(hub.journal)
-            for device, latest in results.items():  # checked, though its plugin is not here
-                if device in hub.instances_rt and device not in devices:
-                    devices[device] = next(iter(latest.values())).municipality or ""
-            return sirens_report(
-                devices,
-                results,
-                region,
-                language=_messages(loaded).language,
-                municipalities=list(municipalities) or None,
-            )
-        finally:
-            await hub.journal.close()
+    async def work(hub: Hub) -> Any:
+        devices = {rt.id: rt.entry.municipality or "" for rt in hub.device_units()}
+        results = await latest_results(hub.journal)
+        for device, latest in results.items():  # checked, though its plugin is not here
+            if device in hub.instances_rt and device not in devices:
+                devices[device] = next(iter(latest.values())).municipality or ""
+        return sirens_report(
+            devices,
+            results,
+            region,
+            language=_messages(loaded).language,
+            municipalities=list(municipalities) or None,
+        )
 
-    try:
-        rows = asyncio.run(run())
-    except JournalError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
+    rows = _with_prepared_hub(loaded, work)
     if as_json:
         click.echo(msgspec.json.format(msgspec.json.encode(rows), indent=2).decode())
         return

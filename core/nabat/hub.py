@@ -345,6 +345,14 @@ class Hub:
             rt.driver_cls is not None and issubclass(rt.driver_cls, Camera)
         )
 
+    def device_units(self) -> list[_Instance]:
+        """Every warning-device instance (sirens…), whatever its state."""
+        return [
+            rt
+            for rt in self.instances_rt.values()
+            if rt.driver_cls is not None and issubclass(rt.driver_cls, AlertDevice)
+        ]
+
     def camera_units(self) -> list[_Instance]:
         """Every camera instance, configured or imported, whatever its state."""
         return [rt for rt in self.instances_rt.values() if self.is_camera(rt)]
@@ -1022,10 +1030,7 @@ class Hub:
             await self.delivery.add(spec, self._connector_target(rt))
 
     def _schedule_readiness(self) -> None:
-        if not any(
-            rt.driver_cls is not None and issubclass(rt.driver_cls, AlertDevice)
-            for rt in self.instances_rt.values()
-        ):
+        if not self.device_units():
             return
         settings = self.config.readiness
         for kind in ("technical", "comprehensive"):

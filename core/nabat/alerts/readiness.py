@@ -88,15 +88,6 @@ class ReadinessService:
         self.hub = hub
         self.running: dict[str, bool] = {}
 
-    def _devices(self) -> list:
-        return [
-            rt
-            for rt in self.hub.instances_rt.values()
-            if rt.driver_cls is not None
-            and issubclass(rt.driver_cls, AlertDevice)
-            and rt.problem != "disabled"
-        ]
-
     async def run(self, kind: Kind, *, by: str = "schedule") -> list[CheckResult]:
         """Run one check of every warning device now; the results."""
         if self.running.get(kind):
@@ -104,10 +95,10 @@ class ReadinessService:
         self.running[kind] = True
         check = uuid7()
         try:
-            log.info("readiness.started", kind=kind, by=by, devices=len(self._devices()))
+            log.info("readiness.started", kind=kind, by=by, devices=len(self.hub.device_units()))
             if kind == "technical":
                 results = await asyncio.gather(
-                    *(self._technical(rt, check) for rt in self._devices())
+                    *(self._technical(rt, check) for rt in self.hub.device_units())
                 )
             else:
                 results = await self._comprehensive(check, by)
@@ -182,7 +173,7 @@ class ReadinessService:
         return result(not problems, "; ".join(problems) or test.detail or "ok")
 
     async def _comprehensive(self, check: str, by: str) -> list[CheckResult]:
-        devices = self._devices()
+        devices = self.hub.device_units()
         if not devices:
             return []
         municipalities = sorted({rt.entry.municipality for rt in devices if rt.entry.municipality})

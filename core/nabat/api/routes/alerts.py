@@ -24,7 +24,6 @@ from ...cap import CapError, parse_cap
 from ...ids import uuid7
 from ...interfaces.alerting import (
     Alert,
-    AlertDevice,
     Area,
     Category,
     Certainty,
@@ -418,11 +417,7 @@ async def sirens_report_route(
 ) -> SirensReport:
     token = request.user
     hub = api.hub
-    devices = {
-        rt.id: rt.entry.municipality or ""
-        for rt in hub.instances_rt.values()
-        if rt.driver_cls is not None and issubclass(rt.driver_cls, AlertDevice)
-    }
+    devices = {rt.id: rt.entry.municipality or "" for rt in hub.device_units()}
     rows = sirens_report(
         devices,
         await latest_results(hub.journal),
