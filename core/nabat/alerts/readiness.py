@@ -221,10 +221,10 @@ class ReadinessService:
 
     async def _store(self, results: list[CheckResult]) -> None:
         journal = self.hub.journal
+        known = await latest_results(journal)  # one read, not one per device
         rows = []
         for r in results:
-            stored = await journal.get_record(COLLECTION, r.device)
-            latest = _decoder.decode(stored.body) if stored is not None else {}
+            latest = known.get(r.device, {})
             latest[r.kind] = r
             rows.append((r.device, _encoder.encode(latest), None))
         for start in range(0, len(rows), 500):

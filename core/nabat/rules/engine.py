@@ -37,7 +37,7 @@ _MISSING = object()
 
 
 def _field(data: Any, path: str) -> Any:
-    value = msgspec.to_builtins(data) if not isinstance(data, dict | type(None)) else data
+    value = data
     for part in path.split("."):
         if isinstance(value, dict) and part in value:
             value = value[part]
@@ -87,7 +87,10 @@ def matches(rule: Rule, event: Event) -> bool:
         return False
     if when.severity and (event.severity or "") not in when.severity:
         return False
-    return all(_holds(_field(event.data, path), test) for path, test in when.data.items())
+    if not when.data:
+        return True
+    data = event.data if isinstance(event.data, dict | None) else msgspec.to_builtins(event.data)
+    return all(_holds(_field(data, path), test) for path, test in when.data.items())
 
 
 @dataclass(frozen=True)
