@@ -203,6 +203,10 @@ class Hub:
         from .rules.engine import RuleEngine
 
         self.readiness = ReadinessService(self)
+        from .incidents import IncidentService
+
+        self.incidents = IncidentService(self)
+        """Incidents from 112, rules and connectors, with the nearest cameras' snapshots."""
         """Scheduled technical and comprehensive checks of warning devices."""
 
         self.rules = RuleEngine(self, self.config.rules)
@@ -661,6 +665,7 @@ class Hub:
         self._schedule_retention()
         await self._subscribe_connectors()
         await self._subscribe_rules()
+        await self._subscribe_incidents()
         self._schedule_readiness()
         loop = asyncio.get_running_loop()
         # Mark everything "starting" before any task runs, so waiting for the start to settle
@@ -1060,6 +1065,20 @@ class Hub:
         await self.delivery.add(spec, self.rules.handle)
         log.info("rules.subscribed", rules=len(self.rules.rules), patterns=list(spec.patterns))
 
+    async def _subscribe_incidents(self) -> None:
+        """Incidents reported by events (rules, the API, other processes) are recorded too."""
+        from .incidents.service import TYPES
+
+        spec = SubscriptionSpec(
+            id="incidents",
+            patterns=TYPES,
+            order=Order.ORDERED,
+            max_attempts=20,
+            max_age=86_400.0,
+            timeout=60.0,
+        )
+        await self.delivery.add(spec, self.incidents.observe)
+
     def _connector_target(self, rt: _Instance) -> Target:
         async def deliver(event: Event) -> DeliveryResult | None:
             driver = rt.driver
@@ -1133,6 +1152,7 @@ class Hub:
         self._started = False
         await self.scheduler.shutdown()
         await self.alerts.close()
+        await self.incidents.close()
         for rt in self.instances_rt.values():
             if rt.task is not None and not rt.task.done():
                 rt.task.cancel()

@@ -17,7 +17,7 @@ from litestar.types import ASGIApp
 from .. import __version__
 from .gate import AccessMiddleware, Gate
 from .problems import exception_handlers
-from .routes import alerts, cameras, events, ops, subscriptions
+from .routes import alerts, cameras, events, incidents, ops, subscriptions
 from .state import ApiState
 from .tokens import SCOPES
 
@@ -81,6 +81,7 @@ def create_app(state: ApiState, plugin_routers: list[Router] = ()) -> ASGIApp:  
         *subscriptions.HANDLERS,
         *cameras.HANDLERS,
         *alerts.HANDLERS,
+        *incidents.HANDLERS,
         *ops.HANDLERS,
     ]
     _security(handlers)

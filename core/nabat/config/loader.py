@@ -28,6 +28,7 @@ from .model import (
     CameraSettings,
     Config,
     HubSettings,
+    IncidentSettings,
     InstanceEntry,
     PluginEntry,
     ReadinessSettings,
@@ -309,6 +310,9 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
     readiness = (
         section(raw.get("readiness", {}), ReadinessSettings, ["readiness"]) or ReadinessSettings()
     )
+    incidents = (
+        section(raw.get("incidents", {}), IncidentSettings, ["incidents"]) or IncidentSettings()
+    )
     plugins: dict[str, PluginEntry] = {}
     raw_plugins = raw.get("plugins", {})
     if not isinstance(raw_plugins, dict):
@@ -405,6 +409,7 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
         alerts=alerts,
         rules=rules,
         readiness=readiness,
+        incidents=incidents,
         plugins=plugins,
         instances=instances,
     )

@@ -16,6 +16,7 @@ __all__ = [
     "Config",
     "DeliveryOptions",
     "HubSettings",
+    "IncidentSettings",
     "InstanceEntry",
     "PluginEntry",
     "ReadinessSettings",
@@ -193,6 +194,19 @@ class ReadinessSettings(_Table):
                     raise ValueError(f"{name}: not a crontab line ({exc})") from None
 
 
+class IncidentSettings(_Table):
+    """``[incidents]``: incidents from 112, rules and connectors (docs/incidents.md)."""
+
+    cameras: Annotated[int, msgspec.Meta(ge=0, le=32)] = 4
+    """Nearest cameras linked to an incident with a location (0: none)."""
+    camera_radius: Positive = 1000.0
+    """Metres: cameras farther from the incident are not linked."""
+    snapshot_timeout: Positive = 10.0
+    """Seconds to wait for each linked camera's snapshot."""
+    retention_days: Positive = 90.0
+    """Days a closed incident and its snapshots stay listed; its events stay in the journal."""
+
+
 class DeliveryOptions(_Table):
     """``[instances.<id>.delivery]``: how the hub delivers events to a connector."""
 
@@ -236,6 +250,7 @@ class Config(_Table):
     cameras: CameraSettings = msgspec.field(default_factory=CameraSettings)
     alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
     readiness: ReadinessSettings = msgspec.field(default_factory=ReadinessSettings)
+    incidents: IncidentSettings = msgspec.field(default_factory=IncidentSettings)
     rules: list[Rule] = []
     plugins: dict[str, PluginEntry] = {}
     instances: dict[str, InstanceEntry] = {}

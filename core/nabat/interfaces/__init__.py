@@ -53,10 +53,21 @@ from .camera import (
 from .driver import Driver, DriverContext, Location, NoSettings
 from .errors import AuthError, ConfigError, DriverError, NotSupported, TransientError
 from .hub import HubAPI, Job, Listener, Progress
+from .incident import (
+    SERVICES,
+    GeoPoint,
+    Incident,
+    IncidentChange,
+    IncidentRecord,
+    Incidents,
+    IncidentStatus,
+    LinkedCamera,
+)
 from .messaging import Connector, DeliveryResult, DeliveryStatus, Notification, Notifier
 from .payloads import CameraHealthChange, DeviceStatusChange, UnitKind, UnitState, UnitStatus
 
 __all__ = [
+    "SERVICES",
     "AbsoluteMove",
     "ActivationMemory",
     "ActivationOutcome",
@@ -85,13 +96,20 @@ __all__ = [
     "Driver",
     "DriverContext",
     "DriverError",
+    "GeoPoint",
     "Geocode",
     "GotoHome",
     "GotoPreset",
     "HealthState",
     "HubAPI",
+    "Incident",
+    "IncidentChange",
+    "IncidentRecord",
+    "IncidentStatus",
+    "Incidents",
     "Info",
     "Job",
+    "LinkedCamera",
     "Listener",
     "Location",
     "MediaProfile",

@@ -17,6 +17,7 @@ from ..events import Event
 from ..logs import StructLogger
 from .camera import HealthState
 from .driver import Driver
+from .incident import Incidents
 from .payloads import UnitStatus
 
 __all__ = ["HubAPI", "Job", "Listener", "Progress"]
@@ -93,6 +94,10 @@ class HubAPI(Protocol):
 
     @property
     def log(self) -> StructLogger: ...
+
+    @property
+    def incidents(self) -> Incidents:
+        """Incident records: report an incident, read one back."""
 
     async def publish(self, event: Event) -> None:
         """Publish an event: it is committed to the journal (durable) when this returns, then

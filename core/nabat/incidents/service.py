@@ -1,0 +1,388 @@
+"""The incident service: one record per incident, kept from its ``incident.*`` events.
+
+Connectors (112, police) and the API **report** an incident — the whole of it as known now —
+under a stable id; the service decides whether that created, updated or closed it (or changed
+nothing: no event), publishes ``incident.<change>`` and keeps the record. Events published by
+others (rules, ``POST /api/v1/events``) are **observed** through a durable subscription, so the
+records hold every incident, after a restart too.
+
+An incident with a location gets the nearest running-or-not cameras of the inventory (within
+``[incidents] camera_radius``, at most ``cameras``) at once, in the first event, so a duty
+operator sees which cameras look at the place without waiting; their snapshots are taken in the
+background and published as an ``incident.updated`` a few seconds later. The snapshots are kept
+with the incident (journal records), not fetched live: they show the scene as it was.
+
+Records of closed incidents and their snapshots expire after ``retention_days``; the events stay
+in the journal for as long as it keeps events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ..events import Event, Severity
+from ..geo import distance_km
+from ..interfaces import DeliveryResult, DeliveryStatus
+from ..interfaces.incident import (
+    GeoPoint,
+    Incident,
+    IncidentChange,
+    IncidentRecord,
+    IncidentStatus,
+    LinkedCamera,
+)
+from ..interfaces.payloads import UnitState
+from ..logs import get_logger
+from ..regions import load_region
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+    from ..store.base import Record
+
+__all__ = ["COLLECTION", "SNAPSHOTS", "SOURCE", "IncidentService"]
+
+log = get_logger("nabat.incidents")
+
+COLLECTION = "incidents"
+SNAPSHOTS = "incident_snapshots"
+SOURCE = "/nabat/incidents"
+TYPES = tuple(f"incident.{c}" for c in ("created", "updated", "closed"))
+_SAME_PLACE_M = 50.0
+"""A location moved less than this keeps its linked cameras."""
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(IncidentRecord)
+
+
+def snapshot_path(incident_id: str, camera_id: str) -> str:
+    """Where the API serves a snapshot kept with an incident."""
+    return f"/api/v1/incidents/{incident_id}/cameras/{camera_id}/snapshot.jpg"
+
+
+def _metres(a: GeoPoint, b: GeoPoint) -> float:
+    return distance_km(a.lat, a.lon, b.lat, b.lon) * 1000.0
+
+
+class IncidentService:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.settings = hub.config.incidents
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- reading ---------------------------------------------------------------------------
+    async def get(self, incident_id: str) -> IncidentRecord | None:
+        stored = await self.hub.journal.get_record(COLLECTION, incident_id)
+        return _decoder.decode(stored.body) if stored is not None else None
+
+    async def list(
+        self,
+        *,
+        municipalities: Collection[str] | None = None,
+        status: IncidentStatus | None = None,
+        limit: int = 100,
+    ) -> list[IncidentRecord]:
+        """Incidents, the most recently changed first. ``municipalities`` None: all."""
+        found: list[IncidentRecord] = []
+        async for stored in self.hub.journal.all_records(COLLECTION):
+            record = _decoder.decode(stored.body)
+            if municipalities is not None and record.municipality not in municipalities:
+                continue
+            if status is not None and record.incident.status is not status:
+                continue
+            found.append(record)
+        found.sort(key=lambda r: (r.updated_at, r.id), reverse=True)
+        return found[:limit]
+
+    async def snapshot(self, incident_id: str, camera_id: str) -> Record | None:
+        """The JPEG kept for a linked camera (``body``; taken at ``created``)."""
+        return await self.hub.journal.get_record(SNAPSHOTS, f"{incident_id}/{camera_id}")
+
+    # -- reporting -------------------------------------------------------------------------
+    def _lock(self, incident_id: str) -> asyncio.Lock:
+        lock = self._locks.get(incident_id)
+        if lock is None:
+            if len(self._locks) > 10_000:  # forget idle locks of incidents long settled
+                for key in [k for k, v in self._locks.items() if not v.locked()]:
+                    del self._locks[key]
+            lock = self._locks[incident_id] = asyncio.Lock()
+        return lock
+
+    def municipality_at(self, point: GeoPoint) -> str | None:
+        return load_region(self.hub.config.hub.region).municipality_at(point.lat, point.lon)
+
+    async def report(
+        self,
+        incident_id: str,
+        incident: Incident,
+        *,
+        source: str,
+        municipality: str | None = None,
+        severity: Severity | None = None,
+        correlationid: str | None = None,
+    ) -> tuple[IncidentChange, IncidentRecord]:
+        """Record the incident as now known and publish what changed (``incident.created``,
+        ``.updated``, ``.closed``); nothing when it is the same as known. ``source`` is the
+        reporter's event source (a connector's own source: its incidents are not sent back to
+        it). The municipality defaults to the one the location lies in."""
+        async with self._lock(incident_id):
+            current = await self.get(incident_id)
+            return await self._apply(
+                incident_id,
+                incident,
+                current,
+                source=source,
+                municipality=municipality,
+                severity=severity,
+                correlationid=correlationid,
+            )
+
+    async def _apply(
+        self,
+        incident_id: str,
+        incident: Incident,
+        current: IncidentRecord | None,
+        *,
+        source: str,
+        municipality: str | None,
+        severity: Severity | None,
+        correlationid: str | None,
+    ) -> tuple[IncidentChange, IncidentRecord]:
+        if municipality is None and incident.location is not None:
+            municipality = self.municipality_at(incident.location)
+        if current is not None:
+            municipality = municipality or current.municipality
+            severity = severity or (Severity(current.severity) if current.severity else None)
+        incident, fresh = self._with_cameras(incident, current)
+        if current is None:
+            change = IncidentChange.CREATED
+        elif (
+            current.incident == incident
+            and current.municipality == municipality
+            and current.severity == (severity.value if severity else None)
+        ):
+            return IncidentChange.UNCHANGED, current
+        elif incident.status is IncidentStatus.CLOSED and current.closed_at is None:
+            change = IncidentChange.CLOSED
+        else:
+            change = IncidentChange.UPDATED
+        event = Event(
+            type=f"incident.{change}",
+            source=source,
+            subject=incident_id,
+            municipality=municipality,
+            severity=severity,
+            correlationid=correlationid or incident_id,
+            data=incident,
+        )
+        record = self._next(current, incident_id, incident, municipality, severity, event)
+        # Published first: the journal is the truth. Should the record's write fail, the
+        # durable observer rebuilds it from this event.
+        await self.hub.publish(event)
+        await self._save(record)
+        log.info(
+            "incident.reported",
+            incident=incident_id,
+            change=str(change),
+            municipality=municipality,
+            cameras=len(incident.cameras),
+        )
+        if fresh:
+            self._spawn(self._take_snapshots(incident_id, [c.id for c in incident.cameras]))
+        return change, record
+
+    def _next(
+        self,
+        current: IncidentRecord | None,
+        incident_id: str,
+        incident: Incident,
+        municipality: str | None,
+        severity: Severity | str | None,
+        event: Event,
+    ) -> IncidentRecord:
+        now = event.time
+        closed = incident.status is IncidentStatus.CLOSED
+        return IncidentRecord(
+            id=incident_id,
+            incident=incident,
+            municipality=municipality,
+            severity=str(severity) if severity else None,
+            created_at=current.created_at if current else now,
+            updated_at=now,
+            closed_at=(current.closed_at if current and current.closed_at else now)
+            if closed
+            else None,
+            version=current.version + 1 if current else 1,
+            last_event=event.id,
+        )
+
+    def _with_cameras(
+        self, incident: Incident, current: IncidentRecord | None
+    ) -> tuple[Incident, bool]:
+        """The incident with its linked cameras, and whether they were just linked (their
+        snapshots are still to be taken). Cameras stay linked while the place stays."""
+        if incident.cameras or incident.location is None or self.settings.cameras == 0:
+            return incident, False
+        before = current.incident if current else None
+        if (
+            before is not None
+            and before.cameras
+            and before.location is not None
+            and _metres(before.location, incident.location) < _SAME_PLACE_M
+        ):
+            return msgspec.structs.replace(incident, cameras=before.cameras), False
+        nearest = self.nearest_cameras(incident.location)
+        return msgspec.structs.replace(incident, cameras=nearest), bool(nearest)
+
+    def nearest_cameras(self, point: GeoPoint) -> list[LinkedCamera]:
+        """Inventory cameras within ``camera_radius`` of the point, nearest first."""
+        radius = self.settings.camera_radius
+        # A cheap box first: 10,000 haversines per incident are not needed.
+        dlat = radius / 111_000.0
+        dlon = dlat / max(0.01, math.cos(math.radians(point.lat)))
+        found: list[tuple[float, str, str | None]] = []
+        for rt in self.hub.camera_units():
+            lat, lon = rt.entry.lat, rt.entry.lon
+            if lat is None or lon is None:
+                continue
+            if abs(lat - point.lat) > dlat or abs(lon - point.lon) > dlon:
+                continue
+            metres = distance_km(point.lat, point.lon, lat, lon) * 1000.0
+            if metres <= radius:
+                found.append((metres, rt.id, rt.entry.name))
+        found.sort()
+        return [
+            LinkedCamera(
+                id=camera_id,
+                name=name,
+                distance_m=round(metres, 1),
+                health=str(health) if (health := self.hub.last_health(camera_id)) else None,
+            )
+            for metres, camera_id, name in found[: self.settings.cameras]
+        ]
+
+    # -- snapshots -------------------------------------------------------------------------
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name="incident-snapshots")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _take_snapshots(self, incident_id: str, camera_ids: list[str]) -> None:
+        try:
+            taken = await asyncio.gather(*(self._snapshot(incident_id, c) for c in camera_ids))
+            async with self._lock(incident_id):
+                current = await self.get(incident_id)
+                if current is None:
+                    return
+                results = dict(zip(camera_ids, taken, strict=True))
+                cameras = [
+                    msgspec.structs.replace(c, **results[c.id]) if c.id in results else c
+                    for c in current.incident.cameras
+                ]
+                if cameras == current.incident.cameras:
+                    return  # re-linked elsewhere meanwhile
+                await self._apply(
+                    incident_id,
+                    msgspec.structs.replace(current.incident, cameras=cameras),
+                    current,
+                    source=SOURCE,
+                    municipality=current.municipality,
+                    severity=Severity(current.severity) if current.severity else None,
+                    correlationid=None,
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the incident itself is recorded; only pictures are missing
+            log.error("incident.snapshots_failed", incident=incident_id, error=repr(exc))
+
+    async def _snapshot(self, incident_id: str, camera_id: str) -> dict[str, Any]:
+        hub = self.hub
+        rt = hub.instances_rt.get(camera_id)
+        state = hub.state_of(camera_id) if rt is not None else "removed"
+        if rt is None or rt.driver is None or state != UnitState.RUNNING:
+            return {"snapshot_error": f"camera not running ({state})"}
+        try:
+            async with asyncio.timeout(self.settings.snapshot_timeout):
+                picture = await hub.snapshots.get(camera_id, rt.driver, max_age=5.0)  # type: ignore[arg-type]
+        except TimeoutError:
+            return {"snapshot_error": f"no snapshot within {self.settings.snapshot_timeout:g} s"}
+        except Exception as exc:
+            return {"snapshot_error": f"{type(exc).__name__}: {exc}"[:300]}
+        await hub.journal.put_record(
+            SNAPSHOTS, f"{incident_id}/{camera_id}", picture.content, expires=self._expiry()
+        )
+        return {"snapshot": snapshot_path(incident_id, camera_id), "snapshot_at": picture.taken_at}
+
+    def _expiry(self, closed_at: datetime | None = None) -> datetime:
+        """Snapshots outlive an open incident by far; a closed one's go with its record."""
+        start = closed_at or datetime.now(UTC)
+        days = (
+            self.settings.retention_days
+            if closed_at
+            else max(365.0, 4 * self.settings.retention_days)
+        )
+        return start + timedelta(days=days)
+
+    async def _save(self, record: IncidentRecord) -> None:
+        expires = None
+        if record.closed_at is not None:
+            expires = self._expiry(record.closed_at)
+        await self.hub.journal.put_record(
+            COLLECTION, record.id, _encoder.encode(record), expires=expires
+        )
+
+    # -- observing others' events ----------------------------------------------------------
+    async def observe(self, event: Event) -> DeliveryResult | None:
+        """Durable subscription target: keep the record of incidents reported by events
+        published elsewhere (rules, the events API, another hub process)."""
+        if event.type not in TYPES:
+            return None
+        incident_id = event.subject or event.id
+        try:
+            data = event.data if isinstance(event.data, Incident) else None
+            if data is None:
+                data = msgspec.convert(
+                    msgspec.to_builtins(event.data) if event.data is not None else {}, Incident
+                )
+        except (msgspec.ValidationError, TypeError, ValueError) as exc:
+            log.warning("incident.unreadable", event=event.id, type=event.type, error=str(exc))
+            return DeliveryResult(
+                status=DeliveryStatus.REJECTED, at=datetime.now(UTC), detail=str(exc)[:200]
+            )
+        if event.type == "incident.closed":
+            data = msgspec.structs.replace(data, status=IncidentStatus.CLOSED)
+        async with self._lock(incident_id):
+            current = await self.get(incident_id)
+            if current is not None and (
+                current.last_event == event.id or event.time < current.updated_at
+            ):
+                return None  # ours, already applied, or older than what we know
+            municipality = event.municipality
+            if municipality is None and data.location is not None:
+                municipality = self.municipality_at(data.location)
+            record = self._next(current, incident_id, data, municipality, event.severity, event)
+            await self._save(record)
+            if data.location is not None and not data.cameras and self.settings.cameras > 0:
+                # Linking cameras is a change worth an event of our own (an update).
+                await self._apply(
+                    incident_id,
+                    data,
+                    record,
+                    source=SOURCE,
+                    municipality=municipality,
+                    severity=event.severity,
+                    correlationid=event.correlationid,
+                )
+        return None
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
