@@ -131,6 +131,16 @@ class InstanceContext:
     async def publish(self, event: Event) -> None:
         await self._hub.publish(event)
 
+    @property
+    def incidents(self) -> Any:
+        return self._hub.incidents
+
+    @property
+    def data_dir(self) -> Path:
+        path = self._hub.data_dir / "instances" / self.instance_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def event(self, type: str, data: Any = None, **attrs: Any) -> Event:
         attrs.setdefault("source", self.source)
         attrs.setdefault("subject", self.instance_id)

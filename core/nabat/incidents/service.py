@@ -159,6 +159,9 @@ class IncidentService:
         if current is not None:
             municipality = municipality or current.municipality
             severity = severity or (Severity(current.severity) if current.severity else None)
+        known = current.incident.updated_at if current else None
+        if known is not None and incident.updated_at is not None and incident.updated_at < known:
+            return IncidentChange.STALE, current  # type: ignore[return-value]
         incident, fresh = self._with_cameras(incident, current)
         if current is None:
             change = IncidentChange.CREATED

@@ -24,8 +24,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import msgspec
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..events import Event
     from ..logs import StructLogger
+    from .incident import Incidents
 
 __all__ = ["Driver", "DriverContext", "Location", "NoSettings"]
 
@@ -79,6 +82,14 @@ class DriverContext(Protocol):
     def event(self, type: str, data: Any = None, **attrs: Any) -> Event:
         """Build an event from this instance: ``source``, ``subject`` and ``municipality``
         filled in from the instance; ``attrs`` override them."""
+
+    @property
+    def incidents(self) -> Incidents:
+        """The hub's incident records (connectors report incidents here)."""
+
+    @property
+    def data_dir(self) -> Path:
+        """A directory of this instance's own for state files (created on first use)."""
 
 
 class Driver:

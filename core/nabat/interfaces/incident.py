@@ -80,6 +80,9 @@ class Incident(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     description: str | None = None
     reported_at: datetime | None = None
     """When the incident was reported (the 112 call's start)."""
+    updated_at: datetime | None = None
+    """When the reporting system last changed it: a report older than the one known (a
+    retried delivery overtaken by a newer one) is ignored."""
     caller: str | None = None
     """The caller's number: personal data, shown only to those who may read the events."""
     address: str | None = None
@@ -104,6 +107,7 @@ class IncidentChange(enum.StrEnum):
     UPDATED = "updated"
     CLOSED = "closed"
     UNCHANGED = "unchanged"  # the same as known: nothing published
+    STALE = "stale"  # older than the version known (its ``updated_at``): ignored
 
 
 class IncidentRecord(msgspec.Struct, frozen=True, kw_only=True):

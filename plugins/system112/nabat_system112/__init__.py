@@ -1,0 +1,1 @@
+"""Nabat System-112 connector."""
