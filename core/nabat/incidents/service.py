@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import weakref
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -73,7 +74,8 @@ class IncidentService:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.settings = hub.config.incidents
-        self._locks: dict[str, asyncio.Lock] = {}
+        # A lock lives while a report holds or awaits it, and no longer.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- reading ---------------------------------------------------------------------------
@@ -108,14 +110,34 @@ class IncidentService:
     def _lock(self, incident_id: str) -> asyncio.Lock:
         lock = self._locks.get(incident_id)
         if lock is None:
-            if len(self._locks) > 10_000:  # forget idle locks of incidents long settled
-                for key in [k for k, v in self._locks.items() if not v.locked()]:
-                    del self._locks[key]
             lock = self._locks[incident_id] = asyncio.Lock()
         return lock
 
+    def _region(self) -> Any:
+        return load_region(self.hub.config.hub.region)
+
     def municipality_at(self, point: GeoPoint) -> str | None:
-        return load_region(self.hub.config.hub.region).municipality_at(point.lat, point.lon)
+        return self._region().municipality_at(point.lat, point.lon)
+
+    async def close_incident(
+        self, incident_id: str, *, source: str
+    ) -> tuple[IncidentChange, IncidentRecord] | None:
+        """Close an incident as it stands (read and written under its lock); None when there
+        is no such incident."""
+        async with self._lock(incident_id):
+            current = await self.get(incident_id)
+            if current is None:
+                return None
+            closed = msgspec.structs.replace(current.incident, status=IncidentStatus.CLOSED)
+            return await self._apply(
+                incident_id,
+                closed,
+                current,
+                source=source,
+                municipality=current.municipality,
+                severity=Severity(current.severity) if current.severity else None,
+                correlationid=None,
+            )
 
     async def report(
         self,
@@ -156,6 +178,8 @@ class IncidentService:
     ) -> tuple[IncidentChange, IncidentRecord]:
         if municipality is None and incident.location is not None:
             municipality = self.municipality_at(incident.location)
+        if municipality is not None and municipality not in self._region():
+            raise ValueError(f"unknown municipality {municipality!r} in this region")
         if current is not None:
             municipality = municipality or current.municipality
             severity = severity or (Severity(current.severity) if current.severity else None)
@@ -188,7 +212,7 @@ class IncidentService:
         # Published first: the journal is the truth. Should the record's write fail, the
         # durable observer rebuilds it from this event.
         await self.hub.publish(event)
-        await self._save(record)
+        await self._save(record, current)
         log.info(
             "incident.reported",
             incident=incident_id,
@@ -317,28 +341,31 @@ class IncidentService:
             return {"snapshot_error": f"no snapshot within {self.settings.snapshot_timeout:g} s"}
         except Exception as exc:
             return {"snapshot_error": f"{type(exc).__name__}: {exc}"[:300]}
+        current = await self.get(incident_id)
         await hub.journal.put_record(
-            SNAPSHOTS, f"{incident_id}/{camera_id}", picture.content, expires=self._expiry()
+            SNAPSHOTS, f"{incident_id}/{camera_id}", picture.content, expires=self._expiry(current)
         )
         return {"snapshot": snapshot_path(incident_id, camera_id), "snapshot_at": picture.taken_at}
 
-    def _expiry(self, closed_at: datetime | None = None) -> datetime:
-        """Snapshots outlive an open incident by far; a closed one's go with its record."""
-        start = closed_at or datetime.now(UTC)
-        days = (
-            self.settings.retention_days
-            if closed_at
-            else max(365.0, 4 * self.settings.retention_days)
-        )
-        return start + timedelta(days=days)
+    def _expiry(self, record: IncidentRecord | None) -> datetime | None:
+        """An open incident and its snapshots are kept; a closed one's go after
+        ``retention_days``."""
+        if record is None or record.closed_at is None:
+            return None
+        return record.closed_at + timedelta(days=self.settings.retention_days)
 
-    async def _save(self, record: IncidentRecord) -> None:
-        expires = None
-        if record.closed_at is not None:
-            expires = self._expiry(record.closed_at)
+    async def _save(self, record: IncidentRecord, before: IncidentRecord | None) -> None:
+        expires = self._expiry(record)
         await self.hub.journal.put_record(
             COLLECTION, record.id, _encoder.encode(record), expires=expires
         )
+        if before is not None and (before.closed_at is None) != (record.closed_at is None):
+            # Closed (or reopened): its snapshots now go (or stay) with it.
+            for camera in record.incident.cameras:
+                key = f"{record.id}/{camera.id}"
+                kept = await self.hub.journal.get_record(SNAPSHOTS, key)
+                if kept is not None:
+                    await self.hub.journal.put_record(SNAPSHOTS, key, kept.body, expires=expires)
 
     # -- observing others' events ----------------------------------------------------------
     async def observe(self, event: Event) -> DeliveryResult | None:
@@ -367,10 +394,27 @@ class IncidentService:
             ):
                 return None  # ours, already applied, or older than what we know
             municipality = event.municipality
+            if current is not None:
+                if municipality and current.municipality and municipality != current.municipality:
+                    # Another municipality's event must not take over (or wipe) this incident.
+                    log.warning(
+                        "incident.foreign_update",
+                        incident=incident_id,
+                        event=event.id,
+                        municipality=municipality,
+                        incident_municipality=current.municipality,
+                    )
+                    return DeliveryResult(
+                        status=DeliveryStatus.REJECTED,
+                        at=datetime.now(UTC),
+                        detail=f"incident {incident_id} belongs to {current.municipality}",
+                    )
+                municipality = current.municipality
+                data = self._carried(data, current.incident)
             if municipality is None and data.location is not None:
                 municipality = self.municipality_at(data.location)
             record = self._next(current, incident_id, data, municipality, event.severity, event)
-            await self._save(record)
+            await self._save(record, current)
             if data.location is not None and not data.cameras and self.settings.cameras > 0:
                 # Linking cameras is a change worth an event of our own (an update).
                 await self._apply(
@@ -383,6 +427,24 @@ class IncidentService:
                     correlationid=event.correlationid,
                 )
         return None
+
+    @staticmethod
+    def _carried(data: Incident, before: Incident) -> Incident:
+        """What an update by event keeps of the incident: who reported it first, and the
+        cameras (with the snapshots taken then) while the place is the same."""
+        keep: dict[str, Any] = {}
+        if data.origin is None and before.origin is not None:
+            keep["origin"] = before.origin
+        if data.external_id is None and before.external_id is not None:
+            keep["external_id"] = before.external_id
+        same_place = data.location == before.location or (
+            data.location is not None
+            and before.location is not None
+            and _metres(data.location, before.location) < _SAME_PLACE_M
+        )
+        if not data.cameras and before.cameras and same_place:
+            keep["cameras"] = before.cameras
+        return msgspec.structs.replace(data, **keep) if keep else data
 
     async def close(self) -> None:
         tasks = list(self._tasks)

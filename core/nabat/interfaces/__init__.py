@@ -54,6 +54,7 @@ from .driver import Driver, DriverContext, Location, NoSettings
 from .errors import AuthError, ConfigError, DriverError, NotSupported, TransientError
 from .hub import HubAPI, Job, Listener, Progress
 from .incident import (
+    MAX_VICTIMS,
     SERVICES,
     GeoPoint,
     Incident,
@@ -67,6 +68,7 @@ from .messaging import Connector, DeliveryResult, DeliveryStatus, Notification, 
 from .payloads import CameraHealthChange, DeviceStatusChange, UnitKind, UnitState, UnitStatus
 
 __all__ = [
+    "MAX_VICTIMS",
     "SERVICES",
     "AbsoluteMove",
     "ActivationMemory",

@@ -15,11 +15,12 @@ from __future__ import annotations
 import enum
 import math
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import msgspec
 
 __all__ = [
+    "MAX_VICTIMS",
     "SERVICES",
     "GeoPoint",
     "Incident",
@@ -29,6 +30,9 @@ __all__ = [
     "Incidents",
     "LinkedCamera",
 ]
+
+MAX_VICTIMS = 1000
+"""Most victims an incident can name (EIDO carries each as a person)."""
 
 SERVICES: dict[str, str] = {
     "01": "fire and rescue",
@@ -87,7 +91,7 @@ class Incident(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The caller's number: personal data, shown only to those who may read the events."""
     address: str | None = None
     location: GeoPoint | None = None
-    victims: int | None = None
+    victims: Annotated[int, msgspec.Meta(ge=0, le=MAX_VICTIMS)] | None = None
     services: list[str] = []
     """``01``–``04``: the services involved."""
     origin: str | None = None

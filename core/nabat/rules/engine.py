@@ -232,6 +232,7 @@ class RuleEngine:
                             "title": render(action.incident.title, event, action.incident.title),
                             "cause": {"id": event.id, "type": event.type, "source": event.source},
                             "rule": rule.name,
+                            "origin": f"rule:{rule.name}",
                         },
                     )
                 ]

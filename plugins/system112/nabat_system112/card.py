@@ -21,6 +21,7 @@ from typing import Annotated, Literal
 
 import msgspec
 from nabat.interfaces import GeoPoint, Incident, IncidentStatus
+from nabat.interfaces.incident import MAX_VICTIMS
 
 __all__ = ["MAX_CARD_BYTES", "Card", "CardError", "parse_card"]
 
@@ -49,14 +50,17 @@ class Card(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     lat: Annotated[float, msgspec.Meta(ge=-90, le=90)] | None = None
     lon: Annotated[float, msgspec.Meta(ge=-180, le=180)] | None = None
     description: Annotated[str, msgspec.Meta(max_length=8000)] | None = None
-    victims: Annotated[int, msgspec.Meta(ge=0, le=100_000)] | None = None
+    victims: Annotated[int, msgspec.Meta(ge=0, le=MAX_VICTIMS)] | None = None
     services: Annotated[list[Service], msgspec.Meta(max_length=4)] = []
     status: Literal["open", "closed"] = "open"
     updated: datetime | None = None
     """When this version of the card was made (default: ``time``); an older version arriving
     after a newer one is ignored."""
-    municipality: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
-    """Default: the municipality the coordinates lie in."""
+    municipality: (
+        Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)] | None
+    ) = None
+    """A municipality slug of the region (``krasnodar``); default: the one the coordinates lie
+    in."""
 
     def __post_init__(self) -> None:
         if (self.lat is None) != (self.lon is None):

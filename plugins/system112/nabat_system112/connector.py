@@ -27,6 +27,7 @@ import httpx
 import msgspec
 from nabat.events import Event, Severity
 from nabat.interfaces import (
+    SERVICES,
     ConfigError,
     Connector,
     DeliveryResult,
@@ -40,7 +41,7 @@ from nabat.interfaces import (
 from nabat.webhooks import signed_headers
 
 from .card import parse_card
-from .eido import incident_from_eido, incident_to_eido, parse_eido, prepare
+from .eido import EidoError, incident_from_eido, incident_to_eido, parse_eido, prepare
 
 __all__ = ["Ack", "AckOverdue", "AckReceived", "Receipt", "System112Connector", "System112Settings"]
 
@@ -88,7 +89,8 @@ class Ack(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     status: Literal["accepted", "rejected"]
     card: Annotated[str, msgspec.Meta(max_length=128)] | None = None
     """The 112 centre's own card number for it."""
-    at: datetime | None = None
+    at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+    """When 112 says it confirmed (with an offset); reported, lateness is by our clock."""
     operator: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     reason: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
 
@@ -104,6 +106,8 @@ class AckReceived(msgspec.Struct, frozen=True, kw_only=True):
     card: str | None = None
     operator: str | None = None
     reason: str | None = None
+    at: datetime | None = None
+    """The confirmation's time as 112 gave it."""
 
 
 class AckOverdue(msgspec.Struct, frozen=True, kw_only=True):
@@ -127,8 +131,18 @@ class _Pending(msgspec.Struct, kw_only=True):
     overdue: bool = False
 
 
+class _State(msgspec.Struct):
+    """What the connector keeps across restarts (``pending-acks.json``)."""
+
+    pending: dict[str, _Pending] = {}
+    confirmed: dict[str, datetime] = {}
+    """Incidents (and their EIDO ids) 112 confirmed: their updates are not tracked again and a
+    repeated confirmation is fine."""
+
+
 _ack_decoder = msgspec.json.Decoder(Ack)
-_state = msgspec.json.Decoder(dict[str, _Pending])
+_state = msgspec.json.Decoder(_State)
+_KEEP_CONFIRMED = 20_000
 
 
 class System112Connector(Connector):
@@ -141,8 +155,9 @@ class System112Connector(Connector):
         self.origin = f"system112:{context.instance_id}"
         self.http: httpx.AsyncClient | None = None
         self.pending: dict[str, _Pending] = {}
-        self._recent: dict[str, datetime] = {}  # incidents confirmed lately: repeats are fine
+        self._recent: dict[str, datetime] = {}  # confirmed: see _State.confirmed
         self._changed = asyncio.Event()
+        self._writing = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -163,20 +178,32 @@ class System112Connector(Connector):
         if os.path.exists(path):
             try:
                 with open(path, "rb") as fh:
-                    self.pending = _state.decode(fh.read())
+                    state = _state.decode(fh.read())
             except (OSError, msgspec.DecodeError) as exc:
                 raise ConfigError(f"state file {path}: {exc}") from None
+            self.pending, self._recent = state.pending, state.confirmed
 
     def _state_path(self) -> str:
         return str(self.context.data_dir / "pending-acks.json")
 
-    def _save(self) -> None:
+    async def _save(self) -> None:
+        """Write the state file (atomically, off the event loop) and wake the deadline
+        watcher."""
+        if len(self._recent) > _KEEP_CONFIRMED:
+            for old in sorted(self._recent, key=self._recent.__getitem__)[: _KEEP_CONFIRMED // 10]:
+                del self._recent[old]
+        body = msgspec.json.encode(_State(pending=self.pending, confirmed=self._recent))
         path = self._state_path()
-        with open(path + ".tmp", "wb") as fh:
-            fh.write(msgspec.json.encode(self.pending))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(path + ".tmp", path)
+
+        def write() -> None:
+            with open(path + ".tmp", "wb") as fh:
+                fh.write(body)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(path + ".tmp", path)
+
+        async with self._writing:
+            await asyncio.to_thread(write)
         self._changed.set()
 
     async def run(self) -> None:
@@ -191,7 +218,7 @@ class System112Connector(Connector):
             for key in stale:
                 del self.pending[key]
             if stale:
-                self._save()
+                await self._save()
             upcoming = [p.deadline for p in self.pending.values() if not p.overdue]
             wait = min(((d - now).total_seconds() for d in upcoming), default=3600.0)
             self._changed.clear()
@@ -221,7 +248,7 @@ class System112Connector(Connector):
                 severity=Severity.SEVERE,
             )
         )
-        self._save()
+        await self._save()
 
     # -- in: cards -------------------------------------------------------------------------
     def incident_id(self, external_id: str) -> str:
@@ -276,7 +303,10 @@ class System112Connector(Connector):
             incident = msgspec.convert(
                 msgspec.to_builtins(event.data) if event.data is not None else {}, Incident
             )
-        except (msgspec.ValidationError, TypeError, ValueError):
+        except (msgspec.ValidationError, TypeError, ValueError) as exc:
+            self.context.log.warning(
+                "system112.unreadable_incident", event=event.id, error=str(exc)[:200]
+            )
             return None
         if incident.origin == self.origin:
             return None  # 112's own incident: it knows
@@ -295,60 +325,74 @@ class System112Connector(Connector):
         assert self.http is not None and s.forward_url is not None and s.forward_secret
         incident_id = event.subject
         assert incident_id is not None
-        document = await asyncio.to_thread(  # validated against the schema: off the loop
-            incident_to_eido,
-            incident,
-            incident_id=incident_id,
-            issuer=f"nabat.{s.agency}",
-            agency=s.agency,
-            updated_at=event.time,
-            municipality=event.municipality,
-        )
+        eido_id = f"urn:emergency:uid:incidentid:{incident_id}:{s.agency}"
         pending = self.pending.get(incident_id)
         if pending is None and incident_id not in self._recent:
             # The norm counts from the incident, not from our first successful POST: an
-            # unreachable 112 centre must raise the alarm too.
+            # unreachable 112 centre, or an incident we cannot even send, must raise the alarm.
             pending = self.pending[incident_id] = _Pending(
                 incident=incident_id,
-                eido_id=document["$id"],
+                eido_id=eido_id,
                 since=event.time,
                 deadline=event.time + timedelta(seconds=s.ack_timeout),
                 municipality=event.municipality,
             )
-            self._save()
+            await self._save()
+        try:
+            document = await asyncio.to_thread(  # validated against the schema: off the loop
+                incident_to_eido,
+                msgspec.structs.replace(
+                    incident, services=[x for x in incident.services if x in SERVICES]
+                ),
+                incident_id=incident_id,
+                issuer=f"nabat.{s.agency}",
+                agency=s.agency,
+                updated_at=event.time,
+                municipality=event.municipality,
+            )
+        except (EidoError, ValueError) as exc:  # retrying cannot help: a dead letter, named
+            await self._note(pending, f"cannot be sent as EIDO: {exc}")
+            self.context.log.error("system112.unsendable", incident=incident_id, error=str(exc))
+            return DeliveryResult(
+                status=DeliveryStatus.REJECTED, at=now, detail=f"not valid EIDO: {exc}"[:300]
+            )
         body = json.dumps(document, ensure_ascii=False).encode()
         headers = signed_headers(s.forward_secret.reveal(), event.id, body)
         headers["Content-Type"] = "application/json"
         try:
             response = await self.http.post(s.forward_url, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            self._note(pending, f"{type(exc).__name__}")
+            await self._note(pending, f"{type(exc).__name__}")
             raise TransientError(f"112 forward: {type(exc).__name__}: {exc}") from None
         if response.status_code >= 500 or response.status_code == 429:
-            self._note(pending, f"HTTP {response.status_code}")
+            await self._note(pending, f"HTTP {response.status_code}")
             raise TransientError(f"112 forward: HTTP {response.status_code}")
         if response.status_code >= 300:
-            self._note(pending, f"refused: HTTP {response.status_code}")
+            await self._note(pending, f"refused: HTTP {response.status_code}")
+            # Only the status: an answer's text may echo the incident's personal data.
             return DeliveryResult(
-                status=DeliveryStatus.REJECTED,
-                at=now,
-                detail=f"HTTP {response.status_code}: {response.text[:200]}",
+                status=DeliveryStatus.REJECTED, at=now, detail=f"HTTP {response.status_code}"
             )
         if pending is not None:
             pending.forwarded = True
             pending.detail = f"HTTP {response.status_code}, awaiting confirmation"
-            self._save()
+            await self._save()
         answer = self._inline_ack(response)
         if answer is not None:
-            await self.acknowledge(msgspec.structs.replace(answer, incident=incident_id))
+            try:
+                await self.acknowledge(msgspec.structs.replace(answer, incident=incident_id))
+            except Exception as exc:  # the POST went through: never redo it for this
+                self.context.log.error(
+                    "system112.answer_unusable", incident=incident_id, error=repr(exc)
+                )
         return DeliveryResult(
             status=DeliveryStatus.DELIVERED, at=now, detail=f"HTTP {response.status_code}"
         )
 
-    def _note(self, pending: _Pending | None, detail: str) -> None:
+    async def _note(self, pending: _Pending | None, detail: str) -> None:
         if pending is not None:
             pending.detail = detail
-            self._save()
+            await self._save()
 
     @staticmethod
     def _inline_ack(response: httpx.Response) -> Ack | None:
@@ -375,13 +419,11 @@ class System112Connector(Connector):
         if pending is None:
             return key in self._recent  # a repeated confirmation is fine
         now = datetime.now(UTC)
-        seconds = ((ack.at or now) - pending.since).total_seconds()
+        # Our clock decides lateness: 112's own ``at`` is reported, not trusted.
+        seconds = (now - pending.since).total_seconds()
         del self.pending[pending.incident]
         self._recent[pending.incident] = self._recent[pending.eido_id] = now
-        if len(self._recent) > 20_000:
-            for old in sorted(self._recent, key=self._recent.__getitem__)[:2000]:
-                del self._recent[old]
-        self._save()
+        await self._save()
         late = pending.overdue or seconds > self.settings.ack_timeout
         await self.context.publish(
             self.context.event(
@@ -394,6 +436,7 @@ class System112Connector(Connector):
                     card=ack.card,
                     operator=ack.operator,
                     reason=ack.reason,
+                    at=ack.at,
                 ),
                 subject=pending.incident,
                 correlationid=pending.incident,

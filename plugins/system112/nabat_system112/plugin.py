@@ -80,6 +80,8 @@ def _routes(hub: HubAPI, instance_id: str) -> list[Any]:
                 str(exc),
                 [{"field": p.path, "reason": p.reason} for p in exc.problems],
             ) from None
+        except ValueError as exc:  # e.g. a municipality the region does not have
+            raise Refused(400, f"EIDO rejected: {exc}") from None
         return receipt
 
     @post(f"/{instance_id}/cards", opt=opt, status_code=200, name=f"{instance_id}-cards")
@@ -88,6 +90,10 @@ def _routes(hub: HubAPI, instance_id: str) -> list[Any]:
             receipt = await _connector(hub, instance_id).receive_card(await request.body())
         except CardError as exc:
             raise Refused(400, str(exc), [{"field": exc.path, "reason": exc.reason}]) from None
+        except ValueError as exc:  # e.g. a municipality the region does not have
+            raise Refused(
+                400, f"card rejected: {exc}", [{"field": "$.municipality", "reason": str(exc)}]
+            ) from None
         return receipt
 
     @post(f"/{instance_id}/acks", opt=opt, status_code=200, name=f"{instance_id}-acks")

@@ -318,6 +318,7 @@ def _fuzz(
 KNOWN: set[tuple[str, str, int]] = set()
 
 
+@pytest.mark.timeout(300)  # ~4,000 requests: about a minute alone, longer on a busy machine
 def test_the_api_conforms_to_its_openapi_document_under_fuzzing(tmp_path):
     started = time.monotonic()
     findings = Findings()

@@ -109,9 +109,68 @@ async def test_incidents_reported_by_events_are_kept_and_get_cameras(api):
     await eventually(
         lambda: [e for e in changes.events if e.type == "incident.updated"], what="cameras"
     )
-    found = await api.hub.incidents.get("flood-17")
-    assert found is not None and found.municipality == "sochi"
+
+    async def pictured():
+        kept = await api.hub.incidents.get("flood-17")
+        return kept if kept.incident.cameras[0].snapshot_at else None
+
+    found = await eventually(pictured, what="the snapshot")
+    assert found.municipality == "sochi"
     assert [c.id for c in found.incident.cameras] == ["cam-sochi"]
+
+    # A later report by event without cameras keeps the cameras and the snapshots taken then.
+    async with await api.client("events:write") as http:
+        r = await http.post(
+            "/api/v1/events",
+            json={
+                "specversion": "1.0",
+                "id": "ext-2",
+                "type": "incident.updated",
+                "source": "urn:agency:flood-watch",
+                "subject": "flood-17",
+                "data": {
+                    "type": "flood",
+                    "victims": 3,
+                    "location": {"lat": 43.5856, "lon": 39.7230},
+                },
+            },
+        )
+        assert r.status_code == 202, r.text
+    await _caught_up(api)
+    updated = await api.hub.incidents.get("flood-17")
+    assert updated.version == found.version + 1 and updated.incident.victims == 3
+    assert updated.incident.cameras == found.incident.cameras
+
+    # Another municipality's event cannot take the incident over or wipe it.
+    async with await api.client("events:write", municipalities=("krasnodar",)) as http:
+        r = await http.post(
+            "/api/v1/events",
+            json={
+                "specversion": "1.0",
+                "id": "ext-3",
+                "type": "incident.closed",
+                "source": "urn:agency:prank",
+                "subject": "flood-17",
+                "municipality": "krasnodar",
+                "data": {"title": "gone"},
+            },
+        )
+        assert r.status_code == 202, r.text
+    await _caught_up(api)
+    kept = await api.hub.incidents.get("flood-17")
+    assert kept.municipality == "sochi" and kept.incident.status == "open"
+    assert kept.incident.victims == 3 and kept.version == updated.version
+
+
+async def _caught_up(api) -> None:
+    """Wait until the incident records have seen every event appended so far."""
+    last = await api.hub.journal.last_seq()
+
+    async def done():
+        state = await api.hub.journal.subscription("incidents")
+        return state.cursor >= last
+
+    await eventually(done, what="the incident records to catch up")
 
 
 async def test_district_tokens_see_only_their_incidents(api):

@@ -14,7 +14,9 @@ import httpx
 import pytest
 import standardwebhooks
 from aiohttp import web
+from nabat.events import Event
 from nabat.testing import eventually, load_config_text, record, run_api, run_hub
+from nabat_system112.connector import System112Connector
 from nabat_system112.eido import parse_eido
 
 IN_SECRET = "whsec_" + "C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
@@ -193,6 +195,11 @@ async def test_cards_become_incidents_with_the_nearest_cameras(tmp_path):
                 assert r.json()["errors"] == [
                     {"field": "$.victims", "reason": "Expected `int | null`, got `str`"}
                 ]
+                for bad_place in ("Krasnodar", "atlantis"):
+                    bad = card(id="КИО-9", municipality=bad_place, lat=None, lon=None)
+                    r = await http.post(url, content=bad, headers=signed(bad, f"m-{bad_place}"))
+                    assert r.status_code == 400, r.text
+                    assert r.json()["errors"][0]["field"] == "$.municipality"
                 r = await http.post(
                     f"{server.url}/plugins/system112/nowhere/cards",
                     content=card(),
@@ -258,6 +265,15 @@ async def test_hub_incidents_go_to_112_as_eido_and_their_confirmation_is_tracked
                     assert r.status_code == 201, r.text
                     return r.json()["id"]
 
+                # An incident that cannot be read as one must not hold up those after it.
+                await hub.publish(
+                    Event(
+                        type="incident.created",
+                        source="urn:agency:broken",
+                        subject="broken-1",
+                        data={"title": "x", "victims": -5},
+                    )
+                )
                 inline = await open_("confirmed inline")
                 later = await open_("confirmed later")
                 never = await open_("never confirmed")
@@ -288,6 +304,13 @@ async def test_hub_incidents_go_to_112_as_eido_and_their_confirmation_is_tracked
                     "/plugins/system112/krd-112/acks", content=ack, headers=signed(ack, "a1")
                 )
                 assert r.status_code == 200  # a repeat is fine
+                naive = json.dumps(
+                    {"incident": later, "status": "accepted", "at": "2026-11-25T10:00:00"}
+                ).encode()
+                r = await http.post(
+                    "/plugins/system112/krd-112/acks", content=naive, headers=signed(naive, "a0")
+                )
+                assert r.status_code == 400 and "timezone" in r.text.lower(), r.text
                 unknown = json.dumps({"incident": "nope", "status": "accepted"}).encode()
                 r = await http.post(
                     "/plugins/system112/krd-112/acks",
@@ -352,3 +375,17 @@ async def test_an_awaited_confirmation_survives_a_restart(tmp_path):
             assert rejected.type == "system112.ack.rejected" and rejected.data.reason == "дубль"
             assert rejected.subject == incident_id
             assert datetime.now(UTC) - rejected.time < timedelta(minutes=1)
+        # Once confirmed, an update after another restart awaits no new confirmation.
+        async with run_hub(loaded) as hub, run_api(hub) as server:
+            token, _ = await server.state.tokens.create("op2", ["events:write"])
+            async with httpx.AsyncClient(
+                base_url=server.url, timeout=10, headers={"Authorization": f"Bearer {token}"}
+            ) as http:
+                r = await http.post(f"/api/v1/incidents/{incident_id}/close")
+                assert r.status_code == 200, r.text
+            await eventually(lambda: len(centre.received) == 2, what="the closing forward")
+            assert centre.received[1]["incidentComponent"]["incidentStatusCommonRegistryText"] == [
+                "Closed"
+            ]
+            [connector] = hub.instances(System112Connector)
+            assert connector.pending == {}

@@ -20,6 +20,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from ...events import Severity
 from ...ids import uuid7
 from ...interfaces.incident import (
+    MAX_VICTIMS,
     GeoPoint,
     Incident,
     IncidentRecord,
@@ -51,7 +52,7 @@ class IncidentRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     address: Annotated[str, msgspec.Meta(max_length=500)] | None = None
     location: GeoPoint | None = None
     caller: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    victims: Annotated[int, msgspec.Meta(ge=0, le=100_000)] | None = None
+    victims: Annotated[int, msgspec.Meta(ge=0, le=MAX_VICTIMS)] | None = None
     services: Annotated[list[Service], msgspec.Meta(max_length=4)] = []
     municipality: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
     severity: Severity = Severity.MODERATE
@@ -204,13 +205,12 @@ async def open_incident(
 async def close_incident(
     request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState], incident_id: IncidentId
 ) -> IncidentRecord:
-    record = await _visible(api, request.user, incident_id)
+    await _visible(api, request.user, incident_id)
     request.scope["nabat.audit"] = {"incident": incident_id}  # type: ignore[typeddict-unknown-key]
-    closed = msgspec.structs.replace(record.incident, status=IncidentStatus.CLOSED)
-    _, record = await api.hub.incidents.report(
-        incident_id, closed, source="/nabat/api", municipality=record.municipality
-    )
-    return record
+    done = await api.hub.incidents.close_incident(incident_id, source="/nabat/api")
+    if done is None:
+        raise ProblemError(404, f"no incident {incident_id!r}", kind="not-found")
+    return done[1]
 
 
 HANDLERS = [list_incidents, get_incident, incident_snapshot, open_incident, close_incident]
