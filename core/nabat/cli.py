@@ -1193,6 +1193,15 @@ def _add_plugin_commands(argv: list[str]) -> None:
             )
 
 
+def _add_console_commands() -> None:
+    from .console.cli import users  # imports this module: added once it is complete
+
+    cli.add_command(users)
+
+
+_add_console_commands()
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.getLogger().setLevel(logging.WARNING)
@@ -1202,6 +1211,7 @@ def main(argv: list[str] | None = None) -> None:
         "db",
         "deliveries",
         "tokens",
+        "users",
         "cameras",
         "plugins",
         "version",

@@ -15,6 +15,7 @@ from litestar.response import File
 from litestar.types import ASGIApp
 
 from .. import __version__
+from ..console import routes as console_routes
 from .gate import AccessMiddleware, Gate
 from .problems import exception_handlers
 from .routes import alerts, cameras, events, incidents, ops, subscriptions
@@ -83,6 +84,7 @@ def create_app(state: ApiState, plugin_routers: list[Router] = ()) -> ASGIApp:  
         *alerts.HANDLERS,
         *incidents.HANDLERS,
         *ops.HANDLERS,
+        *console_routes.HANDLERS,
     ]
     _security(handlers)
     for router in plugin_routers:

@@ -16,6 +16,7 @@ Two layers, because some checks need the matched route and some must not wait fo
 from __future__ import annotations
 
 import asyncio
+import hmac
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,6 +33,7 @@ from ..store import JournalError
 from ..webhooks import WebhookVerificationError, WebhookVerifier
 from .problems import PROBLEM_JSON, FieldError, ProblemError, problem_body
 from .ratelimit import RateLimiter
+from .sessions import COOKIE, CSRF_HEADER
 from .tokens import TokenInfo
 
 if TYPE_CHECKING:
@@ -57,6 +59,17 @@ def request_id_of(scope: Scope) -> str | None:
 
 def actor_of(scope: Scope) -> str | None:
     return scope.get(ACTOR)  # type: ignore[return-value]
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    header = _header(scope, b"cookie")
+    if not header:
+        return None
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value
+    return None
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -419,6 +432,9 @@ class AccessMiddleware(ASGIMiddleware):
     async def _authenticate(self, scope: Scope) -> TokenInfo:
         header = _header(scope, b"authorization")
         if not header:
+            cookie = _cookie(scope, COOKIE)
+            if cookie is not None and self.state.console is not None:
+                return await self._signed_in(scope, cookie)
             raise ProblemError(401, "a bearer token is required", kind="token-required")
         kind, _, secret = header.partition(" ")
         if kind.lower() != "bearer" or not secret.strip():
@@ -442,6 +458,32 @@ class AccessMiddleware(ASGIMiddleware):
             raise ProblemError(
                 429,
                 f"rate limit of this token exceeded; retry in {wait:.1f} s",
+                headers={"Retry-After": RateLimiter.retry_after(wait)},
+                kind="rate-limited",
+            )
+        return info
+
+    async def _signed_in(self, scope: Scope, cookie: str) -> TokenInfo:
+        """A person signed in to the console: their role's rights; a state-changing request
+        must carry the session's CSRF token too."""
+        console = self.state.console
+        assert console is not None
+        session = await console.sessions.get(cookie)
+        user = await console.users.cached(session.login) if session is not None else None
+        if session is None or user is None or user.disabled:
+            raise ProblemError(401, "the session has ended: sign in again", kind="session-ended")
+        if scope["method"] not in _READ_METHODS:
+            offered = _header(scope, CSRF_HEADER.encode()) or ""
+            if not hmac.compare_digest(offered.encode(), session.csrf.encode()):
+                raise ProblemError(
+                    403, "missing or wrong X-CSRF-Token for this session", kind="csrf"
+                )
+        info = user.identity()
+        wait = self.state.limiter.acquire(info.id, rate=console.rate, burst=console.burst)
+        if wait is not None:
+            raise ProblemError(
+                429,
+                f"too many requests from this console; retry in {wait:.1f} s",
                 headers={"Retry-After": RateLimiter.retry_after(wait)},
                 kind="rate-limited",
             )

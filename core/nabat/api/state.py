@@ -13,6 +13,7 @@ from .ratelimit import RateLimiter
 from .tokens import TokenStore
 
 if TYPE_CHECKING:
+    from ..console import ConsoleState
     from ..hub import Hub
     from .outbound import OutboundWebhooks
 
@@ -44,6 +45,8 @@ class ApiState:
         self.metrics = metrics
         self.municipalities = municipalities
         self.outbound: OutboundWebhooks | None = None
+        self.console: ConsoleState | None = None
+        """Console accounts and sessions (cookie sign-in); None when the console is off."""
         self.closing = asyncio.Event()
         """Set when the server stops: live streams end so shutdown need not wait for them."""
 
@@ -52,7 +55,7 @@ class ApiState:
         from ..regions import load_region
 
         settings = hub.config.api
-        return cls(
+        state = cls(
             hub=hub,
             settings=settings,
             tokens=TokenStore(hub.journal),
@@ -62,3 +65,8 @@ class ApiState:
             metrics=ApiMetrics(hub),
             municipalities=frozenset(load_region(hub.config.hub.region).municipalities),
         )
+        if settings.console.enabled:
+            from ..console import ConsoleState
+
+            state.console = ConsoleState(hub.journal, settings.console)
+        return state

@@ -14,6 +14,7 @@ __all__ = [
     "BusSettings",
     "CameraSettings",
     "Config",
+    "ConsoleSettings",
     "DeliveryOptions",
     "HubSettings",
     "IncidentSettings",
@@ -93,6 +94,22 @@ class RateLimitSettings(_Table):
     """Requests a token may make at once after a quiet spell."""
 
 
+class ConsoleSettings(_Table):
+    """``[api.console]``: the ЕДДС operators' web console (docs/console.md)."""
+
+    enabled: bool = True
+    session_idle: Positive = 12 * 3600.0
+    """Seconds without activity after which a console session ends."""
+    session_max: Positive = 24 * 3600.0
+    """Seconds after which a session ends whatever happens (a shift is over)."""
+    max_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    """Failed sign-ins in a row that lock an account."""
+    lockout: Positive = 900.0
+    """Seconds an account stays locked."""
+    secure_cookies: bool | None = None
+    """Mark the session cookie ``Secure``; None: when the request came over HTTPS."""
+
+
 class ApiSettings(_Table):
     """``[api]``: the HTTP API (``docs/api.md``). Without ``listen`` the hub serves no HTTP."""
 
@@ -115,6 +132,7 @@ class ApiSettings(_Table):
     audit_retention_days: Positive | None = 365.0
     """Audit entries older than this are deleted; unset keeps them."""
     rate_limit: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)
+    console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
 
     def __post_init__(self) -> None:
         if self.listen is not None:

@@ -1,0 +1,44 @@
+// Operator-facing text comes from the hub's message catalogs (nabat/locales/*.toml, keys
+// console.*), Russian by default. t("console.wall.title", {n: 3}) fills {n}.
+
+let strings = {};
+export let language = "ru";
+
+export async function loadLanguage(lang) {
+  const response = await fetch(`/console/i18n/${lang}.json`);
+  if (!response.ok) throw new Error(`no catalog for ${lang}`);
+  strings = await response.json();
+  language = lang;
+  document.documentElement.lang = lang;
+  try {
+    localStorage.setItem("nabat.language", lang);
+  } catch {
+    /* private mode: the choice lasts this page only */
+  }
+}
+
+export function preferredLanguage() {
+  try {
+    return localStorage.getItem("nabat.language") || "ru";
+  } catch {
+    return "ru";
+  }
+}
+
+export function t(key, params = {}) {
+  const text = strings[`console.${key}`];
+  if (text === undefined) return key;
+  return text.replace(/\{(\w+)\}/g, (_, name) => (name in params ? String(params[name]) : `{${name}}`));
+}
+
+export function formatAge(seconds) {
+  if (seconds == null) return "—";
+  if (seconds < 60) return t("age.seconds", { n: Math.round(seconds) });
+  if (seconds < 3600) return t("age.minutes", { n: Math.round(seconds / 60) });
+  return t("age.hours", { n: Math.round(seconds / 3600) });
+}
+
+export function formatTime(iso) {
+  if (!iso) return "—";
+  return new Date(iso).toLocaleString(language === "ru" ? "ru-RU" : "en-GB");
+}

@@ -1,0 +1,156 @@
+import { render } from "preact";
+import { useEffect, useState } from "preact/hooks";
+import { api, closeLive, loadRegion, setCsrf } from "./api.js";
+import { loadLanguage, preferredLanguage, t, language } from "./i18n.js";
+import { SignIn } from "./pages/SignIn.jsx";
+import { Overview } from "./pages/Overview.jsx";
+import { Wall } from "./pages/Wall.jsx";
+import { Events } from "./pages/Events.jsx";
+import { Incidents } from "./pages/Incidents.jsx";
+import { Alerts } from "./pages/Alerts.jsx";
+
+const PAGES = {
+  overview: Overview,
+  wall: Wall,
+  events: Events,
+  incidents: Incidents,
+  alerts: Alerts,
+};
+
+function currentPage() {
+  const [, , page, ...rest] = location.pathname.split("/");
+  return { page: PAGES[page] ? page : "overview", rest };
+}
+
+export function go(path) {
+  history.pushState(null, "", path);
+  window.dispatchEvent(new PopStateEvent("popstate"));
+}
+
+function LiveIndicator() {
+  const [up, setUp] = useState(null);
+  useEffect(() => {
+    const on = (e) => setUp(e.detail);
+    window.addEventListener("nabat:live", on);
+    return () => window.removeEventListener("nabat:live", on);
+  }, []);
+  return (
+    <span class={`live ${up ? "up" : up === false ? "down" : ""}`} data-testid="live">
+      {up ? t("live.up") : up === false ? t("live.down") : t("live.connecting")}
+    </span>
+  );
+}
+
+function Shell({ user, onSignOut, onLanguage }) {
+  const [route, setRoute] = useState(currentPage());
+  useEffect(() => {
+    const on = () => setRoute(currentPage());
+    window.addEventListener("popstate", on);
+    return () => window.removeEventListener("popstate", on);
+  }, []);
+  const [region, setRegion] = useState(null);
+  useEffect(() => {
+    loadRegion().then(setRegion);
+  }, []);
+  const Page = PAGES[route.page];
+  const named = (slug) => {
+    const found = region && region.municipalities.find((m) => m.id === slug);
+    return found ? (language === "ru" ? found.name_ru : found.name_en) : slug;
+  };
+  const where = user.municipalities.length ? user.municipalities.map(named).join(", ") : t("region.all");
+  return (
+    <div class="shell">
+      <header>
+        <span class="brand">{t("brand")}</span>
+        <nav>
+          {Object.keys(PAGES).map((name) => (
+            <a
+              href={`/console/${name}`}
+              class={route.page === name ? "active" : ""}
+              data-testid={`nav-${name}`}
+              onClick={(e) => {
+                e.preventDefault();
+                go(`/console/${name}`);
+              }}
+            >
+              {t(`nav.${name}`)}
+            </a>
+          ))}
+        </nav>
+        <LiveIndicator />
+        <span class="who" data-testid="who">
+          {user.name} · {t(`role.${user.role}`)} · {where}
+        </span>
+        <button class="link" onClick={() => onLanguage(language === "ru" ? "en" : "ru")}>
+          {language === "ru" ? "EN" : "RU"}
+        </button>
+        <button class="link" data-testid="sign-out" onClick={onSignOut}>
+          {t("sign_out")}
+        </button>
+      </header>
+      <main>
+        <Page user={user} rest={route.rest} />
+      </main>
+    </div>
+  );
+}
+
+function App() {
+  const [user, setUser] = useState(undefined); // undefined: asking; null: signed out
+  const [, setLang] = useState(language);
+
+  useEffect(() => {
+    const signedOut = () => {
+      closeLive();
+      setCsrf(null);
+      setUser(null);
+    };
+    window.addEventListener("nabat:signed-out", signedOut);
+    api("/console/api/session")
+      .then((session) => {
+        setCsrf(session.csrf);
+        setUser(session.user);
+      })
+      .catch(() => setUser(null));
+    return () => window.removeEventListener("nabat:signed-out", signedOut);
+  }, []);
+
+  const changeLanguage = async (lang) => {
+    await loadLanguage(lang);
+    setLang(lang);
+  };
+
+  if (user === undefined) return <div class="boot">{t("loading")}</div>;
+  if (user === null) {
+    return (
+      <SignIn
+        onSignedIn={async (session) => {
+          setCsrf(session.csrf);
+          if (session.user.language !== language) await changeLanguage(session.user.language);
+          setUser(session.user);
+        }}
+        onLanguage={changeLanguage}
+      />
+    );
+  }
+  return (
+    <Shell
+      user={user}
+      onLanguage={changeLanguage}
+      onSignOut={async () => {
+        try {
+          await api("/console/api/sign-out", { method: "POST" });
+        } finally {
+          closeLive();
+          setCsrf(null);
+          setUser(null);
+          history.replaceState(null, "", "/console/");
+        }
+      }}
+    />
+  );
+}
+
+loadLanguage(preferredLanguage())
+  .catch(() => loadLanguage("ru"))
+  .finally(() => render(<App />, document.getElementById("app")));

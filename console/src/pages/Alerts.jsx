@@ -1,0 +1,227 @@
+// Warning the population: the activation form (area by municipality, template, status), a
+// confirmation step, and every siren's result live. Alerts waiting for a second person (the
+// two-person rule) can be confirmed or refused here by someone else.
+import { useEffect, useState } from "preact/hooks";
+import { api, live, loadRegion } from "../api.js";
+import { formatTime, language, t } from "../i18n.js";
+
+const TEMPLATES = ["flood", "chemical", "air", "fire", "test"];
+const STATUSES = ["Exercise", "Test", "Actual"];
+const ACTIVE = new Set(["activating", "pending_confirmation"]);
+
+function useRegion() {
+  const [region, setRegion] = useState(null);
+  useEffect(() => {
+    loadRegion().then(setRegion);
+  }, []);
+  return region;
+}
+
+function Results({ id }) {
+  const region = useRegion();
+  const municipalityName = (slug) => {
+    const found = region && region.municipalities.find((m) => m.id === slug);
+    return found ? (language === "ru" ? found.name_ru : found.name_en) : slug;
+  };
+  const [record, setRecord] = useState(null);
+  useEffect(() => {
+    let alive = true;
+    let pending = null;
+    const load = () => {
+      pending = null;
+      api(`/api/v1/alerts/${encodeURIComponent(id)}`).then((found) => alive && setRecord(found), () => {});
+    };
+    load();
+    const stop = live((event) => {
+      if ((event.subject === id || event.correlationid === id) && event.type.startsWith("alert.") && !pending) pending = setTimeout(load, 300);
+    });
+    return () => {
+      alive = false;
+      clearTimeout(pending);
+      stop();
+    };
+  }, [id]);
+  if (!record) return <p>{t("loading")}</p>;
+  const counts = {};
+  for (const d of record.devices) counts[d.outcome] = (counts[d.outcome] || 0) + 1;
+  const act = (what) => api(`/api/v1/alerts/${encodeURIComponent(id)}/${what}`, { method: "POST" }).then(setRecord, (err) => alert(err.message));
+  return (
+    <div class="results" data-testid="alert-results">
+      <p>
+        <b>{t(`alerts.phase.${record.phase}`)}</b> · {Object.entries(counts).map(([k, v]) => `${t(`alerts.outcome.${k}`)}: ${v}`).join(" · ")}
+      </p>
+      {record.phase === "pending_confirmation" && (
+        <p>
+          {t("alerts.waiting_second", { until: formatTime(record.confirm_by) })} <button onClick={() => act("confirm")}>{t("alerts.confirm")}</button>{" "}
+          <button onClick={() => act("reject")}>{t("alerts.reject")}</button>
+        </p>
+      )}
+      {ACTIVE.has(record.phase) || record.phase === "completed" ? (
+        <button onClick={() => act("cancel")} data-testid="alert-cancel">{t("alerts.cancel")}</button>
+      ) : null}
+      <table class="list">
+        <thead>
+          <tr>
+            <th>{t("alerts.device")}</th>
+            <th>{t("alerts.municipality")}</th>
+            <th>{t("alerts.outcome_title")}</th>
+            <th>{t("alerts.detail")}</th>
+          </tr>
+        </thead>
+        <tbody>
+          {record.devices.map((d) => (
+            <tr class={`outcome-${d.outcome}`} data-testid={`device-${d.device}`} data-outcome={d.outcome}>
+              <td>{d.name || d.device}</td>
+              <td>{d.municipality ? municipalityName(d.municipality) : ""}</td>
+              <td>{t(`alerts.outcome.${d.outcome}`)}</td>
+              <td>{d.detail}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+function Form({ user, onIssued }) {
+  const region = useRegion();
+  const [status, setStatus] = useState("Exercise");
+  const [template, setTemplate] = useState("flood");
+  const [text, setText] = useState(t("alerts.template.flood.text"));
+  const [signal, setSignal] = useState(180);
+  const [areas, setAreas] = useState(user.municipalities.slice());
+  const [confirming, setConfirming] = useState(false);
+  const [error, setError] = useState(null);
+  if (!region) return <p>{t("loading")}</p>;
+  const choices = region.municipalities.filter((m) => !user.municipalities.length || user.municipalities.includes(m.id));
+  const name = (m) => (language === "ru" ? m.name_ru : m.name_en);
+  const pick = (value) => {
+    setTemplate(value);
+    setText(t(`alerts.template.${value}.text`));
+  };
+  const issue = async () => {
+    setError(null);
+    try {
+      const record = await api("/api/v1/alerts", {
+        method: "POST",
+        body: {
+          status,
+          event: t(`alerts.template.${template}.event`),
+          area: { municipalities: areas },
+          message: { signal_seconds: Number(signal), text },
+        },
+      });
+      setConfirming(false);
+      onIssued(record.id);
+    } catch (err) {
+      setConfirming(false);
+      setError(err.message);
+    }
+  };
+  return (
+    <form class="alert-form" data-testid="alert-form" onSubmit={(e) => (e.preventDefault(), areas.length && setConfirming(true))}>
+      <fieldset>
+        <legend>{t("alerts.kind")}</legend>
+        {STATUSES.map((s) => (
+          <label class={`status-${s}`}>
+            <input type="radio" name="status" value={s} checked={status === s} onChange={() => setStatus(s)} /> {t(`alerts.status.${s}`)}
+          </label>
+        ))}
+      </fieldset>
+      <label>
+        {t("alerts.template_title")}
+        <select value={template} onChange={(e) => pick(e.target.value)} name="template">
+          {TEMPLATES.map((k) => (
+            <option value={k}>{t(`alerts.template.${k}.event`)}</option>
+          ))}
+        </select>
+      </label>
+      <label>
+        {t("alerts.signal")}
+        <input type="number" min="0" max="180" value={signal} onInput={(e) => setSignal(e.target.value)} name="signal" />
+      </label>
+      <label>
+        {t("alerts.text")}
+        <textarea rows="3" value={text} onInput={(e) => setText(e.target.value)} name="text" />
+      </label>
+      <fieldset class="areas">
+        <legend>{t("alerts.area")}</legend>
+        {choices.map((m) => (
+          <label>
+            <input
+              type="checkbox"
+              name="municipality"
+              value={m.id}
+              checked={areas.includes(m.id)}
+              onChange={(e) => setAreas(e.target.checked ? [...areas, m.id] : areas.filter((a) => a !== m.id))}
+            />{" "}
+            {name(m)}
+          </label>
+        ))}
+      </fieldset>
+      {error && <p class="error" role="alert">{error}</p>}
+      <button type="submit" disabled={!areas.length} data-testid="alert-submit">{t("alerts.issue")}</button>
+      {confirming && (
+        <div class="modal" role="dialog" aria-modal="true" data-testid="alert-confirm">
+          <div class="panel">
+            <h2>{t("alerts.confirm_title")}</h2>
+            <p class={`status-${status}`}>
+              <b>{t(`alerts.status.${status}`)}</b>: {t(`alerts.template.${template}.event`)}
+            </p>
+            <p>{t("alerts.confirm_area", { area: choices.filter((m) => areas.includes(m.id)).map(name).join(", ") })}</p>
+            <p class="muted">{text}</p>
+            {status === "Actual" && <p class="error">{t("alerts.actual_warning")}</p>}
+            <button type="button" onClick={issue} data-testid="alert-confirm-yes">{t("alerts.confirm_yes")}</button>{" "}
+            <button type="button" class="link" onClick={() => setConfirming(false)}>{t("cancel")}</button>
+          </div>
+        </div>
+      )}
+    </form>
+  );
+}
+
+export function Alerts({ user }) {
+  const [items, setItems] = useState(null);
+  const [open, setOpen] = useState(null);
+  useEffect(() => {
+    let alive = true;
+    const load = () => api("/api/v1/alerts?limit=50").then((page) => alive && setItems(page.items), () => {});
+    load();
+    const stop = live((event) => (event.type === "alert.issued" || event.type === "alert.completed") && load());
+    return () => {
+      alive = false;
+      stop();
+    };
+  }, []);
+  return (
+    <section class="alerts">
+      <div class="columns">
+        <div>
+          <h2>{t("alerts.new")}</h2>
+          <Form user={user} onIssued={setOpen} />
+        </div>
+        <div>
+          {open && (
+            <>
+              <h2>{t("alerts.results")}</h2>
+              <Results id={open} />
+            </>
+          )}
+          <h2>{t("alerts.recent")}</h2>
+          <table class="list" data-testid="alerts">
+            <tbody>
+              {(items || []).map((a) => (
+                <tr onClick={() => setOpen(a.id)} class={`phase-${a.phase}`}>
+                  <td>{formatTime(a.created)}</td>
+                  <td class={`status-${a.alert.status}`}>{t(`alerts.status.${a.alert.status}`)}</td>
+                  <td>{a.alert.info && a.alert.info[0] ? a.alert.info[0].event : ""}</td>
+                  <td>{t(`alerts.phase.${a.phase}`)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      </div>
+    </section>
+  );
+}

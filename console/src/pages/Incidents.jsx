@@ -1,0 +1,119 @@
+// Incidents, open first, and one incident with the snapshots its nearest cameras gave.
+import { useEffect, useState } from "preact/hooks";
+import { api, live } from "../api.js";
+import { formatTime, t } from "../i18n.js";
+import { go } from "../main.jsx";
+
+function Detail({ id }) {
+  const [record, setRecord] = useState(null);
+  const [error, setError] = useState(null);
+  useEffect(() => {
+    let alive = true;
+    const load = () =>
+      api(`/api/v1/incidents/${encodeURIComponent(id)}`).then(
+        (found) => alive && setRecord(found),
+        (err) => alive && setError(err.message),
+      );
+    load();
+    const stop = live((event) => event.type.startsWith("incident.") && event.subject === id && load());
+    return () => {
+      alive = false;
+      stop();
+    };
+  }, [id]);
+  if (error) return <p class="error">{t("error.generic", { reason: error })}</p>;
+  if (!record) return <p>{t("loading")}</p>;
+  const i = record.incident;
+  return (
+    <article class="incident" data-testid="incident">
+      <button class="link" onClick={() => go("/console/incidents")}>← {t("incidents.back")}</button>
+      <h2>{i.title || i.type}</h2>
+      <dl>
+        <dt>{t("incidents.status")}</dt>
+        <dd>{t(`incidents.${i.status || "open"}`)}</dd>
+        <dt>{t("incidents.reported")}</dt>
+        <dd>{formatTime(i.reported_at || record.created_at)}</dd>
+        <dt>{t("incidents.address")}</dt>
+        <dd>{i.address || (i.location ? `${i.location.lat}, ${i.location.lon}` : "—")}</dd>
+        <dt>{t("incidents.services")}</dt>
+        <dd>{(i.services || []).map((s) => t(`service.${s}`)).join(", ") || "—"}</dd>
+        <dt>{t("incidents.victims")}</dt>
+        <dd>{i.victims ?? "—"}</dd>
+        <dt>{t("incidents.caller")}</dt>
+        <dd>{i.caller || "—"}</dd>
+        <dt>{t("incidents.origin")}</dt>
+        <dd>{i.origin || "—"}</dd>
+      </dl>
+      {i.description && <p class="description">{i.description}</p>}
+      <h3>{t("incidents.cameras")}</h3>
+      {(i.cameras || []).length === 0 && <p class="muted">{t("incidents.no_cameras")}</p>}
+      <div class="tiles">
+        {(i.cameras || []).map((c) => (
+          <figure class={`tile state-${c.health || "unknown"}`} data-testid={`incident-camera-${c.id}`}>
+            {c.snapshot ? <img src={c.snapshot} alt={c.name || c.id} /> : <div class="no-picture">{c.snapshot_error || t("loading")}</div>}
+            <figcaption>
+              {c.name || c.id} · {t("incidents.distance", { m: Math.round(c.distance_m) })}
+              {c.snapshot_at && ` · ${formatTime(c.snapshot_at)}`}
+            </figcaption>
+          </figure>
+        ))}
+      </div>
+    </article>
+  );
+}
+
+export function Incidents({ rest }) {
+  const [items, setItems] = useState(null);
+  const [error, setError] = useState(null);
+  const id = rest && rest[0];
+
+  useEffect(() => {
+    if (id) return undefined;
+    let alive = true;
+    const load = () =>
+      api("/api/v1/incidents?limit=200").then(
+        (page) => alive && setItems(page.items),
+        (err) => alive && setError(err.message),
+      );
+    load();
+    const stop = live((event) => event.type.startsWith("incident.") && load());
+    return () => {
+      alive = false;
+      stop();
+    };
+  }, [id]);
+
+  if (id) return <Detail id={decodeURIComponent(id)} />;
+  if (error) return <p class="error">{t("error.generic", { reason: error })}</p>;
+  if (items === null) return <p>{t("loading")}</p>;
+  const sorted = [...items].sort((a, b) => (a.closed_at ? 1 : 0) - (b.closed_at ? 1 : 0));
+  return (
+    <table class="list" data-testid="incidents">
+      <thead>
+        <tr>
+          <th>{t("incidents.reported")}</th>
+          <th>{t("incidents.what")}</th>
+          <th>{t("incidents.address")}</th>
+          <th>{t("incidents.services")}</th>
+          <th>{t("incidents.status")}</th>
+        </tr>
+      </thead>
+      <tbody>
+        {sorted.length === 0 && (
+          <tr>
+            <td colspan="5" class="muted">{t("incidents.none")}</td>
+          </tr>
+        )}
+        {sorted.map((r) => (
+          <tr class={r.closed_at ? "closed" : `sev-${r.severity || "moderate"}`} onClick={() => go(`/console/incidents/${encodeURIComponent(r.id)}`)}>
+            <td>{formatTime(r.incident.reported_at || r.created_at)}</td>
+            <td>{r.incident.title || r.incident.type}</td>
+            <td>{r.incident.address || ""}</td>
+            <td>{(r.incident.services || []).join(", ")}</td>
+            <td>{t(`incidents.${r.incident.status || "open"}`)}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}

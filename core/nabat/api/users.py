@@ -1,0 +1,263 @@
+"""People who sign in to the console: accounts, passwords, lock-out.
+
+Passwords are hashed with Argon2id (argon2-cffi, RFC 9106 low-memory profile); a hash made
+with weaker parameters is upgraded at the next successful sign-in. After ``max_failures``
+failed sign-ins in a row an account is locked for ``lockout`` seconds: a duty operator's
+password cannot be guessed online, and a lock ends by itself (or ``nabat users unlock``). An
+unknown login costs the same hashing time as a known one, so timing does not tell which
+logins exist.
+
+Roles: an **operator** works in their municipalities (sees and acts on only those); a
+**supervisor** sees and acts on the whole region; an **admin** also manages the hub (audit
+log, every subscription). In the API a signed-in person acts with the scopes of their role.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import msgspec
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from ..store import Journal
+from .tokens import TokenInfo
+
+__all__ = ["ROLES", "SignInError", "User", "UserError", "UserStore"]
+
+COLLECTION = "users"
+Role = Literal["operator", "supervisor", "admin"]
+ROLES: dict[str, tuple[str, ...]] = {
+    "operator": (
+        "events:read",
+        "events:write",
+        "cameras:read",
+        "cameras:control",
+        "alerts:activate",
+    ),
+    "supervisor": (
+        "events:read",
+        "events:write",
+        "cameras:read",
+        "cameras:control",
+        "alerts:activate",
+        "ops:read",
+    ),
+    "admin": ("admin",),
+}
+MIN_PASSWORD = 10
+_LOGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+_hasher = PasswordHasher()  # Argon2id, t=3, m=64 MiB, p=4: the RFC 9106 second profile
+_DUMMY = _hasher.hash("not a password of anyone")
+
+
+class UserError(ValueError):
+    """An account cannot be created or changed as asked."""
+
+
+class SignInError(Exception):
+    """Sign-in refused. ``locked_until`` is set when the account is locked."""
+
+    def __init__(self, reason: str, locked_until: datetime | None = None) -> None:
+        self.reason = reason
+        self.locked_until = locked_until
+        super().__init__(reason)
+
+
+class User(msgspec.Struct, frozen=True, kw_only=True):
+    login: str
+    name: str
+    role: Role
+    municipalities: tuple[str, ...] = ()
+    """An operator's municipalities; empty for supervisors and admins (the whole region)."""
+    language: Literal["ru", "en"] = "ru"
+    password_hash: str
+    created: datetime
+    disabled: bool = False
+    failures: int = 0
+    locked_until: datetime | None = None
+    last_sign_in: datetime | None = None
+
+    def identity(self) -> TokenInfo:
+        """What the API lets this person do: their role's scopes in their municipalities."""
+        return TokenInfo(
+            id=f"user:{self.login}",
+            name=self.login,
+            scopes=ROLES[self.role],
+            municipalities=self.municipalities,
+            created=self.created,
+        )
+
+    def public(self) -> dict[str, object]:
+        return {
+            "login": self.login,
+            "name": self.name,
+            "role": self.role,
+            "municipalities": list(self.municipalities),
+            "language": self.language,
+        }
+
+
+_decoder = msgspec.json.Decoder(User)
+
+
+class UserStore:
+    """Accounts in the journal's record store, keyed by login."""
+
+    def __init__(self, journal: Journal, *, max_failures: int = 5, lockout: float = 900.0) -> None:
+        self.journal = journal
+        self.max_failures = max_failures
+        self.lockout = lockout
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._cache: dict[str, tuple[float, User | None]] = {}
+
+    async def cached(self, login: str, ttl: float = 5.0) -> User | None:
+        """:meth:`get` through a few seconds' cache: every console request asks."""
+        now = time.monotonic()
+        hit = self._cache.get(login)
+        if hit is not None and now - hit[0] < ttl:
+            return hit[1]
+        user = await self.get(login)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[login] = (now, user)
+        return user
+
+    async def get(self, login: str) -> User | None:
+        stored = await self.journal.get_record(COLLECTION, login.strip().lower())
+        return _decoder.decode(stored.body) if stored is not None else None
+
+    async def list(self) -> list[User]:
+        return [_decoder.decode(r.body) async for r in self.journal.all_records(COLLECTION)]
+
+    async def _put(self, user: User) -> None:
+        await self.journal.put_record(COLLECTION, user.login, msgspec.json.encode(user))
+        self._cache.pop(user.login, None)
+
+    async def create(
+        self,
+        login: str,
+        password: str,
+        *,
+        role: str,
+        name: str | None = None,
+        municipalities: Sequence[str] = (),
+        known_municipalities: Sequence[str] | None = None,
+        language: str = "ru",
+    ) -> User:
+        login = login.strip().lower()
+        if not _LOGIN.fullmatch(login):
+            raise UserError("a login is 2–64 characters: latin letters, digits, '.', '_' or '-'")
+        if role not in ROLES:
+            raise UserError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+        municipalities = tuple(dict.fromkeys(municipalities))
+        if role == "operator" and not municipalities:
+            raise UserError("an operator works in a municipality: give --municipality")
+        if role != "operator" and municipalities:
+            raise UserError(f"a {role} sees the whole region: leave out --municipality")
+        if known_municipalities is not None:
+            bad = [m for m in municipalities if m not in known_municipalities]
+            if bad:
+                raise UserError(f"unknown municipality {', '.join(bad)} in this region")
+        if language not in ("ru", "en"):
+            raise UserError("language is ru or en")
+        _check_password(password)
+        user = User(
+            login=login,
+            name=(name or login).strip(),
+            role=role,  # type: ignore[arg-type]
+            municipalities=municipalities,
+            language=language,  # type: ignore[arg-type]
+            password_hash=await asyncio.to_thread(_hasher.hash, password),
+            created=datetime.now(UTC),
+        )
+        written = await self.journal.put_record(
+            COLLECTION, login, msgspec.json.encode(user), only_new=True
+        )
+        if not written:
+            raise UserError(f"a user {login!r} exists already")
+        return user
+
+    def _lock(self, login: str) -> asyncio.Lock:
+        return self._locks.setdefault(login, asyncio.Lock())
+
+    async def sign_in(self, login: str, password: str) -> User:
+        """The user, if the password is right and the account usable; else SignInError with
+        a reason fit to show (it never says whether the login exists)."""
+        login = login.strip().lower()[:64]
+        async with self._lock(login):
+            user = await self.get(login)
+            now = datetime.now(UTC)
+            if user is None or user.disabled:
+                await asyncio.to_thread(_verify, _DUMMY, password)  # the same time either way
+                raise SignInError("wrong login or password")
+            if user.locked_until is not None and user.locked_until > now:
+                raise SignInError("account locked after repeated failures", user.locked_until)
+            ok, rehash = await asyncio.to_thread(_verify, user.password_hash, password)
+            if not ok:
+                failures = user.failures + 1
+                locked = (
+                    now + timedelta(seconds=self.lockout) if failures >= self.max_failures else None
+                )
+                await self._put(
+                    msgspec.structs.replace(
+                        user, failures=0 if locked else failures, locked_until=locked
+                    )
+                )
+                if locked:
+                    raise SignInError("account locked after repeated failures", locked)
+                raise SignInError("wrong login or password")
+            changes: dict[str, object] = {"failures": 0, "locked_until": None, "last_sign_in": now}
+            if rehash:
+                changes["password_hash"] = await asyncio.to_thread(_hasher.hash, password)
+            user = msgspec.structs.replace(user, **changes)
+            await self._put(user)
+            return user
+
+    async def update(
+        self,
+        login: str,
+        *,
+        password: str | None = None,
+        disabled: bool | None = None,
+        unlock: bool = False,
+    ) -> User:
+        async with self._lock(login.strip().lower()):
+            user = await self.get(login)
+            if user is None:
+                raise UserError(f"no user {login!r}")
+            changes: dict[str, object] = {}
+            if password is not None:
+                _check_password(password)
+                changes["password_hash"] = await asyncio.to_thread(_hasher.hash, password)
+            if disabled is not None:
+                changes["disabled"] = disabled
+            if unlock or password is not None:
+                changes.update(failures=0, locked_until=None)
+            user = msgspec.structs.replace(user, **changes)
+            await self._put(user)
+            return user
+
+    async def delete(self, login: str) -> bool:
+        return await self.journal.delete_record(COLLECTION, login.strip().lower())
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"a password has at least {MIN_PASSWORD} characters")
+    if len(password) > 1024:
+        raise UserError("a password has at most 1024 characters")
+
+
+def _verify(password_hash: str, password: str) -> tuple[bool, bool]:
+    """(matches, needs a rehash with today's parameters)."""
+    try:
+        _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False, False
+    return True, _hasher.check_needs_rehash(password_hash)

@@ -1,0 +1,235 @@
+"""The console's own routes: its page and assets, message catalogs, sign-in and sign-out.
+
+Everything else the console shows comes from the public API (``/api/v1/...``) with the
+session cookie. These routes are not in the OpenAPI document: they serve the console, not
+integrators.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
+from litestar.params import PathParameter
+from litestar.response import Redirect
+
+from ..api.problems import ProblemError
+from ..api.sessions import COOKIE
+from ..api.state import ApiState
+from ..api.tokens import TokenInfo
+from ..api.users import SignInError
+from ..i18n import LANGUAGES, catalog
+from ..logs import get_logger
+from ..regions import load_region, outlines_geojson
+
+__all__ = ["HANDLERS"]
+
+log = get_logger("nabat.console")
+
+_PUBLIC = {"access": "public"}
+_STATIC = resources.files(__package__) / "static"
+
+
+class SignIn(msgspec.Struct, forbid_unknown_fields=True):
+    login: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+
+
+def _console(api: ApiState) -> Any:
+    if api.console is None:
+        raise ProblemError(404, "the console is switched off ([api.console] enabled)")
+    return api.console
+
+
+def _same_origin(request: Request[Any, Any, Any]) -> None:
+    """Refuse a cross-site form post: sign-in must come from the console's own page."""
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
+        raise ProblemError(403, "sign-in from another site is refused", kind="cross-site")
+
+
+def _cookie(api: ApiState, request: Request[Any, Any, Any], value: str, max_age: int) -> Cookie:
+    secure = api.console.settings.secure_cookies  # type: ignore[union-attr]
+    if secure is None:
+        secure = request.url.scheme == "https"
+    return Cookie(
+        key=COOKIE,
+        value=value,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+        max_age=max_age,
+    )
+
+
+@post("/console/api/sign-in", opt=_PUBLIC, include_in_schema=False, status_code=200)
+async def sign_in(
+    request: Request[Any, Any, Any], api: NamedDependency[ApiState], data: SignIn
+) -> Response[dict[str, Any]]:
+    console = _console(api)
+    _same_origin(request)
+    client = request.client.host if request.client else None
+    try:
+        user = await console.users.sign_in(data.login, data.password)
+    except SignInError as exc:
+        api.audit.record(
+            f"user:{data.login.strip().lower()[:64]}",
+            "console sign-in",
+            status=423 if exc.locked_until else 401,
+            remote=client,
+            detail={"reason": exc.reason},
+        )
+        log.warning(
+            "console.sign_in_refused", login=data.login[:64], reason=exc.reason, client=client
+        )
+        if exc.locked_until is not None:
+            wait = max(1, int((exc.locked_until - datetime.now(UTC)).total_seconds()))
+            raise ProblemError(
+                423, exc.reason, headers={"Retry-After": str(wait)}, kind="locked"
+            ) from None
+        raise ProblemError(401, exc.reason, kind="sign-in-failed") from None
+    secret, session = await console.sessions.create(user.login)
+    api.audit.record(f"user:{user.login}", "console sign-in", status=200, remote=client)
+    log.info("console.signed_in", login=user.login, role=user.role, client=client)
+    return Response(
+        {"user": user.public(), "csrf": session.csrf},
+        cookies=[_cookie(api, request, secret, int(console.settings.session_max))],
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@post("/console/api/sign-out", include_in_schema=False, status_code=204)
+async def sign_out(
+    request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState]
+) -> Response[None]:
+    console = _console(api)
+    secret = request.cookies.get(COOKIE)
+    if secret:
+        await console.sessions.end(secret)
+    log.info("console.signed_out", login=request.user.name)
+    return Response(None, status_code=204, cookies=[_cookie(api, request, "", 0)])
+
+
+@get("/console/api/session", include_in_schema=False)
+async def session(
+    request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState]
+) -> Response[dict[str, Any]]:
+    """Who is signed in (the page asks on load), with the CSRF token for its writes."""
+    console = _console(api)
+    secret = request.cookies.get(COOKIE, "")
+    current = await console.sessions.get(secret) if secret else None
+    user = await console.users.cached(current.login) if current else None
+    if current is None or user is None:
+        raise ProblemError(401, "not signed in", kind="session-ended")
+    return Response(
+        {"user": user.public(), "csrf": current.csrf, "expires": current.idle_until.isoformat()},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@get("/console/api/region", include_in_schema=False)
+async def region(api: NamedDependency[ApiState]) -> dict[str, Any]:
+    """The region's municipalities, for the console's pickers and map."""
+    found = load_region(api.hub.config.hub.region)
+    return {
+        "id": found.id,
+        "municipalities": [
+            {"id": m.id, "name_ru": m.name_ru, "name_en": m.name_en, "lat": m.lat, "lon": m.lon}
+            for m in found.municipalities.values()
+        ],
+    }
+
+
+@cache
+def _catalog_json(language: str) -> bytes:
+    strings = {k: v for k, v in catalog(language).items() if k.startswith("console.")}
+    return msgspec.json.encode(strings)
+
+
+@get("/console/i18n/{name:str}", opt=_PUBLIC, include_in_schema=False)
+async def messages(name: Annotated[str, PathParameter(max_length=16)]) -> Response[bytes]:
+    language = name.removesuffix(".json")
+    if language not in LANGUAGES:
+        raise ProblemError(404, f"no catalog {language!r}; there are {', '.join(LANGUAGES)}")
+    return Response(
+        _catalog_json(language),
+        media_type="application/json",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+@get("/console/outlines.geojson", opt=_PUBLIC, include_in_schema=False)
+async def outlines(api: NamedDependency[ApiState]) -> Response[bytes]:
+    raw = outlines_geojson(api.hub.config.hub.region)
+    if raw is None:
+        raise ProblemError(404, "this region ships no outlines")
+    return Response(
+        raw, media_type="application/geo+json", headers={"Cache-Control": "max-age=86400"}
+    )
+
+
+@cache
+def _asset(name: str) -> tuple[bytes, str, str] | None:
+    path = _STATIC.joinpath(*name.split("/"))
+    if ".." in name.split("/") or not path.is_file():
+        return None
+    body = path.read_bytes()
+    kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    if kind.startswith("text/") or kind == "application/javascript":
+        kind += "; charset=utf-8"
+    return body, kind, hashlib.sha256(body).hexdigest()[:16]
+
+
+@get("/console/static/{name:path}", opt=_PUBLIC, include_in_schema=False)
+async def static(
+    request: Request[Any, Any, Any], name: Annotated[str, PathParameter(max_length=200)]
+) -> Response[bytes]:
+    found = _asset(name.lstrip("/"))
+    if found is None:
+        raise ProblemError(404, "no such file")
+    body, kind, etag = found
+    if request.headers.get("if-none-match") == f'"{etag}"':
+        return Response(b"", status_code=304)
+    return Response(
+        body, media_type=kind, headers={"ETag": f'"{etag}"', "Cache-Control": "no-cache"}
+    )
+
+
+@get(["/console", "/console/{page:path}"], opt=_PUBLIC, include_in_schema=False)
+async def page(api: NamedDependency[ApiState]) -> Response[bytes]:
+    """The single page; its own router shows the part the path names."""
+    _console(api)
+    found = _asset("index.html")
+    if found is None:
+        raise ProblemError(503, "the console is not built: run `npm run build` in console/")
+    return Response(
+        found[0],
+        media_type="text/html; charset=utf-8",
+        headers={
+            "Cache-Control": "no-cache",
+            # Only our own scripts, styles and pictures: an injected script cannot run or
+            # send anything elsewhere.
+            "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
+            "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
+
+
+@get("/", opt=_PUBLIC, include_in_schema=False)
+async def root() -> Redirect:
+    return Redirect("/console/")
+
+
+HANDLERS = [sign_in, sign_out, session, region, messages, outlines, static, page, root]

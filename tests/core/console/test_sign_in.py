@@ -1,0 +1,189 @@
+"""Sign-in for people, over real HTTP: Argon2 passwords, a server-side session in an HttpOnly
+SameSite cookie, CSRF on every write, lock-out, sign-out, roles and municipalities."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+from nabat.api.users import UserStore
+from nabat.testing import load_config_text, run_api, run_hub
+
+PASSWORD = "correct horse battery"
+
+CONFIG = """
+[hub]
+language = "en"
+data_dir = "data"
+[api]
+listen = "127.0.0.1:0"
+[api.console]
+max_failures = 3
+lockout = 600
+[plugins.watch]
+enabled = false
+[plugins.eventlog]
+enabled = false
+[plugins.simulator]
+[instances.krd-cam]
+kind = "simulator.camera"
+municipality = "krasnodar"
+[instances.sochi-cam]
+kind = "simulator.camera"
+municipality = "sochi"
+"""
+
+
+@pytest.fixture
+async def console(tmp_path):
+    loaded = load_config_text(CONFIG, tmp_path)
+    async with run_hub(loaded) as hub, run_api(hub) as server:
+        users: UserStore = server.state.console.users
+        await users.create("ivanova", PASSWORD, role="operator", municipalities=["krasnodar"])
+        await users.create("petrov", PASSWORD, role="supervisor")
+        yield server
+
+
+async def sign_in(http: httpx.AsyncClient, login: str, password: str = PASSWORD) -> httpx.Response:
+    return await http.post("/console/api/sign-in", json={"login": login, "password": password})
+
+
+async def test_a_signed_in_operator_works_in_their_district_only(console):
+    async with httpx.AsyncClient(base_url=console.url) as http:
+        r = await sign_in(http, "ivanova")
+        assert r.status_code == 200, r.text
+        cookie = r.headers["set-cookie"]
+        assert "nabat_session=" in cookie
+        for attribute in ("HttpOnly", "SameSite=strict", "Path=/"):
+            assert attribute.lower() in cookie.lower(), cookie
+        assert "secure" not in cookie.lower()  # plain HTTP here; behind TLS it is Secure
+        csrf = r.json()["csrf"]
+        assert r.json()["user"] == {
+            "login": "ivanova",
+            "name": "ivanova",
+            "role": "operator",
+            "municipalities": ["krasnodar"],
+            "language": "ru",
+        }
+        # The API answers the cookie as it answers a token, limited to the operator's district.
+        r = await http.get("/api/v1/cameras")
+        assert [c["id"] for c in r.json()["items"]] == ["krd-cam"]
+        assert (await http.get("/api/v1/cameras/sochi-cam")).status_code == 404
+        assert (await http.get("/api/v1/audit")).status_code == 403  # not an admin
+
+        # Writes need the session's CSRF token: a forged cross-site form has none.
+        incident = {"title": "ДТП", "municipality": "krasnodar"}
+        r = await http.post("/api/v1/incidents", json=incident)
+        assert r.status_code == 403 and "CSRF" in r.text
+        r = await http.post("/api/v1/incidents", json=incident, headers={"X-CSRF-Token": "guessed"})
+        assert r.status_code == 403
+        r = await http.post("/api/v1/incidents", json=incident, headers={"X-CSRF-Token": csrf})
+        assert r.status_code == 201, r.text
+        assert r.json()["incident"]["origin"] == "api:ivanova"
+
+        r = await http.get("/console/api/session")
+        assert r.json()["user"]["login"] == "ivanova" and r.json()["csrf"] == csrf
+
+        # Sign-out ends the session on the server: the old cookie is worthless.
+        stolen = http.cookies.get("nabat_session")
+        r = await http.post("/console/api/sign-out", headers={"X-CSRF-Token": csrf})
+        assert r.status_code == 204
+    async with httpx.AsyncClient(base_url=console.url, cookies={"nabat_session": stolen}) as http:
+        r = await http.get("/api/v1/cameras")
+        assert r.status_code == 401 and "sign in" in r.text
+
+
+async def test_a_supervisor_sees_the_whole_region(console):
+    async with httpx.AsyncClient(base_url=console.url) as http:
+        assert (await sign_in(http, "PETROV ")).status_code == 200  # login is case-insensitive
+        r = await http.get("/api/v1/cameras")
+        assert sorted(c["id"] for c in r.json()["items"]) == ["krd-cam", "sochi-cam"]
+
+
+async def test_wrong_passwords_lock_the_account_and_say_nothing_about_logins(console):
+    async with httpx.AsyncClient(base_url=console.url) as http:
+        unknown = await sign_in(http, "nobody")
+        wrong = await sign_in(http, "ivanova", "not the password")
+        assert unknown.status_code == wrong.status_code == 401
+        assert unknown.json()["detail"] == wrong.json()["detail"]  # no hint which exists
+        await sign_in(http, "ivanova", "still not it")
+        r = await sign_in(http, "ivanova", "third wrong one")
+        assert r.status_code == 423 and 500 < int(r.headers["retry-after"]) <= 600
+        # Locked: even the right password is refused until the lock ends or is lifted.
+        r = await sign_in(http, "ivanova")
+        assert r.status_code == 423
+        await console.state.console.users.update("ivanova", unlock=True)
+        assert (await sign_in(http, "ivanova")).status_code == 200
+        # The audit log has every refusal.
+        await console.state.audit.flush()
+        entries, _ = await console.state.audit.entries(limit=100)
+        refused = [e for e in entries if e.action == "console sign-in" and e.status != 200]
+        assert len(refused) == 5
+
+
+async def test_sign_in_from_another_site_and_malformed_requests_are_refused(console):
+    async with httpx.AsyncClient(base_url=console.url) as http:
+        r = await http.post(
+            "/console/api/sign-in",
+            json={"login": "ivanova", "password": PASSWORD},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert r.status_code == 403
+        r = await http.post("/console/api/sign-in", json={"login": "ivanova"})
+        assert r.status_code == 400
+        assert (await http.get("/console/api/session")).status_code == 401
+
+
+async def test_the_users_command_manages_accounts(tmp_path):
+    (tmp_path / "plugins.toml").write_text('[hub]\ndata_dir = "data"\n')
+
+    def nabat(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "nabat", *args],
+            cwd=tmp_path,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "NABAT_LANG": "en"},
+        )
+
+    done = nabat(
+        "users",
+        "create",
+        "--login",
+        "sidorova",
+        "--name",
+        "Сидорова А.",
+        "--role",
+        "operator",
+        "--municipality",
+        "sochi",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "operator, sochi" in done.stdout
+    refused = nabat(
+        "users",
+        "create",
+        "--login",
+        "x1",
+        "--role",
+        "operator",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert refused.returncode == 1 and "municipality" in refused.stderr
+    short = nabat(
+        "users", "create", "--login", "x2", "--role", "admin", "--password-stdin", stdin="short\n"
+    )
+    assert short.returncode == 1 and "at least 10" in short.stderr
+    listed = nabat("users", "list")
+    assert "sidorova" in listed.stdout and "active" in listed.stdout
+    assert "argon2" not in listed.stdout
+    assert nabat("users", "disable", "sidorova").returncode == 0
+    assert "disabled" in nabat("users", "list").stdout
