@@ -1,5 +1,5 @@
 // Operator-facing text comes from the hub's message catalogs (nabat/locales/*.toml, keys
-// console.*), Russian by default. t("console.wall.title", {n: 3}) fills {n}.
+// console.*), Russian by default. t("wall.total", {n: 3}) fills {n}.
 
 let strings = {};
 export let language = "ru";
