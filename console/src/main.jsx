@@ -8,6 +8,8 @@ import { Wall } from "./pages/Wall.jsx";
 import { Events } from "./pages/Events.jsx";
 import { Incidents } from "./pages/Incidents.jsx";
 import { Alerts } from "./pages/Alerts.jsx";
+import { Map } from "./pages/Map.jsx";
+import { Reports } from "./pages/Reports.jsx";
 
 const PAGES = {
   overview: Overview,
@@ -15,6 +17,8 @@ const PAGES = {
   events: Events,
   incidents: Incidents,
   alerts: Alerts,
+  map: Map,
+  reports: Reports,
 };
 
 function currentPage() {

@@ -4,6 +4,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, live, loadRegion } from "../api.js";
 import { formatTime, language, t } from "../i18n.js";
+import { RegionMap } from "./RegionMap.jsx";
 
 const TEMPLATES = ["flood", "chemical", "air", "fire", "test"];
 const STATUSES = ["Exercise", "Test", "Actual"];
@@ -90,11 +91,18 @@ function Form({ user, onIssued }) {
   const [text, setText] = useState(t("alerts.template.flood.text"));
   const [signal, setSignal] = useState(180);
   const [areas, setAreas] = useState(user.municipalities.slice());
+  const [mode, setMode] = useState("municipalities"); // or "circle"
+  const [circle, setCircle] = useState({ lat: null, lon: null, radius_km: 2 });
   const [confirming, setConfirming] = useState(false);
   const [error, setError] = useState(null);
   if (!region) return <p>{t("loading")}</p>;
   const choices = region.municipalities.filter((m) => !user.municipalities.length || user.municipalities.includes(m.id));
   const name = (m) => (language === "ru" ? m.name_ru : m.name_en);
+  const ready = mode === "circle" ? circle.lat != null && circle.radius_km > 0 : areas.length > 0;
+  const toggleArea = (slug) => {
+    if (!choices.some((m) => m.id === slug)) return; // not this operator's district
+    setAreas(areas.includes(slug) ? areas.filter((a) => a !== slug) : [...areas, slug]);
+  };
   const pick = (value) => {
     setTemplate(value);
     setText(t(`alerts.template.${value}.text`));
@@ -107,7 +115,7 @@ function Form({ user, onIssued }) {
         body: {
           status,
           event: t(`alerts.template.${template}.event`),
-          area: { municipalities: areas },
+          area: mode === "circle" ? { circles: [circle] } : { municipalities: areas },
           message: { signal_seconds: Number(signal), text },
         },
       });
@@ -119,7 +127,7 @@ function Form({ user, onIssued }) {
     }
   };
   return (
-    <form class="alert-form" data-testid="alert-form" onSubmit={(e) => (e.preventDefault(), areas.length && setConfirming(true))}>
+    <form class="alert-form" data-testid="alert-form" onSubmit={(e) => (e.preventDefault(), ready && setConfirming(true))}>
       <fieldset>
         <legend>{t("alerts.kind")}</legend>
         {STATUSES.map((s) => (
@@ -146,21 +154,41 @@ function Form({ user, onIssued }) {
       </label>
       <fieldset class="areas">
         <legend>{t("alerts.area")}</legend>
-        {choices.map((m) => (
-          <label>
-            <input
-              type="checkbox"
-              name="municipality"
-              value={m.id}
-              checked={areas.includes(m.id)}
-              onChange={(e) => setAreas(e.target.checked ? [...areas, m.id] : areas.filter((a) => a !== m.id))}
-            />{" "}
-            {name(m)}
-          </label>
-        ))}
+        <label>
+          <input type="radio" name="mode" checked={mode === "municipalities"} onChange={() => setMode("municipalities")} /> {t("alerts.by_municipality")}
+        </label>
+        <label>
+          <input type="radio" name="mode" checked={mode === "circle"} onChange={() => setMode("circle")} /> {t("alerts.by_circle")}
+        </label>
+        {mode === "municipalities" ? (
+          <div class="choices">
+            {choices.map((m) => (
+              <label>
+                <input type="checkbox" name="municipality" value={m.id} checked={areas.includes(m.id)} onChange={() => toggleArea(m.id)} /> {name(m)}
+              </label>
+            ))}
+          </div>
+        ) : (
+          <div class="choices">
+            <label>
+              {t("alerts.radius")}
+              <input type="number" min="0.1" max="500" step="0.1" value={circle.radius_km} onInput={(e) => setCircle({ ...circle, radius_km: Number(e.target.value) })} name="radius" />
+            </label>
+            <span class="muted">{circle.lat == null ? t("alerts.click_map") : `${circle.lat.toFixed(4)}, ${circle.lon.toFixed(4)}`}</span>
+          </div>
+        )}
+        <RegionMap
+          height={260}
+          testid="alert-map"
+          focus={user.municipalities}
+          selected={mode === "municipalities" ? new Set(areas) : undefined}
+          onToggle={mode === "municipalities" ? toggleArea : undefined}
+          onPoint={mode === "circle" ? (lat, lon) => setCircle({ ...circle, lat, lon }) : undefined}
+          circle={mode === "circle" ? circle : undefined}
+        />
       </fieldset>
       {error && <p class="error" role="alert">{error}</p>}
-      <button type="submit" disabled={!areas.length} data-testid="alert-submit">{t("alerts.issue")}</button>
+      <button type="submit" disabled={!ready} data-testid="alert-submit">{t("alerts.issue")}</button>
       {confirming && (
         <div class="modal" role="dialog" aria-modal="true" data-testid="alert-confirm">
           <div class="panel">
@@ -168,7 +196,11 @@ function Form({ user, onIssued }) {
             <p class={`status-${status}`}>
               <b>{t(`alerts.status.${status}`)}</b>: {t(`alerts.template.${template}.event`)}
             </p>
-            <p>{t("alerts.confirm_area", { area: choices.filter((m) => areas.includes(m.id)).map(name).join(", ") })}</p>
+            <p>
+              {mode === "circle"
+                ? t("alerts.confirm_circle", { km: circle.radius_km, lat: circle.lat.toFixed(4), lon: circle.lon.toFixed(4) })
+                : t("alerts.confirm_area", { area: choices.filter((m) => areas.includes(m.id)).map(name).join(", ") })}
+            </p>
             <p class="muted">{text}</p>
             {status === "Actual" && <p class="error">{t("alerts.actual_warning")}</p>}
             <button type="button" onClick={issue} data-testid="alert-confirm-yes">{t("alerts.confirm_yes")}</button>{" "}

@@ -21,7 +21,7 @@ import csv
 import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import msgspec
 
@@ -32,7 +32,18 @@ from ..store import EventQuery, Journal
 from ..store.base import MAX_PAGE
 from .states import CameraState
 
-__all__ = ["CSV_COLUMNS", "CameraReport", "DistrictRow", "build_report", "to_csv"]
+__all__ = [
+    "CSV_COLUMNS",
+    "AvailabilitySeries",
+    "CameraReport",
+    "DistrictRow",
+    "availability_series",
+    "build_report",
+    "to_csv",
+]
+
+MAX_BUCKETS = 400
+"""Most points of a series (a year of days)."""
 
 CSV_COLUMNS = (
     "municipality",
@@ -236,6 +247,98 @@ async def build_report(
         availability_target=availability_target,
         districts=sorted(rows.values(), key=lambda r: r.name),
         total=total,
+    )
+
+
+class SeriesRow(msgspec.Struct, kw_only=True):
+    municipality: str
+    """The slug (``total`` for the region's line)."""
+    name: str
+    availability_pct: list[float | None]
+    """One value per bucket; None where no camera's state was known."""
+
+
+class AvailabilitySeries(msgspec.Struct, kw_only=True):
+    region: str
+    buckets: list[datetime]
+    """Start of each bucket; each lasts ``step_s`` (the last one up to ``until``)."""
+    step_s: float
+    until: datetime
+    availability_target: float
+    districts: list[SeriesRow]
+    total: SeriesRow
+
+
+async def availability_series(
+    journal: Journal,
+    cameras: Mapping[str, str],
+    states: Mapping[str, CameraState],
+    region: Region,
+    *,
+    since: datetime,
+    until: datetime,
+    step: timedelta,
+    generated_at: datetime,
+    availability_target: float,
+    language: str = "ru",
+    municipalities: Iterable[str] | None = None,
+) -> AvailabilitySeries:
+    """Availability per municipality over time: the report's figure for each ``step`` of
+    ``[since, until)``, from one read of the journal."""
+    until = min(until, generated_at)
+    if since >= until:
+        raise ValueError("since must be before until and before now")
+    if step.total_seconds() <= 0:
+        raise ValueError("step must be positive")
+    starts: list[datetime] = []
+    at = since
+    while at < until and len(starts) < MAX_BUCKETS:
+        starts.append(at)
+        at += step
+    wanted = set(municipalities) if municipalities is not None else None
+    timelines = await _changes(journal, since)
+    per_slug: dict[str, list[_Time]] = {}
+    for camera_id, slug in cameras.items():
+        if wanted is not None and slug not in wanted:
+            continue
+        times = per_slug.setdefault(slug, [_Time() for _ in starts])
+        for i, start in enumerate(starts):
+            spent = _availability(
+                timelines.get(camera_id), states.get(camera_id), start, min(start + step, until)
+            )
+            times[i].ok += spent.ok
+            times[i].known += spent.known
+
+    def pct(t: _Time) -> float | None:
+        return round(100.0 * t.ok / t.known, 2) if t.known > 0 else None
+
+    rows = []
+    for slug, times in per_slug.items():
+        muni = region.municipalities.get(slug)
+        rows.append(
+            SeriesRow(
+                municipality=slug,
+                name=muni.name(language) if muni else slug,
+                availability_pct=[pct(t) for t in times],
+            )
+        )
+    total = [_Time() for _ in starts]
+    for times in per_slug.values():
+        for i, t in enumerate(times):
+            total[i].ok += t.ok
+            total[i].known += t.known
+    return AvailabilitySeries(
+        region=region.id,
+        buckets=starts,
+        step_s=step.total_seconds(),
+        until=until,
+        availability_target=availability_target,
+        districts=sorted(rows, key=lambda r: r.name),
+        total=SeriesRow(
+            municipality="total",
+            name="Итого" if language == "ru" else "Total",
+            availability_pct=[pct(t) for t in total],
+        ),
     )
 
 

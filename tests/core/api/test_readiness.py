@@ -147,6 +147,13 @@ async def test_technical_and_comprehensive_checks_and_the_report(api):
     ] == ["sochi"]
     assert (await reader.post("/api/v1/readiness/technical")).status_code == 403
 
+    # Every device with its state and latest technical result (the console's map).
+    sirens = {s["id"]: s for s in (await district.get("/api/v1/sirens")).json()["items"]}
+    assert set(sirens) == {"sochi-1", "sochi-2", "sochi-3"}
+    assert sirens["sochi-1"]["ready"] is True and sirens["sochi-1"]["instance_state"] == "running"
+    assert sirens["sochi-2"]["ready"] is False and "speaker" in sirens["sochi-2"]["detail"]
+    assert sirens["sochi-3"]["instance_state"] == "failed"
+
     # Both checks are scheduled (crontabs of [readiness], the hub's local time).
     assert {"core:readiness-technical", "core:readiness-comprehensive"} <= set(
         api.hub.scheduler.jobs

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from nabat.cameras.report import build_report, to_csv
+from nabat.cameras.report import availability_series, build_report, to_csv
 from nabat.cameras.states import CameraState
 from nabat.events import Event, EventTypes
 from nabat.interfaces import CameraHealthChange, HealthState
@@ -164,5 +164,47 @@ async def test_a_period_must_be_positive(journal):
             until=T0,
             generated_at=T0,
             targets={},
+            availability_target=95.0,
+        )
+
+
+async def test_availability_over_time_in_buckets(journal):
+    await journal.append(
+        [
+            change("cam-a", T0 + 1 * H, None, "ok"),
+            change("cam-a", T0 + 6 * H, "ok", "unreachable"),  # down 6-9 h
+            change("cam-a", T0 + 9 * H, "unreachable", "ok"),
+            change("cam-b", T0 + 2 * H, None, "black"),  # black from 2 h on
+        ]
+    )
+    series = await availability_series(
+        journal,
+        {"cam-a": "krasnodar", "cam-b": "sochi"},
+        {"cam-a": current("ok", T0 + 9 * H), "cam-b": current("black", T0 + 2 * H)},
+        REGION,
+        since=T0,
+        until=T0 + 12 * H,
+        step=4 * H,
+        generated_at=T0 + 11 * H,  # the last bucket is reported up to now
+        availability_target=95.0,
+        language="en",
+    )
+    assert series.buckets == [T0, T0 + 4 * H, T0 + 8 * H]
+    rows = {r.municipality: r.availability_pct for r in series.districts}
+    # cam-a: known from 1 h; 0-4: ok 3/3; 4-8: ok 2/4; 8-11: ok 2/3.
+    assert rows["krasnodar"] == [100.0, 50.0, pytest.approx(66.67, abs=0.01)]
+    assert rows["sochi"] == [0.0, 0.0, 0.0]
+    # Region: 0-4: 3 ok of 3 + 2 known; 4-8: 2 of 8; 8-11: 2 of 6.
+    assert series.total.availability_pct == [60.0, 25.0, pytest.approx(33.33, abs=0.01)]
+    with pytest.raises(ValueError, match="before now"):
+        await availability_series(
+            journal,
+            {},
+            {},
+            REGION,
+            since=T0 + 12 * H,
+            until=T0 + 13 * H,
+            step=H,
+            generated_at=T0,
             availability_target=95.0,
         )

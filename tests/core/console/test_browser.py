@@ -2,7 +2,8 @@
 hub with real RTSP cameras, a simulated siren and its HTTP API on loopback.
 
 One operator's shift: sign in, the camera wall, a camera that dies while the wall is open turns
-red by itself, an alert to the district's sirens with every siren's result, sign-out. A
+red by itself, an alert to the district's sirens with every siren's result, the offline map,
+the reports, sign-out. A
 screenshot of each page is kept in ``test-artifacts/console/`` (CI keeps that folder)."""
 
 from __future__ import annotations
@@ -208,12 +209,24 @@ async def test_an_operators_shift_in_the_browser(tmp_path, rtsp_server):
                 assert record.alert.status.value == "Exercise"
                 assert record.created_by.startswith("token:user:ivanova")
 
+                # The map draws the district without any tile server; the reports chart it.
+                await page.get_by_test_id("nav-map").click()
+                await expect(page.get_by_test_id("map").locator("canvas")).to_have_count(1)
+                await expect(page.get_by_test_id("map")).to_contain_text("OpenStreetMap")
+                await shot(page, "7-map")
+                await page.get_by_test_id("nav-reports").click()
+                await expect(page.get_by_test_id("chart").locator("canvas")).to_be_visible()
+                krasnodar = page.get_by_test_id("report-krasnodar")
+                await expect(krasnodar).to_contain_text("город Краснодар")
+                await expect(page.get_by_test_id("report-sochi")).to_have_count(0)
+                await shot(page, "8-reports")
+
                 # Sign-out: back to the form; the session is gone on the server too.
                 await page.get_by_test_id("sign-out").click()
                 await expect(page.get_by_test_id("sign-in")).to_be_visible()
                 response = await page.request.get(f"{server.url}/api/v1/cameras")
                 assert response.status == 401
-                await shot(page, "7-signed-out")
+                await shot(page, "9-signed-out")
                 assert errors == []
             finally:
                 await browser.close()

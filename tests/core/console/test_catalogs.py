@@ -34,10 +34,11 @@ EXPANSIONS = {
     "alerts.outcome": [o.value for o in DeviceOutcome],
     "alerts.status": ["Actual", "Exercise", "Test"],
     "alerts.template": ["flood", "chemical", "air", "fire", "test"],
-    "nav": ["overview", "wall", "events", "incidents", "alerts"],
+    "nav": ["overview", "wall", "events", "incidents", "alerts", "map", "reports"],
     "role": ["operator", "supervisor", "admin"],
     "service": list(SERVICES),
     "incidents": ["open", "closed"],
+    "map": ["cameras", "sirens", "incidents"],
 }
 
 

@@ -428,6 +428,58 @@ async def sirens_report_route(
     return SirensReport(generated_at=datetime.now(UTC), districts=rows)
 
 
+class SirenView(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    municipality: str | None
+    lat: float | None = None
+    lon: float | None = None
+    instance_state: str
+    """``running``, ``retrying`` (unreachable), ``needs_auth``, ``failed``…"""
+    ready: bool | None = None
+    """Whether its latest technical check passed (None: never checked)."""
+    checked_at: datetime | None = None
+    detail: str = ""
+
+
+class SirenPage(msgspec.Struct, kw_only=True):
+    items: list[SirenView]
+
+
+@get(
+    "/api/v1/sirens",
+    opt={"scope": "events:read"},
+    summary="Warning devices with their location, state and readiness",
+    responses=documented(403),
+    tags=["alerts"],
+)
+async def list_sirens(
+    request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState]
+) -> SirenPage:
+    token = request.user
+    hub = api.hub
+    results = await latest_results(hub.journal)
+    items = []
+    for rt in sorted(hub.device_units(), key=lambda rt: rt.id):
+        if not token.sees(rt.entry.municipality):
+            continue
+        technical = results.get(rt.id, {}).get("technical")
+        items.append(
+            SirenView(
+                id=rt.id,
+                name=rt.entry.name or rt.id,
+                municipality=rt.entry.municipality,
+                lat=rt.entry.lat,
+                lon=rt.entry.lon,
+                instance_state=str(hub.state_of(rt.id)),
+                ready=technical.passed if technical else None,
+                checked_at=technical.at if technical else None,
+                detail=technical.detail if technical else "",
+            )
+        )
+    return SirenPage(items=items)
+
+
 class CheckRun(msgspec.Struct, kw_only=True):
     kind: str
     devices: int
@@ -462,6 +514,7 @@ async def run_readiness(
 
 HANDLERS = [
     sirens_report_route,
+    list_sirens,
     run_readiness,
     issue_alert,
     issue_cap_alert,

@@ -16,7 +16,14 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from ...cameras.report import CameraReport, bucket, build_report, to_csv
+from ...cameras.report import (
+    AvailabilitySeries,
+    CameraReport,
+    availability_series,
+    bucket,
+    build_report,
+    to_csv,
+)
 from ...cameras.states import CameraState
 from ...interfaces import AuthError, Camera, NotSupported, TransientError
 from ...interfaces.camera import HealthState, PtzCommand, PtzPreset
@@ -274,6 +281,34 @@ async def _report(
     now = datetime.now(UTC)
     until = until or now
     since = since or until - timedelta(days=7)
+    wanted = _checked_period(request, api, since, until, now, municipalities)
+    hub = api.hub
+    cfg = hub.config.cameras
+    return await build_report(
+        hub.journal,
+        {rt.id: rt.entry.municipality or "" for rt in hub.camera_units()},
+        hub.camera_states.all(),
+        load_region(hub.config.hub.region),
+        since=since,
+        until=until,
+        generated_at=now,
+        targets=cfg.targets,
+        availability_target=cfg.availability_target,
+        language=hub.config.hub.language,
+        municipalities=wanted,
+    )
+
+
+def _checked_period(
+    request: Request[TokenInfo, Any, Any],
+    api: ApiState,
+    since: datetime,
+    until: datetime,
+    now: datetime,
+    municipalities: list[str] | None,
+) -> list[str] | None:
+    """The municipalities a report covers, after checking its period; a district token's
+    report is its own."""
     for name, value in (("since", since), ("until", until)):
         if value.tzinfo is None:
             raise ProblemError(
@@ -291,21 +326,7 @@ async def _report(
     wanted = _municipalities(api, municipalities)
     if not token.regional:
         wanted = [m for m in (wanted or token.municipalities) if m in token.municipalities]
-    hub = api.hub
-    cfg = hub.config.cameras
-    return await build_report(
-        hub.journal,
-        {rt.id: rt.entry.municipality or "" for rt in hub.camera_units()},
-        hub.camera_states.all(),
-        load_region(hub.config.hub.region),
-        since=since,
-        until=until,
-        generated_at=now,
-        targets=cfg.targets,
-        availability_target=cfg.availability_target,
-        language=hub.config.hub.language,
-        municipalities=wanted,
-    )
+    return wanted
 
 
 def _municipalities(api: ApiState, given: list[str] | None) -> list[str] | None:
@@ -371,7 +392,49 @@ async def camera_report_csv(
     )
 
 
+@get(
+    "/api/v1/reports/cameras/history",
+    opt={"scope": "cameras:read"},
+    summary="Camera availability per municipality over time",
+    description="The report's availability for each `step_hours` of the period (default: "
+    "the 30 days before `until`, by day), per municipality and for the region, for charts. "
+    "At most 400 points.",
+    responses=documented(400, 403),
+    tags=["cameras"],
+)
+async def camera_history(
+    request: Request[TokenInfo, Any, Any],
+    api: NamedDependency[ApiState],
+    since: Annotated[datetime | None, QueryParameter()] = None,
+    until: Annotated[datetime | None, QueryParameter()] = None,
+    step_hours: Annotated[float, QueryParameter(gt=0, le=24 * 31)] = 24.0,
+    municipality: Municipalities = None,
+) -> AvailabilitySeries:
+    now = datetime.now(UTC)
+    until = until or now
+    since = since or until - timedelta(days=30)
+    wanted = _checked_period(request, api, since, until, now, municipality)
+    hub = api.hub
+    try:
+        return await availability_series(
+            hub.journal,
+            {rt.id: rt.entry.municipality or "" for rt in hub.camera_units()},
+            hub.camera_states.all(),
+            load_region(hub.config.hub.region),
+            since=since,
+            until=until,
+            step=timedelta(hours=step_hours),
+            generated_at=now,
+            availability_target=hub.config.cameras.availability_target,
+            language=hub.config.hub.language,
+            municipalities=wanted,
+        )
+    except ValueError as exc:
+        raise ProblemError(400, str(exc)) from None
+
+
 HANDLERS = [
+    camera_history,
     list_cameras,
     get_camera,
     snapshot,

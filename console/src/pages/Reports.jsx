@@ -1,0 +1,145 @@
+// Reports: camera availability per municipality over time (a chart), the district report with
+// lagging districts, siren readiness, and the CSV download.
+import { useEffect, useRef, useState } from "preact/hooks";
+import uPlot from "uplot";
+import { api } from "../api.js";
+import { formatTime, t } from "../i18n.js";
+
+const PERIODS = { 7: 6, 30: 24, 90: 24 }; // days → bucket hours
+const COLOURS = ["#4c9aff", "#2e9d5b", "#e0a000", "#e5383b", "#b37feb", "#36cfc9", "#ff85c0", "#bfbfbf"];
+
+function Chart({ series, width }) {
+  const box = useRef(null);
+  useEffect(() => {
+    if (!box.current || !series) return undefined;
+    const xs = series.buckets.map((b) => Date.parse(b) / 1000);
+    const lines = [series.total, ...series.districts.slice(0, COLOURS.length - 1)];
+    const plot = new uPlot(
+      {
+        width,
+        height: 320,
+        scales: { y: { range: [0, 100] } },
+        axes: [
+          { stroke: "#8a97a6", grid: { stroke: "#2c3540" } },
+          { stroke: "#8a97a6", grid: { stroke: "#2c3540" }, values: (_, ticks) => ticks.map((v) => `${v}%`) },
+        ],
+        series: [
+          {},
+          ...lines.map((row, i) => ({
+            label: row.name,
+            stroke: COLOURS[i % COLOURS.length],
+            width: i === 0 ? 3 : 1.5,
+            spanGaps: false,
+          })),
+        ],
+      },
+      [xs, ...lines.map((row) => row.availability_pct)],
+      box.current,
+    );
+    return () => plot.destroy();
+  }, [series, width]);
+  return <div ref={box} class="chart" data-testid="chart" />;
+}
+
+export function Reports() {
+  const [days, setDays] = useState(30);
+  const [series, setSeries] = useState(null);
+  const [report, setReport] = useState(null);
+  const [sirens, setSirens] = useState(null);
+  const [error, setError] = useState(null);
+  const [width, setWidth] = useState(Math.min(1100, window.innerWidth - 60));
+
+  useEffect(() => {
+    const resize = () => setWidth(Math.min(1100, window.innerWidth - 60));
+    window.addEventListener("resize", resize);
+    return () => window.removeEventListener("resize", resize);
+  }, []);
+
+  useEffect(() => {
+    const since = new Date(Date.now() - days * 86400 * 1000).toISOString();
+    const query = new URLSearchParams({ since });
+    Promise.all([
+      api(`/api/v1/reports/cameras/history?${query}&step_hours=${PERIODS[days]}`),
+      api(`/api/v1/reports/cameras?${query}`),
+      api("/api/v1/reports/sirens"),
+    ]).then(
+      ([s, r, sr]) => {
+        setSeries(s);
+        setReport(r);
+        setSirens(sr);
+        setError(null);
+      },
+      (err) => setError(err.message),
+    );
+  }, [days]);
+
+  if (error) return <p class="error">{t("error.generic", { reason: error })}</p>;
+  if (!report) return <p>{t("loading")}</p>;
+  const csv = `/api/v1/reports/cameras.csv?since=${encodeURIComponent(report.since)}`;
+  return (
+    <section class="reports">
+      <div class="toolbar">
+        <select value={days} onChange={(e) => setDays(Number(e.target.value))} aria-label={t("reports.period")}>
+          {Object.keys(PERIODS).map((d) => (
+            <option value={d}>{t("reports.days", { n: d })}</option>
+          ))}
+        </select>
+        <a href={csv} download data-testid="csv">{t("reports.csv")}</a>
+        <span class="muted">{t("reports.generated", { when: formatTime(report.generated_at) })}</span>
+      </div>
+      <h2>{t("reports.availability_title", { target: report.availability_target })}</h2>
+      <Chart series={series} width={width} />
+      <table class="list" data-testid="report">
+        <thead>
+          <tr>
+            <th>{t("reports.district")}</th>
+            <th>{t("reports.total")}</th>
+            <th>{t("state.ok")}</th>
+            <th>{t("state.degraded")}</th>
+            <th>{t("state.offline")}</th>
+            <th>{t("state.unknown")}</th>
+            <th>{t("reports.availability")}</th>
+            <th>{t("reports.lagging")}</th>
+          </tr>
+        </thead>
+        <tbody>
+          {[...report.districts, report.total].map((r) => (
+            <tr class={r.lagging ? "lagging-row" : ""} data-testid={`report-${r.municipality}`}>
+              <td>{r.name}</td>
+              <td>{r.total}</td>
+              <td>{r.ok}</td>
+              <td>{r.degraded}</td>
+              <td>{r.offline}</td>
+              <td>{r.unknown}</td>
+              <td>{r.availability_pct == null ? "—" : `${r.availability_pct.toFixed(1)}%`}</td>
+              <td>{r.lagging ? r.why.join("; ") : ""}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <h2>{t("reports.sirens_title")}</h2>
+      <table class="list" data-testid="sirens-report">
+        <thead>
+          <tr>
+            <th>{t("reports.district")}</th>
+            <th>{t("reports.devices")}</th>
+            <th>{t("reports.ready")}</th>
+            <th>{t("reports.checked")}</th>
+            <th>{t("reports.not_ready")}</th>
+          </tr>
+        </thead>
+        <tbody>
+          {sirens.districts.map((d) => (
+            <tr class={d.readiness_pct != null && d.readiness_pct < 100 ? "lagging-row" : ""}>
+              <td>{d.name}</td>
+              <td>{d.devices}</td>
+              <td>{d.readiness_pct == null ? "—" : `${d.readiness_pct}%`}</td>
+              <td>{formatTime(d.technical_at)}</td>
+              <td>{d.failing.join("; ")}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </section>
+  );
+}
