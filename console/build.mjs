@@ -14,10 +14,13 @@ await build({
   bundle: true,
   minify: true,
   format: "esm",
+  splitting: true, // the map and the reports (Leaflet, uPlot) load when first opened
+  chunkNames: "chunk-[hash]",
+  entryNames: "app",
   target: ["es2020"],
   jsx: "automatic",
   jsxImportSource: "preact",
-  outfile: `${out}/app.js`,
+  outdir: out,
   legalComments: "eof",
   logLevel: "warning",
 });

@@ -1,6 +1,7 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { api, closeLive, loadRegion, setCsrf } from "./api.js";
+import { go } from "./router.js";
 import { loadLanguage, preferredLanguage, t, language } from "./i18n.js";
 import { SignIn } from "./pages/SignIn.jsx";
 import { Overview } from "./pages/Overview.jsx";
@@ -8,8 +9,21 @@ import { Wall } from "./pages/Wall.jsx";
 import { Events } from "./pages/Events.jsx";
 import { Incidents } from "./pages/Incidents.jsx";
 import { Alerts } from "./pages/Alerts.jsx";
-import { Map } from "./pages/Map.jsx";
-import { Reports } from "./pages/Reports.jsx";
+
+// The map and the reports carry Leaflet and uPlot: loaded when first opened, so the wall and
+// the overview start without them.
+function lazy(load, name) {
+  let found = null;
+  return function Lazy(props) {
+    const [Page, setPage] = useState(() => found);
+    useEffect(() => {
+      if (!found) load().then((module) => setPage(() => (found = module[name])));
+    }, []);
+    return Page ? <Page {...props} /> : <p>{t("loading")}</p>;
+  };
+}
+const Map = lazy(() => import("./pages/Map.jsx"), "Map");
+const Reports = lazy(() => import("./pages/Reports.jsx"), "Reports");
 
 const PAGES = {
   overview: Overview,
@@ -26,10 +40,6 @@ function currentPage() {
   return { page: PAGES[page] ? page : "overview", rest };
 }
 
-export function go(path) {
-  history.pushState(null, "", path);
-  window.dispatchEvent(new PopStateEvent("popstate"));
-}
 
 function LiveIndicator() {
   const [up, setUp] = useState(null);
@@ -99,7 +109,7 @@ function Shell({ user, onSignOut, onLanguage }) {
   );
 }
 
-function App() {
+function App({ session: asked }) {
   const [user, setUser] = useState(undefined); // undefined: asking; null: signed out
   const [, setLang] = useState(language);
 
@@ -110,12 +120,10 @@ function App() {
       setUser(null);
     };
     window.addEventListener("nabat:signed-out", signedOut);
-    api("/console/api/session")
-      .then((session) => {
-        setCsrf(session.csrf);
-        setUser(session.user);
-      })
-      .catch(() => setUser(null));
+    asked.then((session) => {
+      if (session) setCsrf(session.csrf);
+      setUser(session ? session.user : null);
+    });
     return () => window.removeEventListener("nabat:signed-out", signedOut);
   }, []);
 
@@ -155,6 +163,8 @@ function App() {
   );
 }
 
+// The catalog and the session are asked for at once: the first paint waits for one round trip.
+const session = api("/console/api/session").catch(() => null);
 loadLanguage(preferredLanguage())
   .catch(() => loadLanguage("ru"))
-  .finally(() => render(<App />, document.getElementById("app")));
+  .finally(() => render(<App session={session} />, document.getElementById("app")));

@@ -2,7 +2,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, live } from "../api.js";
 import { formatTime, t } from "../i18n.js";
-import { go } from "../main.jsx";
+import { go } from "../router.js";
 
 function Detail({ id }) {
   const [record, setRecord] = useState(null);

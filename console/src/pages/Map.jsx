@@ -2,7 +2,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, live } from "../api.js";
 import { t } from "../i18n.js";
-import { go } from "../main.jsx";
+import { go } from "../router.js";
 import { RegionMap } from "./RegionMap.jsx";
 import { stateOf, statusOf } from "./Wall.jsx";
 

@@ -4,7 +4,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, live } from "../api.js";
 import { t } from "../i18n.js";
-import { go } from "../main.jsx";
+import { go } from "../router.js";
 
 const WATCHED = ["camera.health.", "siren.", "incident.", "alert."];
 

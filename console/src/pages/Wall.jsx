@@ -1,6 +1,7 @@
 // The camera wall: every camera of the district with its picture, state and the picture's age.
 // Broken cameras come first, in red; the page refreshes only the tiles on screen, so a wall of
 // 1,000 cameras costs what a screenful does.
+import { memo } from "preact/compat";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, live } from "../api.js";
 import { formatAge, formatTime, t } from "../i18n.js";
@@ -19,8 +20,12 @@ export function stateOf(camera) {
   return (camera.health && camera.health.state) || (camera.status === "unknown" ? "unknown" : camera.status);
 }
 
-// One observer for all tiles: a tile refreshes while it is on screen.
+// One observer for all tiles: a tile refreshes (and its age ticks) only while it is on screen,
+// so a wall of 1,000 cameras re-renders what a screenful holds, not the whole wall.
 const visible = new Set();
+setInterval(() => {
+  for (const tile of visible) tile.tick();
+}, 5000);
 let observer = null;
 function observe(element, tile) {
   if (!observer) {
@@ -46,72 +51,89 @@ function observe(element, tile) {
   };
 }
 
-async function fetchPicture(id, maxAge) {
-  const response = await fetch(`/api/v1/cameras/${encodeURIComponent(id)}/snapshot.jpg?max_age=${maxAge}`, {
-    credentials: "same-origin",
-  });
-  if (!response.ok) throw new Error(`HTTP ${response.status}`);
-  const age = Number(response.headers.get("age") || 0);
-  const blob = await response.blob();
-  const fetchedAt = Date.now();
-  return { url: URL.createObjectURL(blob), takenAt: fetchedAt - age * 1000, fetchedAt };
+// Pictures load as plain <img> (no script touches their bytes); each one's age comes from the
+// hub's Server-Timing header, read through Resource Timing.
+const ages = new Map(); // picture URL -> age in ms when served
+if (typeof PerformanceObserver !== "undefined") {
+  performance.setResourceTimingBufferSize(2000);
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      const age = (entry.serverTiming || []).find((t) => t.name === "age");
+      if (age) ages.set(entry.name, age.duration);
+    }
+  }).observe({ type: "resource", buffered: false });
+  setInterval(() => performance.clearResourceTimings(), 20000);
 }
 
-function useNow(every) {
-  const [now, setNow] = useState(Date.now());
-  useEffect(() => {
-    const id = setInterval(() => setNow(Date.now()), every);
-    return () => clearInterval(id);
-  }, [every]);
-  return now;
+function pictureUrl(id, maxAge, n) {
+  return `${location.origin}/api/v1/cameras/${encodeURIComponent(id)}/snapshot.jpg?max_age=${maxAge}&n=${n}`;
 }
 
-function Tile({ camera, now, onOpen }) {
+function TileView({ camera, onOpen }) {
   const ref = useRef(null);
-  const [picture, setPicture] = useState(null);
+  const [now, setNow] = useState(Date.now());
+  const [src, setSrc] = useState(null);
+  const [shown, setShown] = useState(null); // {takenAt, loadedAt} of the picture on screen
   const [failed, setFailed] = useState(false);
   const state = stateOf(camera);
+  const control = useRef({});
 
   useEffect(() => {
     let timer = null;
     let alive = true;
-    let current = null;
+    let n = 0;
+    let requestedAt = 0;
+    const request = () => {
+      timer = null;
+      if (!alive || !visible.has(tile)) return;
+      requestedAt = Date.now();
+      n += 1;
+      setSrc(pictureUrl(camera.id, REFRESH_S, n));
+    };
     const tile = {
       wake() {
-        if (!timer) load();
+        // Back on screen: a picture younger than the refresh period is kept until it is due.
+        if (timer) return;
+        const due = requestedAt + REFRESH_S * 1000 - Date.now();
+        if (due > 0 && requestedAt) timer = setTimeout(request, due);
+        else request();
+      },
+      tick() {
+        setNow(Date.now());
       },
     };
-    const load = async () => {
-      timer = null;
-      if (!alive) return;
-      if (visible.has(tile)) {
-        try {
-          const next = await fetchPicture(camera.id, REFRESH_S);
-          if (!alive) return URL.revokeObjectURL(next.url);
-          if (current) URL.revokeObjectURL(current);
-          current = next.url;
-          setPicture(next);
-          setFailed(false);
-        } catch {
-          if (alive) setFailed(true);
-        }
-      }
-      // Staggered, so the tiles of a screen do not all ask at once.
-      if (alive && visible.has(tile)) timer = setTimeout(load, (REFRESH_S + Math.random() * 3) * 1000);
+    // The next request once this one has loaded (or failed), staggered so the tiles of a
+    // screen do not all ask at once.
+    control.current.settled = () => {
+      if (alive && !timer) timer = setTimeout(request, (REFRESH_S + Math.random() * 3) * 1000);
     };
     const stop = observe(ref.current, tile);
     return () => {
       alive = false;
       stop();
       clearTimeout(timer);
-      if (current) URL.revokeObjectURL(current);
     };
   }, [camera.id]);
 
-  const age = picture ? Math.max(0, (Math.max(now, picture.fetchedAt) - picture.takenAt) / 1000) : null;
+  const loaded = (e) => {
+    const url = e.currentTarget.currentSrc || e.currentTarget.src;
+    const age = ages.get(url);
+    ages.delete(url);
+    const loadedAt = Date.now();
+    setShown({ takenAt: loadedAt - (age || 0), loadedAt });
+    setFailed(false);
+    control.current.settled();
+  };
+  const broken = () => {
+    setFailed(true);
+    control.current.settled();
+  };
+
+  const age = shown ? Math.max(0, (Math.max(now, shown.loadedAt) - shown.takenAt) / 1000) : null;
   return (
     <button class={`tile state-${state}`} ref={ref} onClick={() => onOpen(camera)} data-testid={`tile-${camera.id}`} data-state={state}>
-      {picture && !failed ? <img src={picture.url} alt="" /> : <div class="no-picture">{failed ? t("wall.no_picture") : t("loading")}</div>}
+      {src && <img src={src} alt="" decoding="async" onLoad={loaded} onError={broken} style={failed || !shown ? "visibility:hidden" : ""} />}
+      {(failed || !shown) && <div class="no-picture">{failed ? t("wall.no_picture") : t("loading")}</div>}
       <span class="badge" data-testid="badge">{t(`state.${state}`)}</span>
       <span class="caption">
         <span class="name">{camera.name}</span>
@@ -120,6 +142,8 @@ function Tile({ camera, now, onOpen }) {
     </button>
   );
 }
+
+const Tile = memo(TileView, (a, b) => a.camera === b.camera && a.onOpen === b.onOpen);
 
 function Ptz({ camera }) {
   const [presets, setPresets] = useState(null); // null: asking; false: no PTZ
@@ -200,33 +224,18 @@ function Probes({ camera }) {
 }
 
 function CameraView({ camera, onClose }) {
-  const [picture, setPicture] = useState(null);
+  const [n, setN] = useState(1);
+  const [failed, setFailed] = useState(false);
   useEffect(() => {
-    let alive = true;
-    let current = null;
-    let timer = null;
-    const load = async () => {
-      try {
-        const next = await fetchPicture(camera.id, 2);
-        if (!alive) return URL.revokeObjectURL(next.url);
-        if (current) URL.revokeObjectURL(current);
-        current = next.url;
-        setPicture(next);
-      } catch {
-        if (alive) setPicture(null);
-      }
-      if (alive) timer = setTimeout(load, 2000);
-    };
-    load();
+    const timer = setInterval(() => setN((x) => x + 1), 2000);
     const key = (e) => e.key === "Escape" && onClose();
     window.addEventListener("keydown", key);
     return () => {
-      alive = false;
-      clearTimeout(timer);
-      if (current) URL.revokeObjectURL(current);
+      clearInterval(timer);
       window.removeEventListener("keydown", key);
     };
   }, [camera.id]);
+  const picture = { url: pictureUrl(camera.id, 2, n) };
   const state = stateOf(camera);
   return (
     <div class="modal" role="dialog" aria-modal="true" data-testid="camera-view" onClick={(e) => e.target === e.currentTarget && onClose()}>
@@ -237,7 +246,10 @@ function CameraView({ camera, onClose }) {
           <button class="link" onClick={onClose} data-testid="close">{t("close")}</button>
         </header>
         <div class="camera-view">
-          <div class="big">{picture ? <img src={picture.url} alt={camera.name} /> : <div class="no-picture">{t("wall.no_picture")}</div>}</div>
+          <div class="big">
+            <img src={picture.url} alt={camera.name} decoding="async" onLoad={() => setFailed(false)} onError={() => setFailed(true)} style={failed ? "visibility:hidden" : ""} />
+            {failed && <div class="no-picture">{t("wall.no_picture")}</div>}
+          </div>
           <aside>
             <p>{camera.address}</p>
             {camera.health && camera.health.reason && <p class="reason">{camera.health.reason}</p>}
@@ -257,8 +269,13 @@ export function Wall() {
   const [error, setError] = useState(null);
   const [filter, setFilter] = useState("all");
   const [search, setSearch] = useState("");
+  const [typed, setTyped] = useState("");
+  // Filtering re-renders the wall: wait until the operator pauses typing.
+  useEffect(() => {
+    const timer = setTimeout(() => setSearch(typed), 200);
+    return () => clearTimeout(timer);
+  }, [typed]);
   const [open, setOpen] = useState(null);
-  const now = useNow(5000);
 
   useEffect(() => {
     let alive = true;
@@ -323,11 +340,11 @@ export function Wall() {
           <option value="ok">{t("state.ok")}</option>
           <option value="unknown">{t("state.unknown")}</option>
         </select>
-        <input type="search" placeholder={t("wall.search")} value={search} onInput={(e) => setSearch(e.target.value)} />
+        <input type="search" placeholder={t("wall.search")} value={typed} onInput={(e) => setTyped(e.target.value)} />
       </div>
       <div class="tiles" data-testid="tiles">
         {shown.map((camera) => (
-          <Tile key={camera.id} camera={camera} now={now} onOpen={setOpen} />
+          <Tile key={camera.id} camera={camera} onOpen={setOpen} />
         ))}
       </div>
       {current && <CameraView camera={current} onClose={() => setOpen(null)} />}

@@ -19,7 +19,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
-from litestar.params import PathParameter
+from litestar.params import JSONBody, PathParameter
 from litestar.response import Redirect
 
 from ..api.problems import ProblemError
@@ -74,7 +74,7 @@ def _cookie(api: ApiState, request: Request[Any, Any, Any], value: str, max_age:
 
 @post("/console/api/sign-in", opt=_PUBLIC, include_in_schema=False, status_code=200)
 async def sign_in(
-    request: Request[Any, Any, Any], api: NamedDependency[ApiState], data: SignIn
+    request: Request[Any, Any, Any], api: NamedDependency[ApiState], data: JSONBody[SignIn]
 ) -> Response[dict[str, Any]]:
     console = _console(api)
     _same_origin(request)
