@@ -45,15 +45,22 @@ function Results({ id }) {
   if (!record) return <p>{t("loading")}</p>;
   const counts = {};
   for (const d of record.devices) counts[d.outcome] = (counts[d.outcome] || 0) + 1;
-  const act = (what) => api(`/api/v1/alerts/${encodeURIComponent(id)}/${what}`, { method: "POST" }).then(setRecord, (err) => alert(err.message));
+  const [error, setError] = useState(null);
+  const act = (what) =>
+    api(`/api/v1/alerts/${encodeURIComponent(id)}/${what}`, { method: "POST" }).then(
+      (found) => (setRecord(found), setError(null)),
+      (err) => setError(err.message),
+    );
   return (
-    <div class="results" data-testid="alert-results">
+    <div class="results" data-testid="alert-results" data-phase={record.phase}>
+      {error && <p class="error" role="alert" data-testid="alert-error">{error}</p>}
       <p>
         <b>{t(`alerts.phase.${record.phase}`)}</b> · {Object.entries(counts).map(([k, v]) => `${t(`alerts.outcome.${k}`)}: ${v}`).join(" · ")}
       </p>
       {record.phase === "pending_confirmation" && (
         <p>
-          {t("alerts.waiting_second", { until: formatTime(record.confirm_by) })} <button onClick={() => act("confirm")}>{t("alerts.confirm")}</button>{" "}
+          {t("alerts.waiting_second", { until: formatTime(record.confirm_by) })}{" "}
+          <button onClick={() => act("confirm")} data-testid="alert-second-confirm">{t("alerts.confirm")}</button>{" "}
           <button onClick={() => act("reject")}>{t("alerts.reject")}</button>
         </p>
       )}
@@ -219,9 +226,16 @@ export function Alerts({ user }) {
     let alive = true;
     const load = () => api("/api/v1/alerts?limit=50").then((page) => alive && setItems(page.items), () => {});
     load();
-    const stop = live((event) => (event.type === "alert.issued" || event.type === "alert.completed") && load());
+    let pending = null;
+    // Any change of an alert (issued, waiting for a second person, completed…), not each siren.
+    const stop = live((event) => {
+      if (event.type.startsWith("alert.") && !event.type.startsWith("alert.device.") && !pending) {
+        pending = setTimeout(() => ((pending = null), load()), 300);
+      }
+    });
     return () => {
       alive = false;
+      clearTimeout(pending);
       stop();
     };
   }, []);
@@ -243,7 +257,7 @@ export function Alerts({ user }) {
           <table class="list" data-testid="alerts">
             <tbody>
               {(items || []).map((a) => (
-                <tr onClick={() => setOpen(a.id)} class={`phase-${a.phase}`}>
+                <tr onClick={() => setOpen(a.id)} class={`phase-${a.phase}`} data-testid={`alert-${a.id}`}>
                   <td>{formatTime(a.created)}</td>
                   <td class={`status-${a.alert.status}`}>{t(`alerts.status.${a.alert.status}`)}</td>
                   <td>{a.alert.info && a.alert.info[0] ? a.alert.info[0].event : ""}</td>

@@ -230,3 +230,150 @@ async def test_an_operators_shift_in_the_browser(tmp_path, rtsp_server):
                 assert errors == []
             finally:
                 await browser.close()
+
+
+TWO_PERSON = """
+[hub]
+language = "ru"
+data_dir = "data"
+[api]
+listen = "127.0.0.1:0"
+[alerts]
+two_person_rule = true
+[plugins.eventlog]
+enabled = false
+[plugins.watch.settings]
+camera_interval = 1
+jitter = 0
+fail_after = 1
+recover_after = 1
+[plugins.simulator]
+
+[instances.krd-ptz]
+kind = "simulator.camera"
+name = "Поворотная, Красная"
+municipality = "krasnodar"
+lat = 45.0362
+lon = 38.9753
+settings = { fault_rate = 0.0, ptz = true }
+
+[instances.krd-fixed]
+kind = "simulator.camera"
+name = "Неподвижная, Красная"
+municipality = "krasnodar"
+lat = 45.0370
+lon = 38.9753
+settings = { fault_rate = 0.0 }
+
+[instances.krd-siren-1]
+kind = "simulator.siren"
+name = "Сирена, ул. Красная"
+municipality = "krasnodar"
+"""
+
+
+async def test_incident_cameras_ptz_english_and_the_two_person_rule(tmp_path):
+    _browser_or_skip()
+    from nabat.interfaces import GeoPoint, Incident
+    from playwright.async_api import async_playwright, expect
+
+    loaded = load_config_text(TWO_PERSON, tmp_path)
+    async with run_hub(loaded) as hub, run_api(hub) as server:
+        users = server.state.console.users
+        await users.create(
+            "ivanova", PASSWORD, role="operator", name="Иванова А.", municipalities=["krasnodar"]
+        )
+        await users.create("petrov", PASSWORD, role="supervisor", name="Петров Б.")
+        _, record = await hub.incidents.report(
+            "inc-1",
+            Incident(
+                title="ДТП, ул. Красная, 1",
+                type="traffic_accident",
+                location=GeoPoint(45.0355, 38.9753),
+                services=["02", "03"],
+                caller="+7 918 000-00-00",
+            ),
+            source="urn:test",
+        )
+        assert record.municipality == "krasnodar"
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+
+                async def signed_in(login: str):
+                    context = await browser.new_context(viewport={"width": 1400, "height": 900})
+                    page = await context.new_page()
+                    await page.goto(f"{server.url}/console/")
+                    await page.fill("input[name=login]", login)
+                    await page.fill("input[name=password]", PASSWORD)
+                    await page.click("button[type=submit]")
+                    await expect(page.get_by_test_id("who")).to_be_visible()
+                    return page
+
+                operator = await signed_in("ivanova")
+
+                # The incident with the snapshots its nearest cameras gave.
+                await operator.get_by_test_id("nav-incidents").click()
+                await (
+                    operator.get_by_test_id("incidents").get_by_text("ДТП, ул. Красная, 1").click()
+                )
+                incident = operator.get_by_test_id("incident")
+                await expect(incident).to_contain_text("+7 918 000-00-00")
+                for camera in ("krd-ptz", "krd-fixed"):
+                    picture = operator.get_by_test_id(f"incident-camera-{camera}").locator("img")
+                    await expect(picture).to_be_visible(timeout=15_000)
+                await shot(operator, "10-incident")
+
+                # PTZ for the camera that turns, none for the one that does not.
+                await operator.get_by_test_id("nav-wall").click()
+                await operator.get_by_test_id("tile-krd-fixed").click()
+                await expect(operator.get_by_test_id("camera-view")).to_contain_text(
+                    "не поворачивается"
+                )
+                await operator.keyboard.press("Escape")
+                await operator.get_by_test_id("tile-krd-ptz").click()
+                ptz = operator.get_by_test_id("ptz")
+                await expect(ptz).to_be_visible()
+                await ptz.get_by_title("исходное положение").click()
+                await expect(ptz.locator(".error")).to_have_count(0)
+                await shot(operator, "11-ptz")
+                await operator.keyboard.press("Escape")
+
+                # English with one click, every label from the catalog.
+                await operator.get_by_role("button", name="EN").click()
+                await expect(operator.get_by_test_id("nav-wall")).to_have_text("Cameras")
+                await expect(operator.get_by_test_id("tile-krd-ptz")).to_contain_text("working")
+                await shot(operator, "12-english")
+                await operator.get_by_role("button", name="RU").click()
+                await expect(operator.get_by_test_id("nav-wall")).to_have_text("Камеры")
+
+                # An Actual alert waits for a second person; the first cannot confirm it.
+                await operator.get_by_test_id("nav-alerts").click()
+                await operator.get_by_test_id("alert-form").locator("input[value=Actual]").check()
+                await operator.get_by_test_id("alert-submit").click()
+                await expect(operator.get_by_test_id("alert-confirm")).to_contain_text("РЕАЛЬНОЕ")
+                await operator.get_by_test_id("alert-confirm-yes").click()
+                results = operator.get_by_test_id("alert-results")
+                await expect(results).to_have_attribute("data-phase", "pending_confirmation")
+                await operator.get_by_test_id("alert-second-confirm").click()
+                await expect(operator.get_by_test_id("alert-error")).to_contain_text("second")
+                await shot(operator, "13-alert-waiting")
+
+                # The supervisor sees it waiting and confirms it: the siren sounds.
+                supervisor = await signed_in("petrov")
+                await supervisor.get_by_test_id("nav-alerts").click()
+                [pending] = await hub.alerts.recent(limit=5)
+                await supervisor.get_by_test_id(f"alert-{pending.id}").click()
+                await supervisor.get_by_test_id("alert-second-confirm").click()
+                device = supervisor.get_by_test_id("device-krd-siren-1")
+                await expect(device).to_have_attribute("data-outcome", "activated", timeout=15_000)
+                # … and the operator's page follows live.
+                await expect(operator.get_by_test_id("device-krd-siren-1")).to_have_attribute(
+                    "data-outcome", "activated", timeout=15_000
+                )
+                await shot(supervisor, "14-alert-confirmed")
+                record = await hub.alerts.get(pending.id)
+                assert record.created_by.startswith("token:user:ivanova")
+                assert record.confirmed_by.startswith("token:user:petrov")
+            finally:
+                await browser.close()
