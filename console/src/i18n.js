@@ -4,16 +4,25 @@
 let strings = {};
 export let language = "ru";
 
-export async function loadLanguage(lang) {
+export async function loadLanguage(lang, { remember = false } = {}) {
   const response = await fetch(`/console/i18n/${lang}.json`);
   if (!response.ok) throw new Error(`no catalog for ${lang}`);
   strings = await response.json();
   language = lang;
   document.documentElement.lang = lang;
+  if (!remember) return;
   try {
-    localStorage.setItem("nabat.language", lang);
+    localStorage.setItem("nabat.language", lang); // chosen by hand: kept on this browser
   } catch {
     /* private mode: the choice lasts this page only */
+  }
+}
+
+export function chosenLanguage() {
+  try {
+    return localStorage.getItem("nabat.language");
+  } catch {
+    return null;
   }
 }
 

@@ -2,7 +2,7 @@ import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { api, closeLive, loadRegion, setCsrf } from "./api.js";
 import { go } from "./router.js";
-import { loadLanguage, preferredLanguage, t, language } from "./i18n.js";
+import { chosenLanguage, loadLanguage, preferredLanguage, t, language } from "./i18n.js";
 import { SignIn } from "./pages/SignIn.jsx";
 import { Overview } from "./pages/Overview.jsx";
 import { Wall } from "./pages/Wall.jsx";
@@ -127,8 +127,8 @@ function App({ session: asked }) {
     return () => window.removeEventListener("nabat:signed-out", signedOut);
   }, []);
 
-  const changeLanguage = async (lang) => {
-    await loadLanguage(lang);
+  const changeLanguage = async (lang, remember = true) => {
+    await loadLanguage(lang, { remember });
     setLang(lang);
   };
 
@@ -138,7 +138,8 @@ function App({ session: asked }) {
       <SignIn
         onSignedIn={async (session) => {
           setCsrf(session.csrf);
-          if (session.user.language !== language) await changeLanguage(session.user.language);
+          // The account's language, unless the person chose one on this browser.
+          if (!chosenLanguage() && session.user.language !== language) await changeLanguage(session.user.language, false);
           setUser(session.user);
         }}
         onLanguage={changeLanguage}

@@ -6,7 +6,6 @@ import { api, live, loadRegion } from "../api.js";
 import { formatTime, language, t } from "../i18n.js";
 import { RegionMap } from "./RegionMap.jsx";
 
-const TEMPLATES = ["flood", "chemical", "air", "fire", "test"];
 const STATUSES = ["Exercise", "Test", "Actual"];
 const ACTIVE = new Set(["activating", "pending_confirmation"]);
 
@@ -94,15 +93,27 @@ function Results({ id }) {
 function Form({ user, onIssued }) {
   const region = useRegion();
   const [status, setStatus] = useState("Exercise");
-  const [template, setTemplate] = useState("flood");
-  const [text, setText] = useState(t("alerts.template.flood.text"));
+  const [templates, setTemplates] = useState(null);
+  const [template, setTemplate] = useState(null);
+  const [text, setText] = useState("");
+  useEffect(() => {
+    api("/console/api/templates").then((found) => {
+      setTemplates(found.templates);
+      setTemplate(found.templates[0]);
+      setText(found.templates[0].text);
+    }, () => setTemplates([]));
+  }, []);
   const [signal, setSignal] = useState(180);
   const [areas, setAreas] = useState(user.municipalities.slice());
   const [mode, setMode] = useState("municipalities"); // or "circle"
   const [circle, setCircle] = useState({ lat: null, lon: null, radius_km: 2 });
   const [confirming, setConfirming] = useState(false);
+  const [sirens, setSirens] = useState([]);
+  useEffect(() => {
+    api("/api/v1/sirens").then((page) => setSirens(page.items), () => {});
+  }, []);
   const [error, setError] = useState(null);
-  if (!region) return <p>{t("loading")}</p>;
+  if (!region || !templates) return <p>{t("loading")}</p>;
   const choices = region.municipalities.filter((m) => !user.municipalities.length || user.municipalities.includes(m.id));
   const name = (m) => (language === "ru" ? m.name_ru : m.name_en);
   const ready = mode === "circle" ? circle.lat != null && circle.radius_km > 0 : areas.length > 0;
@@ -110,9 +121,10 @@ function Form({ user, onIssued }) {
     if (!choices.some((m) => m.id === slug)) return; // not this operator's district
     setAreas(areas.includes(slug) ? areas.filter((a) => a !== slug) : [...areas, slug]);
   };
-  const pick = (value) => {
-    setTemplate(value);
-    setText(t(`alerts.template.${value}.text`));
+  const pick = (id) => {
+    const found = templates.find((x) => x.id === id);
+    setTemplate(found);
+    setText(found.text);
   };
   const issue = async () => {
     setError(null);
@@ -121,7 +133,7 @@ function Form({ user, onIssued }) {
         method: "POST",
         body: {
           status,
-          event: t(`alerts.template.${template}.event`),
+          event: template.event,
           area: mode === "circle" ? { circles: [circle] } : { municipalities: areas },
           message: { signal_seconds: Number(signal), text },
         },
@@ -130,7 +142,7 @@ function Form({ user, onIssued }) {
       onIssued(record.id);
     } catch (err) {
       setConfirming(false);
-      setError(err.message);
+      setError(err.status === 422 ? t("alerts.no_devices") : err.message);
     }
   };
   return (
@@ -145,9 +157,9 @@ function Form({ user, onIssued }) {
       </fieldset>
       <label>
         {t("alerts.template_title")}
-        <select value={template} onChange={(e) => pick(e.target.value)} name="template">
-          {TEMPLATES.map((k) => (
-            <option value={k}>{t(`alerts.template.${k}.event`)}</option>
+        <select value={template && template.id} onChange={(e) => pick(e.target.value)} name="template">
+          {templates.map((x) => (
+            <option value={x.id}>{x.event}</option>
           ))}
         </select>
       </label>
@@ -171,7 +183,7 @@ function Form({ user, onIssued }) {
           <div class="choices">
             {choices.map((m) => (
               <label>
-                <input type="checkbox" name="municipality" value={m.id} checked={areas.includes(m.id)} onChange={() => toggleArea(m.id)} /> {name(m)}
+                <input key={`m-${m.id}`} type="checkbox" name="municipality" value={m.id} checked={areas.includes(m.id)} onChange={() => toggleArea(m.id)} /> {name(m)}
               </label>
             ))}
           </div>
@@ -179,7 +191,7 @@ function Form({ user, onIssued }) {
           <div class="choices">
             <label>
               {t("alerts.radius")}
-              <input type="number" min="0.1" max="500" step="0.1" value={circle.radius_km} onInput={(e) => setCircle({ ...circle, radius_km: Number(e.target.value) })} name="radius" />
+              <input key="radius" type="number" min="0.1" max="500" step="0.1" value={circle.radius_km} onInput={(e) => setCircle({ ...circle, radius_km: Number(e.target.value) })} name="radius" />
             </label>
             <span class="muted">{circle.lat == null ? t("alerts.click_map") : `${circle.lat.toFixed(4)}, ${circle.lon.toFixed(4)}`}</span>
           </div>
@@ -192,6 +204,7 @@ function Form({ user, onIssued }) {
           onToggle={mode === "municipalities" ? toggleArea : undefined}
           onPoint={mode === "circle" ? (lat, lon) => setCircle({ ...circle, lat, lon }) : undefined}
           circle={mode === "circle" ? circle : undefined}
+          markers={sirens.map((x) => ({ lat: x.lat, lon: x.lon, colour: "#b37feb", label: x.name, radius: 6 }))}
         />
       </fieldset>
       {error && <p class="error" role="alert">{error}</p>}
@@ -201,7 +214,7 @@ function Form({ user, onIssued }) {
           <div class="panel">
             <h2>{t("alerts.confirm_title")}</h2>
             <p class={`status-${status}`}>
-              <b>{t(`alerts.status.${status}`)}</b>: {t(`alerts.template.${template}.event`)}
+              <b>{t(`alerts.status.${status}`)}</b>: {template && template.event}
             </p>
             <p>
               {mode === "circle"

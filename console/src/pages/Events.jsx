@@ -1,7 +1,7 @@
 // Live events as they happen, newest first, with a type filter (NATS pattern prefix).
 import { useEffect, useState } from "preact/hooks";
-import { live } from "../api.js";
-import { formatTime, t } from "../i18n.js";
+import { api, live, loadRegion } from "../api.js";
+import { formatTime, language, t } from "../i18n.js";
 
 const KEEP = 500;
 const GROUPS = ["", "camera.", "incident.", "alert.", "siren.", "police.", "system112.", "hub."];
@@ -14,6 +14,24 @@ export function Events() {
   const [events, setEvents] = useState([]);
   const [group, setGroup] = useState("");
   const [paused, setPaused] = useState(false);
+  const [names, setNames] = useState({});
+
+  // The last minutes from the journal first, so the page is not empty when opened.
+  useEffect(() => {
+    loadRegion().then((region) =>
+      setNames(Object.fromEntries(region.municipalities.map((m) => [m.id, language === "ru" ? m.name_ru : m.name_en]))),
+    );
+    const since = new Date(Date.now() - 15 * 60 * 1000).toISOString();
+    api(`/api/v1/events?${new URLSearchParams({ since, limit: "1000" })}`).then(
+      (page) =>
+        setEvents((list) => {
+          const seen = new Set(list.map((e) => e.id));
+          const recent = page.events.map((x) => x.event).filter((e) => !seen.has(e.id)).reverse();
+          return [...list, ...recent].slice(0, KEEP);
+        }),
+      () => {},
+    );
+  }, []);
 
   useEffect(
     () =>
@@ -55,7 +73,7 @@ export function Events() {
               <td>{formatTime(e.time)}</td>
               <td>{e.type}</td>
               <td>{e.subject || ""}</td>
-              <td>{e.municipality || ""}</td>
+              <td>{e.municipality ? names[e.municipality] || e.municipality : ""}</td>
             </tr>
           ))}
         </tbody>

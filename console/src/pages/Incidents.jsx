@@ -21,13 +21,18 @@ function Detail({ id }) {
       stop();
     };
   }, [id]);
-  if (error) return <p class="error">{t("error.generic", { reason: error })}</p>;
-  if (!record) return <p>{t("loading")}</p>;
+  if (!record) return error ? <p class="error">{t("error.generic", { reason: error })}</p> : <p>{t("loading")}</p>;
   const i = record.incident;
+  const close = () =>
+    api(`/api/v1/incidents/${encodeURIComponent(id)}/close`, { method: "POST" }).then(setRecord, (err) => setError(err.message));
   return (
     <article class="incident" data-testid="incident">
       <button class="link" onClick={() => go("/console/incidents")}>← {t("incidents.back")}</button>
-      <h2>{i.title || i.type}</h2>
+      <h2>{i.title || i.type || i.description || t("incidents.untitled")}</h2>
+      {i.status !== "closed" && (
+        <button onClick={close} data-testid="incident-close">{t("incidents.close")}</button>
+      )}
+      {error && <p class="error">{error}</p>}
       <dl>
         <dt>{t("incidents.status")}</dt>
         <dd>{t(`incidents.${i.status || "open"}`)}</dd>
@@ -46,7 +51,7 @@ function Detail({ id }) {
       </dl>
       {i.description && <p class="description">{i.description}</p>}
       <h3>{t("incidents.cameras")}</h3>
-      {(i.cameras || []).length === 0 && <p class="muted">{t("incidents.no_cameras")}</p>}
+      {(i.cameras || []).length === 0 && <p class="muted">{i.location ? t("incidents.no_cameras") : t("incidents.no_location")}</p>}
       <div class="tiles">
         {(i.cameras || []).map((c) => (
           <figure class={`tile state-${c.health || "unknown"}`} data-testid={`incident-camera-${c.id}`}>
@@ -107,7 +112,7 @@ export function Incidents({ rest }) {
         {sorted.map((r) => (
           <tr class={r.closed_at ? "closed" : `sev-${r.severity || "moderate"}`} onClick={() => go(`/console/incidents/${encodeURIComponent(r.id)}`)}>
             <td>{formatTime(r.incident.reported_at || r.created_at)}</td>
-            <td>{r.incident.title || r.incident.type}</td>
+            <td>{r.incident.title || r.incident.type || r.incident.description || t("incidents.untitled")}</td>
             <td>{r.incident.address || ""}</td>
             <td>{(r.incident.services || []).join(", ")}</td>
             <td>{t(`incidents.${r.incident.status || "open"}`)}</td>

@@ -16,11 +16,12 @@ async function load() {
     api("/api/v1/alerts?limit=100"),
   ]);
   const devices = sirens.districts.reduce((n, d) => n + d.devices, 0);
+  const checked = sirens.districts.some((d) => d.technical_at);
   const ready = sirens.districts.reduce((n, d) => n + d.ready, 0);
   return {
     cameras: cameras.total,
     lagging: cameras.districts.filter((d) => d.lagging),
-    sirens: { devices, ready, pct: devices ? Math.round((100 * ready) / devices) : null },
+    sirens: { devices, ready, checked, pct: devices && checked ? Math.round((100 * ready) / devices) : null },
     incidents: incidents.items.length,
     alerts: alerts.items.filter((a) => a.phase === "activating" || a.phase === "pending_confirmation").length,
   };
@@ -76,7 +77,11 @@ export function Overview() {
           {c.availability_pct != null && <span class="detail">{t("overview.availability", { pct: c.availability_pct.toFixed(1) })}</span>}
         </Card>
         <Card title={t("overview.sirens")} value={data.sirens.pct == null ? "—" : `${data.sirens.pct}%`} alarm={data.sirens.pct != null && data.sirens.pct < 100} testid="card-sirens">
-          <span class="detail">{t("overview.sirens_ready", { ready: data.sirens.ready, devices: data.sirens.devices })}</span>
+          <span class="detail">
+            {data.sirens.checked || !data.sirens.devices
+              ? t("overview.sirens_ready", { ready: data.sirens.ready, devices: data.sirens.devices })
+              : t("overview.sirens_unchecked", { devices: data.sirens.devices })}
+          </span>
         </Card>
         <Card title={t("overview.incidents")} value={data.incidents} alarm={data.incidents > 0} testid="card-incidents" onClick={() => go("/console/incidents")} />
         <Card title={t("overview.alerts")} value={data.alerts} alarm={data.alerts > 0} testid="card-alerts" onClick={() => go("/console/alerts")} />

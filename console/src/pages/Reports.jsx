@@ -3,10 +3,12 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import uPlot from "uplot";
 import { api } from "../api.js";
-import { formatTime, t } from "../i18n.js";
+import { formatTime, language, t } from "../i18n.js";
 
 const PERIODS = { 7: 6, 30: 24, 90: 24 }; // days → bucket hours
 const COLOURS = ["#4c9aff", "#2e9d5b", "#e0a000", "#e5383b", "#b37feb", "#36cfc9", "#ff85c0", "#bfbfbf"];
+
+const day = (seconds, options) => new Date(seconds * 1000).toLocaleDateString(language === "ru" ? "ru-RU" : "en-GB", options);
 
 function Chart({ series, width }) {
   const box = useRef(null);
@@ -20,11 +22,15 @@ function Chart({ series, width }) {
         height: 320,
         scales: { y: { range: [0, 100] } },
         axes: [
-          { stroke: "#8a97a6", grid: { stroke: "#2c3540" } },
+          {
+            stroke: "#8a97a6",
+            grid: { stroke: "#2c3540" },
+            values: (_, ticks) => ticks.map((v) => day(v, { day: "numeric", month: "short" })),
+          },
           { stroke: "#8a97a6", grid: { stroke: "#2c3540" }, values: (_, ticks) => ticks.map((v) => `${v}%`) },
         ],
         series: [
-          {},
+          { label: t("reports.time"), value: (_, v) => (v == null ? "—" : day(v)) },
           ...lines.map((row, i) => ({
             label: row.name,
             stroke: COLOURS[i % COLOURS.length],

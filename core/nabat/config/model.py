@@ -185,6 +185,9 @@ class AlertSettings(_Table):
     """Seconds the second confirmation may take before the alert expires."""
     sender: str | None = None
     """CAP ``sender`` of alerts issued here (default ``nabat@<hub name>``)."""
+    language: Literal["ru", "en"] = "ru"
+    """Language of the message templates the console offers: what the population hears,
+    whatever language an operator's console is in."""
 
 
 class ReadinessSettings(_Table):

@@ -150,6 +150,28 @@ async def region(api: NamedDependency[ApiState]) -> dict[str, Any]:
     }
 
 
+TEMPLATES = ("flood", "chemical", "air", "fire", "test")
+
+
+@get("/console/api/templates", include_in_schema=False)
+async def templates(api: NamedDependency[ApiState]) -> dict[str, Any]:
+    """Alert message templates in the population's language (``[alerts] language``), not
+    the operator's: an operator working in English still warns people in Russian."""
+    language = api.hub.config.alerts.language
+    strings = catalog(language)
+    return {
+        "language": language,
+        "templates": [
+            {
+                "id": key,
+                "event": strings[f"alert_templates.{key}.event"],
+                "text": strings[f"alert_templates.{key}.text"],
+            }
+            for key in TEMPLATES
+        ],
+    }
+
+
 @cache
 def _catalog_json(language: str) -> bytes:
     strings = {k: v for k, v in catalog(language).items() if k.startswith("console.")}
@@ -232,4 +254,4 @@ async def root() -> Redirect:
     return Redirect("/console/")
 
 
-HANDLERS = [sign_in, sign_out, session, region, messages, outlines, static, page, root]
+HANDLERS = [sign_in, sign_out, session, region, templates, messages, outlines, static, page, root]

@@ -55,6 +55,9 @@ SNAPSHOTS = "incident_snapshots"
 SOURCE = "/nabat/incidents"
 TYPES = tuple(f"incident.{c}" for c in ("created", "updated", "closed"))
 _SAME_PLACE_M = 50.0
+SNAPSHOT_RETRIES = (16.0, 32.0)
+"""Seconds before asking a failed camera again (longer than the snapshot cache remembers a
+failure)."""
 """A location moved less than this keeps its linked cameras."""
 
 _encoder = msgspec.json.Encoder()
@@ -301,19 +304,47 @@ class IncidentService:
         task.add_done_callback(self._tasks.discard)
 
     async def _take_snapshots(self, incident_id: str, camera_ids: list[str]) -> None:
+        """Take the linked cameras' snapshots and publish them; a camera that fails is asked
+        again twice (after the snapshot cache forgets the failure), so a moment's glitch does
+        not leave the incident without its nearest picture."""
         try:
-            taken = await asyncio.gather(*(self._snapshot(incident_id, c) for c in camera_ids))
-            async with self._lock(incident_id):
-                current = await self.get(incident_id)
-                if current is None:
+            wanted = list(camera_ids)
+            for attempt in range(len(SNAPSHOT_RETRIES) + 1):
+                if attempt:
+                    await asyncio.sleep(SNAPSHOT_RETRIES[attempt - 1])
+                taken = await asyncio.gather(*(self._snapshot(incident_id, c) for c in wanted))
+                results = dict(zip(wanted, taken, strict=True))
+                if not await self._apply_snapshots(
+                    incident_id, results, final=attempt == len(SNAPSHOT_RETRIES)
+                ):
                     return
-                results = dict(zip(camera_ids, taken, strict=True))
-                cameras = [
-                    msgspec.structs.replace(c, **results[c.id]) if c.id in results else c
-                    for c in current.incident.cameras
-                ]
-                if cameras == current.incident.cameras:
-                    return  # re-linked elsewhere meanwhile
+                wanted = [c for c, r in results.items() if "snapshot" not in r]
+                if not wanted:
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the incident itself is recorded; only pictures are missing
+            log.error("incident.snapshots_failed", incident=incident_id, error=repr(exc))
+
+    async def _apply_snapshots(
+        self, incident_id: str, results: dict[str, dict[str, Any]], *, final: bool
+    ) -> bool:
+        """Publish what a round of snapshots gave (a failure only once it is final); False
+        when the incident is gone or its cameras were linked anew meanwhile."""
+        async with self._lock(incident_id):
+            current = await self.get(incident_id)
+            if current is None or not {c.id for c in current.incident.cameras} >= set(results):
+                return False
+            shown = {
+                camera: found for camera, found in results.items() if "snapshot" in found or final
+            }
+            cameras = [
+                msgspec.structs.replace(c, snapshot_error=None, **shown[c.id])
+                if c.id in shown
+                else c
+                for c in current.incident.cameras
+            ]
+            if cameras != current.incident.cameras:
                 await self._apply(
                     incident_id,
                     msgspec.structs.replace(current.incident, cameras=cameras),
@@ -323,10 +354,7 @@ class IncidentService:
                     severity=Severity(current.severity) if current.severity else None,
                     correlationid=None,
                 )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the incident itself is recorded; only pictures are missing
-            log.error("incident.snapshots_failed", incident=incident_id, error=repr(exc))
+            return True
 
     async def _snapshot(self, incident_id: str, camera_id: str) -> dict[str, Any]:
         hub = self.hub
@@ -340,7 +368,7 @@ class IncidentService:
         except TimeoutError:
             return {"snapshot_error": f"no snapshot within {self.settings.snapshot_timeout:g} s"}
         except Exception as exc:
-            return {"snapshot_error": f"{type(exc).__name__}: {exc}"[:300]}
+            return {"snapshot_error": (str(exc) or type(exc).__name__)[:300]}
         current = await self.get(incident_id)
         await hub.journal.put_record(
             SNAPSHOTS, f"{incident_id}/{camera_id}", picture.content, expires=self._expiry(current)

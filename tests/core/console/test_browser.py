@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -344,6 +345,14 @@ async def test_incident_cameras_ptz_english_and_the_two_person_rule(tmp_path):
                 await expect(operator.get_by_test_id("nav-wall")).to_have_text("Cameras")
                 await expect(operator.get_by_test_id("tile-krd-ptz")).to_contain_text("working")
                 await shot(operator, "12-english")
+                # The message the population hears stays in their language.
+                await operator.get_by_test_id("nav-alerts").click()
+                form = operator.get_by_test_id("alert-form")
+                await expect(form).to_contain_text("Template")
+                await expect(form.locator("select[name=template]")).to_contain_text("Наводнение")
+                await expect(form.locator("textarea[name=text]")).to_have_value(
+                    re.compile("^Внимание!")
+                )
                 await operator.get_by_role("button", name="RU").click()
                 await expect(operator.get_by_test_id("nav-wall")).to_have_text("Камеры")
 

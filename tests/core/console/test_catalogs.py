@@ -33,7 +33,6 @@ EXPANSIONS = {
     "alerts.phase": [p.value for p in AlertPhase],
     "alerts.outcome": [o.value for o in DeviceOutcome],
     "alerts.status": ["Actual", "Exercise", "Test"],
-    "alerts.template": ["flood", "chemical", "air", "fire", "test"],
     "nav": ["overview", "wall", "events", "incidents", "alerts", "map", "reports"],
     "role": ["operator", "supervisor", "admin"],
     "service": list(SERVICES),
