@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 from ..events import Event, Severity
+from ..i18n import Messages
 from ..ids import uuid7
 from ..interfaces.alerting import (
     AlertDevice,
@@ -264,7 +265,8 @@ def sirens_report(
         if technical is not None and technical.passed:
             row.ready += 1
         else:
-            row.failing.append(f"{device}: {technical.detail if technical else 'never checked'}")
+            detail = technical.detail if technical else Messages(language)("report.never_checked")
+            row.failing.append(f"{device}: {detail}")
         if technical is not None and (row.technical_at is None or technical.at < row.technical_at):
             row.technical_at = technical.at
         comprehensive = latest.get("comprehensive")

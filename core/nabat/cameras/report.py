@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 
 import msgspec
 
+from ..i18n import Messages
 from ..interfaces.camera import HealthState
 from ..interfaces.payloads import CameraHealthChange
 from ..regions import Region
@@ -186,6 +187,7 @@ async def build_report(
     if since >= until:
         raise ValueError("the period has not begun yet")
     wanted = set(municipalities) if municipalities is not None else None
+    say = Messages(language)
     timelines = await _changes(journal, since)
     rows: dict[str, DistrictRow] = {}
     times: dict[str, _Time] = {}
@@ -216,18 +218,22 @@ async def build_report(
         times[slug].ok += spent.ok
         times[slug].known += spent.known
 
-    total = DistrictRow(
-        municipality="total", name="Итого" if language == "ru" else "Total", target=None
-    )
+    total = DistrictRow(municipality="total", name=say("report.total"), target=None)
     all_time = _Time()
     for slug, r in rows.items():
         spent = times[slug]
         if spent.known > 0:
             r.availability_pct = round(100.0 * spent.ok / spent.known, 2)
         if r.target is not None and r.ok < r.target:
-            r.why.append(f"ok {r.ok} < target {r.target}")
+            r.why.append(say("report.why_target", ok=r.ok, target=r.target))
         if r.availability_pct is not None and r.availability_pct < availability_target:
-            r.why.append(f"availability {r.availability_pct:g}% < {availability_target:g}%")
+            r.why.append(
+                say(
+                    "report.why_availability",
+                    pct=f"{r.availability_pct:g}",
+                    target=f"{availability_target:g}",
+                )
+            )
         r.lagging = bool(r.why)
         for name in ("total", "ok", "degraded", "offline", "unknown"):
             setattr(total, name, getattr(total, name) + getattr(r, name))
@@ -238,7 +244,7 @@ async def build_report(
     lagging = sum(r.lagging for r in rows.values())
     total.lagging = bool(lagging)
     if lagging:
-        total.why = [f"{lagging} of {len(rows)} districts lagging"]
+        total.why = [say("report.lagging_total", n=lagging, of=len(rows))]
     return CameraReport(
         region=region.id,
         since=since,
@@ -336,7 +342,7 @@ async def availability_series(
         districts=sorted(rows, key=lambda r: r.name),
         total=SeriesRow(
             municipality="total",
-            name="Итого" if language == "ru" else "Total",
+            name=Messages(language)("report.total"),
             availability_pct=[pct(t) for t in total],
         ),
     )
