@@ -23,7 +23,13 @@ async function load() {
     lagging: cameras.districts.filter((d) => d.lagging),
     sirens: { devices, ready, checked, pct: devices && checked ? Math.round((100 * ready) / devices) : null },
     incidents: incidents.items.length,
-    alerts: alerts.items.filter((a) => a.phase === "activating" || a.phase === "pending_confirmation").length,
+    // In progress: still activating or waiting for a second person, or its signal still sounding.
+    alerts: alerts.items.filter(
+      (a) =>
+        a.phase === "activating" ||
+        a.phase === "pending_confirmation" ||
+        (a.phase === "completed" && Date.parse(a.created) + (a.message.signal_seconds || 0) * 1000 > Date.now()),
+    ).length,
   };
 }
 
