@@ -3,6 +3,14 @@
 import { useEffect, useRef } from "preact/hooks";
 import L from "leaflet";
 
+// Leaflet puts a string tooltip in as HTML: names and titles come from outside (an incident's
+// title from 112), so they go in as text.
+function text(value) {
+  const span = document.createElement("span");
+  span.textContent = value;
+  return span;
+}
+
 let outlines = null;
 function loadOutlines() {
   if (!outlines) outlines = fetch("/console/outlines.geojson").then((r) => (r.ok ? r.json() : { features: [] }));
@@ -29,7 +37,7 @@ export function RegionMap({ markers = [], selected, focus = [], onToggle, onPoin
       shapes.current = L.geoJSON(geo, {
         style: () => ({ color: "#4c9aff", weight: 1, fillOpacity: 0.06 }),
         onEachFeature: (feature, layer) => {
-          layer.bindTooltip(feature.properties.name_ru, { sticky: true });
+          layer.bindTooltip(text(feature.properties.name_ru), { sticky: true });
           layer.on("click", (e) => {
             const { onToggle: toggle, onPoint: point } = handlers.current;
             if (point) point(e.latlng.lat, e.latlng.lng);
@@ -85,7 +93,7 @@ export function RegionMap({ markers = [], selected, focus = [], onToggle, onPoin
         fillColor: m.colour,
         fillOpacity: 0.95,
       });
-      if (m.label) dot.bindTooltip(m.label);
+      if (m.label) dot.bindTooltip(text(m.label));
       if (m.onClick) dot.on("click", m.onClick);
       dot.addTo(dots.current);
     }

@@ -33,7 +33,7 @@ from ..store import JournalError
 from ..webhooks import WebhookVerificationError, WebhookVerifier
 from .problems import PROBLEM_JSON, FieldError, ProblemError, problem_body
 from .ratelimit import RateLimiter
-from .sessions import COOKIE, CSRF_HEADER
+from .sessions import CSRF_HEADER, session_cookie
 from .tokens import TokenInfo
 
 if TYPE_CHECKING:
@@ -59,17 +59,6 @@ def request_id_of(scope: Scope) -> str | None:
 
 def actor_of(scope: Scope) -> str | None:
     return scope.get(ACTOR)  # type: ignore[return-value]
-
-
-def _cookie(scope: Scope, name: str) -> str | None:
-    header = _header(scope, b"cookie")
-    if not header:
-        return None
-    for part in header.split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == name:
-            return value
-    return None
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -432,7 +421,7 @@ class AccessMiddleware(ASGIMiddleware):
     async def _authenticate(self, scope: Scope) -> TokenInfo:
         header = _header(scope, b"authorization")
         if not header:
-            cookie = _cookie(scope, COOKIE)
+            cookie = session_cookie(_header(scope, b"cookie"))
             if cookie is not None and self.state.console is not None:
                 return await self._signed_in(scope, cookie)
             raise ProblemError(401, "a bearer token is required", kind="token-required")

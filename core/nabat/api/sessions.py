@@ -19,7 +19,7 @@ import msgspec
 
 from ..store import Journal
 
-__all__ = ["COOKIE", "CSRF_HEADER", "Session", "SessionStore"]
+__all__ = ["COOKIE", "CSRF_HEADER", "Session", "SessionStore", "session_cookie"]
 
 COLLECTION = "console_sessions"
 COOKIE = "nabat_session"
@@ -39,6 +39,17 @@ class Session(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _decoder = msgspec.json.Decoder(Session)
+
+
+def session_cookie(header: str | None) -> str | None:
+    """The session secret in a ``Cookie`` header: the first ``nabat_session`` (the one
+    parser used for signing in requests and signing out, so a planted second cookie cannot
+    make them disagree)."""
+    for part in (header or "").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == COOKIE:
+            return value
+    return None
 
 
 def _key(secret: str) -> str:
@@ -101,8 +112,14 @@ class SessionStore:
             self._touched[key] = now_mono
             if len(self._touched) > 10_000:
                 self._touched.clear()
+            # Re-read before moving the deadline on: a session ended elsewhere (sign-out in
+            # another process, `nabat users passwd`) must not be written back to life.
+            stored = await self.journal.get_record(COLLECTION, key)
+            if stored is None:
+                self._cache[key] = (now_mono, None)
+                return None
             session = msgspec.structs.replace(
-                session, idle_until=now + timedelta(seconds=self.idle)
+                _decoder.decode(stored.body), idle_until=now + timedelta(seconds=self.idle)
             )
             await self._put(key, session)
             self._cache[key] = (now_mono, session)

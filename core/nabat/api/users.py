@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -113,8 +114,9 @@ class UserStore:
         self.journal = journal
         self.max_failures = max_failures
         self.lockout = lockout
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._cache: dict[str, tuple[float, User | None]] = {}
+        self._unknown: dict[str, tuple[int, datetime | None]] = {}
 
     async def cached(self, login: str, ttl: float = 5.0) -> User | None:
         """:meth:`get` through a few seconds' cache: every console request asks."""
@@ -184,29 +186,46 @@ class UserStore:
         return user
 
     def _lock(self, login: str) -> asyncio.Lock:
-        return self._locks.setdefault(login, asyncio.Lock())
+        lock = self._locks.get(login)
+        if lock is None:
+            lock = self._locks[login] = asyncio.Lock()
+        return lock
 
     async def sign_in(self, login: str, password: str) -> User:
         """The user, if the password is right and the account usable; else SignInError with
-        a reason fit to show (it never says whether the login exists)."""
+        a reason fit to show. Unknown logins are counted and locked like known ones, so
+        neither the answer, its time nor a lock-out tells which logins exist."""
         login = login.strip().lower()[:64]
         async with self._lock(login):
             user = await self.get(login)
             now = datetime.now(UTC)
-            if user is None or user.disabled:
+            known = user is not None and not user.disabled
+            locked = (
+                user.locked_until
+                if known and user is not None
+                else self._unknown.get(login, (0, None))[1]
+            )
+            if locked is not None and locked > now:  # answered at once, known or not
+                raise SignInError("account locked after repeated failures", locked)
+            if not known:
                 await asyncio.to_thread(_verify, _DUMMY, password)  # the same time either way
+                self._count_unknown(login, now)
                 raise SignInError("wrong login or password")
-            if user.locked_until is not None and user.locked_until > now:
-                raise SignInError("account locked after repeated failures", user.locked_until)
+            assert user is not None
             ok, rehash = await asyncio.to_thread(_verify, user.password_hash, password)
+            # Hashing took a while and `nabat users` runs in another process: apply what
+            # this sign-in changes to the account as it is now, not as it was read.
+            fresh = await self.get(login)
+            if fresh is None or fresh.disabled or fresh.password_hash != user.password_hash:
+                raise SignInError("wrong login or password")
             if not ok:
-                failures = user.failures + 1
+                failures = fresh.failures + 1
                 locked = (
                     now + timedelta(seconds=self.lockout) if failures >= self.max_failures else None
                 )
                 await self._put(
                     msgspec.structs.replace(
-                        user, failures=0 if locked else failures, locked_until=locked
+                        fresh, failures=0 if locked else failures, locked_until=locked
                     )
                 )
                 if locked:
@@ -215,9 +234,21 @@ class UserStore:
             changes: dict[str, object] = {"failures": 0, "locked_until": None, "last_sign_in": now}
             if rehash:
                 changes["password_hash"] = await asyncio.to_thread(_hasher.hash, password)
-            user = msgspec.structs.replace(user, **changes)
+            user = msgspec.structs.replace(fresh, **changes)
             await self._put(user)
             return user
+
+    def _count_unknown(self, login: str, now: datetime) -> None:
+        """An unknown (or disabled) login's failures, kept in memory, answered with the same
+        lock-out as a real account's."""
+        failures = self._unknown.get(login, (0, None))[0] + 1
+        if failures >= self.max_failures:
+            locked = now + timedelta(seconds=self.lockout)
+            self._unknown[login] = (0, locked)
+            raise SignInError("account locked after repeated failures", locked)
+        if len(self._unknown) > 10_000:
+            self._unknown.clear()
+        self._unknown[login] = (failures, None)
 
     async def update(
         self,

@@ -23,7 +23,7 @@ from litestar.params import JSONBody, PathParameter
 from litestar.response import Redirect
 
 from ..api.problems import ProblemError
-from ..api.sessions import COOKIE
+from ..api.sessions import COOKIE, session_cookie
 from ..api.state import ApiState
 from ..api.tokens import TokenInfo
 from ..api.users import SignInError
@@ -51,10 +51,16 @@ def _console(api: ApiState) -> Any:
 
 
 def _same_origin(request: Request[Any, Any, Any]) -> None:
-    """Refuse a cross-site form post: sign-in must come from the console's own page."""
+    """Refuse a cross-site post: sign-in must come from the console's own page (JSON, which a
+    plain HTML form cannot send, and not from another site by Origin or Sec-Fetch-Site)."""
     origin = request.headers.get("origin")
-    if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
+    site = request.headers.get("sec-fetch-site")
+    if (origin and urlsplit(origin).netloc != request.headers.get("host", "")) or (
+        site not in (None, "same-origin", "none")
+    ):
         raise ProblemError(403, "sign-in from another site is refused", kind="cross-site")
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        raise ProblemError(415, "sign in with a JSON body", kind="unsupported-media-type")
 
 
 def _cookie(api: ApiState, request: Request[Any, Any, Any], value: str, max_age: int) -> Cookie:
@@ -79,8 +85,19 @@ async def sign_in(
     console = _console(api)
     _same_origin(request)
     client = request.client.host if request.client else None
+    wait = api.limiter.acquire(
+        f"sign-in:{client}", rate=console.sign_in_rate, burst=console.sign_in_burst
+    )
+    if wait is not None:
+        raise ProblemError(
+            429,
+            f"too many sign-in attempts from this address; retry in {wait:.0f} s",
+            headers={"Retry-After": str(max(1, round(wait)))},
+            kind="rate-limited",
+        )
     try:
-        user = await console.users.sign_in(data.login, data.password)
+        async with console.hashing:
+            user = await console.users.sign_in(data.login, data.password)
     except SignInError as exc:
         api.audit.record(
             f"user:{data.login.strip().lower()[:64]}",
@@ -113,7 +130,7 @@ async def sign_out(
     request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState]
 ) -> Response[None]:
     console = _console(api)
-    secret = request.cookies.get(COOKIE)
+    secret = session_cookie(request.headers.get("cookie"))
     if secret:
         await console.sessions.end(secret)
     log.info("console.signed_out", login=request.user.name)
@@ -126,7 +143,7 @@ async def session(
 ) -> Response[dict[str, Any]]:
     """Who is signed in (the page asks on load), with the CSRF token for its writes."""
     console = _console(api)
-    secret = request.cookies.get(COOKIE, "")
+    secret = session_cookie(request.headers.get("cookie"))
     current = await console.sessions.get(secret) if secret else None
     user = await console.users.cached(current.login) if current else None
     if current is None or user is None:
@@ -200,31 +217,44 @@ async def outlines(api: NamedDependency[ApiState]) -> Response[bytes]:
     )
 
 
-@cache
+_assets: dict[str, tuple[bytes, str, str]] = {}
+
+
 def _asset(name: str) -> tuple[bytes, str, str] | None:
-    path = _STATIC.joinpath(*name.split("/"))
-    if ".." in name.split("/") or not path.is_file():
+    """A built file (body, media type, ETag); only files that exist are remembered, so
+    asking for random names costs nothing lasting."""
+    found = _assets.get(name)
+    if found is not None:
+        return found
+    parts = name.split("/")
+    if ".." in parts or any(not p for p in parts):
+        return None
+    path = _STATIC.joinpath(*parts)
+    if not path.is_file():
         return None
     body = path.read_bytes()
     kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    if kind.startswith("text/") or kind == "application/javascript":
-        kind += "; charset=utf-8"
-    return body, kind, hashlib.sha256(body).hexdigest()[:16]
+    found = _assets[name] = (body, kind, hashlib.sha256(body).hexdigest()[:16])
+    return found
 
 
 @get("/console/static/{name:path}", opt=_PUBLIC, include_in_schema=False)
 async def static(
     request: Request[Any, Any, Any], name: Annotated[str, PathParameter(max_length=200)]
 ) -> Response[bytes]:
-    found = _asset(name.lstrip("/"))
+    name = name.lstrip("/")
+    found = _asset(name) if name != "index.html" else None  # the page only with its CSP
     if found is None:
         raise ProblemError(404, "no such file")
     body, kind, etag = found
+    headers = {
+        "ETag": f'"{etag}"',
+        "Cache-Control": "no-cache",
+        "X-Content-Type-Options": "nosniff",
+    }
     if request.headers.get("if-none-match") == f'"{etag}"':
-        return Response(b"", status_code=304)
-    return Response(
-        body, media_type=kind, headers={"ETag": f'"{etag}"', "Cache-Control": "no-cache"}
-    )
+        return Response(b"", status_code=304, headers=headers)
+    return Response(body, media_type=kind, headers=headers)
 
 
 @get(["/console", "/console/{page:path}"], opt=_PUBLIC, include_in_schema=False)
@@ -242,7 +272,8 @@ async def page(api: NamedDependency[ApiState]) -> Response[bytes]:
             # Only our own scripts, styles and pictures: an injected script cannot run or
             # send anything elsewhere.
             "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
-            "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+            "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; "
+            "form-action 'self'",
             "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer",
         },

@@ -187,3 +187,39 @@ async def test_the_users_command_manages_accounts(tmp_path):
     assert "argon2" not in listed.stdout
     assert nabat("users", "disable", "sidorova").returncode == 0
     assert "disabled" in nabat("users", "list").stdout
+
+
+async def test_unknown_logins_lock_like_real_ones_and_sign_in_is_rate_limited(console):
+    async with httpx.AsyncClient(base_url=console.url) as http:
+        answers = [(await sign_in(http, "nobody", "guess")).status_code for _ in range(4)]
+        assert answers == [401, 401, 423, 423]  # max_failures = 3, as for ivanova
+        r = await http.post(
+            "/console/api/sign-in",
+            content=b'{"login": "ivanova", "password": "x"}',
+            headers={"Content-Type": "text/plain"},  # what a cross-site form could send
+        )
+        assert r.status_code == 415
+        codes = [(await sign_in(http, f"x{i}", "guess")).status_code for i in range(12)]
+        assert 429 in codes and codes[:5] == [401] * 5
+
+
+async def test_a_session_ended_elsewhere_stays_ended_and_its_stream_closes(console):
+    async with httpx.AsyncClient(base_url=console.url) as http:
+        r = await sign_in(http, "ivanova")
+        csrf = r.json()["csrf"]
+        cookie = http.cookies.get("nabat_session")
+        sessions = console.state.console.sessions
+        assert await sessions.get(cookie) is not None
+        async with http.stream("GET", "/api/v1/events/stream", timeout=30) as stream:
+            assert stream.status_code == 200
+            # Signed out (as another process would: the record goes; this one's cache too).
+            await sessions.end_all("ivanova")
+            sessions._cache.clear()
+            sessions._touched.clear()  # the idle deadline is due to move on: it must not revive
+            assert await sessions.get(cookie) is None
+            body = b""
+            async for chunk in stream.aiter_bytes():  # ends by itself within seconds
+                body += chunk
+        assert b"nabat event stream" in body
+        r = await http.post("/console/api/sign-out", headers={"X-CSRF-Token": csrf})
+        assert r.status_code == 401

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -403,14 +404,26 @@ async def stream_events(
         after = _cursor(cursor, "cursor")
     if after is None:
         after = await api.hub.journal.last_seq()
-    return ServerSentEvent(_follow(api, query, after), headers={"X-Accel-Buffering": "no"})
+    alive = None
+    if api.console is not None and request.user.id.startswith("user:"):
+        alive = api.console.still_signed_in(request.headers.get("cookie"))
+    return ServerSentEvent(_follow(api, query, after, alive), headers={"X-Accel-Buffering": "no"})
 
 
-async def _follow(api: ApiState, query: EventQuery, after: int) -> AsyncIterator[Any]:
+async def _follow(
+    api: ApiState, query: EventQuery, after: int, alive: Any = None
+) -> AsyncIterator[Any]:
+    """``alive``: for a console session, an async check that it still may read: a stream
+    ends within seconds of sign-out, a changed password or a disabled account."""
     hub = api.hub
     heartbeat = api.settings.stream_heartbeat
+    checked = time.monotonic()
     yield ServerSentEventMessage(data=None, comment="nabat event stream", retry=2000)
     while not api.closing.is_set():
+        if alive is not None and time.monotonic() - checked >= 5.0:
+            checked = time.monotonic()
+            if not await alive():
+                return
         seen = hub.appended.count
         try:
             page = await hub.journal.query(msgspec.structs.replace(query, after=after))
@@ -429,7 +442,7 @@ async def _follow(api: ApiState, query: EventQuery, after: int) -> AsyncIterator
             continue
         if hub.appended.count != seen:
             continue  # something arrived while we read: read again before sleeping
-        if not await _wait(api, heartbeat):
+        if not await _wait(api, min(heartbeat, 5.0) if alive is not None else heartbeat):
             yield ServerSentEventMessage(data=None, comment="keep-alive")
 
 
