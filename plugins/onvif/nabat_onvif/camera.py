@@ -23,6 +23,7 @@ unreachable → ``retrying``; SOAP faults named with their subcode).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -484,12 +485,26 @@ class OnvifCamera(Camera):
             raise TransientError("the camera is stopped")
         events = await self._call("events service", device.create_events_service)
         lifetime = self.settings.subscription_s
-        answer = await self._call(
-            "CreatePullPointSubscription",
-            lambda: events.CreatePullPointSubscription(
-                {"InitialTerminationTime": _duration(lifetime)}
-            ),
+        create = asyncio.ensure_future(
+            self._call(
+                "CreatePullPointSubscription",
+                lambda: events.CreatePullPointSubscription(
+                    {"InitialTerminationTime": _duration(lifetime)}
+                ),
+            )
         )
+        try:
+            answer = await asyncio.shield(create)
+        except asyncio.CancelledError:
+            # Cancelled while the camera was creating it (the hub stopping): the camera may
+            # hold the subscription already. Learn its address and remove it, or it stays
+            # there (cameras allow only a few).
+            with contextlib.suppress(Exception):
+                late = await asyncio.wait_for(create, min(3.0, self.settings.request_timeout_s))
+                await self._unsubscribe_address(
+                    device, str(late.SubscriptionReference.Address._value_1)
+                )
+            raise
         address = str(answer.SubscriptionReference.Address._value_1)
         device.xaddrs[PULLPOINT] = device.rewrite_url(address)
         self.subscription = address
