@@ -126,6 +126,12 @@ settings = {{ port = {receiver_port} }}
                         stdout=asyncio.subprocess.DEVNULL,
                         stderr=log,
                     )
+            # Both hubs up before anything is ingested: a hub follows the journal from where
+            # it stood when it started, so a B started late would rightly miss A's events.
+            for _, writer in await asyncio.gather(
+                *(connect_when_ready(hub["port"]) for hub in hubs.values())
+            ):
+                writer.close()
             # Both take events; the one durable subscription delivers all of them, from
             # whichever process holds its lease.
             ids_a = await ingest(hubs["a"]["port"], range(0, 50))
