@@ -4,7 +4,7 @@ hub with real RTSP cameras, a simulated siren and its HTTP API on loopback.
 One operator's shift: sign in, the camera wall, a camera that dies while the wall is open turns
 red by itself, an alert to the district's sirens with every siren's result, the offline map,
 the reports, sign-out. A
-screenshot of each page is kept in ``test-artifacts/console/`` (CI keeps that folder)."""
+screenshot of each page is kept in ``test-artifacts/console/`` (``NABAT_ARTIFACTS`` moves it)."""
 
 from __future__ import annotations
 
