@@ -266,7 +266,7 @@ async def page(api: NamedDependency[ApiState]) -> Response[bytes]:
         raise ProblemError(503, "the console is not built: run `npm run build` in console/")
     return Response(
         found[0],
-        media_type="text/html; charset=utf-8",
+        media_type="text/html",
         headers={
             "Cache-Control": "no-cache",
             # Only our own scripts, styles and pictures: an injected script cannot run or
