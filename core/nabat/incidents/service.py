@@ -37,6 +37,7 @@ from ..interfaces.incident import (
     IncidentRecord,
     IncidentStatus,
     LinkedCamera,
+    incident_of,
 )
 from ..interfaces.payloads import UnitState
 from ..logs import get_logger
@@ -403,18 +404,12 @@ class IncidentService:
             return None
         incident_id = event.subject or event.id
         try:
-            data = event.data if isinstance(event.data, Incident) else None
-            if data is None:
-                data = msgspec.convert(
-                    msgspec.to_builtins(event.data) if event.data is not None else {}, Incident
-                )
-        except (msgspec.ValidationError, TypeError, ValueError) as exc:
+            data = incident_of(event)
+        except ValueError as exc:
             log.warning("incident.unreadable", event=event.id, type=event.type, error=str(exc))
             return DeliveryResult(
                 status=DeliveryStatus.REJECTED, at=datetime.now(UTC), detail=str(exc)[:200]
             )
-        if event.type == "incident.closed":
-            data = msgspec.structs.replace(data, status=IncidentStatus.CLOSED)
         async with self._lock(incident_id):
             current = await self.get(incident_id)
             if current is not None and (

@@ -63,6 +63,7 @@ from .incident import (
     Incidents,
     IncidentStatus,
     LinkedCamera,
+    incident_of,
 )
 from .messaging import Connector, DeliveryResult, DeliveryStatus, Notification, Notifier
 from .payloads import CameraHealthChange, DeviceStatusChange, UnitKind, UnitState, UnitStatus
@@ -142,6 +143,7 @@ __all__ = [
     "UnitStatus",
     "Urgency",
     "WarningMessage",
+    "incident_of",
 ]
 
 INTERFACES = (Camera, AlertDevice, Notifier, Connector)

@@ -15,9 +15,12 @@ from __future__ import annotations
 import enum
 import math
 from datetime import datetime
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import msgspec
+
+if TYPE_CHECKING:
+    from ..events import Event
 
 __all__ = [
     "MAX_VICTIMS",
@@ -29,6 +32,7 @@ __all__ = [
     "IncidentStatus",
     "Incidents",
     "LinkedCamera",
+    "incident_of",
 ]
 
 MAX_VICTIMS = 1000
@@ -102,6 +106,24 @@ class Incident(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     cause: dict[str, Any] | None = None
     """The event that made a rule open this incident (``id``, ``type``, ``source``)."""
     rule: str | None = None
+
+
+def incident_of(event: Event) -> Incident:
+    """The incident an ``incident.*`` event carries, typed or as JSON from the journal; an
+    ``incident.closed`` event's incident is closed whatever its data says. ValueError (with
+    msgspec's reason) when the data is not an incident."""
+    data = event.data
+    try:
+        incident = (
+            data
+            if isinstance(data, Incident)
+            else msgspec.convert(msgspec.to_builtins(data) if data is not None else {}, Incident)
+        )
+    except (msgspec.ValidationError, TypeError) as exc:
+        raise ValueError(str(exc)) from None
+    if event.type == "incident.closed" and incident.status is not IncidentStatus.CLOSED:
+        incident = msgspec.structs.replace(incident, status=IncidentStatus.CLOSED)
+    return incident
 
 
 class IncidentChange(enum.StrEnum):

@@ -37,6 +37,7 @@ from nabat.interfaces import (
     IncidentStatus,
     Secret,
     TransientError,
+    incident_of,
 )
 from nabat.webhooks import signed_headers
 
@@ -300,10 +301,8 @@ class System112Connector(Connector):
         if self.settings.forward_url is None or event.subject is None:
             return None
         try:
-            incident = msgspec.convert(
-                msgspec.to_builtins(event.data) if event.data is not None else {}, Incident
-            )
-        except (msgspec.ValidationError, TypeError, ValueError) as exc:
+            incident = incident_of(event)
+        except ValueError as exc:
             self.context.log.warning(
                 "system112.unreadable_incident", event=event.id, error=str(exc)[:200]
             )
@@ -312,8 +311,6 @@ class System112Connector(Connector):
             return None  # 112's own incident: it knows
         if self.settings.forward_types and incident.type not in self.settings.forward_types:
             return None
-        if event.type == "incident.closed":
-            incident = msgspec.structs.replace(incident, status=IncidentStatus.CLOSED)
         return incident
 
     async def handle(self, event: Event) -> DeliveryResult:
