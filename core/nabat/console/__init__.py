@@ -12,8 +12,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from ..api.sessions import SessionStore, session_cookie
-from ..api.users import UserStore
+from ..api.sessions import Session, SessionStore, session_cookie
+from ..api.users import User, UserStore
 
 if TYPE_CHECKING:
     from ..config.model import ConsoleSettings
@@ -44,16 +44,23 @@ class ConsoleState:
         self.hashing = asyncio.Semaphore(2)
         """Argon2 costs 64 MiB and ~0.1 s of a core per sign-in: two at a time at most."""
 
+    async def signed_in(self, secret: str | None) -> tuple[Session, User] | None:
+        """The live session of a cookie's secret and its person, when both may still act;
+        None when the session ended or the account is gone or disabled."""
+        if not secret:
+            return None
+        session = await self.sessions.get(secret)
+        user = await self.users.cached(session.login) if session is not None else None
+        if session is None or user is None or user.disabled:
+            return None
+        return session, user
+
     def still_signed_in(self, cookie_header: str | None) -> Callable[[], Awaitable[bool]]:
         """A check that the session of this request's cookie is still live and its person
         still allowed (long-lived requests, like the event stream, ask it now and then)."""
         secret = session_cookie(cookie_header)
 
         async def check() -> bool:
-            if not secret:
-                return False
-            session = await self.sessions.get(secret)
-            user = await self.users.cached(session.login) if session is not None else None
-            return user is not None and not user.disabled
+            return await self.signed_in(secret) is not None
 
         return check

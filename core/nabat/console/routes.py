@@ -143,11 +143,10 @@ async def session(
 ) -> Response[dict[str, Any]]:
     """Who is signed in (the page asks on load), with the CSRF token for its writes."""
     console = _console(api)
-    secret = session_cookie(request.headers.get("cookie"))
-    current = await console.sessions.get(secret) if secret else None
-    user = await console.users.cached(current.login) if current else None
-    if current is None or user is None:
+    found = await console.signed_in(session_cookie(request.headers.get("cookie")))
+    if found is None:
         raise ProblemError(401, "not signed in", kind="session-ended")
+    current, user = found
     return Response(
         {"user": user.public(), "csrf": current.csrf, "expires": current.idle_until.isoformat()},
         headers={"Cache-Control": "no-store"},
