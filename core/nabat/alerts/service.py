@@ -18,12 +18,13 @@ referencing the original, with a new message or area.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import msgspec
 
+from ..cap import reference_to
 from ..events import Event, Severity
 from ..ids import uuid7
 from ..interfaces import AuthError
@@ -399,32 +400,40 @@ class AlertService:
 
     async def update(
         self,
-        alert_id: str,
+        alert_id: str | Sequence[str],
         *,
         message: WarningMessage | None,
         alert: Alert | None,
         by: str,
         allowed: Callable[[str | None], bool] = lambda m: True,
+        as_given: bool = False,
     ) -> AlertRecord:
-        """A CAP ``Update`` of ``alert_id``: a new alert referencing it (new message and/or
-        area), issued like any alert; the original is marked as updated."""
-        original = await self.get(alert_id)
-        if original is None:
-            raise AlertError(404, f"no alert {alert_id!r}")
-        if original.updated_by is not None:
-            raise AlertError(409, f"alert {alert_id} was updated by {original.updated_by}")
-        base = alert or original.alert
-        sent = datetime.now(UTC).replace(microsecond=0)
+        """A CAP ``Update`` of ``alert_id`` (or of several alerts): a new alert referencing
+        them (new message and/or area), issued like any alert; each original is marked as
+        updated. ``<references>`` names each original exactly as it was sent. ``as_given``
+        keeps ``alert``'s own identifier and ``sent`` (a CAP Update posted by a caller);
+        otherwise the update gets a new identifier, sent now."""
+        ids = [alert_id] if isinstance(alert_id, str) else list(alert_id)
+        originals = []
+        for one in ids:
+            original = await self.get(one)
+            if original is None:
+                raise AlertError(404, f"no alert {one!r}")
+            if original.updated_by is not None:
+                raise AlertError(409, f"alert {one} was updated by {original.updated_by}")
+            originals.append(original)
+        base = alert or originals[-1].alert
         updated = msgspec.structs.replace(
             base,
-            identifier=uuid7(),
-            sent=sent,
+            identifier=base.identifier if as_given else uuid7(),
+            sent=base.sent if as_given else datetime.now(UTC).replace(microsecond=0),
             msg_type=MsgType.UPDATE,
-            references=f"{original.alert.sender},{original.id},{original.alert.sent.isoformat()}",
+            references=" ".join(reference_to(o.alert) for o in originals),
         )
-        record = await self.issue(updated, message or original.message, by=by, allowed=allowed)
-        original.updated_by = record.id
-        await self._save(original)
+        record = await self.issue(updated, message or originals[-1].message, by=by, allowed=allowed)
+        for original in originals:
+            original.updated_by = record.id
+            await self._save(original)
         return record
 
     async def close(self) -> None:

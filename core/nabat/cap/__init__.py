@@ -15,6 +15,10 @@
   offset with a colon, UTC as ``-00:00``, never ``Z`` (CAP 1.2 §3.3.2). An absent ``language``
   reads as ``en-US`` (the CAP default) and is always written out.
 
+References: :func:`reference_to` writes the ``sender,identifier,sent`` triple of a message as
+:func:`to_cap` wrote it (byte for byte: receivers match references as text);
+:func:`parse_references` reads a ``<references>`` text into :class:`Reference` triples.
+
 Security: input over ``max_bytes`` (1 MiB by default) is refused before parsing; lxml parses
 with DTD loading, entity expansion and network access off and libxml2's size/depth limits on;
 any ``<!DOCTYPE>`` is refused outright, so nothing it names is read or fetched.
@@ -29,7 +33,7 @@ value, malformed date, missing or misplaced element) and kept as libxml2 wrote t
 
 from __future__ import annotations
 
-from .codec import format_datetime, parse_cap, to_cap
+from .codec import Reference, format_datetime, parse_cap, parse_references, reference_to, to_cap
 from .errors import CapError, CapProblem
 from .validation import CAP_NAMESPACE, DEFAULT_MAX_BYTES
 
@@ -38,7 +42,10 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "CapError",
     "CapProblem",
+    "Reference",
     "format_datetime",
     "parse_cap",
+    "parse_references",
+    "reference_to",
     "to_cap",
 ]

@@ -32,7 +32,7 @@ from .validation import (
     parse_polygon,
 )
 
-__all__ = ["parse_cap", "to_cap"]
+__all__ = ["Reference", "parse_cap", "parse_references", "reference_to", "to_cap"]
 
 log = get_logger("nabat.cap")
 
@@ -218,3 +218,42 @@ def format_datetime(value: datetime) -> str:
         f"{value.year:04d}-{value.month:02d}-{value.day:02d}T"
         f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}{sign}{hours:02d}:{minutes:02d}"
     )
+
+
+# --- references ---------------------------------------------------------------------------------
+
+
+def reference_to(alert: Alert) -> str:
+    """The ``sender,identifier,sent`` triple naming ``alert`` in a later message's
+    ``<references>``, exactly as :func:`to_cap` writes those three elements: receivers match
+    references as text (CAP 1.2 §3.2.1), so ``…+00:00`` for a message sent as ``…-00:00`` would
+    name nothing."""
+    return f"{alert.sender},{alert.identifier},{format_datetime(alert.sent)}"
+
+
+class Reference(msgspec.Struct, frozen=True):
+    """One ``sender,identifier,sent`` triple of a ``<references>`` element."""
+
+    sender: str
+    identifier: str
+    sent: datetime
+    text: str
+    """The triple as written."""
+
+
+def parse_references(value: str | None) -> list[Reference]:
+    """The triples of a ``<references>`` text (space-separated); raise ``ValueError`` naming
+    the first one that is not ``sender,identifier,sent`` with a CAP datetime."""
+    found = []
+    for token in (value or "").split():
+        parts = token.split(",")
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"{token!r} is not a reference of the form sender,identifier,sent")
+        try:
+            sent = datetime.fromisoformat(parts[2])
+        except ValueError:
+            raise ValueError(f"{token!r}: {parts[2]!r} is not a CAP datetime") from None
+        if sent.tzinfo is None:
+            raise ValueError(f"{token!r}: {parts[2]!r} has no UTC offset")
+        found.append(Reference(sender=parts[0], identifier=parts[1], sent=sent, text=token))
+    return found

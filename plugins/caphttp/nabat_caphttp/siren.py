@@ -19,7 +19,7 @@ from typing import Literal
 
 import httpx
 import msgspec
-from nabat.cap import CapError, parse_cap, to_cap
+from nabat.cap import CapError, parse_cap, reference_to, to_cap
 from nabat.interfaces import (
     ActivationMemory,
     ActivationOutcome,
@@ -177,13 +177,12 @@ class CapHttpSiren(AlertDevice):
             return self._result(
                 alert_identifier, ActivationOutcome.CANCELLED, "not sent to this device"
             )
-        sent = original.sent.isoformat()
         cancel = msgspec.structs.replace(
             original,
             identifier=f"{original.identifier}-cancel",
             sent=datetime.now(UTC).replace(microsecond=0),
             msg_type=MsgType.CANCEL,
-            references=f"{original.sender},{original.identifier},{sent}",
+            references=reference_to(original),
         )
         result = await self._post(cancel)
         if result.outcome is ActivationOutcome.CANCELLED:

@@ -332,3 +332,199 @@ async def test_the_two_person_rule(api):
     assert not [c for c in ScriptedSiren.log if c[2] == late["id"]]
     refused = await second.post(f"/api/v1/alerts/{late['id']}/confirm")
     assert refused.status_code == 409
+
+
+# -- CAP by msgType: Update and Cancel reference an earlier alert; Ack and Error are refused ---
+
+CAP_HEADERS = {"Content-Type": "application/cap+xml"}
+
+
+def cap_message(
+    identifier: str,
+    *,
+    msg_type: str = "Alert",
+    references: str | None = None,
+    municipality: str = "krasnodar",
+    status: str = "Actual",
+    sender: str = "edds@krasnodar",
+    sent: str = "2026-12-06T10:00:00+03:00",
+    text: str = "Внимание! Угроза наводнения.",
+) -> bytes:
+    refs = f"<references>{references}</references>" if references is not None else ""
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+  <identifier>{identifier}</identifier><sender>{sender}</sender><sent>{sent}</sent>
+  <status>{status}</status><msgType>{msg_type}</msgType><scope>Public</scope>{refs}
+  <info><language>ru-RU</language><category>Met</category><event>Наводнение</event>
+    <urgency>Immediate</urgency><severity>Severe</severity><certainty>Observed</certainty>
+    <description>{text}</description>
+    <area><areaDesc>{municipality}</areaDesc>
+      <geocode><valueName>municipality</valueName><value>{municipality}</value></geocode>
+    </area></info>
+</alert>""".encode()
+
+
+def sent_of(xml: bytes) -> str:
+    """``sender,identifier,sent`` of a CAP message as its text says."""
+    from lxml import etree
+
+    root = etree.fromstring(xml)
+    ns = {"c": "urn:oasis:names:tc:emergency:cap:1.2"}
+    return ",".join(
+        root.findtext(f"c:{n}", namespaces=ns) for n in ("sender", "identifier", "sent")
+    )
+
+
+def activated(alert_id: str) -> list[str]:
+    return sorted(d for d, c, a in ScriptedSiren.log if c == "activate" and a == alert_id)
+
+
+async def test_a_cap_cancel_stops_the_alert_and_sounds_nothing(api):
+    client = await api.client("alerts:activate", "events:read")
+    original = cap_message("flood-krd-1")
+    issued = await client.post(
+        "/api/v1/alerts/cap", content=original, headers=CAP_HEADERS, params={"wait": 10}
+    )
+    assert issued.status_code == 202, issued.text
+    assert activated("flood-krd-1") == ["krd-1", "krd-2"]
+    cancel = cap_message("flood-krd-1-cancel", msg_type="Cancel", references=sent_of(original))
+    answer = await client.post("/api/v1/alerts/cap", content=cancel, headers=CAP_HEADERS)
+    assert answer.status_code == 200, answer.text
+    [record] = answer.json()["cancelled"]
+    assert record["id"] == "flood-krd-1" and record["phase"] == "cancelled"
+    assert {d["outcome"] for d in record["devices"]} == {"cancelled"}
+    assert sorted(d for d, c, a in ScriptedSiren.log if c == "cancel") == ["krd-1", "krd-2"]
+    # The Cancel itself reached no device as an alert, and created no alert of its own.
+    assert not activated("flood-krd-1-cancel")
+    assert all(not api.hub.instance(d).active for d in ("krd-1", "krd-2"))
+    assert (await client.get("/api/v1/alerts/flood-krd-1-cancel")).status_code == 404
+    again = await client.post("/api/v1/alerts/cap", content=cancel, headers=CAP_HEADERS)
+    assert again.status_code == 409  # cancelled already
+
+
+async def test_a_cap_update_supersedes_the_referenced_alert(api):
+    client = await api.client("alerts:activate", "events:read")
+    original = cap_message("flood-krd-2")
+    await client.post(
+        "/api/v1/alerts/cap", content=original, headers=CAP_HEADERS, params={"wait": 10}
+    )
+    update = cap_message(
+        "flood-krd-2-u1",
+        msg_type="Update",
+        references=sent_of(original),
+        sent="2026-12-06T10:05:00+03:00",
+        text="Вода поднимается, уходите выше",
+    )
+    answer = await client.post(
+        "/api/v1/alerts/cap", content=update, headers=CAP_HEADERS, params={"wait": 10}
+    )
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert body["id"] == "flood-krd-2-u1" and body["alert"]["msgType"] == "Update"
+    assert body["alert"]["references"] == sent_of(original)
+    assert body["message"]["text"] == "Вода поднимается, уходите выше"
+    assert activated("flood-krd-2-u1") == ["krd-1", "krd-2"]
+    first = (await client.get("/api/v1/alerts/flood-krd-2")).json()
+    assert first["updated_by"] == "flood-krd-2-u1"
+    twice = cap_message("flood-krd-2-u2", msg_type="Update", references=sent_of(original))
+    assert (
+        await client.post("/api/v1/alerts/cap", content=twice, headers=CAP_HEADERS)
+    ).status_code == 409
+
+
+async def test_cap_messages_that_are_not_alerts_or_name_no_known_alert_are_refused(api):
+    client = await api.client("alerts:activate", "events:read")
+    original = cap_message("flood-krd-3")
+    await client.post(
+        "/api/v1/alerts/cap", content=original, headers=CAP_HEADERS, params={"wait": 10}
+    )
+    sounded = len(ScriptedSiren.log)
+    for kind in ("Ack", "Error"):
+        answer = await client.post(
+            "/api/v1/alerts/cap",
+            content=cap_message(f"x-{kind}", msg_type=kind, references=sent_of(original)),
+            headers=CAP_HEADERS,
+        )
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["errors"][0]["field"] == "/alert/msgType"
+    unknown = cap_message(
+        "x-cancel",
+        msg_type="Cancel",
+        references="edds@krasnodar,no-such-alert,2026-12-06T10:00:00+03:00",
+    )
+    answer = await client.post("/api/v1/alerts/cap", content=unknown, headers=CAP_HEADERS)
+    assert answer.status_code == 404 and "no-such-alert" in answer.json()["detail"]
+    other_sender = sent_of(original).replace("edds@krasnodar", "someone@else")
+    answer = await client.post(
+        "/api/v1/alerts/cap",
+        content=cap_message("x-cancel", msg_type="Cancel", references=other_sender),
+        headers=CAP_HEADERS,
+    )
+    assert answer.status_code == 404
+    wrong_time = sent_of(original).replace("10:00:00", "10:00:01")
+    answer = await client.post(
+        "/api/v1/alerts/cap",
+        content=cap_message("x-cancel", msg_type="Cancel", references=wrong_time),
+        headers=CAP_HEADERS,
+    )
+    assert answer.status_code == 422 and "was sent at" in answer.json()["detail"]
+    bare = await client.post(
+        "/api/v1/alerts/cap",
+        content=cap_message("x-cancel", msg_type="Cancel"),
+        headers=CAP_HEADERS,
+    )
+    assert bare.status_code == 422 and bare.json()["errors"][0]["field"] == "/alert/references"
+    assert len(ScriptedSiren.log) == sounded  # none of these reached a device
+    assert (await client.get("/api/v1/alerts/flood-krd-3")).json()["phase"] == "completed"
+
+
+async def test_cap_update_and_cancel_keep_municipality_limits_and_the_two_person_rule(api):
+    regional = await api.client("alerts:activate", "events:read")
+    sochi = await api.client("alerts:activate", "events:read", municipalities=("sochi",))
+    original = cap_message("flood-krd-4")
+    await regional.post(
+        "/api/v1/alerts/cap", content=original, headers=CAP_HEADERS, params={"wait": 10}
+    )
+    cancel = cap_message("x-cancel", msg_type="Cancel", references=sent_of(original))
+    foreign = await sochi.post("/api/v1/alerts/cap", content=cancel, headers=CAP_HEADERS)
+    assert foreign.status_code == 404  # another district's alert is not even visible
+    update = cap_message(
+        "x-update", msg_type="Update", references=sent_of(original), municipality="sochi"
+    )
+    foreign = await sochi.post("/api/v1/alerts/cap", content=update, headers=CAP_HEADERS)
+    assert foreign.status_code == 404
+    assert (await regional.get("/api/v1/alerts/flood-krd-4")).json()["phase"] == "completed"
+    assert not [c for c in ScriptedSiren.log if c[1] == "cancel"]
+
+    api.hub.config.alerts.two_person_rule = True  # type: ignore[misc]
+    update = cap_message("flood-krd-4-u1", msg_type="Update", references=sent_of(original))
+    pending = await regional.post("/api/v1/alerts/cap", content=update, headers=CAP_HEADERS)
+    assert pending.status_code == 202 and pending.json()["phase"] == "pending_confirmation"
+    assert not activated("flood-krd-4-u1")  # waits for a second person, as /update does
+    second = await api.client("alerts:activate", "events:read")
+    confirmed = await second.post("/api/v1/alerts/flood-krd-4-u1/confirm")
+    assert confirmed.status_code == 200
+    await api.hub.alerts.wait("flood-krd-4-u1", 10)
+    assert activated("flood-krd-4-u1") == ["krd-1", "krd-2"]
+
+
+async def test_an_update_references_the_original_exactly_as_it_was_sent(api):
+    from nabat.cap import to_cap
+
+    client = await api.client("alerts:activate", "events:read")
+    original = (
+        await client.post(
+            "/api/v1/alerts",
+            json={**FLOOD, "area": {"municipalities": ["krasnodar"]}},
+            params={"wait": 10},
+        )
+    ).json()
+    update = await client.post(
+        f"/api/v1/alerts/{original['id']}/update",
+        json={"message": {"text": "Отбой"}},
+        params={"wait": 10},
+    )
+    record = await api.hub.alerts.get(original["id"])
+    sent_xml = to_cap(record.alert)  # what a CAP device was sent
+    assert update.json()["alert"]["references"] == sent_of(sent_xml)
+    assert sent_of(sent_xml).endswith("-00:00")  # CAP's UTC form, never +00:00

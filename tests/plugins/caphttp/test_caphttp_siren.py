@@ -10,7 +10,8 @@ import msgspec
 import nabat_caphttp.plugin
 import pytest
 from aiohttp import web
-from nabat.cap import parse_cap, to_cap
+from lxml import etree
+from nabat.cap import parse_cap, reference_to, to_cap
 from nabat.interfaces.alerting import (
     Alert,
     MsgType,
@@ -25,6 +26,7 @@ class Gateway:
 
     def __init__(self) -> None:
         self.received: list[tuple[str, Alert]] = []
+        self.raw: list[tuple[str, bytes]] = []  # each body as it came over the wire
         self.failures_left = 1
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -36,7 +38,7 @@ class Gateway:
             sent=datetime.now(UTC).replace(microsecond=0),
             status=alert.status,
             msg_type=msg_type,
-            references=f"{alert.sender},{alert.identifier},{alert.sent.isoformat()}",
+            references=reference_to(alert),
             note=note or None,
         )
         return web.Response(body=to_cap(answer), content_type="application/cap+xml")
@@ -51,7 +53,9 @@ class Gateway:
                 return web.Response(status=401)
         if request.content_type != "application/cap+xml":
             return web.Response(status=415, text="CAP XML only")
-        alert = parse_cap(await request.read())  # refuses anything not valid CAP 1.2
+        body = await request.read()
+        alert = parse_cap(body)  # refuses anything not valid CAP 1.2
+        self.raw.append((mode, body))
         self.received.append((mode, alert))
         if mode == "flaky" and self.failures_left:
             self.failures_left -= 1
@@ -73,6 +77,13 @@ class Gateway:
     async def __aexit__(self, *exc: object) -> None:
         assert self.runner is not None
         await self.runner.cleanup()
+
+
+def texts(xml: bytes, *names: str) -> list[str] | str:
+    """The text of CAP elements of ``<alert>`` as written on the wire."""
+    root = etree.fromstring(xml)
+    found = [root.findtext(f"{{urn:oasis:names:tc:emergency:cap:1.2}}{n}") for n in names]
+    return found[0] if len(found) == 1 else found
 
 
 def config(port: int) -> str:
@@ -131,14 +142,31 @@ async def test_cap_alerts_reach_http_gateways(tmp_path, monkeypatch):
             assert again.outcome == "activated"
             assert sum(1 for mode, a in gateway.received if mode == "ok") == 1
 
+            # An Update and the Cancels reference each earlier message exactly as it was
+            # sent: sender,identifier,sent as written on the wire (receivers match the text).
+            update = await hub.alerts.update(
+                alert.identifier, message=WarningMessage(text="Отбой"), alert=None, by="test"
+            )
+            await hub.alerts.wait(update.id, 20)
             cancelled = await hub.alerts.cancel(alert.identifier, by="test")
             by_device = {d.device: d.outcome.value for d in cancelled.devices}
             assert by_device["gw-ok"] == "cancelled"
-            cancel = [a for mode, a in gateway.received if mode == "ok"][-1]
-            assert cancel.msg_type is MsgType.CANCEL
-            assert (
-                cancel.references == f"{alert.sender},{alert.identifier},{alert.sent.isoformat()}"
+            await hub.alerts.cancel(update.id, by="test")
+            ok = [
+                (a, body)
+                for (mode, a), (_, body) in zip(gateway.received, gateway.raw, strict=True)
+                if mode == "ok"
+            ]
+            kinds = [a.msg_type for a, _ in ok]
+            assert kinds == [MsgType.ALERT, MsgType.UPDATE, MsgType.CANCEL, MsgType.CANCEL]
+            (_, first), (_, updated), (_, cancel1), (_, cancel2) = ok
+            original_ref = ",".join(texts(first, "sender", "identifier", "sent"))
+            assert texts(updated, "references") == original_ref
+            assert texts(cancel1, "references") == original_ref
+            assert texts(cancel2, "references") == ",".join(
+                texts(updated, "sender", "identifier", "sent")
             )
+            assert original_ref.endswith("-00:00")  # CAP's UTC form, as <sent> is written
 
             status = await hub.instance("gw-ok").status()
             assert status.state == "idle"

@@ -12,15 +12,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from ...alerts import AlertError, AlertRecord
+from ...alerts import AlertError, AlertPhase, AlertRecord
 from ...alerts.area import MUNICIPALITY_GEOCODE
 from ...alerts.compose import municipality_area, new_alert
 from ...alerts.readiness import CheckResult, ReadinessRow, latest_results, sirens_report
-from ...cap import CapError, parse_cap
+from ...cap import CapError, format_datetime, parse_cap, parse_references
 from ...ids import uuid7
 from ...interfaces.alerting import (
     Alert,
@@ -28,6 +28,7 @@ from ...interfaces.alerting import (
     Category,
     Certainty,
     Circle,
+    MsgType,
     Severity,
     Signal,
     Status,
@@ -220,22 +221,99 @@ async def _issue(
     return record
 
 
+class CancelledAlerts(msgspec.Struct, kw_only=True):
+    """The answer to a CAP ``Cancel``: every alert it referenced, now cancelled."""
+
+    cancelled: list[AlertRecord]
+
+
+_CAP_DOC = """The body is a CAP 1.2 `<alert>` (`application/cap+xml`), validated against the
+OASIS schema; municipalities are geocodes `municipality` = slug. What happens follows
+`<msgType>`:
+
+* `Alert`: a new alert to every device in the area (202, the alert's record). The message
+  played is «Внимание всем!» then the info's description (or headline).
+* `Update`: a new alert that supersedes the one(s) in `<references>` (202), as
+  `POST /alerts/{id}/update` does: two-person rule and municipality limits alike.
+* `Cancel`: the alert(s) in `<references>` are cancelled on every device (200,
+  `{"cancelled": [...]}`), as `POST /alerts/{id}/cancel` does. Nothing is sounded.
+* `Ack`, `Error`: refused (422): they answer a message, they are not sent to devices.
+
+A reference names an alert by `sender,identifier,sent`; an unknown or foreign one is 404,
+one whose `sent` differs from the alert's is 422. The `<references>` the hub writes on to the
+devices name each original exactly as it was sent to them."""
+
+
+def _cap_problem(status: int, detail: str, field: str, reason: str, kind: str) -> ProblemError:
+    return ProblemError(status, detail, errors=[FieldError(field=field, reason=reason)], kind=kind)
+
+
+async def _referenced(api: ApiState, token: TokenInfo, alert: Alert) -> list[AlertRecord]:
+    """The alerts a CAP Update/Cancel references, each visible to the token and sent as named."""
+    try:
+        references = parse_references(alert.references)
+    except ValueError as exc:
+        raise _cap_problem(422, str(exc), "/alert/references", str(exc), "invalid-cap") from None
+    if not references:
+        raise _cap_problem(
+            422,
+            f"a CAP {alert.msg_type.value} must name the alert(s) it refers to",
+            "/alert/references",
+            "missing: sender,identifier,sent of the earlier alert",
+            "invalid-cap",
+        )
+    records = []
+    for ref in references:
+        try:
+            record = await _visible(api, token, ref.identifier)
+        except ProblemError:
+            record = None
+        if record is None or record.alert.sender != ref.sender:
+            raise _cap_problem(
+                404,
+                f"no alert {ref.text!r}: <references> names an alert this hub did not issue "
+                "or this token may not see",
+                "/alert/references",
+                f"unknown alert {ref.identifier!r} from {ref.sender!r}",
+                "not-found",
+            )
+        if record.alert.sent != ref.sent:
+            raise _cap_problem(
+                422,
+                f"alert {ref.identifier!r} was sent at {format_datetime(record.alert.sent)}, "
+                f"not {ref.text.rsplit(',', 1)[1]}",
+                "/alert/references",
+                f"sent does not match alert {ref.identifier!r}",
+                "invalid-cap",
+            )
+        records.append(record)
+    return records
+
+
+def _check_cap_area(token: TokenInfo, alert: Alert) -> None:
+    for info in alert.info:
+        for area in info.area:
+            for g in area.geocode:
+                if g.value_name == MUNICIPALITY_GEOCODE and not token.sees(g.value):
+                    raise ProblemError(
+                        403, f"this token may not alert {g.value}", kind="municipality-forbidden"
+                    )
+
+
 @post(
     "/api/v1/alerts/cap",
     opt={"scope": "alerts:activate"},
     status_code=202,
-    summary="Issue an alert given as CAP 1.2 XML",
-    description="The body is a CAP 1.2 `<alert>` (`application/cap+xml`), validated against "
-    "the OASIS schema; municipalities are geocodes `municipality` = slug. The message played "
-    "is «Внимание всем!» then the info's description (or headline).",
-    responses=documented(403, 409, 413, 422),
+    summary="Issue, update or cancel an alert given as CAP 1.2 XML (by its msgType)",
+    description=_CAP_DOC,
+    responses=documented(403, 404, 409, 413, 422),
     tags=["alerts"],
 )
 async def issue_cap_alert(
     request: Request[TokenInfo, Any, Any],
     api: NamedDependency[ApiState],
     wait: Annotated[float, QueryParameter(ge=0, le=60)] = 0,
-) -> AlertRecord:
+) -> Response[AlertRecord | CancelledAlerts]:
     body = await request.body()
     try:
         alert = parse_cap(body)
@@ -246,22 +324,67 @@ async def issue_cap_alert(
         ]
         raise ProblemError(422, "not valid CAP 1.2", errors=errors, kind="invalid-cap") from None
     if alert.status not in (Status.ACTUAL, Status.EXERCISE, Status.TEST):
-        raise ProblemError(
+        raise _cap_problem(
             422,
             f"a {alert.status.value} alert is not sent to devices",
-            errors=[FieldError(field="/alert/status", reason="Actual, Exercise or Test")],
+            "/alert/status",
+            "Actual, Exercise or Test",
+            "invalid-cap",
+        )
+    if alert.msg_type in (MsgType.ACK, MsgType.ERROR):
+        raise _cap_problem(
+            422,
+            f"a CAP {alert.msg_type.value} answers an earlier message; it is not sent to devices",
+            "/alert/msgType",
+            "Alert, Update or Cancel",
+            "unsupported-msg-type",
         )
     token = request.user
-    for info in alert.info:
-        for area in info.area:
-            for g in area.geocode:
-                if g.value_name == MUNICIPALITY_GEOCODE and not token.sees(g.value):
-                    raise ProblemError(
-                        403, f"this token may not alert {g.value}", kind="municipality-forbidden"
-                    )
+    if alert.msg_type is MsgType.CANCEL:
+        return Response(await _cancel_referenced(request, api, alert), status_code=200)
+    _check_cap_area(token, alert)
     info = alert.info[0] if alert.info else None
     text = (info.description or info.headline) if info else None
-    return await _issue(request, api, alert, WarningMessage(text=text), wait)
+    message = WarningMessage(text=text)
+    if alert.msg_type is MsgType.ALERT:
+        return Response(await _issue(request, api, alert, message, wait), status_code=202)
+    originals = await _referenced(api, token, alert)
+    ids = [r.id for r in originals]
+    request.scope["nabat.audit"] = {"alert": alert.identifier, "updates": ids}  # type: ignore[typeddict-unknown-key]
+    try:
+        record = await api.hub.alerts.update(
+            ids, message=message, alert=alert, by=_by(token), allowed=token.sees, as_given=True
+        )
+    except AlertError as exc:
+        raise _fail(exc) from None
+    if wait:
+        try:
+            record = await api.hub.alerts.wait(record.id, wait) or record
+        except TimeoutError:
+            pass
+    return Response(record, status_code=202)
+
+
+async def _cancel_referenced(
+    request: Request[TokenInfo, Any, Any], api: ApiState, alert: Alert
+) -> CancelledAlerts:
+    """A CAP Cancel: every referenced alert is cancelled (all checked before any is)."""
+    token = request.user
+    records = await _referenced(api, token, alert)
+    for record in records:
+        if record.phase in (AlertPhase.CANCELLED, AlertPhase.EXPIRED, AlertPhase.REJECTED):
+            raise ProblemError(
+                409, f"alert {record.id} is {record.phase.value} already", kind="conflict"
+            )
+    ids = [r.id for r in records]
+    request.scope["nabat.audit"] = {"alert": alert.identifier, "cancels": ids}  # type: ignore[typeddict-unknown-key]
+    cancelled = []
+    for alert_id in ids:
+        try:
+            cancelled.append(await api.hub.alerts.cancel(alert_id, by=_by(token)))
+        except AlertError as exc:
+            raise _fail(exc) from None
+    return CancelledAlerts(cancelled=cancelled)
 
 
 AlertId = Annotated[str, PathParameter(max_length=128)]
