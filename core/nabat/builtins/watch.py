@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import msgspec
 
 from ..cameras.hysteresis import HealthTracker
+from ..cameras.probe import mask_urls
 from ..cameras.workers import set_camera_workers
 from ..events import Event, Severity
 from ..hookspecs import hookimpl
@@ -134,17 +135,22 @@ class Watcher:
             async with asyncio.timeout(driver.context.timeout):
                 return await call
 
-    async def _ask(self, driver: Driver, call: Any, failed: Callable[[str, bool], Any]) -> Any:
-        """The bounded call's answer; an exception becomes ``failed(reason, auth)``, and a
-        rejected credential also puts the instance in ``needs_auth``."""
+    async def _ask(self, driver: Driver, call: Any, failed: Callable[[str, str], Any]) -> Any:
+        """The bounded call's answer; an exception becomes ``failed(reason, code)`` (code
+        ``credentials_rejected``, ``probe_timeout`` or ``probe_error``), and a rejected
+        credential also puts the instance in ``needs_auth``."""
         try:
             return await self._bounded(driver, call)
         except AuthError as exc:
             await self.hub.instance_failed(driver.context.instance_id, exc)
-            return failed(str(exc), True)
+            return failed(str(exc), "credentials_rejected")
+        except TimeoutError:
+            return failed(
+                f"TimeoutError: no answer in {driver.context.timeout:g} s", "probe_timeout"
+            )
         except Exception as exc:
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            return failed(detail, False)
+            return failed(detail, "probe_error")
 
     async def _publish_change(
         self,
@@ -166,10 +172,13 @@ class Watcher:
         )
 
     async def probe_camera(self, camera: Camera) -> None:
-        def failed(reason: str, auth: bool) -> CameraHealth:
+        def failed(reason: str, code: str) -> CameraHealth:
+            auth = code == "credentials_rejected"
             state = HealthState.AUTH_FAILED if auth else HealthState.UNREACHABLE
             text = reason if auth else f"probe failed: {reason}"
-            return CameraHealth(state=state, checked_at=datetime.now(UTC), reason=text)
+            return CameraHealth(
+                state=state, checked_at=datetime.now(UTC), reason=text, reason_code=code
+            )
 
         health: CameraHealth = await self._ask(camera, camera.probe(), failed)
         instance_id = camera.context.instance_id
@@ -205,7 +214,9 @@ class Watcher:
                 state=health.state,
                 previous=previous,
                 checked_at=health.checked_at,
-                reason=health.reason,
+                # Drivers' messages may carry the camera's address: never an operator's business.
+                reason=mask_urls(health.reason),
+                reason_code=health.reason_code,
                 codec=health.codec,
                 width=health.width,
                 height=health.height,
@@ -214,7 +225,8 @@ class Watcher:
         )
 
     async def poll_device(self, device: AlertDevice) -> None:
-        def failed(reason: str, auth: bool) -> DeviceStatus:
+        def failed(reason: str, code: str) -> DeviceStatus:
+            auth = code == "credentials_rejected"
             text = reason if auth else f"status poll failed: {reason}"
             return DeviceStatus(
                 state=DeviceState.OFFLINE, checked_at=datetime.now(UTC), detail=text

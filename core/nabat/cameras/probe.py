@@ -13,11 +13,14 @@ encoder's warm-up frames, decodes a handful more off the event loop, and classif
 
 Frames are measured at 64×36 grey (FFmpeg's scaler), so no image library is needed and a
 probe costs little CPU beyond decoding. Every result carries the reason in words an operator
-understands and what was measured (codec, resolution, fps, time to the first frame).
+understands, the same as a stable ``reason_code`` for consoles' catalogs (no address in
+either: an operator needs no internal URL), and what was measured (codec, resolution, fps, time
+to the first frame).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -27,12 +30,30 @@ import msgspec
 from ..interfaces.camera import CameraHealth, HealthState
 from ..masking import without_userinfo
 
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"()<>]+", re.IGNORECASE)
+
+
+def mask_urls(text: str) -> str:
+    """``text`` with every URL in it reduced to its scheme and host (no user, password, port
+    or path): FFmpeg and HTTP libraries put the whole address in their messages."""
+
+    def short(match: re.Match[str]) -> str:
+        url = without_userinfo(match.group(0))
+        scheme, _, rest = url.partition("://")
+        host = rest.split("/", 1)[0].rsplit(":", 1)[0] if not rest.startswith("[") else ""
+        return f"{scheme}://{host or '…'}/…"
+
+    return _URL.sub(short, text)
+
+
 __all__ = [
+    "FRAMES_REASON_CODE",
     "FrameStats",
     "ProbeSettings",
     "classify_frames",
     "frame_stats",
     "luma_thumbnail",
+    "mask_urls",
     "probe_stream",
 ]
 
@@ -102,6 +123,15 @@ def frame_stats(luma: bytes, previous: bytes | None) -> FrameStats:
     return FrameStats(mean=mean, p99=float(p99), diff=diff)
 
 
+FRAMES_REASON_CODE = {
+    HealthState.OK: "picture_changing",
+    HealthState.BLACK: "black_picture",
+    HealthState.FROZEN: "frozen_picture",
+    HealthState.NO_SIGNAL: "no_frames",
+}
+"""The ``reason_code`` of each verdict :func:`classify_frames` gives."""
+
+
 def classify_frames(stats: list[FrameStats], settings: ProbeSettings) -> tuple[HealthState, str]:
     """The verdict on sampled frames (warm-up already skipped)."""
     if not stats:
@@ -118,7 +148,8 @@ def classify_frames(stats: list[FrameStats], settings: ProbeSettings) -> tuple[H
     return HealthState.OK, f"{len(stats)} frames decoded, picture changing"
 
 
-def _classify_error(exc: BaseException) -> tuple[HealthState, str]:
+def _classify_error(exc: BaseException) -> tuple[HealthState, str, str]:
+    """State, reason code and reason of a failed open or read."""
     import av
 
     # FFmpeg's message without the URL (a port number must not read as an HTTP status).
@@ -129,29 +160,33 @@ def _classify_error(exc: BaseException) -> tuple[HealthState, str]:
         or "401" in text
         or "unauthorized" in lowered
     ):
-        return HealthState.AUTH_FAILED, "credentials rejected (401 Unauthorized)"
+        return (
+            HealthState.AUTH_FAILED,
+            "credentials_rejected",
+            "credentials rejected (401 Unauthorized)",
+        )
     if isinstance(exc, av.error.HTTPForbiddenError) or "forbidden" in lowered:
-        return HealthState.AUTH_FAILED, "access forbidden (403)"
+        return HealthState.AUTH_FAILED, "access_forbidden", "access forbidden (403)"
     if isinstance(exc, av.error.DecoderNotFoundError) or "decoder not found" in lowered:
-        return HealthState.UNSUPPORTED_CODEC, "no decoder for this stream's codec"
+        return HealthState.UNSUPPORTED_CODEC, "no_decoder", "no decoder for this stream's codec"
     if isinstance(exc, ConnectionRefusedError) or "refused" in lowered:
-        return HealthState.UNREACHABLE, "connection refused"
+        return HealthState.UNREACHABLE, "connection_refused", "connection refused"
     if isinstance(exc, TimeoutError | av.error.ExitError) or "timed out" in lowered:
-        return HealthState.UNREACHABLE, "no answer in time"
+        return HealthState.UNREACHABLE, "no_answer", "no answer in time"
     if "name or service not known" in lowered or "no route" in lowered or "unreachable" in lowered:
-        return HealthState.UNREACHABLE, text
+        return HealthState.UNREACHABLE, "host_unreachable", text
     if isinstance(exc, av.error.HTTPNotFoundError) or "not found" in lowered:
-        return HealthState.NO_SIGNAL, "the stream path does not exist (404)"
+        return HealthState.NO_SIGNAL, "stream_not_found", "the stream path does not exist (404)"
     if isinstance(exc, av.error.InvalidDataError):
-        return HealthState.NO_SIGNAL, "the stream's data cannot be decoded"
+        return HealthState.NO_SIGNAL, "undecodable", "the stream's data cannot be decoded"
     if isinstance(exc, OSError):
-        return HealthState.UNREACHABLE, text
-    return HealthState.NO_SIGNAL, f"{type(exc).__name__}: {text}"
+        return HealthState.UNREACHABLE, "network_error", text
+    return HealthState.NO_SIGNAL, "stream_error", f"{type(exc).__name__}: {text}"
 
 
 def probe_stream(url: str, settings: ProbeSettings | None = None) -> CameraHealth:
     """Probe ``url`` (blocking: run it in a worker thread). Never raises for a camera's fault;
-    the result's ``reason`` names the address without user name or password."""
+    the result's ``reason`` names no address (URLs in library messages are cut to the host)."""
     import av
 
     settings = settings or ProbeSettings()
@@ -164,8 +199,10 @@ def probe_stream(url: str, settings: ProbeSettings | None = None) -> CameraHealt
         # Socket I/O timeout (µs): a backstop under PyAV's own open/read timeouts.
         options["timeout"] = str(int(settings.read_timeout * 2 * 1_000_000))
 
-    def result(state: HealthState, reason: str, **measured: Any) -> CameraHealth:
-        return CameraHealth(state=state, checked_at=checked_at, reason=reason, **measured)
+    def result(state: HealthState, code: str, reason: str, **measured: Any) -> CameraHealth:
+        return CameraHealth(
+            state=state, checked_at=checked_at, reason=reason, reason_code=code, **measured
+        )
 
     try:
         container = av.open(
@@ -174,16 +211,17 @@ def probe_stream(url: str, settings: ProbeSettings | None = None) -> CameraHealt
             timeout=(settings.connect_timeout, settings.read_timeout),
         )
     except Exception as exc:
-        state, reason = _classify_error(exc)
+        state, code, reason = _classify_error(exc)
         if state is HealthState.NO_SIGNAL and isinstance(exc, av.error.InvalidDataError):
             # At open time FFmpeg reports a failed connection or a peer that does not speak
             # RTSP/HTTP as "invalid data": for an operator, the camera is not answering.
-            state, reason = HealthState.UNREACHABLE, "no valid answer from the camera"
-        return result(state, f"{reason} ({without_userinfo(url)})")
+            state, code = HealthState.UNREACHABLE, "no_valid_answer"
+            reason = "no valid answer from the camera"
+        return result(state, code, mask_urls(reason))
     try:
         video = next((s for s in container.streams if s.type == "video"), None)
         if video is None:
-            return result(HealthState.UNSUPPORTED_CODEC, "the stream carries no video")
+            return result(HealthState.UNSUPPORTED_CODEC, "no_video", "the stream carries no video")
         ctx = video.codec_context
         measured: dict[str, Any] = {"codec": ctx.name, "width": ctx.width or None}
         measured["height"] = ctx.height or None
@@ -193,6 +231,7 @@ def probe_stream(url: str, settings: ProbeSettings | None = None) -> CameraHealt
         first_at: float | None = None
         times: list[float] = []
         ended: str | None = None  # why the stream stopped before enough frames arrived
+        ended_code = ""
         try:
             for frame in container.decode(video):
                 if first_at is None:
@@ -212,24 +251,27 @@ def probe_stream(url: str, settings: ProbeSettings | None = None) -> CameraHealt
                 if time.monotonic() - started > settings.max_duration:
                     break
             else:
-                ended = "the stream ended"
+                ended, ended_code = "the stream ended", "stream_ended"
         except Exception as exc:  # stalled or broke mid-way
-            state, reason = _classify_error(exc)
+            state, code, reason = _classify_error(exc)
             if seen == 0:
-                return result(state, reason, **measured)
-            ended = f"the stream stalled ({reason})"
+                return result(state, code, mask_urls(reason), **measured)
+            ended, ended_code = f"the stream stalled ({mask_urls(reason)})", "stream_stalled"
         if len(times) >= 2 and times[-1] > times[0]:
             measured["fps"] = round((len(times) - 1) / (times[-1] - times[0]), 1)
         if ended is not None and len(stats) < settings.sample_frames:
             # A camera that gives a few frames and stops is not working, whatever they showed.
-            return result(HealthState.NO_SIGNAL, f"{ended} after {seen} frames", **measured)
+            return result(
+                HealthState.NO_SIGNAL, ended_code, f"{ended} after {seen} frames", **measured
+            )
         if not stats:
             return result(
                 HealthState.NO_SIGNAL,
+                "too_few_frames",
                 f"only {seen} frames in {settings.max_duration:g} s",
                 **measured,
             )
         state, reason = classify_frames(stats, settings)
-        return result(state, reason, **measured)
+        return result(state, FRAMES_REASON_CODE[state], reason, **measured)
     finally:
         container.close()

@@ -35,6 +35,7 @@ class CameraState(msgspec.Struct, frozen=True, kw_only=True):
     checked_at: datetime
     """When the probe that found this state ran."""
     reason: str = ""
+    reason_code: str = ""
     codec: str | None = None
     width: int | None = None
     height: int | None = None
@@ -83,6 +84,7 @@ class CameraStates:
             since=event.time,
             checked_at=change.checked_at,
             reason=change.reason,
+            reason_code=change.reason_code,
             codec=change.codec,
             width=change.width,
             height=change.height,

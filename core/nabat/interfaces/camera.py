@@ -126,6 +126,10 @@ class CameraHealth(msgspec.Struct, frozen=True, kw_only=True):
     checked_at: datetime
     reason: str = ""
     """Why, in words an operator understands: "connection refused", "mean luma 3/255"."""
+    reason_code: str = ""
+    """The same as a stable code (``connection_refused``, ``black_picture``…) that consoles
+    turn into the operator's language (``console.reason.<code>`` in the catalogs); empty when
+    the driver gives none (the state is shown then)."""
     codec: str | None = None
     width: int | None = None
     height: int | None = None

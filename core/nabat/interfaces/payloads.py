@@ -51,6 +51,8 @@ class CameraHealthChange(msgspec.Struct, frozen=True, kw_only=True):
     previous: HealthState | None
     checked_at: datetime
     reason: str = ""
+    reason_code: str = ""
+    """``reason`` as a stable code for consoles' catalogs (``CameraHealth.reason_code``)."""
     codec: str | None = None
     width: int | None = None
     height: int | None = None

@@ -140,11 +140,19 @@ class SimulatedCamera(Camera):
             HealthState.FROZEN: "3 identical frames over 2 s (simulated)",
             HealthState.NO_SIGNAL: "stream opened but no frame decoded (simulated)",
         }
+        codes = {
+            HealthState.OK: "picture_changing",
+            HealthState.UNREACHABLE: "no_answer",
+            HealthState.BLACK: "black_picture",
+            HealthState.FROZEN: "frozen_picture",
+            HealthState.NO_SIGNAL: "no_frames",
+        }
         measured = self.state in (HealthState.OK, HealthState.BLACK, HealthState.FROZEN)
         return CameraHealth(
             state=self.state,
             checked_at=now,
             reason=reasons.get(self.state, ""),
+            reason_code=codes.get(self.state, ""),
             codec=s.codec if measured else None,
             width=s.width if measured else None,
             height=s.height if measured else None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 from nabat.hookspecs import hookimpl
 from nabat.interfaces import Camera, HubAPI, Job
@@ -14,6 +16,8 @@ from .siren import SimulatedSiren
 class SimulatorSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     incident_every: float | None = 20.0
     """Seconds between synthetic 112 incidents (none when unset)."""
+    incident_lasts: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    """Seconds until the simulator closes an incident it reported."""
     exercise_every: float | None = 60.0
     """Seconds between siren exercises (none when unset)."""
     seed: int | None = None
@@ -37,7 +41,13 @@ class SimulatorPlugin:
                 {c.context.municipality for c in hub.instances(Camera) if c.context.municipality}
             )
 
-        scenario = Scenario(hub, [], settings.seed)
+        scenario = Scenario(
+            hub,
+            [],
+            settings.seed,
+            incident_lasts=settings.incident_lasts,
+            state_dir=hub.data_dir / "simulator",
+        )
 
         async def incident() -> None:
             scenario.municipalities = municipalities()
@@ -51,6 +61,14 @@ class SimulatorPlugin:
                     func=incident,
                     every=settings.incident_every,
                     jitter=settings.incident_every / 4,
+                )
+            )
+            # Closing has its own beat, so incidents close on time however rare new ones are.
+            jobs.append(
+                Job(
+                    id="incidents-close",
+                    func=scenario.close_due,
+                    every=min(30.0, max(0.05, settings.incident_lasts / 4)),
                 )
             )
         if settings.exercise_every:

@@ -1,10 +1,17 @@
-"""Synthetic happenings: 112 incident cards and siren exercises across the region."""
+"""Synthetic happenings: 112 incidents and siren exercises across the region.
+
+An incident happens a few hundred metres from one of the region's cameras (so the hub links the
+nearest cameras and takes their snapshots, as it would for a real 112 card) and is closed after
+``incident_lasts`` seconds; which ones are still open is kept in the plugin's data directory, so
+a restarted demo closes what the last run left open."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import msgspec
 from nabat.events import Event, Severity
@@ -12,10 +19,14 @@ from nabat.interfaces import (
     Alert,
     AlertDevice,
     Area,
+    Camera,
     CapSeverity,
     Certainty,
     Geocode,
+    GeoPoint,
     HubAPI,
+    Incident,
+    IncidentStatus,
     Info,
     MsgType,
     Status,
@@ -37,43 +48,123 @@ INCIDENTS = [
 ]
 
 
+_OPEN = msgspec.json.Decoder(dict[str, datetime])
+
+
 class Scenario:
-    def __init__(self, hub: HubAPI, municipalities: list[str], seed: int | None) -> None:
+    def __init__(
+        self,
+        hub: HubAPI,
+        municipalities: list[str],
+        seed: int | None,
+        *,
+        incident_lasts: float = 300.0,
+        state_dir: Path | None = None,
+    ) -> None:
         self.hub = hub
         self.municipalities = municipalities
         self.rng = random.Random(seed)
         self.sequence = 0
+        self.incident_lasts = incident_lasts
+        self._state = state_dir / "open-incidents.json" if state_dir else None
+        self._open: dict[str, datetime] | None = None  # incident id -> when it closes
 
     def _municipality(self) -> str:
         return self.rng.choice(self.municipalities)
 
+    def _opened(self) -> dict[str, datetime]:
+        if self._open is None:
+            self._open = {}
+            if self._state is not None and self._state.exists():
+                try:
+                    self._open = _OPEN.decode(self._state.read_bytes())
+                except (OSError, msgspec.DecodeError):
+                    self._open = {}  # a damaged file: those incidents stay for an operator
+        return self._open
+
+    def _save(self) -> None:
+        if self._state is None:
+            return
+        self._state.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self._state.with_suffix(".tmp")
+        temporary.write_bytes(msgspec.json.encode(self._opened()))
+        temporary.replace(self._state)
+
+    def _place(self, municipality: str) -> tuple[GeoPoint | None, str | None]:
+        """A point 50-400 m from one of the municipality's cameras, and an address by it."""
+        near = [
+            c
+            for c in self.hub.instances(Camera)
+            if c.context.municipality == municipality and c.context.location is not None
+        ]
+        if not near:
+            return None, None
+        camera = self.rng.choice(sorted(near, key=lambda c: c.context.instance_id))
+        where = camera.context.location
+        assert where is not None
+        metres, bearing = self.rng.uniform(50, 400), self.rng.uniform(0, 2 * math.pi)
+        lat = where.lat + metres * math.cos(bearing) / 111_320
+        lon = where.lon + metres * math.sin(bearing) / (111_320 * math.cos(math.radians(where.lat)))
+        address = f"{camera.context.name}, д. {self.rng.randint(1, 150)}"
+        return GeoPoint(round(lat, 6), round(lon, 6)), address
+
     async def incident(self) -> None:
-        """Publish a synthetic 112 incident card."""
+        """Report a synthetic 112 incident (the hub links the nearest cameras), and close the
+        ones whose time is up."""
+        await self.close_due()
         if not self.municipalities:
             return
         self.sequence += 1
         kind, text, services, severity = self.rng.choice(INCIDENTS)
         municipality = self._municipality()
-        card = {
-            "card": f"SIM-{self.sequence:06d}",
-            "incident_type": kind,
-            "description": text,
-            "services": services,
-            "victims": self.rng.choice([0, 0, 0, 1, 2]),
-            "caller": f"+7918{self.rng.randrange(10**7):07d}",
-            "received_at": datetime.now(UTC).isoformat(),
-        }
-        await self.hub.publish(
-            Event(
-                type="incident.created",
-                source=SOURCE,
-                subject=card["card"],
-                municipality=municipality,
-                severity=severity,
-                correlationid=card["card"],
-                data=card,
-            )
+        now = datetime.now(UTC)
+        card = f"SIM-{now:%y%m%d-%H%M%S}-{self.sequence}"
+        location, address = self._place(municipality)
+        incident = Incident(
+            title=text,
+            type=kind,
+            description=f"{text} (учебная карточка симулятора)",
+            reported_at=now.replace(microsecond=0),
+            caller=f"+7918{self.rng.randrange(10**7):07d}",
+            address=address,
+            location=location,
+            victims=self.rng.choice([0, 0, 0, 1, 2]),
+            services=services,
+            origin="simulator",
+            external_id=card,
         )
+        self._opened()[card] = now + timedelta(seconds=self.incident_lasts)
+        self._save()
+        await self.hub.incidents.report(
+            card,
+            incident,
+            source=SOURCE,
+            municipality=municipality,
+            severity=severity,
+            correlationid=card,
+        )
+
+    async def close_due(self) -> None:
+        """Close the simulator's incidents whose time is up (unless an operator did)."""
+        opened = self._opened()
+        now = datetime.now(UTC)
+        due = [card for card, until in opened.items() if until <= now]
+        for card in due:
+            record = await self.hub.incidents.get(card)
+            if record is not None and record.incident.status is not IncidentStatus.CLOSED:
+                closed = msgspec.structs.replace(
+                    record.incident, status=IncidentStatus.CLOSED, updated_at=now
+                )
+                await self.hub.incidents.report(
+                    card,
+                    closed,
+                    source=SOURCE,
+                    municipality=record.municipality,
+                    correlationid=card,
+                )
+            del opened[card]
+        if due:
+            self._save()
 
     async def exercise(self) -> None:
         """Run a siren exercise (status Exercise) in one municipality that has simulated sirens.

@@ -106,6 +106,9 @@ async def test_cameras_fail_and_recover_and_only_changes_are_published(tmp_path)
         black = next(e for e in cam_a if e.data.state == HealthState.BLACK)
         assert black.municipality == "krasnodar" and black.severity == "moderate"
         assert "luma" in black.data.reason
+        # … and as the code a console shows in the operator's language; the state keeps it.
+        assert black.data.reason_code == "black_picture"
+        assert all(e.data.reason_code == "picture_changing" for e in cam_a if e.data.state == "ok")
         # The steady camera reported once and never again.
         cam_b = [e.data.state for e in events.events if e.subject == "cam-b"]
         assert cam_b in ([], [HealthState.OK])
@@ -155,7 +158,8 @@ async def test_scenario_publishes_incidents_and_runs_siren_exercises(tmp_path):
         events = record(hub, "incident.>", "alert.>")
         incident = await events.wait_for("incident.created", timeout=5)
         assert incident.municipality in {"krasnodar", "sochi"}
-        assert incident.data["services"] and incident.correlationid == incident.subject
+        assert incident.data.services and incident.correlationid == incident.subject
+        assert incident.data.type and incident.data.title
         issued = await events.wait_for("alert.issued", timeout=5)
         assert issued.data.status == Status.EXERCISE
         activated = await events.wait_for("alert.device.activated", subject="siren-a", timeout=5)
@@ -201,3 +205,59 @@ async def test_exercises_never_touch_sirens_that_are_not_simulated(tmp_path):
             assert {e.subject for e in events.of_type("alert.device.*")} == {"siren-a"}
             assert hub.state_of("real-siren") == "running"
     assert not any(c.startswith("ACTIVATE") for c in commands)
+
+
+PLACED = """
+[hub]
+language = "ru"
+data_dir = "data"
+
+[plugins.simulator]
+settings = {{ incident_every = {every}, incident_lasts = {lasts}, exercise_every = 3600, seed = 3 }}
+
+[plugins.eventlog]
+enabled = false
+
+[instances.krd-cam]
+kind = "simulator.camera"
+name = "Краснодар, ул. Красная"
+municipality = "krasnodar"
+lat = 45.0355
+lon = 38.9753
+settings = {{ fault_rate = 0.0 }}
+"""
+
+
+async def test_incidents_happen_near_a_camera_which_the_hub_links_and_they_close(tmp_path):
+    """The demo shows the nearest-cameras feature: an incident has a place and an address
+    a few hundred metres from a camera, the hub links that camera to it, and the simulator
+    closes the incident after ``incident_lasts``."""
+    from nabat.geo import distance_km
+    from nabat.interfaces import IncidentStatus
+
+    async with run_hub(PLACED.format(every=0.05, lasts=0.3), tmp_path) as hub:
+        events = record(hub, "incident.>")
+        created = await events.wait_for("incident.created", timeout=5)
+        incident = created.data
+        assert incident.location is not None
+        assert incident.address.startswith("Краснодар, ул. Красная, д. ")
+        metres = 1000 * distance_km(incident.location.lat, incident.location.lon, 45.0355, 38.9753)
+        assert 40 <= metres <= 410
+        assert [c.id for c in incident.cameras] == ["krd-cam"]
+        closed = await events.wait_for("incident.closed", subject=created.subject, timeout=5)
+        assert closed.data.status is IncidentStatus.CLOSED
+        assert closed.data.location == incident.location  # the whole incident, closed
+
+
+async def test_incidents_left_open_by_a_stopped_demo_are_closed_by_the_next_run(tmp_path):
+    # The first run stops with its incident open (it lasts 3 s)…
+    async with run_hub(PLACED.format(every=0.05, lasts=3), tmp_path) as hub:
+        events = record(hub, "incident.>")
+        created = await events.wait_for("incident.created", timeout=5)
+        card = created.subject
+    assert not [e for e in events.of_type("incident.closed") if e.subject == card]
+    # … the next one, which reports none of its own, closes it when its time is up.
+    async with run_hub(PLACED.format(every=3600, lasts=3), tmp_path) as hub:
+        events = record(hub, "incident.closed")
+        closed = await events.wait_for("incident.closed", subject=card, timeout=10)
+        assert closed.data.external_id == card
