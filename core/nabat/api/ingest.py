@@ -10,23 +10,34 @@ Accepted bodies (``Content-Type``):
 Anything else is 415. Unparseable JSON is 400; well-formed JSON holding invalid events is 422.
 Either way every bad event is named (``index``, ``field``, ``reason``), up to a limit, so a
 batch can be fixed in one go. Nothing of a rejected request is stored.
+
+**Reserved types.** What the hub reports itself is not for a caller to write: a forged
+``camera.health.ok`` would make a dead camera show as working on its district's wall, a forged
+``alert.device.activated`` a silent siren as sounding. :func:`reserved_types` lists the
+families — ``hub.>``, ``alert.>``, ``camera.>``, ``siren.>`` and every loaded plugin's own
+``<plugin>.>`` (``police.hotlist.hit``, ``system112.ack.*``) — and an event of one is refused
+(403, ``reserved-type``) whatever the token's scopes. Every other type may be written by an
+``events:write`` token within its municipalities: ``incident.*`` and an agency's own types.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
 import msgspec
 
 from ..events import CONTENT_TYPE, CONTENT_TYPE_BATCH, Event, EventError, EventTypes, decode_event
+from ..subjects import compile_pattern
 from .problems import FieldError, ProblemError
 
-__all__ = ["ACCEPTED_TYPES", "parse_events"]
+__all__ = ["ACCEPTED_TYPES", "HUB_FAMILIES", "ReservedTypes", "parse_events", "reserved_types"]
 
 NDJSON = ("application/x-ndjson", "application/ndjson")
 ACCEPTED_TYPES = (CONTENT_TYPE, CONTENT_TYPE_BATCH, "application/json", *NDJSON)
 MAX_REPORTED = 100
-RESERVED_PREFIX = "hub."
+HUB_FAMILIES = ("hub.>", "alert.>", "camera.>", "siren.>")
+"""Event families only the hub itself publishes: units' states, alerts and each device's
+outcome, cameras' health, clock and device events, sirens' status and readiness."""
 MAX_ID = 256  # the id travels on as a Standard Webhooks webhook-id, which verifiers cap
 MAX_SOURCE = 1024
 
@@ -74,6 +85,52 @@ def _split(body: bytes, kind: str) -> list[bytes | msgspec.Raw]:
         raise ProblemError(400, "expected a JSON array of CloudEvents", kind="not-array") from None
 
 
+class ReservedTypes:
+    """Event-type patterns an ingest caller may not write, with the reason for each."""
+
+    def __init__(self, patterns: Iterable[tuple[str, str]]) -> None:
+        self.patterns = [(p, owner, compile_pattern(p)) for p, owner in patterns]
+
+    def owner(self, event_type: str) -> tuple[str, str] | None:
+        """``(pattern, owner)`` of the reservation ``event_type`` falls under, if any."""
+        for pattern, owner, regex in self.patterns:
+            if regex.fullmatch(event_type):
+                return pattern, owner
+        return None
+
+
+class _TypeOnly(msgspec.Struct):
+    type: str = ""
+
+
+_type_only = msgspec.json.Decoder(_TypeOnly)
+
+
+def _type_of(item: bytes | msgspec.Raw) -> str:
+    """The ``type`` of an event that did not decode, if it has a readable one."""
+    try:
+        return _type_only.decode(item).type
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ""
+
+
+def _reserved_error(owned: tuple[str, str], where: int | None) -> FieldError:
+    pattern, owner = owned
+    return FieldError(
+        field="type",
+        reason=f"types {pattern} are reserved: only {owner} publishes them",
+        index=where,
+    )
+
+
+def reserved_types(plugins: Iterable[str] = ()) -> ReservedTypes:
+    """The hub's own families and each plugin's ``<plugin>.>`` namespace."""
+    return ReservedTypes(
+        [(p, "the hub") for p in HUB_FAMILIES]
+        + [(f"{name}.>", f"the {name} plugin") for name in sorted(set(plugins))]
+    )
+
+
 def parse_events(
     body: bytes,
     content_type: str | None,
@@ -82,11 +139,14 @@ def parse_events(
     max_batch: int,
     municipalities: Collection[str],
     allowed_municipalities: Collection[str] = (),
+    reserved: ReservedTypes | None = None,
 ) -> list[Event]:
     """Decode and check every event; raise :class:`ProblemError` naming each bad one.
 
     ``municipalities``: the region's slugs (others are unknown). ``allowed_municipalities``:
-    those a limited token may write (empty: any)."""
+    those a limited token may write (empty: any). ``reserved``: types no caller may write
+    (default: the hub's own families)."""
+    reserved = reserved or reserved_types()
     kind, charset = media_type(content_type)
     if kind not in ACCEPTED_TYPES:
         raise ProblemError(
@@ -110,15 +170,22 @@ def parse_events(
     single = len(items) == 1 and kind != CONTENT_TYPE_BATCH and kind not in NDJSON
     events: list[Event] = []
     errors: list[FieldError] = []
-    malformed = forbidden = 0
+    malformed = forbidden = refused = 0
     for index, item in enumerate(items):
         where = None if single else index
         try:
             event = decode_event(item, types)
         except EventError as exc:
-            if exc.reason.startswith("malformed JSON"):
-                malformed += 1
-            errors.append(FieldError(field=exc.field or "(event)", reason=exc.reason, index=where))
+            # A reserved type is refused as such, whatever else is wrong with the event.
+            if (owned := reserved.owner(_type_of(item))) is not None:
+                refused += 1
+                errors.append(_reserved_error(owned, where))
+            else:
+                if exc.reason.startswith("malformed JSON"):
+                    malformed += 1
+                errors.append(
+                    FieldError(field=exc.field or "(event)", reason=exc.reason, index=where)
+                )
             continue
         if len(event.id) > MAX_ID or len(event.source) > MAX_SOURCE:
             long_field, limit = ("id", MAX_ID) if len(event.id) > MAX_ID else ("source", MAX_SOURCE)
@@ -126,14 +193,9 @@ def parse_events(
                 FieldError(field=long_field, reason=f"longer than {limit} characters", index=where)
             )
             continue
-        if event.type.startswith(RESERVED_PREFIX):
-            errors.append(
-                FieldError(
-                    field="type",
-                    reason=f"types under {RESERVED_PREFIX!r} are reserved for the hub itself",
-                    index=where,
-                )
-            )
+        if (owned := reserved.owner(event.type)) is not None:
+            refused += 1
+            errors.append(_reserved_error(owned, where))
             continue
         if event.municipality is not None and event.municipality not in municipalities:
             errors.append(
@@ -163,6 +225,11 @@ def parse_events(
         if malformed:
             detail = f"{of} {verb} not valid JSON{more}; nothing was stored"
             raise ProblemError(400, detail, errors=shown, kind="malformed-json")
+        if refused == len(errors):
+            detail = (
+                f"{of} {verb} of a type only the hub publishes itself{more}; nothing was stored"
+            )
+            raise ProblemError(403, detail, errors=shown, kind="reserved-type")
         if forbidden == len(errors):
             detail = f"{of} {verb} outside this token's municipalities{more}; nothing was stored"
             raise ProblemError(403, detail, errors=shown, kind="municipality-forbidden")

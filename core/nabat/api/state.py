@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from ..config import ApiSettings
 from .audit import AuditLog
 from .idempotency import IdempotencyStore
+from .ingest import ReservedTypes, reserved_types
 from .metrics import ApiMetrics
 from .ratelimit import RateLimiter
 from .tokens import TokenStore
@@ -44,11 +45,20 @@ class ApiState:
         self.idempotency = idempotency
         self.metrics = metrics
         self.municipalities = municipalities
+        self._reserved: tuple[tuple[str, ...], ReservedTypes] | None = None
         self.outbound: OutboundWebhooks | None = None
         self.console: ConsoleState | None = None
         """Console accounts and sessions (cookie sign-in); None when the console is off."""
         self.closing = asyncio.Event()
         """Set when the server stops: live streams end so shutdown need not wait for them."""
+
+    @property
+    def reserved(self) -> ReservedTypes:
+        """Event types no ingest caller may write: the hub's own and each loaded plugin's."""
+        names = tuple(sorted(self.hub.plugins))
+        if self._reserved is None or self._reserved[0] != names:
+            self._reserved = (names, reserved_types(names))
+        return self._reserved[1]
 
     @classmethod
     def for_hub(cls, hub: Hub) -> ApiState:

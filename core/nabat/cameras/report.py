@@ -31,7 +31,7 @@ from ..interfaces.payloads import CameraHealthChange
 from ..regions import Region
 from ..store import EventQuery, Journal
 from ..store.base import MAX_PAGE
-from .states import CameraState
+from .states import CameraState, from_the_camera
 
 __all__ = [
     "CSV_COLUMNS",
@@ -122,7 +122,7 @@ async def _changes(journal: Journal, since: datetime) -> dict[str, _Timeline]:
                     change = msgspec.convert(change, CameraHealthChange)
                 except msgspec.ValidationError:
                     continue
-            if isinstance(change, CameraHealthChange):
+            if isinstance(change, CameraHealthChange) and from_the_camera(stored.event, change):
                 timeline = out.setdefault(change.camera, _Timeline())
                 timeline.changes.append((stored.event.time, change.previous, change.state))
         if page.next_cursor is None or not page.events:

@@ -20,7 +20,7 @@ from ..interfaces.payloads import CameraHealthChange
 from ..logs import get_logger
 from ..store import Journal
 
-__all__ = ["COLLECTION", "CameraState", "CameraStates"]
+__all__ = ["COLLECTION", "CameraState", "CameraStates", "from_the_camera"]
 
 COLLECTION = "camera_health"
 log = get_logger("nabat.cameras")
@@ -44,6 +44,14 @@ class CameraState(msgspec.Struct, frozen=True, kw_only=True):
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(CameraState)
+
+
+def from_the_camera(event: Event, change: CameraHealthChange) -> bool:
+    """Whether a health change was published by the camera's own instance (the hub's watch).
+    Anything else claiming a camera's health — a plugin's slip, or an event written before
+    the ingest API reserved ``camera.*`` — is not believed: keyed on ``data.camera`` alone,
+    anyone could make a dead camera show as working."""
+    return event.source == f"/nabat/instances/{change.camera}"
 
 
 class CameraStates:
@@ -74,7 +82,7 @@ class CameraStates:
         """Bus listener for ``camera.health.*`` (from this process or, via the journal,
         another one). Older news never overwrites newer."""
         change = event.data
-        if not isinstance(change, CameraHealthChange):
+        if not isinstance(change, CameraHealthChange) or not from_the_camera(event, change):
             return
         current = self._states.get(change.camera)
         if current is not None and current.since > event.time:

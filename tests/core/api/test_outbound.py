@@ -95,7 +95,7 @@ async def test_matching_events_arrive_signed_retried_and_the_state_shows_it(api,
             [
                 ce(1),
                 ce(2, municipality="krasnodar"),
-                ce(3, type="camera.health.offline"),
+                ce(3, type="sensor.water.high"),
                 ce(4),
             ],
         )
@@ -226,7 +226,7 @@ async def test_lag_counts_only_what_is_left_to_do_not_unmatched_events(api, ce, 
         sub = (
             await http.post("/api/v1/subscriptions", json={"url": receiver.url, "types": ["wh.>"]})
         ).json()
-        await publish(api, [ce(i, type="camera.health.ok") for i in range(30)])
+        await publish(api, [ce(i, type="sensor.water.ok") for i in range(30)])
 
         async def caught_up():
             state = (await http.get(f"/api/v1/subscriptions/{sub['id']}")).json()["delivery"]

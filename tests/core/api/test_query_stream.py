@@ -20,7 +20,7 @@ async def test_query_filters_and_pages_without_gaps_or_repeats(api, ce):
     events = [
         ce(
             i,
-            type="incident.created" if i % 3 else "camera.health.offline",
+            type="incident.created" if i % 3 else "sensor.water.high",
             municipality=("sochi", "krasnodar")[i % 2],
             correlationid=f"c{i % 4}",
         )
@@ -44,11 +44,11 @@ async def test_query_filters_and_pages_without_gaps_or_repeats(api, ce):
         assert seen == expected
         r = await http.get(
             "/api/v1/events",
-            params=[("municipality", "sochi"), ("type", "camera.health.*"), ("limit", "100")],
+            params=[("municipality", "sochi"), ("type", "sensor.water.*"), ("limit", "100")],
         )
         got = [item["event"] for item in r.json()["events"]]
         assert got and all(
-            e["municipality"] == "sochi" and e["type"] == "camera.health.offline" for e in got
+            e["municipality"] == "sochi" and e["type"] == "sensor.water.high" for e in got
         )
         r = await http.get("/api/v1/events", params={"correlationid": "c1", "limit": 100})
         assert {e["event"]["correlationid"] for e in r.json()["events"]} == {"c1"}
@@ -121,7 +121,7 @@ async def test_live_stream_delivers_new_events_and_resumes_with_last_event_id(ap
     await publish(api, [ce("old")])  # before connecting: not part of a fresh stream
     async with await api.client("events:read") as http:
         async with stream(http, params={"type": "incident.>"}) as sse:
-            await publish(api, [ce(1), ce(2, type="camera.health.ok"), ce(3)])
+            await publish(api, [ce(1), ce(2, type="sensor.water.ok"), ce(3)])
             first = await sse.next()
             assert json.loads(first["data"])["id"] == "evt-1"
             second = await sse.next()

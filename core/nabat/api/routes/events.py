@@ -275,6 +275,7 @@ async def ingest(
             max_batch=api.settings.max_batch,
             municipalities=api.municipalities,
             allowed_municipalities=token.municipalities,
+            reserved=api.reserved,
         )
         appended = await api.hub.publish_many(events)
     except BaseException:
