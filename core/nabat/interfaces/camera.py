@@ -42,6 +42,7 @@ __all__ = [
     "GotoPreset",
     "HealthState",
     "MediaProfile",
+    "ProfileRole",
     "PtzCommand",
     "PtzPreset",
     "RelativeMove",
@@ -66,8 +67,14 @@ class CameraInfo(msgspec.Struct, frozen=True, kw_only=True):
     """Camera clock minus hub clock, when known (drift breaks WS-Security and evidence)."""
 
 
+ProfileRole = Literal["probe", "snapshot", "live"]
+"""What the hub takes a profile's stream for: the health ``probe``, the camera wall's
+``snapshot``, ``live`` video."""
+
+
 class MediaProfile(msgspec.Struct, frozen=True, kw_only=True):
-    """One encoder configuration the camera offers (ONVIF media profile)."""
+    """One encoder configuration the camera offers (ONVIF media profile): a main stream, a
+    sub-stream… Unknown values (a profile without a video encoder) stay None/empty."""
 
     token: str
     name: str = ""
@@ -77,6 +84,9 @@ class MediaProfile(msgspec.Struct, frozen=True, kw_only=True):
     fps: float | None = None
     bitrate_kbps: int | None = None
     ptz: bool = False
+    roles: frozenset[ProfileRole] = frozenset()
+    """The roles the driver chose this profile for; each role is served by at most one
+    profile. ``stream_uri(token)`` of the ``live`` one is the stream for live video."""
 
 
 class StreamUri(msgspec.Struct, frozen=True, kw_only=True):
@@ -238,7 +248,8 @@ class Camera(Driver):
         raise NotImplementedError
 
     async def profiles(self) -> list[MediaProfile]:
-        """The media profiles, main stream first. Default: none known."""
+        """The media profiles, main stream first, each with the ``roles`` it serves (no
+        camera round trip: what the driver learned at start). Default: none known."""
         return []
 
     async def stream_uri(self, profile: str | None = None) -> StreamUri:

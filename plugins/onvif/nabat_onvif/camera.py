@@ -27,6 +27,7 @@ import contextlib
 import datetime as dt
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from email.utils import parsedate_to_datetime
 from functools import partial
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -61,9 +62,10 @@ from nabat.interfaces import (
     StreamUri,
     TransientError,
 )
+from nabat.interfaces.camera import ProfileRole
 from onvif import ONVIFCamera
 
-from .errors import as_driver_error
+from .errors import UnreadableAnswer, as_driver_error
 from .topics import short_name
 
 __all__ = ["ClockDrift", "OnvifCamera", "OnvifSettings"]
@@ -84,7 +86,16 @@ class OnvifSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     username: str | None = None
     password: Secret | None = None
     profile: str | None = None
-    """Media profile token of the main stream (default: the camera's first profile)."""
+    """Media profile token of the main stream (default: the camera's first profile): PTZ and
+    ``stream_uri()`` without a profile use it."""
+    probe_profile: str = "auto"
+    """Profile (token or name) whose stream the health probe decodes; ``auto``: the smallest
+    H.264 one (a sub-stream: less bandwidth and CPU per probe), else the smallest."""
+    snapshot_profile: str = "auto"
+    """Profile (token or name) of the camera wall's snapshots; ``auto``: the main profile."""
+    live_profile: str = "auto"
+    """Profile (token or name) for live video; ``auto``: the largest H.264 one (what
+    browsers play), else the main profile."""
     transport: Literal["tcp", "udp"] = "tcp"
     """RTSP transport of the health probe and frame snapshots."""
     snapshot_auth: Literal["auto", "basic", "digest"] = "auto"
@@ -111,6 +122,9 @@ class OnvifSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError("host is an address or name, without scheme, path or user")
         if self.subscription_s < 2:
             raise ValueError("subscription_s must be at least 2")
+        for name in ("probe_profile", "snapshot_profile", "live_profile"):
+            if not getattr(self, name).strip():
+                raise ValueError(f'{name} is a profile token or name, or "auto"')
 
 
 class ClockDrift(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,6 +155,32 @@ def _duration(seconds: float) -> str:
     return f"PT{max(0, int(seconds))}S"
 
 
+def _encoding(raw: Any) -> str:
+    """``H264``, ``H265``, ``JPEG``, ``MPEG4`` as cameras spell them ("H.264", "hevc")."""
+    text = str(raw or "").upper().replace(".", "").replace("-", "")
+    return {"HEVC": "H265", "AVC": "H264", "MJPEG": "JPEG"}.get(text, text)
+
+
+def _pixels(profile: MediaProfile) -> int:
+    return (profile.width or 0) * (profile.height or 0)
+
+
+def _camera_time(utc: Any) -> float:
+    """A SystemDateAndTime's UTCDateTime as a POSIX time; ValueError when it is no time."""
+    try:
+        return dt.datetime(
+            int(utc.Date.Year),
+            int(utc.Date.Month),
+            int(utc.Date.Day),
+            int(utc.Time.Hour),
+            int(utc.Time.Minute),
+            int(utc.Time.Second),
+            tzinfo=dt.UTC,
+        ).timestamp()
+    except (AttributeError, TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"UTCDateTime is not a date and time ({exc})") from None
+
+
 class OnvifCamera(Camera):
     kind = "onvif.camera"
     Settings = OnvifSettings
@@ -158,10 +198,13 @@ class OnvifCamera(Camera):
         self.device: ONVIFCamera | None = None
         self.info = CameraInfo()
         self.media_profiles: list[MediaProfile] = []
+        self.roles: dict[ProfileRole, str] = {}
+        """Role -> profile token, chosen at start from the ``*_profile`` settings."""
         self._stream_uris: dict[str, str] = {}
         self._snapshot_uris: dict[str, str | None] = {}
         self._snapshot_scheme: str | None = None
         self._clock_checked = 0.0
+        self._offset: dt.timedelta | None = None
         self._drifting: bool | None = None
         self.subscription: str | None = None
         """The address of the live PullPoint subscription on the camera, if any."""
@@ -187,8 +230,38 @@ class OnvifCamera(Camera):
         for profile in self.media_profiles:
             if wanted is None or profile.token == wanted:
                 return profile
-        known = ", ".join(p.token for p in self.media_profiles) or "none"
-        raise ConfigError(f"the camera has no media profile {wanted!r} (it has: {known})")
+        raise ConfigError(f"the camera has no media profile {wanted!r} (it has: {self._known()})")
+
+    def _known(self) -> str:
+        return (
+            ", ".join(
+                f"{p.token}" + (f" ({p.encoding} {p.width}x{p.height})" if p.width else "")
+                for p in self.media_profiles
+            )
+            or "none"
+        )
+
+    def _choose(self, role: ProfileRole, setting: str) -> str:
+        """The token of the profile for ``role``: the setting's token or name, else auto."""
+        wanted = getattr(self.settings, f"{setting}_profile")
+        profiles = self.media_profiles
+        if wanted != "auto":
+            for match in (lambda p: p.token == wanted, lambda p: p.name == wanted):
+                found = next((p for p in profiles if match(p)), None)
+                if found is not None:
+                    return found.token
+            raise ConfigError(
+                f"{setting}_profile {wanted!r}: the camera has no media profile with that "
+                f"token or name (it has: {self._known()})"
+            )
+        main = self._profile(None)
+        h264 = [p for p in profiles if p.encoding == "H264" and _pixels(p)]
+        if role == "probe":
+            sized = [p for p in profiles if _pixels(p)]
+            return min(h264 or sized or [main], key=_pixels).token
+        if role == "live" and h264:
+            return main.token if main in h264 else max(h264, key=_pixels).token
+        return main.token
 
     def authenticated_uri(self, uri: str) -> str:
         """``uri`` with the camera's credentials, for the stream decoder."""
@@ -207,11 +280,15 @@ class OnvifCamera(Camera):
         password = s.password.reveal() if s.password is not None else ""
         # A camera without authentication ignores the security header; the library needs
         # strings to build one. The WSDL cache stays in memory (no file under $HOME).
+        # The clock is measured here, not by the library (adjust_time): it would ask again in
+        # update_xaddrs, signed without the offset, which a camera with a wrong clock refuses.
         self.device = device = ONVIFCamera(
-            s.host, s.port, s.username or "", password, no_cache=True, adjust_time=True
+            s.host, s.port, s.username or "", password, no_cache=True, adjust_time=False
         )
         await self._measure_clock()
         await self._call("GetServices", device.update_xaddrs)
+        if self._offset is not None:
+            device.dt_diff = self._offset  # update_xaddrs forgets it; new services need it
         mgmt = await self._call("device service", device.create_devicemgmt_service)
         info = await self._call("GetDeviceInformation", mgmt.GetDeviceInformation)
         if not self._has(MEDIA_NS):
@@ -222,6 +299,17 @@ class OnvifCamera(Camera):
         if not self.media_profiles:
             raise TransientError("GetProfiles: the camera has no media profile")
         self._profile(None)  # the configured one exists
+        self.roles = {
+            "probe": self._choose("probe", "probe"),
+            "snapshot": self._choose("snapshot", "snapshot"),
+            "live": self._choose("live", "live"),
+        }
+        self.media_profiles = [
+            msgspec.structs.replace(
+                p, roles=frozenset(r for r, token in self.roles.items() if token == p.token)
+            )
+            for p in self.media_profiles
+        ]
         capabilities = {"media", "snapshot"}
         if self._has(PTZ_NS) and any(p.ptz for p in self.media_profiles):
             capabilities.add("ptz")
@@ -242,6 +330,7 @@ class OnvifCamera(Camera):
             model=self.info.model,
             firmware=self.info.firmware,
             profiles=[p.token for p in self.media_profiles],
+            roles=self.roles,
             capabilities=sorted(capabilities),
         )
 
@@ -259,43 +348,94 @@ class OnvifCamera(Camera):
 
     @staticmethod
     def _media_profile(raw: Any) -> MediaProfile:
+        # Every element but the token is optional or may be missing from firmware's answer.
         encoder = getattr(raw, "VideoEncoderConfiguration", None)
         resolution = getattr(encoder, "Resolution", None)
         rate = getattr(encoder, "RateControl", None)
         return MediaProfile(
             token=str(raw.token),
             name=str(getattr(raw, "Name", "") or ""),
-            encoding=str(getattr(encoder, "Encoding", "") or ""),
-            width=getattr(resolution, "Width", None),
-            height=getattr(resolution, "Height", None),
+            encoding=_encoding(getattr(encoder, "Encoding", "")),
+            width=getattr(resolution, "Width", None) or None,
+            height=getattr(resolution, "Height", None) or None,
             fps=float(rate.FrameRateLimit) if getattr(rate, "FrameRateLimit", None) else None,
             bitrate_kbps=getattr(rate, "BitrateLimit", None),
             ptz=getattr(raw, "PTZConfiguration", None) is not None,
         )
 
     # -- the camera's clock -----------------------------------------------------------------
+    async def _clock(self, mgmt: Any, signed: bool) -> tuple[Any, float]:
+        """GetSystemDateAndTime and the hub's time at the middle of its round trip."""
+        sent = time.time()
+        call = mgmt.GetSystemDateAndTime if signed else mgmt.authless_GetSystemDateAndTime
+        answer = await self._call("GetSystemDateAndTime", call)
+        return answer, (sent + time.time()) / 2
+
+    async def _signed_clock(self, mgmt: Any) -> tuple[Any, float]:
+        """The clock asked with credentials. A camera whose clock is far off refuses the
+        signature's timestamp as well: then it is signed once more with the offset its HTTP
+        ``Date`` shows, and only a refusal of that means wrong credentials."""
+        try:
+            return await self._clock(mgmt, signed=True)
+        except AuthError:
+            offset = await self._date_header_offset(str(mgmt.xaddr))
+            if offset is None or abs(offset) < 2.0:
+                raise
+            self.context.log.info("onvif.clock_from_date_header", offset_s=round(offset, 1))
+            self._use_offset(offset)
+            return await self._clock(mgmt, signed=True)
+
+    async def _date_header_offset(self, url: str) -> float | None:
+        """The camera's clock minus ours from the ``Date`` of any answer of its web server."""
+        timeout = httpx.Timeout(self.settings.request_timeout_s)
+        try:
+            async with httpx.AsyncClient(timeout=timeout, verify=False) as http:
+                sent = time.time()
+                answer = await http.post(url, headers={"Content-Type": "application/soap+xml"})
+                middle = (sent + time.time()) / 2
+            return parsedate_to_datetime(answer.headers["date"]).timestamp() - middle
+        except (httpx.HTTPError, KeyError, TypeError, ValueError):
+            return None
+
+    def _use_offset(self, offset_s: float) -> None:
+        """Sign every later request with the camera's clock (WS-Security ``Created``)."""
+        assert self.device is not None
+        self._offset = diff = dt.timedelta(seconds=offset_s)
+        self.device.dt_diff = diff
+        for service in self.device.services.values():  # services made before know no offset
+            service.dt_diff = diff
+            wsse = getattr(service.zeep_client, "wsse", None)
+            if wsse is not None:
+                wsse.dt_diff = diff
+
     async def _measure_clock(self) -> None:
-        """The camera's clock minus ours (from the middle of the round trip); published when
-        it crosses ``max_clock_drift_s`` either way."""
+        """The camera's clock minus ours (from the middle of the round trip), used for every
+        signed request; published when it crosses ``max_clock_drift_s`` either way.
+
+        Asked without credentials first, as ONVIF allows; a camera that refuses that
+        (``NotAuthorized`` or HTTP 401) is asked once more with them, and only a refusal then
+        means wrong credentials."""
         assert self.device is not None
         mgmt = await self._call("device service", self.device.create_devicemgmt_service)
-        sent = time.time()
-        answer = await self._call("GetSystemDateAndTime", mgmt.authless_GetSystemDateAndTime)
-        received = time.time()
+        try:
+            answer, middle = await self._clock(mgmt, signed=False)
+        except (AuthError, UnreadableAnswer) as exc:
+            # Refused, or an answer that is no SOAP (an HTTP 401 page): the signed call decides.
+            if not self.settings.username:
+                raise
+            self.context.log.debug("onvif.clock_needs_credentials", error=str(exc))
+            answer, middle = await self._signed_clock(mgmt)
         utc = getattr(answer, "UTCDateTime", None)
         if utc is None:
             return  # some cameras give local time only: drift cannot be measured honestly
-        camera = dt.datetime(
-            utc.Date.Year,
-            utc.Date.Month,
-            utc.Date.Day,
-            utc.Time.Hour,
-            utc.Time.Minute,
-            utc.Time.Second,
-            tzinfo=dt.UTC,
-        ).timestamp()
-        offset = round(camera - (sent + received) / 2, 1)
+        try:
+            camera = _camera_time(utc)
+        except ValueError as exc:
+            self.context.log.warning("onvif.clock_unreadable", error=str(exc))
+            return
+        offset = round(camera - middle, 1)
         self._clock_checked = time.monotonic()
+        self._use_offset(offset)
         self.info = msgspec.structs.replace(self.info, clock_offset_s=offset)
         limit = self.settings.max_clock_drift_s
         drifting = abs(offset) > limit + 1.0  # the camera reports whole seconds
@@ -337,7 +477,7 @@ class OnvifCamera(Camera):
     async def probe(self) -> CameraHealth:
         now = dt.datetime.now(dt.UTC)
         try:
-            uri = (await self.stream_uri()).uri
+            uri = (await self.stream_uri(self.roles.get("probe"))).uri
         except AuthError as exc:
             return CameraHealth(state=HealthState.AUTH_FAILED, checked_at=now, reason=str(exc))
         except DriverError as exc:
@@ -355,7 +495,7 @@ class OnvifCamera(Camera):
         return health
 
     async def snapshot(self, profile: str | None = None) -> Snapshot:
-        token = self._profile(profile).token
+        token = self._profile(profile or self.roles.get("snapshot")).token
         if token not in self._snapshot_uris:
             assert self.device is not None
             media = await self._call("media service", self.device.create_media_service)
@@ -457,7 +597,10 @@ class OnvifCamera(Camera):
             request = {**base, "PresetName": command.name}
             if command.preset is not None:
                 request["PresetToken"] = command.preset
-            await self._call("SetPreset", lambda: service.SetPreset(request))
+            try:
+                await self._call("SetPreset", lambda: service.SetPreset(request))
+            except UnreadableAnswer as exc:
+                await self._confirm_preset(service, token, command, exc)
         elif isinstance(command, GotoHome):
             request = {**base, **self._speed(command.speed)}
             await self._call("GotoHomePosition", lambda: service.GotoHomePosition(request))
@@ -466,6 +609,25 @@ class OnvifCamera(Camera):
             await self._call("Stop", lambda: service.Stop(request))
         else:  # pragma: no cover - the union is closed
             raise NotSupported(f"unknown PTZ command {type(command).__name__}")
+
+    async def _confirm_preset(
+        self, service: Any, token: str, command: SetPreset, error: UnreadableAnswer
+    ) -> None:
+        """An unreadable SetPreset answer (firmware writing an undeclared ``ptz:`` prefix)
+        says nothing either way: the preset list does. Sending SetPreset again could save a
+        second preset, so it is looked up instead."""
+        found = await self._call("GetPresets", lambda: service.GetPresets({"ProfileToken": token}))
+        for preset in found or ():
+            name = str(getattr(preset, "Name", "") or "")
+            if name == command.name and command.preset in (None, str(preset.token)):
+                self.context.log.warning(
+                    "onvif.odd_answer",
+                    operation="SetPreset",
+                    error=str(error),
+                    outcome=f"preset {name!r} is saved (token {preset.token}, seen in GetPresets)",
+                )
+                return
+        raise TransientError(f"{error}; GetPresets shows no preset {command.name!r}: not saved")
 
     async def presets(self, profile: str | None = None) -> list[PtzPreset]:
         service, token = await self._ptz_service(profile)

@@ -6,7 +6,10 @@
   backoff;
 * any other SOAP fault → ``TransientError`` naming the operation, the fault's subcode and text
   (``GetStreamUri: ter:InvalidArgVal — no such profile``), or ``NotSupported`` for
-  ``ter:ActionNotSupported``.
+  ``ter:ActionNotSupported``;
+* an answer the library cannot read (XML that is not namespace-well-formed, a value it cannot
+  convert) → :class:`UnreadableAnswer`, a ``TransientError`` the driver may confirm another way
+  (a preset is looked up after an unreadable SetPreset answer).
 """
 
 from __future__ import annotations
@@ -15,11 +18,17 @@ import asyncio
 
 import aiohttp
 import zeep.exceptions
+from lxml import etree
 from nabat.interfaces import AuthError, DriverError, NotSupported, TransientError
 from onvif.exceptions import ONVIFAuthError, ONVIFError, ONVIFTimeoutError
 from onvif.util import extract_subcodes_as_strings, is_auth_error
 
-__all__ = ["as_driver_error"]
+__all__ = ["UnreadableAnswer", "as_driver_error"]
+
+
+class UnreadableAnswer(TransientError):
+    """The camera answered, but the answer could not be read: the request may have been
+    carried out."""
 
 
 def _subcodes(fault: zeep.exceptions.Fault) -> list[str]:
@@ -65,7 +74,21 @@ def as_driver_error(exc: BaseException, operation: str) -> DriverError:
     if isinstance(exc, zeep.exceptions.TransportError):
         if exc.status_code == 401:
             return AuthError(f"{operation}: the camera rejected the credentials (HTTP 401)")
+        if exc.status_code == 200:  # answered, in XML the library cannot parse
+            first = str(exc).split(".\n", 1)[0][:300]
+            return UnreadableAnswer(f"{operation}: the camera's answer is unreadable ({first})")
         return TransientError(f"{operation}: HTTP {exc.status_code} from the camera")
-    if isinstance(exc, zeep.exceptions.Error | ONVIFError):
-        return TransientError(f"{operation}: unreadable answer ({type(exc).__name__}: {exc})")
+    if isinstance(exc, zeep.exceptions.Error | ONVIFError | etree.Error | ValueError):
+        # lxml/zeep reading odd XML: "Invalid tag name 'ptz:PresetToken'" for a prefix the
+        # answer never declared, OverflowError for a time beyond year 9999.
+        text = " ".join(str(exc).split())[:300]
+        return UnreadableAnswer(
+            f"{operation}: the camera's answer is unreadable ({type(exc).__name__}: {text})"
+        )
+    if isinstance(exc, ArithmeticError | AttributeError):
+        # zeep on a body that is no SOAP at all (an HTTP 401 page: "'NoneType' object has no
+        # attribute 'getroottree'"), or a value out of range
+        return UnreadableAnswer(
+            f"{operation}: the camera's answer is unreadable ({type(exc).__name__}: {exc})"
+        )
     return TransientError(f"{operation}: {type(exc).__name__}: {exc}")

@@ -37,6 +37,7 @@ def _load_onvif_device() -> Any:
 
 
 OnvifDevice = _load_onvif_device().OnvifDevice
+ProfileSpec = _load_onvif_device().ProfileSpec
 MOTION = "tns1:VideoSource/MotionAlarm"
 SOURCE = {"VideoSourceConfigurationToken": "vsc1"}
 
@@ -90,6 +91,10 @@ async def test_a_camera_with_credentials_end_to_end(tmp_path, rtsp_server, monke
         clock_offset_s=3600,  # WS-Security would fail without the drift taken into account
         snapshot_auth="digest",
         max_subscriptions=1,  # a leaked subscription would make the next one fail
+        profiles=(
+            ProfileSpec("main", ptz=True),
+            ProfileSpec("sub", width=640, height=360, uri=rtsp_server.url("/secure")),
+        ),
     ) as device:
         cam = instance(
             "cam-auth",
@@ -113,7 +118,7 @@ async def test_a_camera_with_credentials_end_to_end(tmp_path, rtsp_server, monke
             assert info.clock_offset_s == pytest.approx(3600, abs=2)
             assert [p.token for p in await camera.profiles()] == ["main", "sub"]
             assert (await camera.stream_uri()).uri == rtsp_server.url("/secure")
-            assert (await camera.stream_uri("sub")).uri.endswith("/secure_sub")
+            assert (await camera.stream_uri("sub")).uri == rtsp_server.url("/secure")
 
             # The clock drift is reported; health comes from decoding the secured stream.
             page = await hub.journal.query(EventQuery(types=("camera.clock.*",)))
@@ -189,7 +194,7 @@ async def test_a_camera_without_credentials_or_ptz(tmp_path, rtsp_server):
         ptz=False,
         events=False,
         snapshot=False,
-        rtsp_uri=rtsp_server.url("/black"),
+        profiles=(ProfileSpec("main", uri=rtsp_server.url("/black")),),
     ) as device:
         async with run_hub(config(instance("cam-open", device)), tmp_path) as hub:
             seen = record(hub, "camera.>")
@@ -266,7 +271,10 @@ async def test_a_profile_the_camera_lacks_is_a_named_configuration_error(tmp_pat
         async with run_hub(config(bad), tmp_path) as hub:
             assert hub.state_of("cam-profile") == "failed"
             reason = hub.status_of("cam-profile").reason
-            assert "no media profile 'nope' (it has: main, sub)" in reason
+            assert (
+                "no media profile 'nope' (it has: main (H264 1920x1080), sub (H264 640x360))"
+                in reason
+            )
 
 
 def test_inventory_rows_become_onvif_settings():
@@ -283,3 +291,164 @@ def test_inventory_rows_become_onvif_settings():
     assert OnvifCamera.inventory_settings("https://cam.example.ru", None, None)["port"] == 443
     with pytest.raises(ValueError, match="host\\[:port\\]"):
         OnvifCamera.inventory_settings("rtsp://10.0.0.5/stream", None, None)
+
+
+@pytest.mark.parametrize("refusal", ["fault", "http401"])
+async def test_a_camera_that_wants_credentials_for_its_clock(tmp_path, monkeypatch, refusal):
+    """Unauthenticated GetSystemDateAndTime refused (NotAuthorized, or HTTP 401): asked once
+    more with the credentials; only a refusal of those is needs_auth."""
+    monkeypatch.setenv("CLOCK_PW", "secret")
+    monkeypatch.setenv("CLOCK_WRONG", "not-it")
+    async with OnvifDevice(password="secret", clock_auth=refusal, events=False) as device:
+        right = instance("cam-clock", device, username="admin", password='{ env = "CLOCK_PW" }')
+        wrong = instance("cam-bad", device, username="admin", password='{ env = "CLOCK_WRONG" }')
+        async with run_hub(config(right), tmp_path) as hub:
+            assert hub.state_of("cam-clock") == "running", hub.status_of("cam-clock").reason
+            info = await hub.instance("cam-clock").describe()
+            assert info.clock_offset_s == pytest.approx(0, abs=2)
+            # One refusal: the unauthenticated clock call; the signed one was answered.
+            assert device.auth_failures == 1
+            assert device.operations("GetSystemDateAndTime")
+        (tmp_path / "wrong").mkdir()
+        async with run_hub(config(wrong), tmp_path / "wrong") as hub:
+            await eventually(lambda: hub.state_of("cam-bad") == "needs_auth", what="needs_auth")
+            reason = hub.status_of("cam-bad").reason
+            assert reason.startswith("GetSystemDateAndTime: the camera rejected the credentials")
+
+
+async def test_a_camera_far_off_in_time_that_wants_credentials_for_its_clock(
+    tmp_path, rtsp_server, monkeypatch
+):
+    """Two hours behind and no clock without credentials: the signed clock call is refused
+    for its timestamp until it is signed with the offset the camera's HTTP Date shows; every
+    later request carries the measured offset."""
+    monkeypatch.setenv("SKEW_PW", "secret")
+    async with OnvifDevice(
+        password="secret",
+        clock_auth="fault",
+        clock_offset_s=-7200,
+        events=False,
+        profiles=(ProfileSpec("main", ptz=True, uri=rtsp_server.url("/live")),),
+    ) as device:
+        cam = instance("cam-skew", device, username="admin", password='{ env = "SKEW_PW" }')
+        async with run_hub(config(cam), tmp_path) as hub:
+            seen = record(hub, "camera.>")
+            assert hub.state_of("cam-skew") == "running", hub.status_of("cam-skew").reason
+            camera = hub.instance("cam-skew")
+            info = await camera.describe()
+            assert info.clock_offset_s == pytest.approx(-7200, abs=2)
+            assert (device.last_auth_error or "").startswith("Created is +7")  # 2 h ahead of it
+            await camera.ptz(AbsoluteMove(pan=0.5, tilt=0.5))
+            assert device.ptz_position[:2] == pytest.approx((0.5, 0.5))
+            health = await eventually(
+                lambda: [e for e in seen.events if e.type.startswith("camera.health.")],
+                what="the first probe",
+                timeout=20,
+            )
+            assert health[0].type == "camera.health.ok", health[0].data.reason
+            page = await hub.journal.query(EventQuery(types=("camera.clock.*",)))
+            assert [stored.event.type for stored in page.events] == ["camera.clock.drift"]
+            # Refused: the unauthenticated clock call and the signed one without the offset.
+            assert device.auth_failures == 2
+
+
+async def test_profiles_choose_the_probe_snapshot_and_live_streams(tmp_path, rtsp_server):
+    """An H.265 main stream, an H.264 sub-stream, a JPEG one and a profile without a video
+    encoder: the probe reads the smallest H.264 one, snapshots come from the main one, live
+    video is the H.264 one a browser plays; settings pick others by token or name."""
+    profiles = (
+        ProfileSpec(
+            "p0",
+            name="Main",
+            encoding="H265",
+            width=2560,
+            height=1440,
+            ptz=True,
+            uri=rtsp_server.url("/black"),
+        ),
+        ProfileSpec(
+            "p1", name="Sub", width=640, height=360, fps=None, uri=rtsp_server.url("/live")
+        ),
+        ProfileSpec(
+            "p2", name="Jpeg", encoding="JPEG", width=320, height=240, uri=rtsp_server.url("/mjpeg")
+        ),
+        ProfileSpec("p3", name="Metadata", encoding=None),
+    )
+    async with OnvifDevice(username=None, password=None, events=False, profiles=profiles) as d:
+        auto = instance("cam-auto", d)
+        chosen = instance("cam-main", d, probe_profile="Main", live_profile="p2")
+        bad = instance("cam-bad", d, snapshot_profile="nope")
+        async with run_hub(config(auto, chosen, bad), tmp_path) as hub:
+            seen = record(hub, "camera.health.*")
+            camera = hub.instance("cam-auto")
+            found = {p.token: p for p in await camera.profiles()}
+            assert (found["p0"].encoding, found["p0"].width, found["p0"].height) == (
+                "H265",
+                2560,
+                1440,
+            )
+            assert (found["p1"].encoding, found["p1"].fps, found["p1"].fps) == ("H264", None, None)
+            assert found["p2"].fps == 25 and found["p3"].encoding == "" and not found["p3"].width
+            assert {t: p.roles for t, p in found.items()} == {
+                "p0": {"snapshot"},
+                "p1": {"probe", "live"},
+                "p2": frozenset(),
+                "p3": frozenset(),
+            }
+            other = {p.token: p.roles for p in await hub.instance("cam-main").profiles()}
+            assert other == {"p0": {"probe", "snapshot"}, "p1": set(), "p2": {"live"}, "p3": set()}
+
+            states = await eventually(
+                lambda: (
+                    {e.subject: e.type for e in seen.events}
+                    if len({e.subject for e in seen.events}) == 2
+                    else None
+                ),
+                what="both cameras probed",
+                timeout=20,
+            )
+            # The main stream is black: only the sub-stream's probe can be ok.
+            assert states == {
+                "cam-auto": "camera.health.ok",
+                "cam-main": "camera.health.black",
+            }
+            [health] = [e.data for e in seen.events if e.subject == "cam-auto"]
+            assert (health.codec, health.width, health.height) == ("h264", 320, 240)
+            uris = [a["ProfileToken"] for a in d.operations("GetStreamUri")]
+            assert "p1" in uris and uris.count("p0") == 1  # p0: cam-main's probe only
+
+            await camera.snapshot()
+            assert ("Snapshot", {"profile": "p0"}) in d.calls
+            assert hub.state_of("cam-bad") == "failed"
+            assert hub.status_of("cam-bad").reason.endswith(
+                "snapshot_profile 'nope': the camera has no media profile with that token or "
+                "name (it has: p0 (H265 2560x1440), p1 (H264 640x360), p2 (JPEG 320x240), p3)"
+            )
+
+
+async def test_odd_answers_degrade_one_feature_not_the_camera(tmp_path, caplog):
+    """A SetPreset answer with an undeclared ``ptz:`` prefix (lxml: "Invalid tag name") is
+    confirmed by the preset list; a clock answer without UTCDateTime leaves the drift unknown;
+    the camera keeps running."""
+    async with OnvifDevice(
+        username=None,
+        password=None,
+        events=False,
+        set_preset_prefix="ptz",
+        omit=frozenset({"UTCDateTime"}),
+    ) as device:
+        async with run_hub(config(instance("cam-odd", device)), tmp_path) as hub:
+            assert hub.state_of("cam-odd") == "running", hub.status_of("cam-odd").reason
+            camera = hub.instance("cam-odd")
+            assert (await camera.describe()).clock_offset_s is None
+            await camera.ptz(SetPreset(name="Gate"))
+            assert "Gate" in device.presets.values()
+            [odd] = [r.fields for r in caplog.records if r.getMessage() == "onvif.odd_answer"]
+            assert "Invalid tag name 'ptz:PresetToken'" in odd["error"]
+            assert odd["outcome"].startswith("preset 'Gate' is saved")
+            # Overwriting a preset token the camera lacks: a fault, named, not a 502 riddle.
+            with pytest.raises(
+                TransientError, match=r"SetPreset: the camera answered with a SOAP fault: .*NoToken"
+            ):
+                await camera.ptz(SetPreset(name="Other", preset="99"))
+            assert hub.state_of("cam-odd") == "running"
