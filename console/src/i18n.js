@@ -40,6 +40,12 @@ export function t(key, params = {}) {
   return text.replace(/\{(\w+)\}/g, (_, name) => (name in params ? String(params[name]) : `{${name}}`));
 }
 
+// Whether the catalog has a key: text built from a value (a reason code, an event type) falls
+// back to something general when the hub sends one the catalog does not know yet.
+export function has(key) {
+  return strings[`console.${key}`] !== undefined;
+}
+
 export function formatAge(seconds) {
   if (seconds == null) return "—";
   if (seconds < 60) return t("age.seconds", { n: Math.round(seconds) });

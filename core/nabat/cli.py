@@ -57,10 +57,18 @@ def _messages(loaded: LoadedConfig | None = None) -> Messages:
     return Messages(lang)
 
 
+_headings: Messages | None = None
+"""The catalog tables' headings come from: the language of the configuration the command
+loaded (``[hub] language``, or ``NABAT_LANG``), so a table is in one language with the text in
+its rows."""
+
+
 def _load_or_exit(path: Path, *, strict: bool = True) -> LoadedConfig:
+    global _headings
     try:
         loaded = load_config(path, strict=strict)
         journal_from_config(loaded)  # the storage URL names a journal we can open
+        _headings = _messages(loaded)
         return loaded
     except ConfigInvalid as exc:
         _print_issues(path, exc.issues, _messages())
@@ -322,14 +330,14 @@ def _with_journal(
         raise SystemExit(1) from None
 
 
-def _with_prepared_hub(loaded: LoadedConfig, work: Any) -> Any:
+def _with_prepared_hub(loaded: LoadedConfig, work: Any, *, migrate: bool = False) -> Any:
     """``await work(hub)`` with a hub that is not started: its journal open as it is and its
     plugins prepared (which instances are cameras or sirens; the payload types that read the
     journal's events). Journal errors exit 1."""
 
     async def run() -> Any:
         hub = Hub(loaded, language=_messages(loaded).language)
-        await hub.journal.open(migrate=False)
+        await hub.journal.open(migrate=migrate)
         try:
             await hub.prepare()
             return await work(hub)
@@ -825,32 +833,70 @@ def cameras_list(
     search: str | None,
     as_json: bool,
 ) -> None:
-    """The cameras of the inventory (credential references only, never secrets)."""
+    """Every camera: those configured in plugins.toml and those of the inventory (credential
+    references only, never secrets)."""
     from .cameras.inventory import Inventory
     from .masking import mask_url
 
-    async def work(journal: Any) -> Any:
-        return await Inventory(journal).list(
+    _quiet_logs(False)
+    loaded = _load_or_exit(_config_path(config_file))
+    t = _messages(loaded)
+
+    async def work(hub: Hub) -> Any:
+        inventory = Inventory(hub.journal)
+        imported = await inventory.list(
             municipality=municipality, driver=driver, tag=tag, search=search
         )
+        known = {c.id for c in await inventory.list()}
+        needle = (search or "").lower()
+        configured = []
+        for rt in hub.camera_units():
+            entry = rt.entry
+            url = str(entry.settings.get("url") or entry.settings.get("snapshot_url") or "")
+            if (
+                rt.id in known
+                or (municipality and entry.municipality != municipality)
+                or (driver and entry.kind != driver)
+                or tag
+                or (needle and not any(needle in v.lower() for v in (rt.id, entry.name or "", url)))
+            ):
+                continue
+            configured.append(
+                {
+                    "id": rt.id,
+                    "name": entry.name or rt.id,
+                    "municipality": entry.municipality or "",
+                    "driver": entry.kind,
+                    "url": mask_url(url),
+                    "tags": [],
+                    "source": "config",
+                }
+            )
+        return configured, imported
 
-    found = _with_journal(config_file, work, migrate=True)
+    configured, imported = _with_prepared_hub(loaded, work, migrate=True)
+    rows = [
+        *configured,
+        *(
+            {**msgspec.to_builtins(c), "url": mask_url(c.url), "source": "inventory"}
+            for c in imported
+        ),
+    ]
     if as_json:
-        out = msgspec.to_builtins(found)
-        for item in out:
-            item["url"] = mask_url(item["url"])
-        click.echo(msgspec.json.format(msgspec.json.encode(out), indent=2).decode())
+        click.echo(msgspec.json.format(msgspec.json.encode(rows), indent=2).decode())
         return
-    if not found:
-        click.echo("no cameras; import some with `nabat cameras import FILE.csv`")
+    if not rows:
+        click.echo(t("cli.cameras_none"))
         return
     _table(
         ["ID", "NAME", "MUNICIPALITY", "DRIVER", "URL", "TAGS"],
         [
-            [c.id, c.name, c.municipality, c.driver, mask_url(c.url), ",".join(c.tags)]
-            for c in found
+            [r["id"], r["name"], r["municipality"], r["driver"], r["url"], ",".join(r["tags"])]
+            for r in rows
         ],
     )
+    if configured:
+        click.echo(t("cli.cameras_sources", config=len(configured), inventory=len(imported)))
 
 
 @cameras.command("delete")
@@ -997,7 +1043,7 @@ def report_cameras(
                 str(r.unknown),
                 pct(r.availability_pct),
                 "-" if r.target is None else str(r.target),
-                "; ".join(r.why) if r.why else ("yes" if r.lagging else ""),
+                "; ".join(r.why) if r.why else (_yes(True) if r.lagging else ""),
             ]
             for r in [*result.districts, result.total]
         ],
@@ -1115,7 +1161,7 @@ def rules_list(config_file: str | None) -> None:
         [
             [
                 r.name,
-                "yes" if r.enabled else "no",
+                _yes(r.enabled),
                 ",".join(r.when.type),
                 ",".join(r.when.municipality) or "*",
                 ",".join(a.kind for a in r.then),
@@ -1126,7 +1172,22 @@ def rules_list(config_file: str | None) -> None:
     )
 
 
+def _heading(text: str) -> str:
+    """A table's column heading (``LAST SIGN-IN``) in the configuration's language
+    (catalog key ``cli.head.last_sign_in``); as given when the catalog has none."""
+    t = _headings or _messages()
+    key = "cli.head." + "".join(c if c.isalnum() else "_" for c in text.lower())
+    found = t(key)
+    return text if found == key else found
+
+
+def _yes(value: bool) -> str:
+    t = _headings or _messages()
+    return t("cli.yes") if value else t("cli.no")
+
+
 def _table(header: list[str], rows: list[list[str]]) -> None:
+    header = [_heading(h) for h in header]
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
     for row in [header, *rows]:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())

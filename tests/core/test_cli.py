@@ -254,3 +254,42 @@ async def test_run_starts_without_an_instance_whose_table_is_broken(tmp_path):
     assert failed and failed[0]["state"] == "failed"
     assert "municipalty: unknown key" in failed[0]["reason"]
     assert any(line.get("subject") == "good" for line in lines)
+
+
+def test_cameras_list_shows_the_configured_cameras_too(demo):
+    """The demo's five cameras are in plugins.toml, not imported: the list shows them (it said
+    «no cameras» while the report counted five)."""
+    out = nabat("cameras", "list", cwd=demo)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["ID", "NAME", "MUNICIPALITY", "DRIVER", "URL", "TAGS"]
+    ids = [line.split()[0] for line in lines[1:-1]]
+    assert ids == [
+        "krd-cam-001",
+        "krd-cam-002",
+        "sochi-cam-001",
+        "nvrsk-cam-001",
+        "tuapse-cam-001",
+    ]
+    assert lines[-1] == "5 from plugins.toml, 0 from the inventory"
+    assert "krd-siren-01" not in out.stdout  # sirens are not cameras
+    only = nabat("cameras", "list", "--municipality", "sochi", "--json", cwd=demo)
+    [camera] = json.loads(only.stdout)
+    assert camera["id"] == "sochi-cam-001" and camera["source"] == "config"
+    assert camera["driver"] == "simulator.camera"
+
+
+def test_cli_tables_are_in_the_hub_language(demo):
+    """[hub] language = "ru" (the demo's): headings and cells in Russian, as the rows' text."""
+    russian = nabat("cameras", "list", cwd=demo, env={"NABAT_LANG": ""})
+    assert russian.returncode == 0, russian.stderr
+    head = russian.stdout.splitlines()[0]
+    assert head.split() == ["ИД", "НАЗВАНИЕ", "МУНИЦИПАЛИТЕТ", "ДРАЙВЕР", "АДРЕС", "МЕТКИ"]
+    assert "из plugins.toml: 5, из реестра: 0" in russian.stdout
+    report = nabat("report", "cameras", cwd=demo, env={"NABAT_LANG": ""})
+    assert report.returncode == 0, report.stderr
+    heading = next(line for line in report.stdout.splitlines() if "МУНИЦИПАЛИТЕТ" in line)
+    assert "ВСЕГО" in heading and "TOTAL" not in heading
+    assert not any(word in report.stdout for word in ("MUNICIPALITY", "AVAIL", "LAGGING"))
+    english = nabat("report", "cameras", cwd=demo)
+    assert "MUNICIPALITY" in english.stdout and "МУНИЦИПАЛИТЕТ" not in english.stdout

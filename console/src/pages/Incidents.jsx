@@ -1,8 +1,19 @@
 // Incidents, open first, and one incident with the snapshots its nearest cameras gave.
 import { useEffect, useState } from "preact/hooks";
 import { api, live } from "../api.js";
-import { formatTime, t } from "../i18n.js";
+import { formatTime, has, t } from "../i18n.js";
 import { go } from "../router.js";
+
+// An incident's type and services as the operator reads them; a value the catalog does not
+// know (a 112 platform's own type name) is shown as it came.
+export function typeName(type) {
+  if (!type) return "";
+  return has(`incident_type.${type}`) ? t(`incident_type.${type}`) : type;
+}
+
+export function serviceNames(services) {
+  return (services || []).map((s) => (has(`service.${s}`) ? t(`service.${s}`) : s)).join(", ");
+}
 
 function Detail({ id }) {
   const [record, setRecord] = useState(null);
@@ -28,7 +39,7 @@ function Detail({ id }) {
   return (
     <article class="incident" data-testid="incident">
       <button class="link" onClick={() => go("/console/incidents")}>← {t("incidents.back")}</button>
-      <h2>{i.title || i.type || i.description || t("incidents.untitled")}</h2>
+      <h2>{i.title || typeName(i.type) || i.description || t("incidents.untitled")}</h2>
       {i.status !== "closed" && (
         <button onClick={close} data-testid="incident-close">{t("incidents.close")}</button>
       )}
@@ -36,12 +47,14 @@ function Detail({ id }) {
       <dl>
         <dt>{t("incidents.status")}</dt>
         <dd>{t(`incidents.${i.status || "open"}`)}</dd>
+        <dt>{t("incidents.type")}</dt>
+        <dd>{typeName(i.type) || "—"}</dd>
         <dt>{t("incidents.reported")}</dt>
         <dd>{formatTime(i.reported_at || record.created_at)}</dd>
         <dt>{t("incidents.address")}</dt>
         <dd>{i.address || (i.location ? `${i.location.lat}, ${i.location.lon}` : "—")}</dd>
         <dt>{t("incidents.services")}</dt>
-        <dd>{(i.services || []).map((s) => t(`service.${s}`)).join(", ") || "—"}</dd>
+        <dd>{serviceNames(i.services) || "—"}</dd>
         <dt>{t("incidents.victims")}</dt>
         <dd>{i.victims ?? "—"}</dd>
         <dt>{t("incidents.caller")}</dt>
@@ -98,6 +111,7 @@ export function Incidents({ rest }) {
         <tr>
           <th>{t("incidents.reported")}</th>
           <th>{t("incidents.what")}</th>
+          <th>{t("incidents.type")}</th>
           <th>{t("incidents.address")}</th>
           <th>{t("incidents.services")}</th>
           <th>{t("incidents.status")}</th>
@@ -106,15 +120,20 @@ export function Incidents({ rest }) {
       <tbody>
         {sorted.length === 0 && (
           <tr>
-            <td colspan="5" class="muted">{t("incidents.none")}</td>
+            <td colspan="6" class="muted">{t("incidents.none")}</td>
           </tr>
         )}
         {sorted.map((r) => (
-          <tr class={r.closed_at ? "closed" : `sev-${r.severity || "moderate"}`} onClick={() => go(`/console/incidents/${encodeURIComponent(r.id)}`)}>
+          <tr
+            class={`clickable ${r.closed_at ? "closed" : `sev-${r.severity || "moderate"}`}`}
+            data-testid={`incident-row-${r.id}`}
+            onClick={() => go(`/console/incidents/${encodeURIComponent(r.id)}`)}
+          >
             <td>{formatTime(r.incident.reported_at || r.created_at)}</td>
-            <td>{r.incident.title || r.incident.type || r.incident.description || t("incidents.untitled")}</td>
-            <td>{r.incident.address || ""}</td>
-            <td>{(r.incident.services || []).join(", ")}</td>
+            <td>{r.incident.title || typeName(r.incident.type) || r.incident.description || t("incidents.untitled")}</td>
+            <td>{typeName(r.incident.type) || "—"}</td>
+            <td>{r.incident.address || (r.incident.location ? `${r.incident.location.lat}, ${r.incident.location.lon}` : "—")}</td>
+            <td>{serviceNames(r.incident.services) || "—"}</td>
             <td>{t(`incidents.${r.incident.status || "open"}`)}</td>
           </tr>
         ))}

@@ -4,7 +4,8 @@ import { api, live } from "../api.js";
 import { t } from "../i18n.js";
 import { go } from "../router.js";
 import { RegionMap } from "./RegionMap.jsx";
-import { stateOf, statusOf } from "./Wall.jsx";
+import { typeName } from "./Incidents.jsx";
+import { stateOf, statusOf, summaryOf } from "./Wall.jsx";
 
 const CAMERA = { ok: "#2e9d5b", degraded: "#e0a000", offline: "#e5383b", unknown: "#6b7785" };
 
@@ -41,9 +42,9 @@ export function Map({ user }) {
       ? cameras.map((c) => ({
           lat: c.lat,
           lon: c.lon,
-          colour: CAMERA[c.status] || CAMERA.unknown,
+          colour: CAMERA[summaryOf(c)] || CAMERA.unknown,
           label: `${c.name}: ${t(`state.${stateOf(c)}`)}`,
-          radius: c.status === "ok" ? 4 : 6,
+          radius: summaryOf(c) === "ok" ? 4 : 6,
         }))
       : []),
     ...(show.sirens
@@ -62,7 +63,7 @@ export function Map({ user }) {
             lat: r.incident.location.lat,
             lon: r.incident.location.lon,
             colour: "#ffffff",
-            label: r.incident.title || r.incident.type,
+            label: r.incident.title || typeName(r.incident.type),
             radius: 9,
             onClick: () => go(`/console/incidents/${encodeURIComponent(r.id)}`),
           }))

@@ -2,6 +2,7 @@
 // OpenStreetMap) drawn as vectors, no tile server; markers on top.
 import { useEffect, useRef } from "preact/hooks";
 import L from "leaflet";
+import { t } from "../i18n.js";
 
 // Leaflet puts a string tooltip in as HTML: names and titles come from outside (an incident's
 // title from 112), so they go in as text.
@@ -30,7 +31,9 @@ export function RegionMap({ markers = [], selected, focus = [], onToggle, onPoin
 
   useEffect(() => {
     map.current = L.map(box.current, { zoomSnap: 0.25, attributionControl: true, preferCanvas: true });
-    map.current.attributionControl.setPrefix(false).addAttribution("© OpenStreetMap contributors");
+    // No tiles are drawn: the only outside data is the outlines, and this is their source note
+    // (ODbL asks for it), not a tile server's attribution.
+    map.current.attributionControl.setPrefix(false).addAttribution(text(t("map.outlines_source")).outerHTML);
     dots.current = L.layerGroup().addTo(map.current);
     loadOutlines().then((geo) => {
       if (!map.current) return;

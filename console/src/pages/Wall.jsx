@@ -4,7 +4,7 @@
 import { memo } from "preact/compat";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, live } from "../api.js";
-import { formatAge, formatTime, t } from "../i18n.js";
+import { formatAge, formatTime, has, t } from "../i18n.js";
 
 const REFRESH_S = 10;
 const ORDER = { offline: 0, degraded: 1, unknown: 2, ok: 3 };
@@ -12,12 +12,34 @@ const ORDER = { offline: 0, degraded: 1, unknown: 2, ok: 3 };
 // As the API sums it up: black or frozen is degraded, anything else not ok is offline.
 export function statusOf(state) {
   if (state === "ok") return "ok";
+  if (state === "unknown" || state === "starting") return "unknown";
   return state === "black" || state === "frozen" ? "degraded" : "offline";
 }
 
+// A driver instance that is not running gives no picture whatever its last probe said: its own
+// state is what the operator must see (credentials needed, a failed configuration).
+const STOPPED = new Set(["needs_auth", "failed", "stopped"]);
+
 export function stateOf(camera) {
   // The honest state: a black or frozen picture is as bad as no picture.
-  return (camera.health && camera.health.state) || (camera.status === "unknown" ? "unknown" : camera.status);
+  if (STOPPED.has(camera.instance_state)) return camera.instance_state;
+  const health = camera.health && camera.health.state;
+  if (health) return health;
+  if (camera.instance_state === "retrying" || camera.instance_state === "starting") return camera.instance_state;
+  return camera.status === "unknown" ? "unknown" : camera.status;
+}
+
+// The summary the wall counts and sorts by, from the state shown.
+export function summaryOf(camera) {
+  return statusOf(stateOf(camera));
+}
+
+// Why, in the operator's language: the probe's reason code from the catalog, else the state.
+// The probe's own words (English, for logs and the API) are not shown.
+export function reasonText(health) {
+  if (!health) return "";
+  if (health.reason_code && has(`reason.${health.reason_code}`)) return t(`reason.${health.reason_code}`);
+  return health.state && health.state !== "ok" ? t(`state.${health.state}`) : "";
 }
 
 // One observer for all tiles: a tile refreshes (and its age ticks) only while it is on screen,
@@ -134,7 +156,7 @@ function TileView({ camera, onOpen }) {
     <button class={`tile state-${state}`} ref={ref} onClick={() => onOpen(camera)} data-testid={`tile-${camera.id}`} data-state={state}>
       {src && <img src={src} alt="" decoding="async" onLoad={loaded} onError={broken} style={failed || !shown ? "visibility:hidden" : ""} />}
       {(failed || !shown) && <div class="no-picture">{failed ? t("wall.no_picture") : t("loading")}</div>}
-      <span class="badge" data-testid="badge">{t(`state.${state}`)}</span>
+      <span class={`badge state-${state}`} data-testid="badge">{t(`state.${state}`)}</span>
       <span class="caption">
         <span class="name">{camera.name}</span>
         <span class={`age ${age != null && age > 60 ? "stale" : ""}`}>{formatAge(age)}</span>
@@ -215,7 +237,43 @@ function Probes({ camera }) {
           <tr class={`state-${e.data.state}`}>
             <td>{formatTime(e.data.checked_at || e.time)}</td>
             <td>{t(`state.${e.data.state}`)}</td>
-            <td>{e.data.reason || ""}</td>
+            <td>{reasonText(e.data)}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+// The camera's media profiles (ONVIF: main stream, sub-stream…) and what the hub uses each for;
+// nothing for drivers that have none.
+function Profiles({ profiles }) {
+  if (!Array.isArray(profiles) || profiles.length === 0) return null;
+  const size = (p) => (p.width && p.height ? `${p.width}×${p.height}` : "—");
+  return (
+    <table class="profiles" data-testid="profiles">
+      <thead>
+        <tr>
+          <th>{t("wall.profile")}</th>
+          <th>{t("wall.codec")}</th>
+          <th>{t("wall.resolution")}</th>
+          <th>{t("wall.fps")}</th>
+          <th>{t("wall.roles")}</th>
+        </tr>
+      </thead>
+      <tbody>
+        {profiles.map((p) => (
+          <tr data-testid={`profile-${p.token}`}>
+            <td>{p.name || p.token}</td>
+            <td>{p.codec || "—"}</td>
+            <td>{size(p)}</td>
+            <td>{p.fps ? t("wall.fps_value", { n: Math.round(p.fps * 10) / 10 }) : "—"}</td>
+            <td>
+              {(p.roles || [])
+                .filter((r) => has(`wall.role.${r}`))
+                .map((r) => t(`wall.role.${r}`))
+                .join(", ") || "—"}
+            </td>
           </tr>
         ))}
       </tbody>
@@ -224,6 +282,17 @@ function Probes({ camera }) {
 }
 
 function CameraView({ camera, onClose }) {
+  const [detail, setDetail] = useState(null);
+  useEffect(() => {
+    let alive = true;
+    api(`/api/v1/cameras/${encodeURIComponent(camera.id)}`).then(
+      (found) => alive && setDetail(found),
+      () => {},
+    );
+    return () => {
+      alive = false;
+    };
+  }, [camera.id, camera.health && camera.health.checked_at]);
   const [n, setN] = useState(1);
   const [failed, setFailed] = useState(false);
   useEffect(() => {
@@ -237,6 +306,9 @@ function CameraView({ camera, onClose }) {
   }, [camera.id]);
   const picture = { url: pictureUrl(camera.id, 2, n) };
   const state = stateOf(camera);
+  // The probed resolution: the camera's detail says it, else the last health change.
+  const measured = (detail && detail.width && detail.height && detail) || (camera.health && camera.health.width && camera.health.height && camera.health);
+  const resolution = measured ? { width: measured.width, height: measured.height } : null;
   return (
     <div class="modal" role="dialog" aria-modal="true" data-testid="camera-view" onClick={(e) => e.target === e.currentTarget && onClose()}>
       <div class="panel wide">
@@ -252,8 +324,18 @@ function CameraView({ camera, onClose }) {
           </div>
           <aside>
             <p>{camera.address}</p>
-            {camera.health && camera.health.reason && <p class="reason">{camera.health.reason}</p>}
+            {state !== "ok" && (
+              <p class="reason" data-testid="reason">
+                {STOPPED.has(state) || !camera.health ? t(`state.${state}`) : reasonText(camera.health)}
+              </p>
+            )}
             <p class="muted">{t("wall.last_probe", { when: formatTime(camera.last_probe_at) })}</p>
+            {resolution && (
+              <p class="muted" data-testid="resolution">
+                {t("wall.resolution_value", { width: resolution.width, height: resolution.height })}
+              </p>
+            )}
+            <Profiles profiles={detail && detail.profiles} />
             <Ptz camera={camera} />
           </aside>
         </div>
@@ -282,8 +364,32 @@ export function Wall() {
     api("/api/v1/cameras?limit=5000")
       .then((page) => alive && setCameras(page.items))
       .catch((err) => alive && setError(err.message));
+    // A health change may come with a change of the driver instance (rejected credentials put
+    // it in needs_auth): the camera's record is asked for again shortly after.
+    const due = new Map();
+    const refresh = (id) => {
+      clearTimeout(due.get(id));
+      due.set(
+        id,
+        setTimeout(() => {
+          due.delete(id);
+          api(`/api/v1/cameras/${encodeURIComponent(id)}`).then(
+            (found) => alive && setCameras((list) => list && list.map((c) => (c.id === id ? { ...c, ...found } : c))),
+            () => {},
+          );
+        }, 1500),
+      );
+    };
     const stop = live((event) => {
+      if (event.type.startsWith("hub.unit.") && event.subject) {
+        setCameras((list) => {
+          if (list && list.some((c) => c.id === event.subject)) refresh(event.subject);
+          return list;
+        });
+        return;
+      }
       if (!event.type.startsWith("camera.health.")) return;
+      refresh(event.subject);
       setCameras((list) =>
         list &&
         list.map((c) =>
@@ -300,6 +406,7 @@ export function Wall() {
     });
     return () => {
       alive = false;
+      for (const timer of due.values()) clearTimeout(timer);
       stop();
     };
   }, []);
@@ -308,7 +415,8 @@ export function Wall() {
     const found = { total: 0, ok: 0, degraded: 0, offline: 0, unknown: 0 };
     for (const c of cameras || []) {
       found.total += 1;
-      found[c.status] = (found[c.status] || 0) + 1;
+      const status = summaryOf(c);
+      found[status] = (found[status] || 0) + 1;
     }
     return found;
   }, [cameras]);
@@ -316,9 +424,11 @@ export function Wall() {
   const shown = useMemo(() => {
     const needle = search.trim().toLowerCase();
     return (cameras || [])
-      .filter((c) => filter === "all" || (filter === "problems" ? c.status === "offline" || c.status === "degraded" : c.status === filter))
-      .filter((c) => !needle || c.name.toLowerCase().includes(needle) || (c.address || "").toLowerCase().includes(needle))
-      .sort((a, b) => (ORDER[a.status] ?? 9) - (ORDER[b.status] ?? 9) || a.name.localeCompare(b.name));
+      .map((c) => [c, summaryOf(c)])
+      .filter(([, s]) => filter === "all" || (filter === "problems" ? s === "offline" || s === "degraded" : s === filter))
+      .filter(([c]) => !needle || c.name.toLowerCase().includes(needle) || (c.address || "").toLowerCase().includes(needle))
+      .sort(([a, sa], [b, sb]) => (ORDER[sa] ?? 9) - (ORDER[sb] ?? 9) || a.name.localeCompare(b.name))
+      .map(([c]) => c);
   }, [cameras, filter, search]);
 
   if (error) return <p class="error">{t("error.generic", { reason: error })}</p>;

@@ -21,6 +21,15 @@ __all__ = ["users"]
 def _password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        # No terminal to ask at (a script, `docker exec` without -t): say what to do instead
+        # of click's bare "Aborted!".
+        click.echo(
+            "error: no terminal to ask the password at; pipe it in with --password-stdin, "
+            "e.g. `printf '%s\\n' \"$PW\" | nabat users create ... --password-stdin`",
+            err=True,
+        )
+        raise SystemExit(1)
     return click.prompt("password", hide_input=True, confirmation_prompt=True)
 
 

@@ -284,4 +284,34 @@ async def root() -> Redirect:
     return Redirect("/console/")
 
 
-HANDLERS = [sign_in, sign_out, session, region, templates, messages, outlines, static, page, root]
+@get("/favicon.ico", opt=_PUBLIC, include_in_schema=False)
+async def favicon() -> Response[bytes]:
+    """The icon browsers ask for at the root (the console's page names it too)."""
+    found = _asset("favicon.ico")
+    if found is None:
+        raise ProblemError(404, "no such file")
+    body, _, etag = found
+    return Response(
+        body,
+        media_type="image/x-icon",
+        headers={
+            "ETag": f'"{etag}"',
+            "Cache-Control": "max-age=86400",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+HANDLERS = [
+    sign_in,
+    sign_out,
+    session,
+    region,
+    templates,
+    messages,
+    outlines,
+    static,
+    page,
+    root,
+    favicon,
+]

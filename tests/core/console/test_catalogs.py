@@ -9,8 +9,9 @@ import re
 from pathlib import Path
 
 from nabat.alerts.model import AlertPhase, DeviceOutcome
+from nabat.events import Severity
 from nabat.i18n import catalog
-from nabat.interfaces import HealthState
+from nabat.interfaces import DeviceState, HealthState, UnitState
 from nabat.interfaces.incident import SERVICES
 
 SOURCES = Path(__file__).parents[3] / "console" / "src"
@@ -28,8 +29,72 @@ def _keys() -> tuple[set[str], set[str]]:
     return literal, templates
 
 
+# Every reason code the hub's probes, its watch and the simulator give (CameraHealth.reason_code).
+REASON_CODES = [
+    "picture_changing",
+    "black_picture",
+    "frozen_picture",
+    "no_frames",
+    "too_few_frames",
+    "stream_ended",
+    "stream_stalled",
+    "stream_not_found",
+    "undecodable",
+    "stream_error",
+    "no_video",
+    "no_decoder",
+    "credentials_rejected",
+    "access_forbidden",
+    "connection_refused",
+    "no_answer",
+    "no_valid_answer",
+    "host_unreachable",
+    "network_error",
+    "probe_timeout",
+    "probe_error",
+]
+# Event types the hub and its first-party plugins publish that have a text of their own.
+EVENT_TYPES = [
+    "incident.created",
+    "incident.updated",
+    "incident.closed",
+    "alert.issued",
+    "alert.confirmation_required",
+    "alert.rejected",
+    "alert.cancelled",
+    "alert.completed",
+    "alert.confirmation_expired",
+    "siren.readiness.completed",
+    "police.hotlist.hit",
+    "system112.ack.accepted",
+    "system112.ack.rejected",
+    "system112.ack.overdue",
+    "camera.clock.drift",
+    "camera.clock.ok",
+    "hub.job.claimed",
+]
+# Driver instance states the wall shows instead of a stale probe (Wall.jsx STOPPED and the rest).
+INSTANCE_STATES = ["needs_auth", "failed", "stopped", "retrying", "starting"]
+
 EXPANSIONS = {
-    "state": [s.value for s in HealthState] + ["ok", "degraded", "offline", "unknown"],
+    "state": [s.value for s in HealthState]
+    + ["ok", "degraded", "offline", "unknown"]
+    + INSTANCE_STATES,
+    "reason": REASON_CODES,
+    "event_type": EVENT_TYPES,
+    "siren_state": [s.value for s in DeviceState],
+    "unit_state": [s.value for s in UnitState if s.value != "disabled"],
+    "severity": [s.value for s in Severity],
+    "events.group": ["camera", "incident", "alert", "siren", "police", "system112", "hub"],
+    "wall.role": ["probe", "snapshot", "live"],
+    "incident_type": [
+        "road_accident",
+        "traffic_accident",
+        "fire",
+        "flooding",
+        "gas_smell",
+        "public_order",
+    ],
     "alerts.phase": [p.value for p in AlertPhase],
     "alerts.outcome": [o.value for o in DeviceOutcome],
     "alerts.status": ["Actual", "Exercise", "Test"],

@@ -187,6 +187,21 @@ async def test_the_users_command_manages_accounts(tmp_path):
     assert "argon2" not in listed.stdout
     assert nabat("users", "disable", "sidorova").returncode == 0
     assert "disabled" in nabat("users", "list").stdout
+    # The README's example run without a terminal says what to do, and creates nobody.
+    blind = nabat("users", "create", "--login", "x3", "--role", "admin", stdin="")
+    assert blind.returncode == 1 and "--password-stdin" in blind.stderr
+    assert "x3" not in nabat("users", "list").stdout
+
+
+async def test_the_favicon_is_served_at_the_root(console):
+    async with httpx.AsyncClient(base_url=console.url) as http:
+        icon = await http.get("/favicon.ico")
+        assert icon.status_code == 200
+        assert icon.headers["content-type"] == "image/x-icon"
+        # An ICO holding one 32×32 image, as browsers ask for it before any sign-in.
+        assert icon.content[:6] == b"\x00\x00\x01\x00\x01\x00" and icon.content[6:8] == b"  "
+        page = await http.get("/console/")
+        assert '<link rel="icon" href="/favicon.ico">' in page.text
 
 
 async def test_unknown_logins_lock_like_real_ones_and_sign_in_is_rate_limited(console):
