@@ -34,6 +34,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -42,6 +43,7 @@ from .events import CONTENT_TYPE, Event, encode_event
 from .interfaces import DeliveryResult, DeliveryStatus
 from .logs import get_logger
 from .masking import MASK, mask_url
+from .netguard import DestinationRefused
 
 __all__ = [
     "WebhookSender",
@@ -315,6 +317,13 @@ class WebhookSender:
 
     A client passed in is shared and left open; otherwise the sender keeps its own, with a
     small connection pool, until :meth:`aclose`.
+
+    ``disclose`` is what a result's ``detail`` tells of the receiver's answer: ``"all"`` (the
+    status and the first 200 characters of the body, the network error) for the integrator's
+    own targets, or ``"class"`` (``HTTP 5xx``, ``network error``, ``destination refused``)
+    where the detail is shown to whoever registered the URL — their URL must not become a
+    way to read or probe what the hub can reach. The full detail is logged either way.
+    A :class:`~nabat.netguard.DestinationRefused` from a guarded client is a rejection.
     """
 
     def __init__(
@@ -325,8 +334,10 @@ class WebhookSender:
         timeout: float = 10.0,
         client: httpx.AsyncClient | None = None,
         user_agent: str = "Nabat-Webhooks/1",
+        disclose: Literal["all", "class"] = "all",
     ) -> None:
         self.display_url = display_url(url)
+        self.disclose = disclose
         try:
             parts = urlsplit(url)
         except ValueError:
@@ -384,14 +395,23 @@ class WebhookSender:
             return self._result(
                 DeliveryStatus.RETRY,
                 f"POST {self.display_url}: no answer within {self.timeout:g} s",
+                summary=self._network_error,
             )
         except httpx.TransportError as exc:
             reason = _sanitise(str(exc)) or type(exc).__name__
             return self._result(
                 DeliveryStatus.RETRY,
                 f"POST {self.display_url}: {type(exc).__name__}: {reason}",
+                summary=self._network_error,
             )
+        except DestinationRefused as exc:
+            detail = f"destination refused: {exc.reason}"
+            return self._result(DeliveryStatus.REJECTED, detail, summary=detail)
         return self._outcome(response, snippet)
+
+    @property
+    def _network_error(self) -> str:
+        return f"network error: no connection or no answer within {self.timeout:g} s"
 
     async def _read_snippet(self, response: httpx.Response) -> bytes:
         """Up to :data:`_READ_LIMIT` bytes of the body: enough for an error message, a large
@@ -411,31 +431,45 @@ class WebhookSender:
 
     def _outcome(self, response: httpx.Response, snippet: bytes) -> DeliveryResult:
         status = response.status_code
+        status_class = f"HTTP {status // 100}xx"
         if 200 <= status < 300:
-            return self._result(DeliveryStatus.DELIVERED, f"HTTP {status}")
+            return self._result(DeliveryStatus.DELIVERED, f"HTTP {status}", summary=status_class)
         text = _sanitise(snippet.decode("utf-8", errors="replace"))
         detail = f"HTTP {status}: {text}" if text else f"HTTP {status}"
         if 300 <= status < 400:
             location = response.headers.get("location")
             where = f" (to {_sanitise(display_url(location))})" if location else ""
+            advice = "redirects are not followed; register the final URL"
             return self._result(
                 DeliveryStatus.REJECTED,
-                f"HTTP {status}{where}: redirects are not followed; register the final URL",
+                f"HTTP {status}{where}: {advice}",
+                summary=f"{status_class}: {advice}",
             )
         if _retryable(status):
             return self._result(
                 DeliveryStatus.RETRY,
                 detail,
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
+                summary=status_class,
             )
         # 410 Gone and every other 4xx: the receiver refuses this event for good.
-        return self._result(DeliveryStatus.REJECTED, detail)
+        return self._result(DeliveryStatus.REJECTED, detail, summary=status_class)
 
     def _result(
-        self, status: DeliveryStatus, detail: str, *, retry_after: float | None = None
+        self,
+        status: DeliveryStatus,
+        detail: str,
+        *,
+        summary: str,
+        retry_after: float | None = None,
     ) -> DeliveryResult:
         if status is not DeliveryStatus.DELIVERED:
-            self._log.debug("webhook.attempt", status=str(status), detail=detail)
+            # With disclose="class" this line is the only place the full detail is kept.
+            level = self._log.warning if self.disclose == "class" else self._log.debug
+            level("webhook.attempt", status=str(status), detail=detail)
         return DeliveryResult(
-            status=status, at=datetime.now(UTC), detail=detail, retry_after=retry_after
+            status=status,
+            at=datetime.now(UTC),
+            detail=detail if self.disclose == "all" else summary,
+            retry_after=retry_after,
         )

@@ -23,6 +23,7 @@ import msgspec
 
 from ..ids import uuid7
 from ..logs import get_logger
+from ..netguard import DestinationPolicy, GuardedTransport
 from ..store.delivery import IssueState, Order, SubscriptionSpec
 from ..webhooks import WebhookSender, generate_secret
 
@@ -72,12 +73,18 @@ class OutboundWebhooks:
         self._senders: dict[str, WebhookSender] = {}
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self.policy = DestinationPolicy.parse(hub.config.api.webhook_destinations)
+        """Where registrations may point (``[api] webhook_destinations``)."""
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        # Every connection is checked against the destination policy at connect time, on the
+        # address the name resolves to then (DNS rebinding), not only at registration.
         self._client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            transport=GuardedTransport(self.policy, limits=limits),
             follow_redirects=False,
+            trust_env=False,
         )
         await self.sync()
         self._task = asyncio.get_running_loop().create_task(self._resync(), name="api:webhooks")
@@ -117,7 +124,11 @@ class OutboundWebhooks:
         assert self._client is not None
         old = self._senders.pop(reg.id, None)
         sender = WebhookSender(
-            reg.url, reg.live_secrets(), timeout=self.timeout, client=self._client
+            reg.url,
+            reg.live_secrets(),
+            timeout=self.timeout,
+            client=self._client,
+            disclose="class",  # the registering caller reads last_error
         )
         spec = SubscriptionSpec(
             id=reg.delivery_id(),

@@ -131,12 +131,27 @@ class ApiSettings(_Table):
     """Seconds between keep-alive comments on an idle event stream."""
     audit_retention_days: Positive | None = 365.0
     """Audit entries older than this are deleted; unset keeps them."""
+    max_event: Annotated[int, msgspec.Meta(ge=1024)] = 1024 * 1024
+    """Largest single event in bytes (JSON as sent); a larger one is refused with 413."""
+    max_header: Annotated[int, msgspec.Meta(ge=1024)] = 16 * 1024
+    """Largest request header (name and value) in bytes, and the cap on all headers
+    together is four times it; a larger one is refused with 431."""
+    webhook_destinations: list[str] = []
+    """Where outbound webhooks may go besides public addresses: networks (``10.20.0.0/16``,
+    ``127.0.0.1/32``) and host names. Loopback, private, link-local and other internal
+    addresses are refused unless listed (``docs/api.md``, outbound webhooks)."""
     rate_limit: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)
     console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
 
     def __post_init__(self) -> None:
         if self.listen is not None:
             parse_listen(self.listen)
+        from ..netguard import DestinationPolicy
+
+        try:
+            DestinationPolicy.parse(self.webhook_destinations)
+        except ValueError as exc:
+            raise ValueError(f"webhook_destinations: {exc}") from None
 
 
 def parse_listen(listen: str) -> tuple[str, int]:

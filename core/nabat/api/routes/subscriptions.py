@@ -14,6 +14,7 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Requ
 from litestar.params import JSONBody, PathParameter
 
 from ...masking import mask_url
+from ...netguard import DestinationRefused
 from ...subjects import SubjectError, validate_pattern
 from ..outbound import OutboundWebhooks, WebhookRegistration
 from ..problems import FieldError, ProblemError, documented
@@ -185,7 +186,10 @@ def _check(
     description="Matching events are POSTed to `url` as CloudEvents JSON, signed per Standard "
     "Webhooks with the returned `secret` (shown only now), retried with backoff and "
     "dead-lettered after 20 failed attempts or a day. Delivery starts with events that arrive "
-    "from now on.",
+    "from now on. `url` must resolve to a public address unless `[api] webhook_destinations` "
+    "lists its network or name (loopback, private, link-local… are refused with 422, and "
+    "checked again at every connection). `last_error` says what failed by class only "
+    "(`HTTP 5xx`, `network error`, `destination refused`); the details are in the hub's log.",
     responses=documented(400, 403, 422),
     tags=["subscriptions"],
 )
@@ -196,6 +200,15 @@ async def create_subscription(
 ) -> Subscription:
     token = request.user
     municipalities = _check(data, token, api.municipalities)
+    try:
+        await _outbound(api).policy.check_url(data.url)
+    except DestinationRefused as exc:
+        raise ProblemError(
+            422,
+            f"the hub does not send webhooks there: {exc.reason}",
+            errors=[FieldError(field="url", reason=exc.reason)],
+            kind="destination-refused",
+        ) from None
     reg = await _outbound(api).create(
         url=data.url,
         types=tuple(dict.fromkeys(data.types)),

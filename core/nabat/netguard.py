@@ -1,0 +1,232 @@
+"""Where the hub may connect on someone else's behalf: outbound destinations under a policy.
+
+A URL an API caller gives the hub (an outbound webhook today) makes the hub connect from
+*inside* the network: to its own loopback, the district's private ranges, a cloud metadata
+address. Unchecked, that is server-side request forgery — the caller probes or reads what it
+cannot reach itself. So by default only **public** addresses are destinations; loopback,
+private, link-local, shared (CGNAT), multicast, reserved and unspecified addresses — also when
+written as IPv4-mapped IPv6 (``[::ffff:127.0.0.1]``) or 6to4 — are refused unless the
+integrator lists them (``[api] webhook_destinations``: networks in CIDR form and host names).
+
+The check runs twice: when the URL is registered (a clear 422 naming the rule) and at every
+connection, on the addresses the name resolves to *then* — a name that resolved to a public
+address at registration and to ``127.0.0.1`` later (DNS rebinding) is refused at connect time.
+The connection goes to the very address that was checked; TLS still verifies the host name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+
+__all__ = [
+    "DestinationPolicy",
+    "DestinationRefused",
+    "GuardedTransport",
+    "describe_address",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+_SHARED = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT: inside someone's network
+RESOLVE_TIMEOUT = 10.0
+
+
+class DestinationRefused(Exception):
+    """A destination the policy does not allow; ``reason`` names the address and the rule."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _unwrap(ip: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 one stands for (IPv4-mapped, 6to4), else itself."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip.sixtofour is not None:
+            return ip.sixtofour
+    return ip
+
+
+def describe_address(ip: IPAddress) -> str | None:
+    """Why ``ip`` is not a public destination (``"a loopback address"``…), or None if it is."""
+    inner = _unwrap(ip)
+    via = f" (written as {ip})" if inner is not ip else ""
+    kinds = (
+        ("is_unspecified", "an unspecified address"),
+        ("is_loopback", "a loopback address"),
+        ("is_link_local", "a link-local address"),
+        ("is_multicast", "a multicast address"),
+        ("is_private", "a private address"),
+        ("is_reserved", "a reserved address"),
+    )
+    for attribute, text in kinds:
+        if getattr(inner, attribute):
+            return f"{inner} is {text}{via}"
+    if isinstance(inner, ipaddress.IPv4Address) and inner in _SHARED:
+        return f"{inner} is a shared (carrier-grade NAT) address{via}"
+    if not inner.is_global:
+        return f"{inner} is not a public address{via}"
+    return None
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to, as the system resolver answers (no blocking)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class DestinationPolicy:
+    """Public addresses, plus the networks and host names an integrator allowed."""
+
+    def __init__(
+        self,
+        networks: Iterable[IPNetwork] = (),
+        hosts: Iterable[str] = (),
+        *,
+        setting: str = "[api] webhook_destinations",
+        resolver: Resolver = system_resolver,
+    ) -> None:
+        self.networks = tuple(networks)
+        self.hosts = frozenset(h.lower().rstrip(".") for h in hosts)
+        self.setting = setting
+        self.resolver = resolver
+
+    @classmethod
+    def parse(cls, entries: Sequence[str], **kw: Any) -> DestinationPolicy:
+        """From config entries (``"10.20.0.0/16"``, ``"127.0.0.1"``, ``"gw.police.local"``);
+        ``ValueError`` naming the first that is neither a network nor a host name."""
+        networks: list[IPNetwork] = []
+        hosts: list[str] = []
+        for index, entry in enumerate(entries):
+            text = entry.strip()
+            try:
+                networks.append(ipaddress.ip_network(text, strict=False))
+                continue
+            except ValueError:
+                pass
+            if not text or any(c in text for c in "/:@ ") or text.startswith("."):
+                raise ValueError(f"[{index}] {entry!r} is neither a network (CIDR) nor a host name")
+            hosts.append(text)
+        return cls(networks, hosts, **kw)
+
+    def _listed(self, ip: IPAddress) -> bool:
+        inner = _unwrap(ip)
+        return any(inner in net or ip in net for net in self.networks)
+
+    def check_address(self, ip: IPAddress) -> None:
+        """Raise :class:`DestinationRefused` unless ``ip`` is public or listed."""
+        why = describe_address(ip)
+        if why is not None and not self._listed(ip):
+            raise DestinationRefused(f"{why}; such destinations need {self.setting}")
+
+    async def allowed_addresses(self, host: str, port: int) -> list[str]:
+        """The addresses of ``host`` that may be connected to, in the resolver's order.
+        Raises :class:`DestinationRefused` when there is none (naming the first refused)."""
+        host = host.strip("[]")
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            ip = None
+        if ip is not None:
+            self.check_address(ip)
+            return [str(ip)]
+        if host.lower().rstrip(".") in self.hosts:
+            return [host]  # listed by name: the integrator vouches for where it points
+        try:
+            async with asyncio.timeout(RESOLVE_TIMEOUT):
+                found = await self.resolver(host, port)
+        except (OSError, TimeoutError) as exc:
+            raise DestinationRefused(f"{host} does not resolve ({exc or 'timed out'})") from None
+        allowed, refusals = [], []
+        for address in found:
+            try:
+                self.check_address(ipaddress.ip_address(address.split("%", 1)[0]))
+            except DestinationRefused as exc:
+                refusals.append(exc.reason)
+            else:
+                allowed.append(address)
+        if refusals and not allowed:
+            raise DestinationRefused(f"{host} resolves to {refusals[0]}")
+        if not allowed:
+            raise DestinationRefused(f"{host} resolves to no address")
+        return allowed
+
+    async def check_url(self, url: str) -> None:
+        """Raise :class:`DestinationRefused` unless ``url``'s host may be connected to now."""
+        parts = urlsplit(url)
+        if not parts.hostname:
+            raise DestinationRefused("the URL names no host")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise DestinationRefused("the URL's port is not a number 0-65535") from None
+        await self.allowed_addresses(parts.hostname, port)
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Connects only to addresses the policy allows, resolved at connect time."""
+
+    def __init__(self, policy: DestinationPolicy) -> None:
+        self.policy = policy
+        self.inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await self.policy.allowed_addresses(host, port)
+        last: Exception | None = None
+        for address in addresses:  # the checked address itself, never a second lookup
+            try:
+                return await self.inner.connect_tcp(
+                    address,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def connect_unix_socket(self, *args: Any, **kw: Any) -> httpcore.AsyncNetworkStream:
+        raise DestinationRefused("unix sockets are not outbound destinations")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """An httpx transport whose every connection passes :class:`DestinationPolicy`; no proxy
+    from the environment (a proxy would connect for us, unchecked)."""
+
+    def __init__(self, policy: DestinationPolicy, *, limits: httpx.Limits) -> None:
+        super().__init__(limits=limits, trust_env=False)
+        # httpx builds its pool without a way to pass a network backend: rebuild it with ours
+        # (tests/core/api/test_destinations.py fails if this stops guarding connections).
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_GuardedBackend(policy),
+        )
