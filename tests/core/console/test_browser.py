@@ -116,6 +116,12 @@ name = "Северная, 5"
 municipality = "krasnodar"
 settings = {{ url = "{rtsp_server.url("/black")}" }}
 
+[instances.krd-locked]
+kind = "rtsp.camera"
+name = "Школьная, 3"
+municipality = "krasnodar"
+settings = {{ url = "{rtsp_server.secure_url(password="not-the-password")}" }}
+
 [instances.sochi-live]
 kind = "rtsp.camera"
 name = "Сочи, Морской вокзал"
@@ -170,6 +176,17 @@ async def test_an_operators_shift_in_the_browser(tmp_path, rtsp_server):
                 black = page.get_by_test_id("tile-krd-black")
                 await expect(live).to_have_attribute("data-state", "ok", timeout=20_000)
                 await expect(black).to_have_attribute("data-state", "black", timeout=20_000)
+                # The badge has its own state's colour, the frame's amber, not a working green.
+                badge = black.get_by_test_id("badge")
+                await expect(badge).to_have_class(re.compile(r"\bstate-black\b"))
+                await expect(badge).to_have_css("background-color", "rgb(224, 160, 0)")
+                await expect(live.get_by_test_id("badge")).to_have_css(
+                    "background-color", "rgb(46, 157, 91)"
+                )
+                # Rejected credentials: the camera says so, not «не проверена».
+                locked = page.get_by_test_id("tile-krd-locked")
+                await expect(locked).to_have_attribute("data-state", "needs_auth", timeout=20_000)
+                await expect(locked.get_by_test_id("badge")).to_have_text("нужны учётные данные")
                 await expect(page.get_by_test_id("tile-sochi-live")).to_have_count(0)
                 await expect(live.locator("img")).to_be_visible(timeout=15_000)
                 await expect(page.get_by_test_id("live")).to_have_class("live up")
@@ -179,7 +196,8 @@ async def test_an_operators_shift_in_the_browser(tmp_path, rtsp_server):
                 await proxy.cut()
                 await expect(live).to_have_attribute("data-state", "unreachable", timeout=20_000)
                 await expect(live.get_by_test_id("badge")).to_have_text("недоступна")
-                await expect(page.get_by_test_id("count-offline")).to_contain_text("1")
+                # Offline: the cut camera and the one without credentials.
+                await expect(page.get_by_test_id("count-offline")).to_contain_text("2")
                 # Broken cameras come first.
                 first = page.get_by_test_id("tiles").locator(".tile").first
                 await expect(first).not_to_have_attribute("data-state", "ok")
@@ -190,9 +208,33 @@ async def test_an_operators_shift_in_the_browser(tmp_path, rtsp_server):
                 view = page.get_by_test_id("camera-view")
                 await expect(view).to_be_visible()
                 await expect(view.get_by_test_id("probes")).to_contain_text("недоступна")
+                # The reason in Russian from the catalog; no internal address.
+                reason = view.get_by_test_id("reason")
+                await expect(reason).to_have_text(re.compile("^камера (отказала|не ответила)"))
+                await expect(view).not_to_contain_text("127.0.0.1")
+                await expect(view).not_to_contain_text("rtsp://")
                 await shot(page, "5-camera")
                 await page.keyboard.press("Escape")
                 await expect(view).to_have_count(0)
+
+                # The events page says what each event means and opens one's details.
+                await page.get_by_test_id("nav-events").click()
+                row = (
+                    page.get_by_test_id("events")
+                    .locator("tr[data-type='camera.health.black']")
+                    .first
+                )
+                await expect(row).to_contain_text("Камера: чёрный экран", timeout=15_000)
+                await row.click()
+                detail = page.get_by_test_id("event-detail")
+                await expect(detail).to_contain_text("camera.health.black")
+                await expect(detail.get_by_test_id("event-reason")).to_have_text(
+                    "чёрный экран: изображение почти без света"
+                )
+                await expect(detail.get_by_test_id("event-data")).to_contain_text('"krd-black"')
+                await shot(page, "5b-event")
+                await page.keyboard.press("Escape")
+                await expect(detail).to_have_count(0)
 
                 # An exercise alert to the district's sirens, confirmed, with the live result.
                 await page.get_by_test_id("nav-alerts").click()
@@ -213,7 +255,11 @@ async def test_an_operators_shift_in_the_browser(tmp_path, rtsp_server):
                 # The map draws the district without any tile server; the reports chart it.
                 await page.get_by_test_id("nav-map").click()
                 await expect(page.get_by_test_id("map").locator("canvas")).to_have_count(1)
-                await expect(page.get_by_test_id("map")).to_contain_text("OpenStreetMap")
+                # The only credit is the outlines' source: no tile server's attribution.
+                attribution = page.get_by_test_id("map").locator(".leaflet-control-attribution")
+                await expect(attribution).to_have_text(
+                    "Границы муниципалитетов: © участники OpenStreetMap, ODbL"
+                )
                 await shot(page, "7-map")
                 await page.get_by_test_id("nav-reports").click()
                 await expect(page.get_by_test_id("chart").locator("canvas")).to_be_visible()
@@ -290,6 +336,7 @@ async def test_incident_cameras_ptz_english_and_the_two_person_rule(tmp_path):
             Incident(
                 title="ДТП, ул. Красная, 1",
                 type="traffic_accident",
+                address="Краснодар, ул. Красная, 1",
                 location=GeoPoint(45.0355, 38.9753),
                 services=["02", "03"],
                 caller="+7 918 000-00-00",
@@ -313,8 +360,13 @@ async def test_incident_cameras_ptz_english_and_the_two_person_rule(tmp_path):
 
                 operator = await signed_in("ivanova")
 
-                # The incident with the snapshots its nearest cameras gave.
+                # The list: type, address and the services by name, not «02».
                 await operator.get_by_test_id("nav-incidents").click()
+                row = operator.get_by_test_id("incident-row-inc-1")
+                await expect(row).to_contain_text("ДТП")
+                await expect(row).to_contain_text("полиция (02), скорая помощь (03)")
+                await expect(row).to_contain_text("ул. Красная, 1")
+                # The incident with the snapshots its nearest cameras gave.
                 await (
                     operator.get_by_test_id("incidents").get_by_text("ДТП, ул. Красная, 1").click()
                 )
