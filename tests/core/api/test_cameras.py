@@ -5,12 +5,27 @@ municipality."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
+import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 from nabat.cameras.inventory import parse_csv
 from nabat.regions import load_region
 from nabat.testing import eventually
+
+
+def _load_onvif_device() -> Any:
+    name = "nabat_tests_onvif_device"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[2] / "fixtures" / "onvif_device.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 @pytest.fixture
@@ -41,6 +56,8 @@ recover_after = 1
 def api_config(rtsp_server):
     return f"""
 [plugins.rtsp]
+enabled = true
+[plugins.onvif]
 enabled = true
 [plugins.simulator]
 settings = {{ incident_every = 3600.0, exercise_every = 3600.0 }}
@@ -192,6 +209,73 @@ async def test_a_camera_that_is_not_running_has_no_snapshot(api, monkeypatch):
     view = (await reader.get("/api/v1/cameras/inv-noenv")).json()
     assert view["status"] == "unknown" and view["instance_state"] == "needs_auth"
     assert "NABAT_UNSET_FOR_TEST" in view["instance_reason"]
+    assert view["profiles"] == []
     shot = await reader.get("/api/v1/cameras/inv-noenv/snapshot.jpg")
     assert shot.status_code == 503 and shot.headers["retry-after"]
     assert "needs_auth" in shot.json()["detail"]
+
+
+async def test_an_onvif_camera_shows_its_profiles_and_probed_resolution(
+    api, rtsp_server, monkeypatch
+):
+    """An inventory ONVIF camera with an H.265 main stream and an H.264 sub-stream: the
+    detail shows every profile with its roles, and the probe's codec and resolution."""
+    device_module = _load_onvif_device()
+    spec = device_module.ProfileSpec
+    monkeypatch.setenv("API_ONVIF_SECRET", f"admin:{rtsp_server.password}")
+    profiles = (
+        spec("main", name="Main", encoding="H265", width=2560, height=1440, ptz=True),
+        spec("sub", name="Sub", width=640, height=360, fps=15, uri=rtsp_server.url("/live")),
+    )
+    async with device_module.OnvifDevice(
+        username="admin", password=rtsp_server.password, events=False, profiles=profiles
+    ) as device:
+        text = (
+            "id;name;municipality;driver;url;credentials\n"
+            f"inv-onvif;Sochi ONVIF;sochi;onvif.camera;127.0.0.1:{device.port};"
+            "env:API_ONVIF_SECRET\n"
+        )
+        records, errors = parse_csv(text, load_region("krasnodar-krai").municipalities)
+        assert not errors
+        await api.hub.inventory.import_rows(records)
+        await api.hub.sync_inventory()
+        states = api.hub.camera_states
+        await eventually(
+            lambda: states.get("inv-onvif") is not None, what="the ONVIF camera probed", timeout=30
+        )
+        reader = await api.client("cameras:read")
+        one = (await reader.get("/api/v1/cameras/inv-onvif")).json()
+        assert one["instance_state"] == "running", one["instance_reason"]
+        health = one["health"]
+        assert health["state"] == "ok", health["reason"]
+        # The probe read the sub-stream (the real RTSP server's 320x240 picture).
+        assert (health["codec"], health["width"], health["height"]) == ("h264", 320, 240)
+        assert one["profiles"] == [
+            {
+                "token": "main",
+                "name": "Main",
+                "codec": "H265",
+                "width": 2560,
+                "height": 1440,
+                "fps": 25.0,
+                "roles": ["snapshot"],
+            },
+            {
+                "token": "sub",
+                "name": "Sub",
+                "codec": "H264",
+                "width": 640,
+                "height": 360,
+                "fps": 15.0,
+                "roles": ["live", "probe"],
+            },
+        ]
+        assert rtsp_server.password not in (await reader.get("/api/v1/cameras/inv-onvif")).text
+        # Another driver's profiles have no roles (the hub picks nothing there).
+        rtsp = (await reader.get("/api/v1/cameras/rtsp-live")).json()
+        assert [(p["token"], p["roles"]) for p in rtsp["profiles"]] == [("main", [])]
+        await api.hub.inventory.delete("inv-onvif")
+        await api.hub.sync_inventory()
+    # A camera that is not running has no profiles to show.
+    gone = (await reader.get("/api/v1/cameras/inv-onvif")).status_code
+    assert gone == 404

@@ -26,7 +26,7 @@ from ...cameras.report import (
 )
 from ...cameras.states import CameraState
 from ...interfaces import AuthError, Camera, NotSupported, TransientError
-from ...interfaces.camera import HealthState, PtzCommand, PtzPreset
+from ...interfaces.camera import HealthState, MediaProfile, ProfileRole, PtzCommand, PtzPreset
 from ...interfaces.payloads import UnitKind, UnitState
 from ...regions import load_region
 from ..problems import FieldError, ProblemError, documented
@@ -61,6 +61,37 @@ class CameraView(msgspec.Struct, kw_only=True):
     instance_state: str
     """The driver instance: ``running``, ``retrying``, ``needs_auth``, ``failed``…"""
     instance_reason: str = ""
+
+
+class ProfileView(msgspec.Struct, kw_only=True):
+    """One of a camera's media profiles (main stream, sub-stream…)."""
+
+    token: str
+    name: str = ""
+    codec: str | None = None
+    """``H264``, ``H265``, ``JPEG``, ``MPEG4``; None when the camera does not say."""
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    roles: list[ProfileRole] = []
+    """What the hub takes this profile for: ``probe``, ``snapshot``, ``live``."""
+
+
+class CameraDetail(CameraView, kw_only=True):
+    profiles: list[ProfileView] = []
+    """The media profiles of a running camera whose driver knows them; empty otherwise."""
+
+
+def _profile_view(profile: MediaProfile) -> ProfileView:
+    return ProfileView(
+        token=profile.token,
+        name=profile.name,
+        codec=profile.encoding or None,
+        width=profile.width,
+        height=profile.height,
+        fps=profile.fps,
+        roles=sorted(profile.roles),
+    )
 
 
 class CameraPage(msgspec.Struct, kw_only=True):
@@ -182,13 +213,25 @@ async def list_cameras(
     "/api/v1/cameras/{camera_id:str}",
     opt={"scope": "cameras:read"},
     summary="One camera with its health",
+    description="As in the list, plus `profiles`: the camera's media profiles (codec, "
+    "resolution, frame rate) and the roles the hub gives them (`probe`, `snapshot`, `live`).",
     responses=documented(403, 404),
     tags=["cameras"],
 )
 async def get_camera(
     request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState], camera_id: CameraId
-) -> CameraView:
-    return _view(api, _visible(api, request.user, camera_id))
+) -> CameraDetail:
+    rt = _visible(api, request.user, camera_id)
+    view = _view(api, rt)
+    profiles: list[ProfileView] = []
+    unit = api.hub.supervisor.status(UnitKind.INSTANCE, rt.id)
+    if unit is not None and unit.state is UnitState.RUNNING and isinstance(rt.driver, Camera):
+        try:
+            async with asyncio.timeout(rt.entry.timeout):
+                profiles = [_profile_view(p) for p in await rt.driver.profiles()]
+        except Exception:  # the camera's view must not fail for its profiles
+            profiles = []
+    return CameraDetail(**msgspec.structs.asdict(view), profiles=profiles)
 
 
 @get(
