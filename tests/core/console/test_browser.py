@@ -387,6 +387,10 @@ async def test_incident_cameras_ptz_english_and_the_two_person_rule(tmp_path):
                 await operator.get_by_test_id("tile-krd-ptz").click()
                 ptz = operator.get_by_test_id("ptz")
                 await expect(ptz).to_be_visible()
+                # The camera's media profiles (the API's `profiles`) with their sizes.
+                profiles = operator.get_by_test_id("camera-view").get_by_test_id("profiles")
+                await expect(profiles.get_by_test_id("profile-sub")).to_contain_text("640×360")
+                await expect(operator.get_by_test_id("resolution")).to_contain_text("×")
                 await ptz.get_by_title("исходное положение").click()
                 await expect(ptz.locator(".error")).to_have_count(0)
                 await shot(operator, "11-ptz")
