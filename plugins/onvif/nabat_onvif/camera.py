@@ -1,12 +1,15 @@
 """``onvif.camera``: an ONVIF camera (Profile S/T) through onvif-zeep-async.
 
-* **start** — GetSystemDateAndTime (no credentials, as ONVIF allows) to measure the camera's
-  clock, then the service addresses (GetServices, else GetCapabilities), GetDeviceInformation
-  and GetProfiles, all signed with a WS-Security UsernameToken (PasswordDigest) whose
-  timestamps are shifted by the measured drift, so a camera with a wrong clock still accepts
-  them. A drift beyond ``max_clock_drift_s`` is published as ``camera.clock.drift`` (and its
-  end as ``camera.clock.ok``): evidence from such a camera carries wrong times.
-* **health** — the main profile's RTSP stream is decoded (black, frozen and dying pictures are
+* **start** — GetSystemDateAndTime to measure the camera's clock (no credentials, as ONVIF
+  allows; with them when the camera refuses that), then the service addresses (GetServices,
+  else GetCapabilities), GetDeviceInformation and GetProfiles, all signed with a WS-Security
+  UsernameToken (PasswordDigest) whose timestamps are shifted by the measured drift, so a
+  camera with a wrong clock still accepts them. A drift beyond ``max_clock_drift_s`` is
+  published as ``camera.clock.drift`` (and its end as ``camera.clock.ok``): evidence from such
+  a camera carries wrong times.
+* **profiles** — kept with codec, resolution and rate; ``probe_profile``, ``snapshot_profile``
+  and ``live_profile`` choose which serves the probe, the wall's snapshots and live video.
+* **health** — the probe profile's RTSP stream is decoded (black, frozen and dying pictures are
   down, not just unreachable cameras); the stream URI is asked again after a failed probe.
 * **snapshots** — from GetSnapshotUri over HTTP with Basic or Digest auth (``auto``: what the
   camera asks for); without one the hub encodes a decoded frame.
