@@ -309,6 +309,15 @@ def _finish(
 def decode_event(buf: bytes | str, types: EventTypes | None = None) -> Event:
     """Decode one structured-mode CloudEvent (JSON). Raises EventError on any problem."""
     try:
+        return _decode_event(buf, types)
+    except UnicodeDecodeError as exc:  # msgspec's answer to invalid UTF-8 inside a string
+        raise EventError("", f"malformed JSON: not valid UTF-8 at byte {exc.start}") from None
+    except RecursionError:
+        raise EventError("", "malformed JSON: nested too deeply") from None
+
+
+def _decode_event(buf: bytes | str, types: EventTypes | None) -> Event:
+    try:
         wire = _wire_decoder.decode(buf)
     except msgspec.ValidationError as exc:
         if "unknown field" not in str(exc):

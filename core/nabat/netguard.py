@@ -8,6 +8,9 @@ private, link-local, shared (CGNAT), multicast, reserved and unspecified address
 written as IPv4-mapped IPv6 (``[::ffff:127.0.0.1]``) or 6to4 — are refused unless the
 integrator lists them (``[api] webhook_destinations``: networks in CIDR form and host names).
 
+A closed network sets ``[api] webhook_allow_public = false``: then only the listed
+destinations are allowed.
+
 The check runs twice: when the URL is registered (a clear 422 naming the rule) and at every
 connection, on the addresses the name resolves to *then* — a name that resolved to a public
 address at registration and to ``127.0.0.1`` later (DNS rebinding) is refused at connect time.
@@ -99,7 +102,10 @@ class DestinationPolicy:
         *,
         setting: str = "[api] webhook_destinations",
         resolver: Resolver = system_resolver,
+        public: bool = True,
     ) -> None:
+        self.public = public
+        """Whether any public address is a destination (else only the listed ones)."""
         self.networks = tuple(networks)
         self.hosts = frozenset(h.lower().rstrip(".") for h in hosts)
         self.setting = setting
@@ -128,10 +134,15 @@ class DestinationPolicy:
         return any(inner in net or ip in net for net in self.networks)
 
     def check_address(self, ip: IPAddress) -> None:
-        """Raise :class:`DestinationRefused` unless ``ip`` is public or listed."""
+        """Raise :class:`DestinationRefused` unless ``ip`` is public (and public ones are
+        allowed) or listed."""
+        if self._listed(ip):
+            return
         why = describe_address(ip)
-        if why is not None and not self._listed(ip):
+        if why is not None:
             raise DestinationRefused(f"{why}; such destinations need {self.setting}")
+        if not self.public:
+            raise DestinationRefused(f"{ip} is not listed in {self.setting} (closed network)")
 
     async def allowed_addresses(self, host: str, port: int) -> list[str]:
         """The addresses of ``host`` that may be connected to, in the resolver's order.

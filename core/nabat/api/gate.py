@@ -31,7 +31,7 @@ from ..ids import uuid7
 from ..logs import get_logger
 from ..store import JournalError
 from ..webhooks import WebhookVerificationError, WebhookVerifier
-from .problems import PROBLEM_JSON, FieldError, ProblemError, problem_body
+from .problems import PROBLEM_JSON, FieldError, ProblemError, problem_body, undecodable_body
 from .ratelimit import RateLimiter
 from .sessions import CSRF_HEADER, session_cookie
 from .tokens import TokenInfo
@@ -65,6 +65,21 @@ def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
             return value.decode("latin-1")
+    return None
+
+
+def _oversized_header(scope: Scope, limit: int) -> str | None:
+    """Why the request's headers are refused (one over ``limit`` bytes, or all together over
+    four times it), or None. Servers differ in what they let through; the hub's cap is one."""
+    total = 0
+    for key, value in scope["headers"]:
+        size = len(key) + len(value)
+        if size > limit:
+            name = key.decode("latin-1")[:64]
+            return f"the {name} header is {size} bytes; at most {limit}"
+        total += size
+    if total > 4 * limit:
+        return f"the request's headers are {total} bytes together; at most {4 * limit}"
     return None
 
 
@@ -150,6 +165,18 @@ class Gate:
 
         try:
             settings = self.state.settings
+            if (too_large := _oversized_header(scope, settings.max_header)) is not None:
+                status = 431
+                await _send_problem(
+                    send_wrapper,
+                    431,
+                    too_large,
+                    request_id,
+                    close=True,
+                    kind="header-too-large",
+                    instance=scope["path"],
+                )
+                return
             length = _header(scope, b"content-length")
             if method in _BODY_METHODS or (length and length != "0"):
                 if length is not None and (not length.isdigit() or int(length) > settings.max_body):
@@ -285,6 +312,13 @@ class Gate:
             status = 499  # the client went away (or the server is stopping) mid-request
             raise
         except Exception as exc:
+            if (bad := undecodable_body(exc)) is not None:
+                status = 400
+                log.warning("http.bad_body", reason=bad[0], request_id=request_id)
+                await _send_problem(
+                    send, 400, bad[0], request_id, kind=bad[1], instance=scope["path"]
+                )
+                return
             status = 500
             log.error("http.unhandled_error", exc_info=exc, request_id=request_id)
             await _send_problem(

@@ -140,12 +140,14 @@ def parse_events(
     municipalities: Collection[str],
     allowed_municipalities: Collection[str] = (),
     reserved: ReservedTypes | None = None,
+    max_event: int | None = None,
 ) -> list[Event]:
     """Decode and check every event; raise :class:`ProblemError` naming each bad one.
 
     ``municipalities``: the region's slugs (others are unknown). ``allowed_municipalities``:
     those a limited token may write (empty: any). ``reserved``: types no caller may write
-    (default: the hub's own families)."""
+    (default: the hub's own families). ``max_event``: bytes one event may take (413 if any
+    is larger)."""
     reserved = reserved or reserved_types()
     kind, charset = media_type(content_type)
     if kind not in ACCEPTED_TYPES:
@@ -171,6 +173,25 @@ def parse_events(
     events: list[Event] = []
     errors: list[FieldError] = []
     malformed = forbidden = refused = 0
+    if max_event is not None:
+        oversized = [
+            FieldError(
+                field="(event)",
+                reason=f"{len(item)} bytes; one event may take at most {max_event}",
+                index=None if single else index,
+            )
+            for index, item in enumerate(items)
+            if len(item) > max_event
+        ]
+        if oversized:
+            verb = "is" if len(oversized) == 1 else "are"
+            raise ProblemError(
+                413,
+                f"{len(oversized)} of {len(items)} events {verb} larger than [api] max_event "
+                f"({max_event} bytes); nothing was stored",
+                errors=oversized[:MAX_REPORTED],
+                kind="event-too-large",
+            )
     for index, item in enumerate(items):
         where = None if single else index
         try:

@@ -73,7 +73,10 @@ class OutboundWebhooks:
         self._senders: dict[str, WebhookSender] = {}
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self.policy = DestinationPolicy.parse(hub.config.api.webhook_destinations)
+        api = hub.config.api
+        self.policy = DestinationPolicy.parse(
+            api.webhook_destinations, public=api.webhook_allow_public
+        )
         """Where registrations may point (``[api] webhook_destinations``)."""
 
     # -- lifecycle -------------------------------------------------------------------------

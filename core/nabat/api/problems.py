@@ -26,6 +26,7 @@ __all__ = [
     "exception_handlers",
     "problem_body",
     "problem_response",
+    "undecodable_body",
 ]
 
 log = get_logger("nabat.api")
@@ -44,6 +45,7 @@ _TITLES = {
     415: "Unsupported media type",
     422: "Unprocessable content",
     429: "Too many requests",
+    431: "Request header fields too large",
     500: "Internal server error",
     503: "Service unavailable",
 }
@@ -165,8 +167,26 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
     )
 
 
+def undecodable_body(exc: BaseException) -> tuple[str, str] | None:
+    """``(detail, kind)`` when ``exc`` is a JSON decoder's refusal of the request body that
+    is not a :class:`msgspec.DecodeError` — invalid UTF-8 inside a string, nesting deeper than
+    the interpreter recurses — else None. The sender's mistake: a 400, not a 500."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"the request body is not valid UTF-8: {exc.reason} at byte {exc.start}", (
+            "invalid-utf8"
+        )
+    if isinstance(exc, RecursionError) and "deserializ" in str(exc):
+        return "the request body's JSON is nested too deeply", "too-deep"
+    return None
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     request_id = _request_id(request)
+    if (bad := undecodable_body(exc)) is not None:
+        log.warning("http.bad_body", reason=bad[0], request_id=request_id, path=request.url.path)
+        return problem_response(
+            400, bad[0], request_id=request_id, instance=request.url.path, kind=bad[1]
+        )
     handler = request.scope.get("route_handler")
     if isinstance(exc, msgspec.DecodeError | msgspec.ValidationError) and (
         handler is not None and handler.opt.get("plugin")

@@ -140,6 +140,9 @@ class ApiSettings(_Table):
     """Where outbound webhooks may go besides public addresses: networks (``10.20.0.0/16``,
     ``127.0.0.1/32``) and host names. Loopback, private, link-local and other internal
     addresses are refused unless listed (``docs/api.md``, outbound webhooks)."""
+    webhook_allow_public: bool = True
+    """Whether outbound webhooks may go to any public address; ``false`` (a closed network)
+    allows only ``webhook_destinations``."""
     rate_limit: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)
     console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
 

@@ -169,6 +169,12 @@ def api_config() -> str:
     return ""
 
 
+@pytest.fixture
+def api_base(api_base):
+    """Its subscriptions point at a closed loopback port, which must be listed to be allowed."""
+    return api_base + 'webhook_destinations = ["127.0.0.1/32"]\n'
+
+
 async def test_a_write_refused_for_a_missing_scope_is_audited_with_its_actor(api, ce):
     async with await api.client("events:read") as reader:
         me = (await reader.get("/api/v1/whoami")).json()

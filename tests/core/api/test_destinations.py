@@ -115,6 +115,10 @@ def test_public_addresses_pass_and_listed_networks_and_names_are_allowed():
         policy.check_address(ipaddress.ip_address("::ffff:10.21.0.1"))
     policy.check_address(ipaddress.ip_address("::ffff:10.20.0.1"))  # the listed network
     assert policy.hosts == {"gw.police.local"}
+    closed = DestinationPolicy.parse(["10.20.0.0/16"], public=False)  # a closed network
+    closed.check_address(ipaddress.ip_address("10.20.3.4"))
+    with pytest.raises(DestinationRefused, match="not listed"):
+        closed.check_address(ipaddress.ip_address("93.184.216.34"))
     for bad in ("http://x/", "", "a b", "user@host", ".local"):
         with pytest.raises(ValueError, match="neither a network"):
             DestinationPolicy.parse([bad])

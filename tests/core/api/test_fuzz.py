@@ -75,6 +75,9 @@ log_format = "json"
 
 [api]
 listen = "127.0.0.1:{port}"
+# Generated subscription URLs reach nothing but the loopback (no public address either).
+webhook_destinations = ["127.0.0.1/32"]
+webhook_allow_public = false
 
 [plugins.watch]
 enabled = false

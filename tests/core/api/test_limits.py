@@ -17,7 +17,9 @@ async def stored(api) -> list:
 
 @pytest.fixture
 def api_config() -> str:
-    return "max_body = 4096\nmax_batch = 20\nbody_timeout = 1.0\n"
+    return (
+        "max_body = 4096\nmax_batch = 20\nbody_timeout = 1.0\nmax_event = 2048\nmax_header = 4096\n"
+    )
 
 
 async def test_oversized_bodies_and_batches_are_refused(api, ce):
@@ -88,3 +90,29 @@ async def test_a_client_that_never_finishes_its_headers_is_disconnected(api, mon
         await reader.readexactly(length)
         await asyncio.sleep(0.7)  # longer than the header deadline, between requests
     writer.close()
+
+
+async def test_one_event_over_max_event_is_413_and_nothing_is_stored(api, ce):
+    async with await api.client("events:write") as http:
+        batch = [ce(1), {**ce(2), "data": "x" * 3000}, ce(3)]
+        r = await http.post("/api/v1/events", json=batch)
+        assert r.status_code == 413, r.text
+        problem = r.json()
+        assert problem["type"].endswith("/event-too-large") and "2048" in problem["detail"]
+        assert [e["index"] for e in problem["errors"]] == [1]
+        single = await http.post("/api/v1/events", json={**ce(4), "data": "y" * 3000})
+        assert single.status_code == 413
+        ok = await http.post("/api/v1/events", json=[ce(5), ce(6)])
+        assert ok.status_code == 202
+    page = await api.hub.journal.query(EventQuery(types=("incident.>",), limit=100))
+    assert [s.event.id for s in page.events] == ["evt-5", "evt-6"]
+
+
+async def test_oversized_headers_are_431(api):
+    async with await api.client() as http:
+        one = await http.get("/health", headers={"x-big": "a" * 5000})
+        assert one.status_code == 431, one.text
+        assert one.json()["type"].endswith("/header-too-large") and "x-big" in one.json()["detail"]
+        many = await http.get("/health", headers={f"x-h{i}": "b" * 3000 for i in range(7)})
+        assert many.status_code == 431 and "together" in many.json()["detail"]
+        assert (await http.get("/health", headers={"x-fine": "c" * 3000})).status_code == 200

@@ -23,6 +23,12 @@ class Fine:
 
 
 @pytest.fixture
+def api_base(api_base):
+    """Its subscriptions point at a closed loopback port, which must be listed to be allowed."""
+    return api_base + 'webhook_destinations = ["127.0.0.1/32"]\n'
+
+
+@pytest.fixture
 def api_plugins():
     return {"flaky": Flaky(), "fine": Fine()}
 

@@ -276,6 +276,7 @@ async def ingest(
             municipalities=api.municipalities,
             allowed_municipalities=token.municipalities,
             reserved=api.reserved,
+            max_event=api.settings.max_event,
         )
         appended = await api.hub.publish_many(events)
     except BaseException:
