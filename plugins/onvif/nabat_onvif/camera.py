@@ -482,9 +482,19 @@ class OnvifCamera(Camera):
         try:
             uri = (await self.stream_uri(self.roles.get("probe"))).uri
         except AuthError as exc:
-            return CameraHealth(state=HealthState.AUTH_FAILED, checked_at=now, reason=str(exc))
+            return CameraHealth(
+                state=HealthState.AUTH_FAILED,
+                checked_at=now,
+                reason=str(exc),
+                reason_code="credentials_rejected",
+            )
         except DriverError as exc:
-            return CameraHealth(state=HealthState.UNREACHABLE, checked_at=now, reason=str(exc))
+            return CameraHealth(
+                state=HealthState.UNREACHABLE,
+                checked_at=now,
+                reason=str(exc),
+                reason_code="network_error",
+            )
         health: CameraHealth = await in_camera_worker(
             probe_stream, self.authenticated_uri(uri), self.probe_settings
         )

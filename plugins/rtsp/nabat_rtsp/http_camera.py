@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import httpx
 import msgspec
 from nabat.cameras.probe import (
+    FRAMES_REASON_CODE,
     FrameStats,
     ProbeSettings,
     classify_frames,
@@ -146,7 +147,10 @@ class HttpSnapshotCamera(Camera):
                 shot = await self.snapshot()
             except AuthError as exc:
                 return CameraHealth(
-                    state=HealthState.AUTH_FAILED, checked_at=checked_at, reason=str(exc)
+                    state=HealthState.AUTH_FAILED,
+                    checked_at=checked_at,
+                    reason=str(exc),
+                    reason_code="credentials_rejected",
                 )
             except TransientError as exc:
                 text = str(exc)
@@ -155,7 +159,10 @@ class HttpSnapshotCamera(Camera):
                     if "HTTP" in text or "not a JPEG" in text
                     else HealthState.UNREACHABLE
                 )
-                return CameraHealth(state=state, checked_at=checked_at, reason=text)
+                code = "no_valid_answer" if state is HealthState.NO_SIGNAL else "network_error"
+                return CameraHealth(
+                    state=state, checked_at=checked_at, reason=text, reason_code=code
+                )
             try:
                 stat, previous, width, height = await in_camera_worker(
                     _jpeg_stats, shot.content, previous
@@ -165,6 +172,7 @@ class HttpSnapshotCamera(Camera):
                     state=HealthState.NO_SIGNAL,
                     checked_at=checked_at,
                     reason=f"the picture cannot be decoded: {type(exc).__name__}",
+                    reason_code="undecodable",
                 )
             stats.append(stat)
             size = (width, height)
@@ -173,6 +181,7 @@ class HttpSnapshotCamera(Camera):
             state=state,
             checked_at=checked_at,
             reason=reason.replace("frames", "snapshots"),
+            reason_code=FRAMES_REASON_CODE.get(state, ""),
             codec="mjpeg",
             width=size[0] if size else None,
             height=size[1] if size else None,

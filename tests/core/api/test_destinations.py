@@ -143,10 +143,18 @@ def api_base(api_base):
 async def test_a_name_that_rebinds_to_an_internal_address_is_refused_at_connect_time(
     api, ce, internal
 ):
-    allowed = await Listener("127.0.0.2").start()
-    # The internal service on 127.0.0.1 listens on the same port the name's URL names.
+    # The internal service on 127.0.0.1 listens on the same port the name's URL names: find a
+    # port free on both addresses (another process may hold it on one of them).
     await internal.stop()
-    await internal.start(allowed.port)
+    for _ in range(50):
+        allowed = await Listener("127.0.0.2").start()
+        try:
+            await internal.start(allowed.port)
+            break
+        except OSError:
+            await allowed.stop()
+    else:
+        pytest.fail("no port free on both 127.0.0.1 and 127.0.0.2")
     answers = {"rebind.example": ["127.0.0.2"]}
 
     async def resolver(host: str, port: int) -> list[str]:

@@ -74,4 +74,5 @@ async def test_report_and_delete_commands(tmp_path):
     gone = run_cli("cameras", "delete", "sochi-1", "nope", cwd=tmp_path)
     assert gone.returncode == 1 and "1 deleted" in gone.stdout and "'nope'" in gone.stderr
     left = json.loads(run_cli("cameras", "list", "--json", cwd=tmp_path).stdout)
-    assert [c["id"] for c in left] == ["sochi-2"]
+    assert [c["id"] for c in left if c.get("source") != "config"] == ["sochi-2"]
+    assert [c["id"] for c in left if c.get("source") == "config"] == ["cfg-cam"]  # kept
