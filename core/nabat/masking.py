@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["MASK", "is_secret_key", "mask_url", "mask_value"]
+__all__ = ["MASK", "is_secret_key", "mask_url", "mask_urls", "mask_value", "without_userinfo"]
 
 MASK = "***"
 _SECRET_KEY = re.compile(
@@ -20,6 +20,7 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 _URL_WITH_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]*@", re.IGNORECASE)
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"()<>]+", re.IGNORECASE)
 
 
 @lru_cache(maxsize=4096)  # every log line asks again for the same few keys
@@ -49,6 +50,19 @@ def without_userinfo(url: str) -> str:
     if parts.username is None and parts.password is None:
         return url
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def mask_urls(text: str) -> str:
+    """``text`` with every URL in it reduced to its scheme and host (no user, password, port
+    or path): FFmpeg and HTTP libraries put the whole address in their messages."""
+
+    def short(match: re.Match[str]) -> str:
+        url = without_userinfo(match.group(0))
+        scheme, _, rest = url.partition("://")
+        host = rest.split("/", 1)[0].rsplit(":", 1)[0] if not rest.startswith("[") else ""
+        return f"{scheme}://{host or '…'}/…"
+
+    return _URL.sub(short, text)
 
 
 def mask_value(key: str, value: Any) -> Any:

@@ -20,7 +20,6 @@ to the first frame).
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -28,23 +27,7 @@ from typing import Any, Literal
 import msgspec
 
 from ..interfaces.camera import CameraHealth, HealthState
-from ..masking import without_userinfo
-
-_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"()<>]+", re.IGNORECASE)
-
-
-def mask_urls(text: str) -> str:
-    """``text`` with every URL in it reduced to its scheme and host (no user, password, port
-    or path): FFmpeg and HTTP libraries put the whole address in their messages."""
-
-    def short(match: re.Match[str]) -> str:
-        url = without_userinfo(match.group(0))
-        scheme, _, rest = url.partition("://")
-        host = rest.split("/", 1)[0].rsplit(":", 1)[0] if not rest.startswith("[") else ""
-        return f"{scheme}://{host or '…'}/…"
-
-    return _URL.sub(short, text)
-
+from ..masking import mask_urls
 
 __all__ = [
     "FRAMES_REASON_CODE",

@@ -1,11 +1,25 @@
 """Driver interfaces: what cameras, warning devices, notifiers and connectors implement.
 
-Plugins import from here (and from ``nabat.events``, ``nabat.hookspecs``, ``nabat.testing``)
-and never from the core's internals.
+This package is the plugins' view of the core. A plugin imports only the modules named in
+:data:`PUBLIC_MODULES` — ``nabat.events``, ``nabat.hookspecs``, ``nabat.testing`` and this
+package with its submodules — and never the core's internals, so they can change behind it
+(``tests/core/test_plugin_surface.py`` holds first-party plugins to that).
+
+Beside the driver interfaces and their types, it offers what drivers share:
+
+* :func:`uuid7` (a time-ordered id), :func:`mask_url` (a URL's password as ``***``) and
+  :func:`mask_urls` (every URL in a text cut to scheme and host, for operators' messages);
+* :mod:`nabat.interfaces.video` — probe a stream, grab a snapshot, classify frames, in the
+  hub's camera workers;
+* :mod:`nabat.interfaces.webhooks` — sign, verify and send Standard Webhooks;
+* :mod:`nabat.interfaces.cap` — read and write CAP 1.2 XML.
 """
 
 from ..config.secrets import Secret
+from ..ids import uuid7
+from ..masking import mask_url, mask_urls
 from .alerting import (
+    MUNICIPALITY_GEOCODE,
     ActivationMemory,
     ActivationOutcome,
     ActivationResult,
@@ -70,6 +84,8 @@ from .payloads import CameraHealthChange, DeviceStatusChange, UnitKind, UnitStat
 
 __all__ = [
     "MAX_VICTIMS",
+    "MUNICIPALITY_GEOCODE",
+    "PUBLIC_MODULES",
     "SERVICES",
     "AbsoluteMove",
     "ActivationMemory",
@@ -144,6 +160,14 @@ __all__ = [
     "Urgency",
     "WarningMessage",
     "incident_of",
+    "mask_url",
+    "mask_urls",
+    "uuid7",
 ]
 
 INTERFACES = (Camera, AlertDevice, Notifier, Connector)
+
+PUBLIC_MODULES = ("nabat.events", "nabat.hookspecs", "nabat.interfaces", "nabat.testing")
+"""The core modules a plugin may import, with their submodules (``nabat.interfaces.video``…);
+everything else in ``nabat`` is internal. ``docs/plugins.md`` lists the same, and a test
+fails when a first-party plugin imports anything else."""

@@ -30,6 +30,7 @@ import msgspec
 from .driver import Driver
 
 __all__ = [
+    "MUNICIPALITY_GEOCODE",
     "ActivationMemory",
     "ActivationOutcome",
     "ActivationResult",
@@ -141,6 +142,10 @@ class Parameter(_Cap):
 
 
 Geocode = Parameter
+
+MUNICIPALITY_GEOCODE = "municipality"
+"""The ``valueName`` of a geocode that names a municipality by its slug: an area with
+``Geocode(value_name=MUNICIPALITY_GEOCODE, value="anapa")`` covers the municipality Anapa."""
 
 
 class Circle(_Cap):
