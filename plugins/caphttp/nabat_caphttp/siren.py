@@ -19,7 +19,6 @@ from typing import Literal
 
 import httpx
 import msgspec
-from nabat.cap import CapError, parse_cap, reference_to, to_cap
 from nabat.interfaces import (
     ActivationMemory,
     ActivationOutcome,
@@ -29,12 +28,14 @@ from nabat.interfaces import (
     AuthError,
     DeviceState,
     DeviceStatus,
+    DriverContext,
     MsgType,
     Parameter,
     Secret,
     SelfTestResult,
     WarningMessage,
 )
+from nabat.interfaces.cap import CapError, parse_cap, reference_to, to_cap
 
 __all__ = ["CapHttpSettings", "CapHttpSiren"]
 
@@ -67,7 +68,7 @@ class CapHttpSiren(AlertDevice):
     kind = "caphttp.siren"
     Settings = CapHttpSettings
 
-    def __init__(self, context, settings: CapHttpSettings) -> None:
+    def __init__(self, context: DriverContext, settings: CapHttpSettings) -> None:
         super().__init__(context, settings)
         self.memory = ActivationMemory()
         self.sent: dict[str, Alert] = {}

@@ -34,6 +34,7 @@ from nabat.interfaces import (
     ConfigError,
     DeviceState,
     DeviceStatus,
+    DriverContext,
     DriverError,
     NotSupported,
     SelfTestResult,
@@ -79,7 +80,7 @@ class ModbusSiren(AlertDevice):
     kind = "modbus.siren"
     Settings = ModbusSirenSettings
 
-    def __init__(self, context, settings: ModbusSirenSettings) -> None:
+    def __init__(self, context: DriverContext, settings: ModbusSirenSettings) -> None:
         super().__init__(context, settings)
         self.map = settings.registers
         self.link = Link(

@@ -13,7 +13,6 @@ import asyncio
 from datetime import UTC, datetime
 
 import msgspec
-from nabat.ids import uuid7
 from nabat.interfaces import (
     ActivationMemory,
     ActivationOutcome,
@@ -22,10 +21,12 @@ from nabat.interfaces import (
     AlertDevice,
     DeviceState,
     DeviceStatus,
+    DriverContext,
     Secret,
     SelfTestResult,
     TransientError,
     WarningMessage,
+    uuid7,
 )
 
 from .broker import Broker
@@ -67,7 +68,7 @@ class MqttSiren(AlertDevice):
     kind = "mqtt.siren"
     Settings = MqttSirenSettings
 
-    def __init__(self, context, settings: MqttSirenSettings) -> None:
+    def __init__(self, context: DriverContext, settings: MqttSirenSettings) -> None:
         super().__init__(context, settings)
         self.device = settings.device_id or context.instance_id
         self.broker: Broker | None = None

@@ -37,8 +37,6 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 import msgspec
-from nabat.cameras.probe import ProbeSettings, probe_stream
-from nabat.cameras.workers import in_camera_worker
 from nabat.events import Severity
 from nabat.interfaces import (
     AbsoluteMove,
@@ -49,6 +47,7 @@ from nabat.interfaces import (
     CameraInfo,
     ConfigError,
     ContinuousMove,
+    DriverContext,
     DriverError,
     GotoHome,
     GotoPreset,
@@ -66,6 +65,7 @@ from nabat.interfaces import (
     TransientError,
 )
 from nabat.interfaces.camera import ProfileRole
+from nabat.interfaces.video import ProbeSettings, in_camera_worker, probe_stream
 from onvif import ONVIFCamera
 
 from .errors import UnreadableAnswer, as_driver_error
@@ -196,7 +196,7 @@ class OnvifCamera(Camera):
         port = parts.port or (443 if parts.scheme == "https" else 80)
         return {"host": parts.hostname, "port": port, "username": username, "password": password}
 
-    def __init__(self, context, settings: OnvifSettings) -> None:
+    def __init__(self, context: DriverContext, settings: OnvifSettings) -> None:
         super().__init__(context, settings)
         self.device: ONVIFCamera | None = None
         self.info = CameraInfo()

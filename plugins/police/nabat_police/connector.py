@@ -25,10 +25,11 @@ from nabat.interfaces import (
     Connector,
     DeliveryResult,
     DeliveryStatus,
+    DriverContext,
     Secret,
     TransientError,
 )
-from nabat.webhooks import signed_headers
+from nabat.interfaces.webhooks import signed_headers
 
 from .plates import Hotlist, HotlistError, normalize
 
@@ -75,7 +76,7 @@ class PoliceConnector(Connector):
     Settings = PoliceSettings
     subscribes: ClassVar[tuple[str, ...]] = ("plate.read", "incident.*")
 
-    def __init__(self, context, settings: PoliceSettings) -> None:
+    def __init__(self, context: DriverContext, settings: PoliceSettings) -> None:
         super().__init__(context, settings)
         self.hotlist = Hotlist({})
         self._loaded_mtime: float | None = None

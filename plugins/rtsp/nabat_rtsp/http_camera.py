@@ -15,15 +15,6 @@ from datetime import UTC, datetime
 
 import httpx
 import msgspec
-from nabat.cameras.probe import (
-    FRAMES_REASON_CODE,
-    FrameStats,
-    ProbeSettings,
-    classify_frames,
-    frame_stats,
-    luma_thumbnail,
-)
-from nabat.cameras.workers import in_camera_worker
 from nabat.interfaces import (
     AuthError,
     Camera,
@@ -35,8 +26,17 @@ from nabat.interfaces import (
     Snapshot,
     StreamUri,
     TransientError,
+    mask_url,
 )
-from nabat.masking import mask_url
+from nabat.interfaces.video import (
+    FRAMES_REASON_CODE,
+    FrameStats,
+    ProbeSettings,
+    classify_frames,
+    frame_stats,
+    in_camera_worker,
+    luma_thumbnail,
+)
 
 __all__ = ["HttpSnapshotCamera", "HttpSnapshotSettings", "fetch_jpeg"]
 

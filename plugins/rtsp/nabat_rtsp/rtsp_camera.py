@@ -1,6 +1,6 @@
 """``rtsp.camera``: a camera known only by its RTSP (or HTTP) stream URL.
 
-Health comes from decoding the stream (:func:`nabat.cameras.probe.probe_stream`): black,
+Health comes from decoding the stream (:func:`nabat.interfaces.video.probe_stream`): black,
 frozen and dying streams count as down, not just unreachable ones. Snapshots come from the
 camera's own JPEG URL when ``snapshot_url`` is set, else are encoded from a decoded frame.
 Blocking decode work runs in worker threads; every call is bounded by the instance timeout.
@@ -11,18 +11,17 @@ from __future__ import annotations
 from typing import Literal
 
 import msgspec
-from nabat.cameras.probe import ProbeSettings, probe_stream
-from nabat.cameras.snapshot import grab_snapshot
-from nabat.cameras.workers import in_camera_worker
 from nabat.interfaces import (
     Camera,
     CameraHealth,
     CameraInfo,
+    DriverContext,
     MediaProfile,
     Secret,
     Snapshot,
     StreamUri,
 )
+from nabat.interfaces.video import ProbeSettings, grab_snapshot, in_camera_worker, probe_stream
 
 from .credentials import with_credentials
 from .http_camera import fetch_jpeg
@@ -58,7 +57,7 @@ class RtspCamera(Camera):
             raise ValueError("rtsp.camera needs the stream's rtsp:// (or http://) URL")
         return {"url": address, "username": username, "password": password}
 
-    def __init__(self, context, settings: RtspSettings) -> None:
+    def __init__(self, context: DriverContext, settings: RtspSettings) -> None:
         super().__init__(context, settings)
         self.probe_settings = ProbeSettings.for_camera(settings, context.timeout)
 

@@ -13,6 +13,7 @@ from nabat.interfaces import (
     CameraHealth,
     CameraInfo,
     ContinuousMove,
+    DriverContext,
     GotoHome,
     GotoPreset,
     HealthState,
@@ -61,7 +62,7 @@ class SimulatedCamera(Camera):
     def inventory_settings(cls, address, username, password):
         return {}  # a simulated camera needs no address; the default fault walk applies
 
-    def __init__(self, context, settings: CameraSettings) -> None:
+    def __init__(self, context: DriverContext, settings: CameraSettings) -> None:
         super().__init__(context, settings)
         seed = settings.seed if settings.seed is not None else context.instance_id
         self._rng = random.Random(seed)

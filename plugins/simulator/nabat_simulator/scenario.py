@@ -16,6 +16,7 @@ from pathlib import Path
 import msgspec
 from nabat.events import Event, Severity
 from nabat.interfaces import (
+    MUNICIPALITY_GEOCODE,
     Alert,
     AlertDevice,
     Area,
@@ -195,7 +196,7 @@ class Scenario:
                     area=[
                         Area(
                             area_desc=municipality or "region",
-                            geocode=[Geocode(value_name="municipality", value=municipality)],
+                            geocode=[Geocode(value_name=MUNICIPALITY_GEOCODE, value=municipality)],
                         )
                     ],
                 )

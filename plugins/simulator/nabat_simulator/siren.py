@@ -14,6 +14,7 @@ from nabat.interfaces import (
     AlertDevice,
     DeviceState,
     DeviceStatus,
+    DriverContext,
     SelfTestResult,
     WarningMessage,
 )
@@ -35,7 +36,7 @@ class SimulatedSiren(AlertDevice):
     kind = "simulator.siren"
     Settings = SirenSettings
 
-    def __init__(self, context, settings: SirenSettings) -> None:
+    def __init__(self, context: DriverContext, settings: SirenSettings) -> None:
         super().__init__(context, settings)
         self._rng = random.Random(
             settings.seed if settings.seed is not None else context.instance_id

@@ -21,7 +21,7 @@ import json
 import os
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import httpx
 import msgspec
@@ -32,6 +32,7 @@ from nabat.interfaces import (
     Connector,
     DeliveryResult,
     DeliveryStatus,
+    DriverContext,
     Incident,
     IncidentChange,
     IncidentStatus,
@@ -39,7 +40,7 @@ from nabat.interfaces import (
     TransientError,
     incident_of,
 )
-from nabat.webhooks import signed_headers
+from nabat.interfaces.webhooks import signed_headers
 
 from .card import parse_card
 from .eido import EidoError, incident_from_eido, incident_to_eido, parse_eido, prepare
@@ -151,7 +152,7 @@ class System112Connector(Connector):
     Settings = System112Settings
     subscribes: ClassVar[tuple[str, ...]] = ("incident.*",)
 
-    def __init__(self, context: Any, settings: System112Settings) -> None:
+    def __init__(self, context: DriverContext, settings: System112Settings) -> None:
         super().__init__(context, settings)
         self.origin = f"system112:{context.instance_id}"
         self.http: httpx.AsyncClient | None = None
