@@ -8,12 +8,28 @@ the ones you expect — with a deadline, never a bare sleep::
             events = record(hub, "hub.unit.>")
             await events.wait_for("hub.unit.running", subject="siren-1")
             siren = hub.instance("siren-1")
+            result = await siren.activate(exercise_alert("anapa"), WarningMessage(text="…"))
             ...
 
 The hub finds your plugin the way production does — through its ``nabat`` entry point — so
 install your distribution in the test environment (``uv sync`` / ``pip install -e .``). Pass
-``plugins={"name": obj}`` to add a plugin object without installing it. ``run_api(hub)`` serves
-the HTTP API (with your plugin's routes) on a free port.
+``plugins={"name": obj}`` to add a plugin object without installing it.
+
+Use the hub these helpers give you through :class:`nabat.interfaces.HubAPI` (``publish``,
+``subscribe``, ``instance``, ``instances``, ``state_of``, ``status_of``…) and the HTTP API;
+its other attributes are the core's internals and change without notice. The helpers:
+
+* :func:`run_hub` — a started hub for an ``async with`` block; :func:`load_config_text` —
+  a configuration from text, checked as ``nabat run`` checks it;
+* :func:`record` / :class:`EventRecorder` — collect events, ``await wait_for(type,
+  subject=…)``, ``wait_for_count``; :func:`wait_for_state` — wait for a plugin's or an
+  instance's state, even one reached before you asked; :func:`eventually` — re-check a
+  condition no event announces;
+* :func:`exercise_alert` — an ``Exercise`` CAP alert for one municipality, for
+  ``AlertDevice.activate``;
+* :func:`run_api` — the hub's HTTP API (your plugin's routes included) on a free port;
+  :func:`run_cli` — ``nabat`` as a real process; :func:`free_port` and
+  :func:`connect_when_ready` — for fake devices and receivers.
 """
 
 from __future__ import annotations
@@ -27,12 +43,27 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .config import LoadedConfig, load_config
 from .events import Event
 from .hub import Hub
+from .interfaces import (
+    MUNICIPALITY_GEOCODE,
+    Alert,
+    Area,
+    CapSeverity,
+    Certainty,
+    Geocode,
+    HubAPI,
+    Info,
+    MsgType,
+    Status,
+    Urgency,
+    uuid7,
+)
 from .subjects import matches
 
 __all__ = [
@@ -50,19 +81,32 @@ __all__ = [
 ]
 
 
-def exercise_alert(municipality: str, identifier: str | None = None, event: str = "Наводнение"):
-    """An ``Exercise`` alert for one municipality, sent now: for testing AlertDevice drivers
-    with ``hub.alerts.issue(alert, message, by=...)``."""
-    from .alerts.compose import municipality_area, new_alert
-    from .ids import uuid7
-    from .interfaces.alerting import Status
-
-    return new_alert(
+def exercise_alert(
+    municipality: str, identifier: str | None = None, event: str = "Наводнение"
+) -> Alert:
+    """An ``Exercise`` alert (CAP ``status``) for one municipality, sent now: hand it to your
+    driver (``await hub.instance(id).activate(alert, WarningMessage(...))``) or issue it with
+    ``POST /alerts`` through :func:`run_api`."""
+    return Alert(
         identifier=identifier or f"exercise-{uuid7()}",
         sender="test@nabat",
+        sent=datetime.now(UTC).replace(microsecond=0),
         status=Status.EXERCISE,
-        event=event,
-        area=municipality_area([municipality]),
+        msg_type=MsgType.ALERT,
+        info=[
+            Info(
+                event=event,
+                urgency=Urgency.IMMEDIATE,
+                severity=CapSeverity.SEVERE,
+                certainty=Certainty.OBSERVED,
+                area=[
+                    Area(
+                        area_desc=municipality,
+                        geocode=[Geocode(value_name=MUNICIPALITY_GEOCODE, value=municipality)],
+                    )
+                ],
+            )
+        ],
     )
 
 
@@ -99,7 +143,7 @@ async def run_hub(
 async def run_api(hub: Hub, listen: str = "127.0.0.1:0") -> AsyncIterator[Any]:
     """Serve ``hub``'s HTTP API (your plugin's routes included) on a free loopback port for
     the block; yields the :class:`nabat.api.ApiServer` (``.url``, ``.state.tokens``)."""
-    from .api import ApiServer
+    from .api.server import ApiServer
 
     server = ApiServer(hub, listen=listen)
     await server.start()
@@ -177,25 +221,36 @@ class EventRecorder:
             ) from None
 
 
-async def wait_for_state(hub: Hub, name: str, *states: str, timeout: float = 10.0) -> str:
+async def wait_for_state(hub: HubAPI, name: str, *states: str, timeout: float = 10.0) -> str:
     """Wait until plugin or instance ``name`` is in one of ``states``; return the state.
 
-    Unlike waiting for a ``hub.unit.*`` event, this also sees states reached before the test
-    subscribed. Raises AssertionError with the current state and reason on timeout.
+    Unlike waiting for a ``hub.unit.*`` event, this also sees a state reached before the
+    call, and a state passed through since it (each change is a ``hub.unit.<state>`` event).
+    Raises AssertionError with the current state and reason on timeout.
     """
-    supervisor = hub.supervisor
+    wanted = {getattr(state, "value", state) for state in states}
+    recorder = EventRecorder()
+    subscription = hub.subscribe(
+        "hub.unit.>", recorder._on_event, name=f"test-wait-for-state-{name}", queue_size=100_000
+    )
 
-    def current() -> str | None:
+    def reached() -> str | None:
+        for event in recorder.events:
+            state = event.type.removeprefix("hub.unit.")
+            if event.subject == name and state in wanted:
+                return state
         try:
-            return hub.state_of(name)
+            state = hub.state_of(name)
         except KeyError:
             return None
+        return state if state in wanted else None
 
     try:
         async with asyncio.timeout(timeout):
-            async with supervisor._changed:
-                await supervisor._changed.wait_for(lambda: current() in states)
-                return current()  # type: ignore[return-value]
+            async with recorder._changed:
+                while (state := reached()) is None:
+                    await recorder._changed.wait()
+                return state
     except TimeoutError:
         try:
             status = hub.status_of(name)
@@ -203,8 +258,10 @@ async def wait_for_state(hub: Hub, name: str, *states: str, timeout: float = 10.
         except KeyError:
             now = "unknown"
         raise AssertionError(
-            f"{name} did not reach {'/'.join(states)} within {timeout:g}s; it is {now}"
+            f"{name} did not reach {'/'.join(sorted(wanted))} within {timeout:g}s; it is {now}"
         ) from None
+    finally:
+        subscription.unsubscribe()
 
 
 async def eventually(
@@ -271,7 +328,7 @@ def _describe(event: Event) -> str:
     return f"{event.type}({event.subject}{': ' + reason if reason else ''})"
 
 
-def record(hub: Hub | Any, *patterns: str, name: str = "test-recorder") -> EventRecorder:
+def record(hub: HubAPI, *patterns: str, name: str = "test-recorder") -> EventRecorder:
     """Subscribe an :class:`EventRecorder` to ``patterns`` (default: everything)."""
     recorder = EventRecorder()
     hub.subscribe(list(patterns) or [">"], recorder._on_event, name=name, queue_size=100_000)

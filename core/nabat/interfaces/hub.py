@@ -111,7 +111,10 @@ class HubAPI(Protocol):
         name: str,
         **opts: Any,
     ) -> Any:
-        """Subscribe a handler on the bus (see :meth:`nabat.bus.Bus.subscribe`)."""
+        """Call ``handler(event)`` for events whose type matches ``patterns``, outside
+        ``register_listeners``; ``opts`` as for :class:`Listener` (``queue_size``,
+        ``overflow``, ``handler_timeout``). Returns the subscription: ``unsubscribe()`` ends it
+        (what is already queued is still handled)."""
 
     def instances(
         self, interface: type[D] = Driver, *, municipality: str | None = None, running: bool = True
