@@ -85,8 +85,9 @@ def exercise_alert(
     municipality: str, identifier: str | None = None, event: str = "Наводнение"
 ) -> Alert:
     """An ``Exercise`` alert (CAP ``status``) for one municipality, sent now: hand it to your
-    driver (``await hub.instance(id).activate(alert, WarningMessage(...))``) or issue it with
-    ``POST /alerts`` through :func:`run_api`."""
+    driver (``await hub.instance(id).activate(alert, WarningMessage(...))``), or issue it to
+    every device in the area as CAP XML (``nabat.interfaces.cap.to_cap(alert)``) with
+    ``POST /api/v1/alerts/cap`` through :func:`run_api`."""
     return Alert(
         identifier=identifier or f"exercise-{uuid7()}",
         sender="test@nabat",
