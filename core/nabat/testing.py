@@ -143,7 +143,8 @@ async def run_hub(
 @asynccontextmanager
 async def run_api(hub: Hub, listen: str = "127.0.0.1:0") -> AsyncIterator[Any]:
     """Serve ``hub``'s HTTP API (your plugin's routes included) on a free loopback port for
-    the block; yields the :class:`nabat.api.ApiServer` (``.url``, ``.state.tokens``)."""
+    the block. Yields the server: ``.url`` is its base URL, and ``token, _ = await
+    server.state.tokens.create(name, ["events:write"])`` issues a bearer token with scopes."""
     from .api.server import ApiServer
 
     server = ApiServer(hub, listen=listen)
