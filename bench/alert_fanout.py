@@ -288,7 +288,7 @@ async def _hub(conn: Any, directory: str, config: str, quiet_mqtt: bool, nodelay
                 secret, _ = await server.state.tokens.create(
                     "bench", ["alerts:activate", "events:read"]
                 )
-                running = sum(1 for name in hub.instances_rt if hub.state_of(name) == "running")
+                running = sum(1 for rt in hub.units if hub.state_of(rt.id) == "running")
                 conn.send(("ready", server.url, secret, os.getpid(), clock() - started, running))
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(None, conn.recv)  # "stop"

@@ -485,7 +485,7 @@ def sweep_seconds(sweep: Any) -> float:
 
 
 def running_count(hub: Any) -> int:
-    return sum(1 for rt in hub.instances_rt.values() if hub.state_of(rt.id) == "running")
+    return sum(1 for rt in hub.units if hub.state_of(rt.id) == "running")
 
 
 class Background:

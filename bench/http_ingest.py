@@ -264,7 +264,7 @@ def _force_nodelay() -> None:
 
 
 async def _serve_hub(conn: Any, directory: str, nodelay: bool) -> None:
-    from nabat.api import ApiServer
+    from nabat.api.server import ApiServer
     from nabat.logs import configure_logging
     from nabat.runtime import apply_runtime_settings
     from nabat.testing import load_config_text, run_hub

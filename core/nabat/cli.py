@@ -174,7 +174,7 @@ async def _serve(loaded: LoadedConfig) -> None:
                 reason=issue.reason,
             )
         if loaded.config.api.listen is not None:
-            from .api import ApiServer
+            from .api.server import ApiServer
 
             api = ApiServer(hub)
             try:
@@ -212,7 +212,7 @@ def config_check(file: str | None, config_file: str | None, verbose: bool) -> No
         _print_issues(path, issues, t)
         raise SystemExit(1)
     enabled = sum(1 for p in hub.plugins.values() if p.enabled)
-    click.echo(t("cli.config_ok", path=path, plugins=enabled, instances=len(hub.instances_rt)))
+    click.echo(t("cli.config_ok", path=path, plugins=enabled, instances=len(hub.units)))
 
 
 @config.command("show")
@@ -231,7 +231,7 @@ def config_show(file: str | None, config_file: str | None) -> None:
             out["plugins"].setdefault(name, {"enabled": plugin.enabled})["settings"] = masked(
                 plugin.settings
             )
-    for iid, rt in hub.instances_rt.items():
+    for iid, rt in ((rt.id, rt) for rt in hub.units):
         if rt.settings is not None:
             out["instances"][iid]["settings"] = masked(rt.settings)
     click.echo(msgspec.json.format(msgspec.json.encode(out), indent=2).decode())
@@ -528,7 +528,7 @@ def plugins(config_file: str | None, as_json: bool) -> None:
             else ("failed" if rt.problem else "ready"),
             "reason": "" if rt.problem == "disabled" else (rt.problem or ""),
         }
-        for iid, rt in hub.instances_rt.items()
+        for iid, rt in ((rt.id, rt) for rt in hub.units)
     ]
     if as_json:
         click.echo(
@@ -1068,7 +1068,7 @@ def report_sirens(config_file: str | None, municipalities: tuple[str, ...], as_j
         devices = {rt.id: rt.entry.municipality or "" for rt in hub.device_units()}
         results = await latest_results(hub.journal)
         for device, latest in results.items():  # checked, though its plugin is not here
-            if device in hub.instances_rt and device not in devices:
+            if device in hub.units and device not in devices:
                 devices[device] = next(iter(latest.values())).municipality or ""
         return sirens_report(
             devices,
@@ -1135,7 +1135,7 @@ def rules_test(event_file: str, config_file: str | None, as_json: bool) -> None:
     except EventError as exc:
         click.echo(f"{event_file}: not a valid event: {exc}", err=True)
         raise SystemExit(1) from None
-    plan = RuleEngine(None, loaded.config.rules).plan(event)
+    plan = RuleEngine(loaded.config.rules).plan(event)
     if as_json:
         click.echo(msgspec.json.encode([p.__dict__ for p in plan]).decode())
         return

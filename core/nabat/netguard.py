@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
+from .logs import get_logger
+
 __all__ = [
     "DestinationPolicy",
     "DestinationRefused",
@@ -36,6 +38,7 @@ __all__ = [
     "describe_address",
 ]
 
+log = get_logger("nabat.netguard")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -161,7 +164,8 @@ class DestinationPolicy:
             async with asyncio.timeout(RESOLVE_TIMEOUT):
                 found = await self.resolver(host, port)
         except (OSError, TimeoutError) as exc:
-            raise DestinationRefused(f"{host} does not resolve ({exc or 'timed out'})") from None
+            log.info("destination.unresolved", host=host, error=str(exc) or "timed out")
+            raise DestinationRefused(f"{host} does not resolve") from None
         allowed, refusals = [], []
         for address in found:
             try:
@@ -171,7 +175,12 @@ class DestinationPolicy:
             else:
                 allowed.append(address)
         if refusals and not allowed:
-            raise DestinationRefused(f"{host} resolves to {refusals[0]}")
+            # Which internal address a name has is not the caller's to learn: the log says.
+            log.info("destination.refused", host=host, reason=refusals[0])
+            raise DestinationRefused(
+                f"{host} resolves to an address that is not public; such destinations "
+                f"need {self.setting}"
+            )
         if not allowed:
             raise DestinationRefused(f"{host} resolves to no address")
         return allowed

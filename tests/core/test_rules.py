@@ -71,7 +71,7 @@ def water(level: float, station: str = "р. Мзымта, Адлер", **attrs) 
 
 def test_matching_conditions(tmp_path):
     rules = load_config_text(RULES, tmp_path).config.rules
-    engine = RuleEngine(None, rules)
+    engine = RuleEngine(rules)
     assert [r.name for r in engine.matching(water(350))] == ["flood"]
     assert engine.matching(water(250)) == []  # level not above 300
     assert engine.matching(water(350, station="р. Сочи")) == []  # station does not contain

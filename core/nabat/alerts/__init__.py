@@ -6,13 +6,26 @@ updates. The HTTP API is ``nabat.api.routes.alerts``.
 """
 
 from .model import AlertPhase, AlertRecord, DeviceOutcome, DeviceResult
-from .service import AlertError, AlertService
+from .service import (
+    AlertConflict,
+    AlertError,
+    AlertExists,
+    AlertForbidden,
+    AlertNotFound,
+    AlertService,
+    NoDevices,
+)
 
 __all__ = [
+    "AlertConflict",
     "AlertError",
+    "AlertExists",
+    "AlertForbidden",
+    "AlertNotFound",
     "AlertPhase",
     "AlertRecord",
     "AlertService",
     "DeviceOutcome",
     "DeviceResult",
+    "NoDevices",
 ]

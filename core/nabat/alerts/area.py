@@ -11,11 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from ..geo import distance_km, point_in_polygon
-from ..interfaces.alerting import Area
+from ..interfaces.alerting import MUNICIPALITY_GEOCODE, Area
 
 __all__ = ["MUNICIPALITY_GEOCODE", "covers", "municipalities_of", "point_in_polygon"]
-
-MUNICIPALITY_GEOCODE = "municipality"
 
 
 def municipalities_of(areas: Iterable[Area]) -> set[str]:

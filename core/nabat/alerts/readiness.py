@@ -19,7 +19,7 @@ many devices are ready. A device that stops answering its status polls is report
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
@@ -28,6 +28,7 @@ import msgspec
 from ..events import Event, Severity
 from ..i18n import Messages
 from ..ids import uuid7
+from ..interfaces import Job
 from ..interfaces.alerting import (
     AlertDevice,
     DeviceState,
@@ -35,7 +36,6 @@ from ..interfaces.alerting import (
     WarningMessage,
 )
 from ..interfaces.alerting import Severity as CapSeverity
-from ..interfaces.payloads import UnitKind
 from ..logs import get_logger
 from ..regions import Region
 from ..store import Journal
@@ -43,7 +43,9 @@ from .compose import municipality_area, new_alert
 from .service import AlertError
 
 if TYPE_CHECKING:
-    from ..hub import Hub
+    from ..config.model import ReadinessSettings
+    from ..instances import Instances
+    from .service import AlertService
 
 __all__ = ["COLLECTION", "CheckResult", "ReadinessRow", "ReadinessService", "sirens_report"]
 
@@ -85,9 +87,37 @@ class ReadinessRow(msgspec.Struct, kw_only=True):
 
 
 class ReadinessService:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(
+        self,
+        settings: ReadinessSettings,
+        *,
+        alerts: AlertService,
+        journal: Journal,
+        publish: Callable[[Event], Awaitable[None]],
+        instances: Instances,
+        hub_name: str,
+    ) -> None:
+        self.settings = settings
+        self.alerts = alerts
+        self.journal = journal
+        self.publish = publish
+        self.instances = instances
+        self.source = f"/nabat/hubs/{hub_name}/readiness"
         self.running: dict[str, bool] = {}
+
+    def jobs(self) -> list[Job]:
+        """The scheduled checks (``[readiness] technical`` and ``comprehensive`` crontabs)."""
+        found = []
+        for kind in ("technical", "comprehensive"):
+            cron = getattr(self.settings, kind)
+            if cron is None:
+                continue
+
+            async def check(kind: Kind = kind) -> None:  # type: ignore[assignment]
+                await self.run(kind)
+
+            found.append(Job(id=f"readiness-{kind}", func=check, cron=cron, timeout=900))
+        return found
 
     async def run(self, kind: Kind, *, by: str = "schedule") -> list[CheckResult]:
         """Run one check of every warning device now; the results."""
@@ -96,16 +126,16 @@ class ReadinessService:
         self.running[kind] = True
         check = uuid7()
         try:
-            log.info("readiness.started", kind=kind, by=by, devices=len(self.hub.device_units()))
+            log.info("readiness.started", kind=kind, by=by, devices=len(self.instances.devices()))
             if kind == "technical":
                 results = await asyncio.gather(
-                    *(self._technical(rt, check) for rt in self.hub.device_units())
+                    *(self._technical(rt, check) for rt in self.instances.devices())
                 )
             else:
                 results = await self._comprehensive(check, by)
             await self._store(list(results))
             for result in results:
-                await self.hub.publish(
+                await self.publish(
                     Event(
                         type=f"siren.readiness.{'passed' if result.passed else 'failed'}",
                         source=f"/nabat/instances/{result.device}",
@@ -117,10 +147,10 @@ class ReadinessService:
                     )
                 )
             passed = sum(r.passed for r in results)
-            await self.hub.publish(
+            await self.publish(
                 Event(
                     type="siren.readiness.completed",
-                    source=f"/nabat/hubs/{self.hub.name}/readiness",
+                    source=self.source,
                     subject=check,
                     correlationid=check,
                     data={"kind": kind, "devices": len(results), "passed": passed, "by": by},
@@ -145,7 +175,7 @@ class ReadinessService:
 
         driver = rt.driver
         if not isinstance(driver, AlertDevice):
-            state = self.hub.supervisor.status(UnitKind.INSTANCE, rt.id)
+            state = self.instances.status(rt.id)
             why = f"{state.state.value}: {state.reason}" if state else "not started"
             return result(False, f"device not running ({why})")
         try:
@@ -174,24 +204,24 @@ class ReadinessService:
         return result(not problems, "; ".join(problems) or test.detail or "ok")
 
     async def _comprehensive(self, check: str, by: str) -> list[CheckResult]:
-        devices = self.hub.device_units()
+        devices = self.instances.devices()
         if not devices:
             return []
         municipalities = sorted({rt.entry.municipality for rt in devices if rt.entry.municipality})
         alert = new_alert(
             identifier=f"readiness-{check}",
-            sender=self.hub.alerts.sender,
+            sender=self.alerts.sender,
             status=Status.TEST,
             event="Комплексная проверка готовности системы оповещения",
             severity=CapSeverity.MINOR,
             area=municipality_area(municipalities, "all warning devices"),
         )
-        settings = self.hub.config.readiness
+        settings = self.settings
         message = WarningMessage(
             signal_seconds=settings.comprehensive_signal_seconds, text=settings.comprehensive_text
         )
         try:
-            record = await self.hub.alerts.issue(alert, message, by=f"readiness:{by}")
+            record = await self.alerts.issue(alert, message, by=f"readiness:{by}")
         except AlertError as exc:  # e.g. devices without a municipality: nothing to sound
             now = datetime.now(UTC)
             return [
@@ -206,7 +236,7 @@ class ReadinessService:
                 )
                 for rt in devices
             ]
-        done = await self.hub.alerts.wait(record.id, 600) or record
+        done = await self.alerts.wait(record.id, 600) or record
         return [
             CheckResult(
                 device=d.device,
@@ -221,7 +251,7 @@ class ReadinessService:
         ]
 
     async def _store(self, results: list[CheckResult]) -> None:
-        journal = self.hub.journal
+        journal = self.journal
         known = await latest_results(journal)  # one read, not one per device
         rows = []
         for r in results:

@@ -18,13 +18,13 @@ referencing the original, with a new message or area.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from ..cap import reference_to
+from ..cap import parse_references, reference_to
 from ..events import Event, Severity
 from ..ids import uuid7
 from ..interfaces import AuthError
@@ -36,15 +36,26 @@ from ..interfaces.alerting import (
     Status,
     WarningMessage,
 )
-from ..interfaces.payloads import UnitKind, UnitState
+from ..interfaces.payloads import UnitState
 from ..logs import get_logger
+from ..tasks import TaskSet
 from .area import covers
 from .model import AlertPhase, AlertRecord, DeviceOutcome, DeviceResult
 
 if TYPE_CHECKING:
-    from ..hub import Hub, _Instance
+    from ..config.model import AlertSettings
+    from ..instances import Instance, Instances
+    from ..store import Journal
 
-__all__ = ["AlertError", "AlertService"]
+__all__ = [
+    "AlertConflict",
+    "AlertError",
+    "AlertExists",
+    "AlertForbidden",
+    "AlertNotFound",
+    "AlertService",
+    "NoDevices",
+]
 
 COLLECTION = "alerts"
 log = get_logger("nabat.alerts")
@@ -59,11 +70,38 @@ _OUTCOME = {
 
 
 class AlertError(Exception):
-    """A request the service refuses; ``status`` is the HTTP status it maps to."""
+    """A request the service refuses. Each kind is its own class; ``status`` is the HTTP
+    status the API answers it with."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+    status = 400
+
+
+class AlertNotFound(AlertError):
+    status = 404
+
+
+class AlertExists(AlertError):
+    """The identifier was used before (a retry of the same alert)."""
+
+    status = 409
+
+
+class AlertConflict(AlertError):
+    """The alert is not in a phase that allows this (cancelled already, not waiting…)."""
+
+    status = 409
+
+
+class AlertForbidden(AlertError):
+    """The two-person rule: the caller may not confirm their own alert."""
+
+    status = 403
+
+
+class NoDevices(AlertError):
+    """The alert's area covers no warning device (the caller may reach)."""
+
+    status = 422
 
 
 class AlertSummary(msgspec.Struct, kw_only=True):
@@ -90,23 +128,33 @@ class DeviceEvent(msgspec.Struct, kw_only=True):
 
 
 class AlertService:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.settings = hub.config.alerts
+    def __init__(
+        self,
+        settings: AlertSettings,
+        *,
+        sender: str,
+        hub_name: str,
+        journal: Journal,
+        publish: Callable[[Event], Awaitable[None]],
+        instances: Instances,
+    ) -> None:
+        self.settings = settings
+        self.sender = sender
+        """CAP ``sender`` of alerts issued here: ``[alerts] sender`` or ``nabat@<hub>``."""
+        self.source = f"/nabat/hubs/{hub_name}/alerts"
+        self.journal = journal
+        self.publish = publish
+        self.instances = instances
         self.records: dict[str, AlertRecord] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._limit = asyncio.Semaphore(self.settings.concurrency)
         self._changed: dict[str, asyncio.Event] = {}
-
-    @property
-    def sender(self) -> str:
-        """CAP ``sender`` of alerts issued here: ``[alerts] sender`` or ``nabat@<hub>``."""
-        return self.settings.sender or f"nabat@{self.hub.name}"
+        self._failing = TaskSet("alerts:fail-instance")
 
     # -- storage ----------------------------------------------------------------------------
     async def _save(self, record: AlertRecord) -> None:
         self.records[record.id] = record
-        await self.hub.journal.put_record(COLLECTION, record.id, _encoder.encode(record))
+        await self.journal.put_record(COLLECTION, record.id, _encoder.encode(record))
         event = self._changed.pop(record.id, None)
         if event is not None:
             event.set()
@@ -115,12 +163,12 @@ class AlertService:
         record = self.records.get(alert_id)
         if record is not None:
             return record
-        stored = await self.hub.journal.get_record(COLLECTION, alert_id)
+        stored = await self.journal.get_record(COLLECTION, alert_id)
         return None if stored is None else _decoder.decode(stored.body)
 
     async def recent(self, limit: int = 100) -> list[AlertRecord]:
         found: dict[str, AlertRecord] = {}
-        async for stored in self.hub.journal.all_records(COLLECTION):
+        async for stored in self.journal.all_records(COLLECTION):
             try:
                 found[stored.key] = _decoder.decode(stored.body)
             except msgspec.DecodeError:
@@ -141,10 +189,10 @@ class AlertService:
     async def _announce(self, kind: str, record: AlertRecord, by: str | None = None) -> None:
         municipalities = sorted({d.municipality for d in record.devices if d.municipality})
         info = record.alert.info[0] if record.alert.info else None
-        await self.hub.publish(
+        await self.publish(
             Event(
                 type=f"alert.{kind}",
-                source=f"/nabat/hubs/{self.hub.name}/alerts",
+                source=self.source,
                 subject=record.id,
                 correlationid=record.id,
                 municipality=municipalities[0] if len(municipalities) == 1 else None,
@@ -163,13 +211,11 @@ class AlertService:
         )
 
     # -- which devices ----------------------------------------------------------------------
-    def _targets(self, alert: Alert, allowed: Callable[[str | None], bool]) -> list[_Instance]:
+    def _targets(self, alert: Alert, allowed: Callable[[str | None], bool]) -> list[Instance]:
         areas = [area for info in alert.info for area in info.area]
         found = []
-        for rt in self.hub.instances_rt.values():
-            if rt.driver_cls is None or not issubclass(rt.driver_cls, AlertDevice):
-                continue
-            if rt.problem == "disabled" or not allowed(rt.entry.municipality):
+        for rt in self.instances.devices():
+            if rt.disabled or not allowed(rt.entry.municipality):
                 continue
             location = (rt.entry.lat, rt.entry.lon) if rt.entry.lat is not None else None
             if covers(areas, rt.entry.municipality, location):  # type: ignore[arg-type]
@@ -188,10 +234,10 @@ class AlertService:
         """Start an alert (or park it for confirmation). Raises AlertError when the area
         covers no device or the identifier was used before."""
         if await self.get(alert.identifier) is not None:
-            raise AlertError(409, f"alert {alert.identifier!r} exists already")
+            raise AlertExists(f"alert {alert.identifier!r} exists already")
         targets = self._targets(alert, allowed)
         if not targets:
-            raise AlertError(422, "the alert's area covers no warning device")
+            raise NoDevices("the alert's area covers no warning device")
         now = datetime.now(UTC)
         pending = self.settings.two_person_rule and alert.status is Status.ACTUAL
         record = AlertRecord(
@@ -231,11 +277,11 @@ class AlertService:
     async def confirm(self, alert_id: str, *, by: str, reject: bool = False) -> AlertRecord:
         record = await self.get(alert_id)
         if record is None:
-            raise AlertError(404, f"no alert {alert_id!r}")
+            raise AlertNotFound(f"no alert {alert_id!r}")
         if record.phase is not AlertPhase.PENDING_CONFIRMATION:
-            raise AlertError(409, f"alert {alert_id} is {record.phase.value}, not waiting")
+            raise AlertConflict(f"alert {alert_id} is {record.phase.value}, not waiting")
         if by == record.created_by:
-            raise AlertError(403, "the two-person rule needs a second person to confirm")
+            raise AlertForbidden("the two-person rule needs a second person to confirm")
         expiry = self._tasks.pop(alert_id, None)
         if expiry is not None:
             expiry.cancel()
@@ -243,6 +289,7 @@ class AlertService:
             record.phase, record.cancelled_by = AlertPhase.REJECTED, by
             record.finished = datetime.now(UTC)
             await self._save(record)
+            await self._release_originals(record)
             await self._announce("rejected", record, by)
             return record
         record.phase, record.confirmed_by = AlertPhase.ACTIVATING, by
@@ -258,6 +305,7 @@ class AlertService:
         if record.phase is AlertPhase.PENDING_CONFIRMATION:
             record.phase, record.finished = AlertPhase.EXPIRED, datetime.now(UTC)
             await self._save(record)
+            await self._release_originals(record)
             await self._announce("confirmation_expired", record)
             log.warning("alert.confirmation_expired", alert=alert_id)
 
@@ -281,9 +329,9 @@ class AlertService:
         self._tasks.pop(record.id, None)
 
     async def _activate_one(self, record: AlertRecord, result: DeviceResult) -> None:
-        rt = self.hub.instances_rt.get(result.device)
+        rt = self.instances.get(result.device)
         driver = rt.driver if rt is not None else None
-        state = self.hub.supervisor.status(UnitKind.INSTANCE, result.device)
+        state = self.instances.status(result.device)
         if not isinstance(driver, AlertDevice) or state is None or state.state != UnitState.RUNNING:
             why = f"{state.state.value}: {state.reason}" if state else "not configured"
             await self._settle(record, result, DeviceOutcome.UNREACHABLE, 0, f"device is {why}")
@@ -302,7 +350,8 @@ class AlertService:
                 raise
             except AuthError as exc:
                 await self._settle(record, result, DeviceOutcome.FAILED, attempt, str(exc))
-                self.hub._spawn(self.hub.instance_failed(result.device, exc))
+                # Not awaited: failing the instance stops its driver, and this call is its own.
+                self._failing.spawn(self.instances.fail(result.device, exc))
                 return
             except TimeoutError:
                 detail = f"no answer within {driver.context.timeout:g} s"
@@ -337,7 +386,7 @@ class AlertService:
                 outcome=outcome.value,
                 detail=detail,
             )
-        await self.hub.publish(
+        await self.publish(
             Event(
                 type=f"alert.device.{outcome.value}",
                 source=f"/nabat/instances/{result.device}",
@@ -359,9 +408,9 @@ class AlertService:
     async def cancel(self, alert_id: str, *, by: str) -> AlertRecord:
         record = await self.get(alert_id)
         if record is None:
-            raise AlertError(404, f"no alert {alert_id!r}")
+            raise AlertNotFound(f"no alert {alert_id!r}")
         if record.phase in (AlertPhase.CANCELLED, AlertPhase.EXPIRED, AlertPhase.REJECTED):
-            raise AlertError(409, f"alert {alert_id} is {record.phase.value} already")
+            raise AlertConflict(f"alert {alert_id} is {record.phase.value} already")
         task = self._tasks.pop(alert_id, None)
         record.phase, record.cancelled_by = AlertPhase.CANCELLED, by
         if task is not None:
@@ -380,7 +429,7 @@ class AlertService:
         return record
 
     async def _cancel_one(self, record: AlertRecord, result: DeviceResult) -> None:
-        rt = self.hub.instances_rt.get(result.device)
+        rt = self.instances.get(result.device)
         driver = rt.driver if rt is not None else None
         if not isinstance(driver, AlertDevice):
             result.detail = "cancel not sent: the device is not running"
@@ -418,9 +467,9 @@ class AlertService:
         for one in ids:
             original = await self.get(one)
             if original is None:
-                raise AlertError(404, f"no alert {one!r}")
+                raise AlertNotFound(f"no alert {one!r}")
             if original.updated_by is not None:
-                raise AlertError(409, f"alert {one} was updated by {original.updated_by}")
+                raise AlertConflict(f"alert {one} was updated by {original.updated_by}")
             originals.append(original)
         base = alert or originals[-1].alert
         updated = msgspec.structs.replace(
@@ -436,8 +485,20 @@ class AlertService:
             await self._save(original)
         return record
 
+    async def _release_originals(self, record: AlertRecord) -> None:
+        """An Update that never sounded (refused, or not confirmed in time) supersedes
+        nothing: the alerts it referenced may be updated again."""
+        if record.alert.msg_type is not MsgType.UPDATE:
+            return
+        for reference in parse_references(record.alert.references):
+            original = await self.get(reference.identifier)
+            if original is not None and original.updated_by == record.id:
+                original.updated_by = None
+                await self._save(original)
+
     async def close(self) -> None:
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._failing.cancel_all()

@@ -99,8 +99,7 @@ async def _send_problem(
     raw_headers = [
         (b"content-type", PROBLEM_JSON.encode()),
         (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", request_id.encode()),
-        *headers,
+        *headers,  # x-request-id: the gate's send wrapper adds it to every answer
     ]
     if close:
         raw_headers.append((b"connection", b"close"))

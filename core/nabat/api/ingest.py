@@ -15,8 +15,10 @@ batch can be fixed in one go. Nothing of a rejected request is stored.
 ``camera.health.ok`` would make a dead camera show as working on its district's wall, a forged
 ``alert.device.activated`` a silent siren as sounding. :func:`reserved_types` lists the
 families — ``hub.>``, ``alert.>``, ``camera.>``, ``siren.>`` and every loaded plugin's own
-``<plugin>.>`` (``police.hotlist.hit``, ``system112.ack.*``) — and an event of one is refused
-(403, ``reserved-type``) whatever the token's scopes. Every other type may be written by an
+``<plugin>.>`` (``police.hotlist.hit``, ``system112.ack.*``), in any letter case — and an event
+of one is refused (403, ``reserved-type``) whatever the token's scopes, as is one whose source is
+under ``/nabat/`` (the hub's own: a caller must not pre-empt the hub's (source, id)). Types
+must be ASCII. Every other type may be written by an
 ``events:write`` token within its municipalities: ``incident.*`` and an agency's own types.
 """
 
@@ -92,11 +94,19 @@ class ReservedTypes:
         self.patterns = [(p, owner, compile_pattern(p)) for p, owner in patterns]
 
     def owner(self, event_type: str) -> tuple[str, str] | None:
-        """``(pattern, owner)`` of the reservation ``event_type`` falls under, if any."""
+        """``(pattern, owner)`` of the reservation ``event_type`` falls under, if any. Case
+        does not matter (``Camera.health.ok`` looks the same to an operator), nor does the
+        family's bare name (``camera``)."""
+        folded = event_type.lower()
         for pattern, owner, regex in self.patterns:
-            if regex.fullmatch(event_type):
+            if regex.fullmatch(folded) or folded == pattern.removesuffix(".>"):
                 return pattern, owner
         return None
+
+
+RESERVED_SOURCE = "/nabat/"
+"""Sources of the hub's own events (instances, jobs, rules, alerts): an event is idempotent by
+(source, id), so a caller writing one could pre-empt the hub's — take a job's slot, say."""
 
 
 class _TypeOnly(msgspec.Struct):
@@ -218,6 +228,21 @@ def parse_events(
             refused += 1
             errors.append(_reserved_error(owned, where))
             continue
+        if not event.type.isascii():
+            errors.append(
+                FieldError(field="type", reason="must be ASCII (letters look alike)", index=where)
+            )
+            continue
+        if event.source.lower().startswith(RESERVED_SOURCE):
+            refused += 1
+            errors.append(
+                FieldError(
+                    field="source",
+                    reason=f"sources under {RESERVED_SOURCE} are the hub's own",
+                    index=where,
+                )
+            )
+            continue
         if event.municipality is not None and event.municipality not in municipalities:
             errors.append(
                 FieldError(
@@ -248,7 +273,8 @@ def parse_events(
             raise ProblemError(400, detail, errors=shown, kind="malformed-json")
         if refused == len(errors):
             detail = (
-                f"{of} {verb} of a type only the hub publishes itself{more}; nothing was stored"
+                f"{of} {verb} of a type or source only the hub publishes{more}; "
+                "nothing was stored"
             )
             raise ProblemError(403, detail, errors=shown, kind="reserved-type")
         if forbidden == len(errors):

@@ -21,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import math
 import weakref
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ..delivery import DeliveryService
 from ..events import Event, Severity
 from ..geo import distance_km
 from ..interfaces import DeliveryResult, DeliveryStatus
@@ -41,10 +42,16 @@ from ..interfaces.incident import (
 )
 from ..interfaces.payloads import UnitState
 from ..logs import get_logger
-from ..regions import load_region
+from ..store.delivery import Order, SubscriptionSpec
+from ..tasks import TaskSet
 
 if TYPE_CHECKING:
-    from ..hub import Hub
+    from ..cameras.snapshots import SnapshotService
+    from ..cameras.states import CameraStates
+    from ..config.model import IncidentSettings
+    from ..instances import Instances
+    from ..regions import Region
+    from ..store import Journal
     from ..store.base import Record
 
 __all__ = ["COLLECTION", "SNAPSHOTS", "SOURCE", "IncidentService"]
@@ -56,10 +63,10 @@ SNAPSHOTS = "incident_snapshots"
 SOURCE = "/nabat/incidents"
 TYPES = tuple(f"incident.{c}" for c in ("created", "updated", "closed"))
 _SAME_PLACE_M = 50.0
+"""A location moved less than this keeps its linked cameras."""
 SNAPSHOT_RETRIES = (16.0, 32.0)
 """Seconds before asking a failed camera again (longer than the snapshot cache remembers a
 failure)."""
-"""A location moved less than this keeps its linked cameras."""
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(IncidentRecord)
@@ -75,16 +82,31 @@ def _metres(a: GeoPoint, b: GeoPoint) -> float:
 
 
 class IncidentService:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.settings = hub.config.incidents
+    def __init__(
+        self,
+        settings: IncidentSettings,
+        *,
+        region: Region,
+        journal: Journal,
+        publish: Callable[[Event], Awaitable[None]],
+        instances: Instances,
+        camera_states: CameraStates,
+        snapshots: SnapshotService,
+    ) -> None:
+        self.settings = settings
+        self.region = region
+        self.journal = journal
+        self.publish = publish
+        self.instances = instances
+        self.camera_states = camera_states
+        self.snapshots = snapshots
         # A lock lives while a report holds or awaits it, and no longer.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("incident-snapshots")
 
     # -- reading ---------------------------------------------------------------------------
     async def get(self, incident_id: str) -> IncidentRecord | None:
-        stored = await self.hub.journal.get_record(COLLECTION, incident_id)
+        stored = await self.journal.get_record(COLLECTION, incident_id)
         return _decoder.decode(stored.body) if stored is not None else None
 
     async def list(
@@ -96,7 +118,7 @@ class IncidentService:
     ) -> list[IncidentRecord]:
         """Incidents, the most recently changed first. ``municipalities`` None: all."""
         found: list[IncidentRecord] = []
-        async for stored in self.hub.journal.all_records(COLLECTION):
+        async for stored in self.journal.all_records(COLLECTION):
             record = _decoder.decode(stored.body)
             if municipalities is not None and record.municipality not in municipalities:
                 continue
@@ -108,7 +130,7 @@ class IncidentService:
 
     async def snapshot(self, incident_id: str, camera_id: str) -> Record | None:
         """The JPEG kept for a linked camera (``body``; taken at ``created``)."""
-        return await self.hub.journal.get_record(SNAPSHOTS, f"{incident_id}/{camera_id}")
+        return await self.journal.get_record(SNAPSHOTS, f"{incident_id}/{camera_id}")
 
     # -- reporting -------------------------------------------------------------------------
     def _lock(self, incident_id: str) -> asyncio.Lock:
@@ -117,11 +139,8 @@ class IncidentService:
             lock = self._locks[incident_id] = asyncio.Lock()
         return lock
 
-    def _region(self) -> Any:
-        return load_region(self.hub.config.hub.region)
-
     def municipality_at(self, point: GeoPoint) -> str | None:
-        return self._region().municipality_at(point.lat, point.lon)
+        return self.region.municipality_at(point.lat, point.lon)
 
     async def close_incident(
         self, incident_id: str, *, source: str
@@ -182,7 +201,7 @@ class IncidentService:
     ) -> tuple[IncidentChange, IncidentRecord]:
         if municipality is None and incident.location is not None:
             municipality = self.municipality_at(incident.location)
-        if municipality is not None and municipality not in self._region():
+        if municipality is not None and municipality not in self.region:
             raise ValueError(f"unknown municipality {municipality!r} in this region")
         if current is not None:
             municipality = municipality or current.municipality
@@ -215,7 +234,7 @@ class IncidentService:
         record = self._next(current, incident_id, incident, municipality, severity, event)
         # Published first: the journal is the truth. Should the record's write fail, the
         # durable observer rebuilds it from this event.
-        await self.hub.publish(event)
+        await self.publish(event)
         await self._save(record, current)
         log.info(
             "incident.reported",
@@ -225,7 +244,7 @@ class IncidentService:
             cameras=len(incident.cameras),
         )
         if fresh:
-            self._spawn(self._take_snapshots(incident_id, [c.id for c in incident.cameras]))
+            self._tasks.spawn(self._take_snapshots(incident_id, [c.id for c in incident.cameras]))
         return change, record
 
     def _next(
@@ -278,7 +297,7 @@ class IncidentService:
         dlat = radius / 111_000.0
         dlon = dlat / max(0.01, math.cos(math.radians(point.lat)))
         found: list[tuple[float, str, str | None]] = []
-        for rt in self.hub.camera_units():
+        for rt in self.instances.cameras():
             lat, lon = rt.entry.lat, rt.entry.lon
             if lat is None or lon is None:
                 continue
@@ -293,17 +312,12 @@ class IncidentService:
                 id=camera_id,
                 name=name,
                 distance_m=round(metres, 1),
-                health=str(health) if (health := self.hub.last_health(camera_id)) else None,
+                health=str(found.state) if (found := self.camera_states.get(camera_id)) else None,
             )
             for metres, camera_id, name in found[: self.settings.cameras]
         ]
 
     # -- snapshots -------------------------------------------------------------------------
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name="incident-snapshots")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def _take_snapshots(self, incident_id: str, camera_ids: list[str]) -> None:
         """Take the linked cameras' snapshots and publish them; a camera that fails is asked
         again twice (after the snapshot cache forgets the failure), so a moment's glitch does
@@ -358,20 +372,20 @@ class IncidentService:
             return True
 
     async def _snapshot(self, incident_id: str, camera_id: str) -> dict[str, Any]:
-        hub = self.hub
-        rt = hub.instances_rt.get(camera_id)
-        state = hub.state_of(camera_id) if rt is not None else "removed"
+        rt = self.instances.get(camera_id)
+        status = self.instances.status(camera_id) if rt is not None else None
+        state = "removed" if rt is None else status.state if status else "not started"
         if rt is None or rt.driver is None or state != UnitState.RUNNING:
             return {"snapshot_error": f"camera not running ({state})"}
         try:
             async with asyncio.timeout(self.settings.snapshot_timeout):
-                picture = await hub.snapshots.get(camera_id, rt.driver, max_age=5.0)  # type: ignore[arg-type]
+                picture = await self.snapshots.get(camera_id, rt.driver, max_age=5.0)  # type: ignore[arg-type]
         except TimeoutError:
             return {"snapshot_error": f"no snapshot within {self.settings.snapshot_timeout:g} s"}
         except Exception as exc:
             return {"snapshot_error": (str(exc) or type(exc).__name__)[:300]}
         current = await self.get(incident_id)
-        await hub.journal.put_record(
+        await self.journal.put_record(
             SNAPSHOTS, f"{incident_id}/{camera_id}", picture.content, expires=self._expiry(current)
         )
         return {"snapshot": snapshot_path(incident_id, camera_id), "snapshot_at": picture.taken_at}
@@ -385,16 +399,16 @@ class IncidentService:
 
     async def _save(self, record: IncidentRecord, before: IncidentRecord | None) -> None:
         expires = self._expiry(record)
-        await self.hub.journal.put_record(
+        await self.journal.put_record(
             COLLECTION, record.id, _encoder.encode(record), expires=expires
         )
         if before is not None and (before.closed_at is None) != (record.closed_at is None):
             # Closed (or reopened): its snapshots now go (or stay) with it.
             for camera in record.incident.cameras:
                 key = f"{record.id}/{camera.id}"
-                kept = await self.hub.journal.get_record(SNAPSHOTS, key)
+                kept = await self.journal.get_record(SNAPSHOTS, key)
                 if kept is not None:
-                    await self.hub.journal.put_record(SNAPSHOTS, key, kept.body, expires=expires)
+                    await self.journal.put_record(SNAPSHOTS, key, kept.body, expires=expires)
 
     # -- observing others' events ----------------------------------------------------------
     async def observe(self, event: Event) -> DeliveryResult | None:
@@ -470,7 +484,16 @@ class IncidentService:
         return msgspec.structs.replace(data, **keep) if keep else data
 
     async def close(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
+
+    async def subscribe(self, delivery: DeliveryService) -> None:
+        """Incidents reported by events (rules, the API, other processes) are recorded too."""
+        spec = SubscriptionSpec(
+            id="incidents",
+            patterns=TYPES,
+            order=Order.ORDERED,
+            max_attempts=20,
+            max_age=86_400.0,
+            timeout=60.0,
+        )
+        await delivery.add(spec, self.observe)

@@ -528,3 +528,47 @@ async def test_an_update_references_the_original_exactly_as_it_was_sent(api):
     sent_xml = to_cap(record.alert)  # what a CAP device was sent
     assert update.json()["alert"]["references"] == sent_of(sent_xml)
     assert sent_of(sent_xml).endswith("-00:00")  # CAP's UTC form, never +00:00
+
+
+async def test_a_district_token_cannot_stop_or_supersede_what_sounds_elsewhere_too(api):
+    regional = await api.client("alerts:activate", "events:read")
+    sochi = await api.client("alerts:activate", "events:read", municipalities=("sochi",))
+    both = cap_message("flood-both").replace(
+        b"</area>",
+        b"</area><area><areaDesc>sochi</areaDesc><geocode><valueName>municipality</valueName>"
+        b"<value>sochi</value></geocode></area>",
+    )
+    answer = await regional.post(
+        "/api/v1/alerts/cap", content=both, headers=CAP_HEADERS, params={"wait": 10}
+    )
+    assert answer.status_code == 202, answer.text
+    cancel = cap_message("x-cancel", msg_type="Cancel", references=sent_of(both))
+    refused = await sochi.post("/api/v1/alerts/cap", content=cancel, headers=CAP_HEADERS)
+    assert refused.status_code == 403 and "krasnodar" in refused.json()["detail"]
+    assert (await sochi.post("/api/v1/alerts/flood-both/cancel")).status_code == 403
+    update = {"message": {"text": "x"}}
+    assert (await sochi.post("/api/v1/alerts/flood-both/update", json=update)).status_code == 403
+    assert not [c for c in ScriptedSiren.log if c[1] == "cancel"]
+    # The same Cancel listing the alert twice cancels it once, and answers so.
+    twice = cap_message(
+        "x-cancel-2", msg_type="Cancel", references=f"{sent_of(both)} {sent_of(both)}"
+    )
+    done = await regional.post("/api/v1/alerts/cap", content=twice, headers=CAP_HEADERS)
+    assert done.status_code == 200, done.text
+    assert [r["id"] for r in done.json()["cancelled"]] == ["flood-both"]
+
+
+async def test_a_refused_update_leaves_the_original_free_to_be_updated(api):
+    api.hub.config.alerts.two_person_rule = True  # type: ignore[misc]
+    first = await api.client("alerts:activate", "events:read")
+    second = await api.client("alerts:activate", "events:read")
+    original = cap_message("flood-krd-5", status="Exercise")  # no confirmation needed
+    await first.post("/api/v1/alerts/cap", content=original, headers=CAP_HEADERS)
+    update = cap_message("flood-krd-5-u1", msg_type="Update", references=sent_of(original))
+    pending = (await first.post("/api/v1/alerts/cap", content=update, headers=CAP_HEADERS)).json()
+    assert pending["phase"] == "pending_confirmation"
+    assert (await second.post("/api/v1/alerts/flood-krd-5-u1/reject")).status_code == 200
+    assert (await first.get("/api/v1/alerts/flood-krd-5")).json().get("updated_by") is None
+    again = cap_message("flood-krd-5-u2", msg_type="Update", references=sent_of(original))
+    answer = await first.post("/api/v1/alerts/cap", content=again, headers=CAP_HEADERS)
+    assert answer.status_code == 202, answer.text

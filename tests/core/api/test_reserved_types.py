@@ -103,7 +103,11 @@ async def test_no_token_can_forge_what_the_hub_reports_itself(api):
             assert "reserved" in problem["errors"][0]["reason"]
         # In a batch with good events, nothing of the batch is stored either.
         batch = [
-            {**forged(90, "incident.created", {}, municipality), "id": "good-1"},
+            {
+                **forged(90, "incident.created", {}, municipality),
+                "id": "good-1",
+                "source": "urn:agency:test",
+            },
             forged(91, "camera.health.ok", FORGED[0][1], municipality),
         ]
         answer = await client.post("/api/v1/events", json=batch)
@@ -118,7 +122,7 @@ async def test_no_token_can_forge_what_the_hub_reports_itself(api):
     assert krd["offline"] == 1 and krd["ok"] == 0
 
     # What outside callers are for still works: an incident of their own district.
-    incident = forged(99, "incident.created", {"title": "ДТП"}, "sochi")
+    incident = {**forged(99, "incident.created", {"title": "ДТП"}, "sochi"), "source": "urn:x"}
     assert (await sochi.post("/api/v1/events", json=incident)).status_code == 202
 
 
@@ -133,3 +137,30 @@ async def test_a_health_change_not_from_the_camera_itself_is_not_believed(api):
     report = (await reader.get("/api/v1/reports/cameras")).json()
     krd = next(d for d in report["districts"] if d["municipality"] == "krasnodar")
     assert krd["offline"] == 1 and krd["ok"] == 0
+
+
+async def test_look_alike_types_and_the_hubs_own_sources_are_refused_too(api):
+    sochi = await api.client("events:write", municipalities=("sochi",))
+    look_alikes = ["Camera.health.ok", "CAMERA.HEALTH.OK", "camera", "Siren.Status.idle"]
+    for i, event_type in enumerate(look_alikes):
+        one = {**forged(i, event_type, {}, "sochi"), "source": "urn:agency:test"}
+        answer = await sochi.post("/api/v1/events", json=one)
+        assert answer.status_code == 403, (event_type, answer.text)
+    homoglyph = {**forged(20, "сamera.health.ok", {}, "sochi"), "source": "urn:agency:test"}
+    answer = await sochi.post("/api/v1/events", json=homoglyph)  # a Cyrillic «с»
+    assert answer.status_code == 422 and "ASCII" in answer.json()["errors"][0]["reason"]
+    # An event under a harmless type but with the hub's own (source, id) would take the place
+    # of the hub's: a scheduled job's claim of its next slot, say (the journal keeps one event
+    # per source and id, so the camera sweep would skip that run everywhere).
+    for source, event_id in [
+        ("/nabat/jobs/watch:cameras", "watch:cameras@1999999999"),
+        ("/NABAT/instances/krd-cam", "x-1"),
+        ("/nabat/rules/flood", "x-2"),
+    ]:
+        one = {**forged(30, "agency.note", {"run": "x"}, "sochi"), "source": source, "id": event_id}
+        answer = await sochi.post("/api/v1/events", json=one)
+        assert answer.status_code == 403, (source, answer.text)
+        assert answer.json()["errors"][0]["field"] == "source"
+    assert (
+        await api.hub.journal.get("/nabat/jobs/watch:cameras", "watch:cameras@1999999999") is None
+    )

@@ -67,7 +67,7 @@ async def test_imported_cameras_are_probed_restarted_and_stopped(
         counts = await hub.sync_inventory()
         assert counts == {"added": 7, "changed": 0, "removed": 0}
         assert await hub.sync_inventory() == {"added": 0, "changed": 0, "removed": 0}
-        assert hub._shadowed == {"cfg-cam"}  # only the real clash, not every running camera
+        assert hub.fleet.shadowed == {"cfg-cam"}  # only the real clash, not every running camera
 
         def states() -> dict[str, str]:
             return {e.subject: e.type.rsplit(".", 1)[1] for e in health.events}
@@ -97,7 +97,7 @@ async def test_imported_cameras_are_probed_restarted_and_stopped(
         assert hub.state_of("inv-off") == "failed"
         assert "not enabled" in hub.status_of("inv-off").reason
         # plugins.toml wins on an id clash.
-        assert hub.instances_rt["cfg-cam"].record is None
+        assert hub.units.get("cfg-cam").record is None
         assert hub.instance("cfg-cam").context.municipality == "sochi"
 
         # Change one row, delete another: restarted and stopped; the rest untouched.
@@ -107,7 +107,7 @@ async def test_imported_cameras_are_probed_restarted_and_stopped(
         assert await hub.inventory.delete("inv-wrong")
         counts = await hub.sync_inventory()
         assert counts == {"added": 0, "changed": 1, "removed": 1}
-        assert "inv-wrong" not in hub.instances_rt
+        assert "inv-wrong" not in hub.units
         assert hub.supervisor.status(*_instance("inv-wrong")) is None
         assert hub.instance("inv-live") is live_driver
         await eventually(

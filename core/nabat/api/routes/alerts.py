@@ -16,7 +16,16 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from ...alerts import AlertError, AlertPhase, AlertRecord
+from ...alerts import (
+    AlertConflict,
+    AlertError,
+    AlertExists,
+    AlertForbidden,
+    AlertNotFound,
+    AlertPhase,
+    AlertRecord,
+    NoDevices,
+)
 from ...alerts.area import MUNICIPALITY_GEOCODE
 from ...alerts.compose import municipality_area, new_alert
 from ...alerts.readiness import CheckResult, ReadinessRow, latest_results, sirens_report
@@ -118,9 +127,18 @@ def _by(token: TokenInfo) -> str:
     return f"token:{token.id} ({token.name})"
 
 
+_KINDS: dict[type[AlertError], str] = {
+    AlertNotFound: "not-found",
+    AlertExists: "conflict",
+    AlertConflict: "conflict",
+    AlertForbidden: "forbidden",
+    NoDevices: "no-devices",
+}
+
+
 def _fail(exc: AlertError) -> ProblemError:
-    kinds = {404: "not-found", 409: "conflict", 403: "forbidden", 422: "no-devices"}
-    return ProblemError(exc.status, str(exc), kind=kinds.get(exc.status))
+    """The problem answer of a refusal: each kind of AlertError has its status and type."""
+    return ProblemError(exc.status, str(exc), kind=_KINDS.get(type(exc)))
 
 
 def _area(api: ApiState, token: TokenInfo, request: AreaRequest) -> Area:
@@ -262,8 +280,8 @@ async def _referenced(api: ApiState, token: TokenInfo, alert: Alert) -> list[Ale
             "missing: sender,identifier,sent of the earlier alert",
             "invalid-cap",
         )
-    records = []
-    for ref in references:
+    records: list[AlertRecord] = []
+    for ref in {r.identifier: r for r in references}.values():  # each alert once
         try:
             record = await _visible(api, token, ref.identifier)
         except ProblemError:
@@ -277,6 +295,7 @@ async def _referenced(api: ApiState, token: TokenInfo, alert: Alert) -> list[Ale
                 f"unknown alert {ref.identifier!r} from {ref.sender!r}",
                 "not-found",
             )
+        _whole(token, record)
         if record.alert.sent != ref.sent:
             raise _cap_problem(
                 422,
@@ -432,8 +451,25 @@ async def get_alert(
     return await _visible(api, request.user, alert_id)
 
 
+def _whole(token: TokenInfo, record: AlertRecord) -> None:
+    """A token limited to municipalities may change an alert only when every device of it is
+    in them: a Sochi token must not stop (or supersede) what also sounds in Krasnodar."""
+    if token.regional:
+        return
+    others = sorted(
+        {d.municipality or "?" for d in record.devices if not token.sees(d.municipality)}
+    )
+    if others:
+        raise ProblemError(
+            403,
+            f"alert {record.id} also covers {', '.join(others)}, outside this token's "
+            "municipalities; a regional token may change it",
+            kind="municipality-forbidden",
+        )
+
+
 async def _act(request: Request[TokenInfo, Any, Any], api: ApiState, alert_id: str, act) -> Any:
-    await _visible(api, request.user, alert_id)
+    _whole(request.user, await _visible(api, request.user, alert_id))
     request.scope["nabat.audit"] = {"alert": alert_id}  # type: ignore[typeddict-unknown-key]
     try:
         return await act()
@@ -504,6 +540,7 @@ async def update_alert(
 ) -> AlertRecord:
     token = request.user
     original = await _visible(api, token, alert_id)
+    _whole(token, original)
     alert = None
     if data.area is not None:
         area = _area(api, token, data.area)

@@ -34,7 +34,7 @@ from ..state import ApiState
 from ..tokens import TokenInfo
 
 if TYPE_CHECKING:
-    from ...hub import _Instance
+    from ...instances import Instance
 
 __all__ = ["HANDLERS"]
 
@@ -102,7 +102,7 @@ class CameraPage(msgspec.Struct, kw_only=True):
     """Pass as ``after`` for the next page; absent on the last one."""
 
 
-def _view(api: ApiState, rt: _Instance) -> CameraView:
+def _view(api: ApiState, rt: Instance) -> CameraView:
     hub = api.hub
     record = rt.record
     current = hub.camera_states.get(rt.id)
@@ -125,14 +125,14 @@ def _view(api: ApiState, rt: _Instance) -> CameraView:
     )
 
 
-def _visible(api: ApiState, token: TokenInfo, camera_id: str) -> _Instance:
-    rt = api.hub.instances_rt.get(camera_id)
-    if rt is None or not api.hub.is_camera(rt) or not token.sees(rt.entry.municipality):
+def _visible(api: ApiState, token: TokenInfo, camera_id: str) -> Instance:
+    rt = api.hub.units.get(camera_id)
+    if rt is None or not rt.is_camera or not token.sees(rt.entry.municipality):
         raise ProblemError(404, f"no camera {camera_id!r}", kind="not-found")
     return rt
 
 
-def _running(api: ApiState, rt: _Instance) -> Camera:
+def _running(api: ApiState, rt: Instance) -> Camera:
     unit = api.hub.supervisor.status(UnitKind.INSTANCE, rt.id)
     driver = rt.driver
     if unit is None or unit.state is not UnitState.RUNNING or not isinstance(driver, Camera):
@@ -147,7 +147,7 @@ def _running(api: ApiState, rt: _Instance) -> Camera:
     return driver
 
 
-def _camera_failed(rt: _Instance, exc: BaseException) -> ProblemError:
+def _camera_failed(rt: Instance, exc: BaseException) -> ProblemError:
     if isinstance(exc, NotSupported):
         return ProblemError(409, f"camera {rt.id}: {exc}", kind="not-supported")
     if isinstance(exc, AuthError):
