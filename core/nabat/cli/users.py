@@ -13,9 +13,9 @@ from typing import Any
 import click
 import msgspec
 
-from .. import cli as main
+from ._common import audit, config_option, config_path, load_or_exit, table, with_journal
 
-__all__ = ["users"]
+__all__ = ["command"]
 
 
 def _password(from_stdin: bool) -> str:
@@ -40,13 +40,13 @@ def _store(journal: Any, loaded: Any) -> Any:
     return UserStore(journal, max_failures=console.max_failures, lockout=console.lockout)
 
 
-@click.group()
-def users() -> None:
+@click.group("users")
+def command() -> None:
     """Console accounts: operators (their municipalities), supervisors, admins."""
 
 
-@users.command("create")
-@main.config_option
+@command.command("create")
+@config_option
 @click.option("--login", required=True, help="Latin letters, digits, '.', '_', '-'.")
 @click.option("--name", help="Full name, as the console shows it.")
 @click.option(
@@ -76,7 +76,7 @@ def users_create(
     from ..api.users import UserError
     from ..regions import load_region
 
-    loaded = main._load_or_exit(main._config_path(config_file))
+    loaded = load_or_exit(config_path(config_file))
     region = load_region(loaded.config.hub.region)
     password = _password(password_stdin)
 
@@ -94,25 +94,25 @@ def users_create(
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
             raise SystemExit(1) from None
-        await main._audit_cli(journal, "users.create", user.public())
+        await audit(journal, "users.create", user.public())
         return user
 
-    user = main._with_journal(None, work, migrate=True, loaded=loaded)
+    user = with_journal(None, work, migrate=True, loaded=loaded)
     where = ", ".join(user.municipalities) or "the whole region"
     click.echo(f"user {user.login} ({user.name}) created: {user.role}, {where}")
 
 
-@users.command("list")
-@main.config_option
+@command.command("list")
+@config_option
 @click.option("--json", "as_json", is_flag=True)
 def users_list(config_file: str | None, as_json: bool) -> None:
     """Every account (never a password hash)."""
-    loaded = main._load_or_exit(main._config_path(config_file))
+    loaded = load_or_exit(config_path(config_file))
 
     async def work(journal: Any) -> Any:
         return await _store(journal, loaded).list()
 
-    found = main._with_journal(None, work, migrate=True, loaded=loaded)
+    found = with_journal(None, work, migrate=True, loaded=loaded)
     rows = [
         {
             **u.public(),
@@ -132,7 +132,7 @@ def users_list(config_file: str | None, as_json: bool) -> None:
     if not rows:
         click.echo("no users; create one with `nabat users create --login ... --role ...`")
         return
-    main._table(
+    table(
         ["LOGIN", "NAME", "ROLE", "MUNICIPALITIES", "STATE", "LAST SIGN-IN"],
         [
             [
@@ -154,7 +154,7 @@ def _change(config_file: str | None, login: str, action: str, **changes: Any) ->
     from ..api.sessions import SessionStore
     from ..api.users import UserError
 
-    loaded = main._load_or_exit(main._config_path(config_file))
+    loaded = load_or_exit(config_path(config_file))
 
     async def work(journal: Any) -> Any:
         try:
@@ -169,57 +169,55 @@ def _change(config_file: str | None, login: str, action: str, **changes: Any) ->
                 journal, idle=console.session_idle, absolute=console.session_max
             )
             ended = await sessions.end_all(user.login)
-        await main._audit_cli(
-            journal, f"users.{action}", {"login": user.login, "sessions_ended": ended}
-        )
+        await audit(journal, f"users.{action}", {"login": user.login, "sessions_ended": ended})
         return user, ended
 
-    user, ended = main._with_journal(None, work, migrate=True, loaded=loaded)
+    user, ended = with_journal(None, work, migrate=True, loaded=loaded)
     note = f"; {ended} session(s) ended" if ended else ""
     click.echo(f"user {user.login}: {action} done{note}")
 
 
-@users.command("passwd")
+@command.command("passwd")
 @click.argument("login")
-@main.config_option
+@config_option
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def users_passwd(login: str, config_file: str | None, password_stdin: bool) -> None:
     """Set LOGIN's password (ends their sessions, lifts a lock)."""
     _change(config_file, login, "passwd", password=_password(password_stdin))
 
 
-@users.command("disable")
+@command.command("disable")
 @click.argument("login")
-@main.config_option
+@config_option
 def users_disable(login: str, config_file: str | None) -> None:
     """Stop LOGIN from signing in (ends their sessions)."""
     _change(config_file, login, "disable", disabled=True)
 
 
-@users.command("enable")
+@command.command("enable")
 @click.argument("login")
-@main.config_option
+@config_option
 def users_enable(login: str, config_file: str | None) -> None:
     """Let a disabled LOGIN sign in again."""
     _change(config_file, login, "enable", disabled=False)
 
 
-@users.command("unlock")
+@command.command("unlock")
 @click.argument("login")
-@main.config_option
+@config_option
 def users_unlock(login: str, config_file: str | None) -> None:
     """Lift the lock repeated failed sign-ins put on LOGIN."""
     _change(config_file, login, "unlock", unlock=True)
 
 
-@users.command("delete")
+@command.command("delete")
 @click.argument("login")
-@main.config_option
+@config_option
 def users_delete(login: str, config_file: str | None) -> None:
     """Delete LOGIN's account."""
     from ..api.sessions import SessionStore
 
-    loaded = main._load_or_exit(main._config_path(config_file))
+    loaded = load_or_exit(config_path(config_file))
 
     async def work(journal: Any) -> Any:
         if not await _store(journal, loaded).delete(login):
@@ -228,7 +226,7 @@ def users_delete(login: str, config_file: str | None) -> None:
         console = loaded.config.api.console
         sessions = SessionStore(journal, idle=console.session_idle, absolute=console.session_max)
         await sessions.end_all(login.strip().lower())
-        await main._audit_cli(journal, "users.delete", {"login": login})
+        await audit(journal, "users.delete", {"login": login})
 
-    main._with_journal(None, work, migrate=True, loaded=loaded)
+    with_journal(None, work, migrate=True, loaded=loaded)
     click.echo(f"user {login} deleted")
