@@ -107,6 +107,7 @@ def deliveries_list(
 
 
 def _dead_letter_command(action: str) -> None:
+    """``retry`` and ``discard`` differ only in what the journal does with the dead letters."""
     verb = {"retry": "revive_dead", "discard": "discard_dead"}[action]
     help_text = {
         "retry": "Deliver dead letters of SUBSCRIPTION again (all, or the given SEQ numbers).",

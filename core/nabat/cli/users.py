@@ -11,9 +11,16 @@ import sys
 from typing import Any
 
 import click
-import msgspec
 
-from ._common import audit, config_option, config_path, load_or_exit, table, with_journal
+from ._common import (
+    audit,
+    config_option,
+    config_path,
+    load_or_exit,
+    print_json,
+    table,
+    with_journal,
+)
 
 __all__ = ["command"]
 
@@ -127,7 +134,7 @@ def users_list(config_file: str | None, as_json: bool) -> None:
         for u in found
     ]
     if as_json:
-        click.echo(msgspec.json.format(msgspec.json.encode(rows), indent=2).decode())
+        print_json(rows)
         return
     if not rows:
         click.echo("no users; create one with `nabat users create --login ... --role ...`")
