@@ -90,10 +90,17 @@ listen = "127.0.0.1:0"
 
 # -- the workload ----------------------------------------------------------------------------
 def event_template() -> tuple[str, str]:
-    """The journal benchmarks' camera health event (~450 bytes) as the JSON text before and
+    """The journal benchmarks' camera health payload (~450 bytes) as the JSON text before and
     after its id (the load generator puts a distinct id in between); its municipality is a
     real slug of the region, as ingest checks it."""
-    event = make_events(1)[0].replace(id="@ID@", municipality="krasnodar")
+    # The type and source are an agency's own: ingest refuses the hub's own (camera.>,
+    # /nabat/…) from callers; the payload stays the same size.
+    event = make_events(1)[0].replace(
+        id="@ID@",
+        municipality="krasnodar",
+        type="agency.camera.offline",
+        source="urn:agency:cams-01",
+    )
     before, after = encode_event(event).decode().split("@ID@")
     return before, after
 

@@ -6,6 +6,9 @@ import { reasonText } from "./Wall.jsx";
 
 const KEEP = 500;
 const GROUPS = ["", "camera.", "incident.", "alert.", "siren.", "police.", "system112.", "hub."];
+// The hub's own bookkeeping (which process runs a scheduled job) means nothing to a duty
+// operator and would bury what does: it is not listed (the API still has it).
+const shownToOperators = (e) => !(e.type || "").startsWith("hub.job.");
 
 function severityClass(event) {
   return event.severity ? `sev-${event.severity}` : "";
@@ -80,7 +83,7 @@ export function Events() {
       (page) =>
         setEvents((list) => {
           const seen = new Set(list.map((e) => e.id));
-          const recent = page.events.map((x) => x.event).filter((e) => !seen.has(e.id)).reverse();
+          const recent = page.events.map((x) => x.event).filter((e) => !seen.has(e.id) && shownToOperators(e)).reverse();
           return [...list, ...recent].slice(0, KEEP);
         }),
       () => {},
@@ -90,7 +93,7 @@ export function Events() {
   useEffect(
     () =>
       live((event) => {
-        if (!paused) setEvents((list) => [event, ...list].slice(0, KEEP));
+        if (!paused && shownToOperators(event)) setEvents((list) => [event, ...list].slice(0, KEEP));
       }),
     [paused],
   );
