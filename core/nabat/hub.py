@@ -1,24 +1,13 @@
 """The hub: the composition root that builds the parts and starts and stops them in order.
 
-Each part is built from the few parts it uses (``docs/architecture.md`` draws them):
-
-* :class:`~nabat.publishing.Publisher` — journal first, then the bus; the tailer of events other
-  hub processes wrote; one claim per scheduled job slot;
-* :class:`~nabat.plugins.loading.PluginLoader` — which plugins load, their drivers, payload
-  types and settings, their start-up, listeners and jobs;
-* :class:`~nabat.instances.Instances` — every driver instance, supervised;
-* :class:`~nabat.cameras.fleet.CameraFleet` — inventory cameras as instances, kept in sync;
-* the services — alerts, readiness, incidents, rules — each given what it uses.
-
-Start-up, in order, each step contained to the plugin or instance it concerns:
-
-1. **prepare** — discover, import and check plugins and every instance's settings
-   (``nabat config check`` and ``nabat plugins`` stop here);
-2. **start** — open the journal, start each plugin's ``startup`` under the supervisor, then
-   its listeners and jobs, then the driver instances (configured and imported);
-3. **stop** — jobs, services, drivers, ``shutdown`` hooks, the bus, the journal.
-
-Plugins see the hub through :class:`nabat.interfaces.HubAPI`; this class implements it.
+Each part is built from the few parts it uses (``docs/architecture.md`` draws them): the
+:class:`~nabat.publishing.Publisher`, the :class:`~nabat.plugins.loading.PluginLoader`, the
+driver :class:`~nabat.instances.Instances`, the inventory's
+:class:`~nabat.cameras.fleet.CameraFleet` and the services (alerts, readiness, incidents,
+rules). **prepare** loads and checks plugins and settings (``nabat config check`` stops here);
+**start** opens the journal, runs each plugin's ``startup`` under the supervisor, then its
+listeners and jobs, then the driver instances; **stop** undoes it in reverse. Plugins see the
+hub through :class:`nabat.interfaces.HubAPI`, which this class implements.
 """
 
 from __future__ import annotations
@@ -203,21 +192,6 @@ class Hub:
     def warnings(self) -> list[str]:
         return self.loader.warnings
 
-    def device_units(self) -> list[Instance]:
-        """Every warning-device instance (sirens…), whatever its state."""
-        return self.units.devices()
-
-    def camera_units(self) -> list[Instance]:
-        """Every camera instance, configured or imported, whatever its state."""
-        return self.units.cameras()
-
-    def summary(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for status in self.supervisor.units.values():
-            key = f"{status.kind.value}s_{status.state.value}"
-            counts[key] = counts.get(key, 0) + 1
-        return dict(sorted(counts.items()))
-
     # -- HubAPI ----------------------------------------------------------------------------
     async def publish(self, event: Event) -> None:
         """Append ``event`` to the journal (durable once this returns), then fan it out."""
@@ -335,7 +309,7 @@ class Hub:
         self.tasks.spawn(self.fleet.keep_in_sync(), name="inventory")
         if wait:
             await self.supervisor.wait_settled(self.config.hub.startup_timeout + 1.0)
-        log.info("hub.started", hub=self.name, **self.summary())
+        log.info("hub.started", hub=self.name, **self.supervisor.summary())
 
     def _schedule_core_jobs(self) -> None:
         """The journal's housekeeping; readiness checks when there are warning devices."""

@@ -100,6 +100,14 @@ class Supervisor:
     def status(self, kind: UnitKind, name: str) -> UnitStatus | None:
         return self.units.get((kind, name))
 
+    def summary(self) -> dict[str, int]:
+        """How many units are in each state: ``{"instances_running": 12, …}``."""
+        counts: dict[str, int] = {}
+        for status in self.units.values():
+            key = f"{status.kind.value}s_{status.state.value}"
+            counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items()))
+
     def status_of_plugin(self, name: str) -> UnitStatus | None:
         return self.units.get((UnitKind.PLUGIN, name))
 

@@ -128,7 +128,7 @@ class _HubCollector(Collector):
             labels=["municipality", "state"],
         )
         per_state: dict[tuple[str, str], int] = {}
-        for rt in hub.camera_units():
+        for rt in hub.units.cameras():
             current = hub.camera_states.get(rt.id)
             key = (rt.entry.municipality or "", current.state.value if current else "unknown")
             per_state[key] = per_state.get(key, 0) + 1

@@ -117,7 +117,7 @@ def cameras_list(
         known = {c.id for c in await inventory.list()}
         needle = (search or "").lower()
         configured = []
-        for rt in hub.camera_units():
+        for rt in hub.units.cameras():
             entry = rt.entry
             url = str(entry.settings.get("url") or entry.settings.get("snapshot_url") or "")
             if (

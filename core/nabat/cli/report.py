@@ -86,7 +86,7 @@ def report_cameras(
         raise click.BadParameter(f"not municipalities of {region.id}: {', '.join(unknown)}")
 
     async def work(hub: Hub) -> Any:
-        cameras = {rt.id: rt.entry.municipality or "" for rt in hub.camera_units()}
+        cameras = {rt.id: rt.entry.municipality or "" for rt in hub.units.cameras()}
         for record in await hub.inventory.list():
             cameras.setdefault(record.id, record.municipality)
         states = CameraStates(hub.journal)
@@ -165,7 +165,7 @@ def report_sirens(config_file: str | None, municipalities: tuple[str, ...], as_j
     region = load_region(loaded.config.hub.region)
 
     async def work(hub: Hub) -> Any:
-        devices = {rt.id: rt.entry.municipality or "" for rt in hub.device_units()}
+        devices = {rt.id: rt.entry.municipality or "" for rt in hub.units.devices()}
         results = await latest_results(hub.journal)
         for device, latest in results.items():  # checked, though its plugin is not here
             if device in hub.units and device not in devices:

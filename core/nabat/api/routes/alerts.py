@@ -577,7 +577,7 @@ async def sirens_report_route(
 ) -> SirensReport:
     token = request.user
     hub = api.hub
-    devices = {rt.id: rt.entry.municipality or "" for rt in hub.device_units()}
+    devices = {rt.id: rt.entry.municipality or "" for rt in hub.units.devices()}
     rows = sirens_report(
         devices,
         await latest_results(hub.journal),
@@ -620,7 +620,7 @@ async def list_sirens(
     hub = api.hub
     results = await latest_results(hub.journal)
     items = []
-    for rt in sorted(hub.device_units(), key=lambda rt: rt.id):
+    for rt in sorted(hub.units.devices(), key=lambda rt: rt.id):
         if not token.sees(rt.entry.municipality):
             continue
         technical = results.get(rt.id, {}).get("technical")

@@ -191,7 +191,7 @@ async def list_cameras(
         _municipalities(api, [municipality])
     token = request.user
     matching: list[CameraView] = []
-    for rt in sorted(api.hub.camera_units(), key=lambda rt: rt.id):
+    for rt in sorted(api.hub.units.cameras(), key=lambda rt: rt.id):
         slug = rt.entry.municipality
         if not token.sees(slug) or (municipality is not None and slug != municipality):
             continue
@@ -333,7 +333,7 @@ async def _report(
     cfg = hub.config.cameras
     return await build_report(
         hub.journal,
-        {rt.id: rt.entry.municipality or "" for rt in hub.camera_units()},
+        {rt.id: rt.entry.municipality or "" for rt in hub.units.cameras()},
         hub.camera_states.all(),
         load_region(hub.config.hub.region),
         since=since,
@@ -465,7 +465,7 @@ async def camera_history(
     try:
         return await availability_series(
             hub.journal,
-            {rt.id: rt.entry.municipality or "" for rt in hub.camera_units()},
+            {rt.id: rt.entry.municipality or "" for rt in hub.units.cameras()},
             hub.camera_states.all(),
             load_region(hub.config.hub.region),
             since=since,
