@@ -46,6 +46,7 @@ from .store.factory import journal_from_config
 from .store.retention import retention_jobs
 from .supervisor import Supervisor
 from .tasks import TaskSet
+from .video import LiveVideo
 
 __all__ = ["Hub"]
 
@@ -155,6 +156,8 @@ class Hub:
             snapshots=self.snapshots,
         )
         """Incidents from 112, rules and connectors, with the nearest cameras' snapshots."""
+        self.video = LiveVideo(config.video)
+        """Live video: one upstream per watched camera, shared by its viewers."""
         self.rules = RuleEngine(
             config.rules,
             RuleActions(alerts=self.alerts, publish_many=self.publish_many, instances=self.units),
@@ -331,6 +334,7 @@ class Hub:
         await self.scheduler.shutdown()
         await self.alerts.close()
         await self.incidents.close()
+        await self.video.close()
         await self.units.stop_all()
         await self.loader.shutdown_all()
         await self.tasks.cancel_all()

@@ -123,7 +123,7 @@ def create_app(state: ApiState, plugin_routers: list[Router] = ()) -> ASGIApp:  
     )
     access = AccessMiddleware(state)
     app = Litestar(
-        route_handlers=[*handlers, swagger_asset, *plugin_routers],
+        route_handlers=[*handlers, *cameras.WEBSOCKETS, swagger_asset, *plugin_routers],
         dependencies={"api": Provide(lambda: state, use_cache=True, sync_to_thread=False)},
         exception_handlers=exception_handlers,
         middleware=[access],

@@ -39,7 +39,7 @@ from .tokens import TokenInfo
 if TYPE_CHECKING:
     from .state import ApiState
 
-__all__ = ["AccessMiddleware", "Gate", "actor_of", "request_id_of"]
+__all__ = ["AccessMiddleware", "Gate", "actor_of", "deny_websocket", "request_id_of"]
 
 log = get_logger("nabat.api")
 access_log = get_logger("nabat.api.access")
@@ -140,6 +140,11 @@ class Gate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
+            if scope["type"] == ScopeType.WEBSOCKET:  # access: AccessMiddleware, as for HTTP
+                offered = _header(scope, b"x-request-id")
+                scope[REQUEST_ID] = (  # type: ignore[literal-required]
+                    offered if offered and _SANE_ID.fullmatch(offered) else uuid7()
+                )
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -349,6 +354,50 @@ class Gate:
                     return b"".join(chunks)
 
 
+def _same_origin(scope: Scope) -> bool:
+    origin = _header(scope, b"origin")
+    host = _header(scope, b"host")
+    if not origin or not host:
+        return False
+    return origin.partition("://")[2].rstrip("/").lower() == host.lower()
+
+
+async def deny_websocket(scope: Scope, receive: Receive, send: Send, exc: ProblemError) -> None:
+    """Refuse a WebSocket handshake with the problem as its HTTP answer (the ASGI WebSocket
+    Denial Response, which uvicorn supports); without that extension, close it with code
+    4000 + status and the detail as reason."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    request_id = request_id_of(scope) or uuid7()
+    if "websocket.http.response" in scope.get("extensions", {}) or {}:
+        body = problem_body(
+            exc.status_code, exc.detail, exc.errors, request_id, scope["path"], exc.kind
+        )
+        headers = [
+            (b"content-type", PROBLEM_JSON.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id.encode()),
+            *((k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()),
+        ]
+        await send(
+            {"type": "websocket.http.response.start", "status": exc.status_code, "headers": headers}
+        )
+        await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
+    else:
+        await send(
+            {"type": "websocket.close", "code": 4000 + exc.status_code, "reason": exc.detail[:120]}
+        )
+    access_log.info(
+        "ws.refused",
+        path=scope["path"],
+        status=exc.status_code,
+        kind=exc.kind,
+        actor=scope.get(ACTOR),
+        request_id=request_id,
+    )
+
+
 def _replay(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that yields the buffered body once, then the client's later messages
     (so a handler still learns of a disconnect)."""
@@ -379,7 +428,7 @@ class AccessMiddleware(ASGIMiddleware):
     ``scope`` (the scope a token needs; none: any valid token), ``webhook_secrets`` (for
     ``"webhook"``: the ``whsec_`` secrets, or a callable returning them), ``plugin``."""
 
-    scopes = (ScopeType.HTTP,)
+    scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
 
     def __init__(self, state: ApiState) -> None:
         self.state = state
@@ -390,6 +439,15 @@ class AccessMiddleware(ASGIMiddleware):
         if opt.get("access", "token") == "public" or (
             self.state.settings.public_docs and scope["path"].startswith("/schema")
         ):
+            await next_app(scope, receive, send)
+            return
+        if scope["type"] == ScopeType.WEBSOCKET:
+            # The same checks as a GET; a refusal is an HTTP problem on the handshake.
+            try:
+                await self.authorize(scope, opt)
+            except ProblemError as exc:
+                await deny_websocket(scope, receive, send, exc)
+                return
             await next_app(scope, receive, send)
             return
         actor, name = await self.authorize(scope, opt)
@@ -421,7 +479,7 @@ class AccessMiddleware(ASGIMiddleware):
         scope[ACTOR] = actor  # type: ignore[literal-required]
         required = opt.get("scope")
         if required and not info.allows(required):
-            if scope["method"] not in _READ_METHODS:  # a refused write is audited too
+            if scope.get("method", "GET") not in _READ_METHODS:  # a refused write is audited
                 self.audit(scope, actor, name, 403)
             raise ProblemError(
                 403,
@@ -494,12 +552,20 @@ class AccessMiddleware(ASGIMiddleware):
         user = await console.users.cached(session.login) if session is not None else None
         if session is None or user is None or user.disabled:
             raise ProblemError(401, "the session has ended: sign in again", kind="session-ended")
-        if scope["method"] not in _READ_METHODS:
+        if scope.get("method", "GET") not in _READ_METHODS:
             offered = _header(scope, CSRF_HEADER.encode()) or ""
             if not hmac.compare_digest(offered.encode(), session.csrf.encode()):
                 raise ProblemError(
                     403, "missing or wrong X-CSRF-Token for this session", kind="csrf"
                 )
+        if scope["type"] == ScopeType.WEBSOCKET and not _same_origin(scope):
+            # Browsers send the cookie with any page's WebSocket: only the console's own
+            # pages may open one with it (cross-site WebSocket hijacking).
+            raise ProblemError(
+                403,
+                "a WebSocket signed in by cookie must come from the console's origin",
+                kind="cross-origin",
+            )
         info = user.identity()
         wait = self.state.limiter.acquire(info.id, rate=console.rate, burst=console.burst)
         if wait is not None:

@@ -150,6 +150,45 @@ class _HubCollector(Collector):
             seconds.add_metric([name], round(run.seconds, 3))
             running.add_metric([name], 0 if run.finished is not None or not run.total else 1)
         yield from (total, done, seconds, running)
+        yield from _video(hub)
+
+
+def _video(hub: Hub) -> Iterator[Metric]:
+    video = hub.video
+    gauges = (
+        (
+            "nabat_video_upstreams",
+            "Cameras streamed now (one RTSP session each)",
+            len(video.upstreams),
+        ),
+        (
+            "nabat_video_upstream_sessions",
+            "Upstream threads running, closing ones included",
+            video.connected(),
+        ),
+        ("nabat_video_viewers", "Live-video viewers connected", video.viewers()),
+    )
+    for name, text, value in gauges:
+        gauge = GaugeMetricFamily(name, text)
+        gauge.add_metric([], value)
+        yield gauge
+    counters = (
+        ("nabat_video_upstreams_opened", "Upstreams opened (first viewers)", video.opened),
+        ("nabat_video_bytes_in", "fMP4 bytes produced by upstreams", video.bytes_in),
+        ("nabat_video_bytes_sent", "fMP4 bytes sent to viewers", video.bytes_sent),
+        ("nabat_video_reconnects", "Upstreams stalled and reconnected", video.reconnects),
+        ("nabat_video_fragments_dropped", "Fragments skipped for slow viewers", video.dropped),
+    )
+    for name, text, value in counters:
+        counter = CounterMetricFamily(name, text)
+        counter.add_metric([], value)
+        yield counter
+    refused = CounterMetricFamily(
+        "nabat_video_refused", "Viewers refused by a [video] limit", labels=["limit"]
+    )
+    for limit, count in sorted(video.refused.items()):
+        refused.add_metric([limit], count)
+    yield refused
 
 
 class ApiMetrics:

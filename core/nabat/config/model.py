@@ -22,6 +22,7 @@ __all__ = [
     "PluginEntry",
     "ReadinessSettings",
     "StorageSettings",
+    "VideoSettings",
 ]
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
@@ -188,6 +189,38 @@ class CameraSettings(_Table):
     than its target make a district lagging."""
 
 
+class VideoSettings(_Table):
+    """``[video]``: live video from the cameras (docs/video.md)."""
+
+    max_upstreams: Annotated[int, msgspec.Meta(ge=1)] = 64
+    """Cameras streamed at once by this hub (one RTSP session each); a viewer of one more
+    camera gets 503."""
+    max_viewers_per_camera: Annotated[int, msgspec.Meta(ge=1)] = 16
+    """Viewers sharing one camera's upstream; one more gets 503."""
+    max_streams_per_user: Annotated[int, msgspec.Meta(ge=1)] = 16
+    """Live streams one console user or API token holds at once; one more gets 429."""
+    idle_close: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    """Seconds an upstream stays open after its last viewer left (a viewer coming back, or
+    switching layouts, starts at once)."""
+    connect_timeout: Positive = 10.0
+    """Seconds to get the stream address and open the camera's RTSP session."""
+    stall_timeout: Positive = 5.0
+    """Seconds without a packet after which the camera counts as stalled and is reconnected."""
+    reconnect_initial: Positive = 1.0
+    """First wait (seconds) before reconnecting a stalled camera; doubles each time."""
+    reconnect_max: Positive = 30.0
+    fragment_duration: Annotated[float, msgspec.Meta(ge=0.05, le=10)] = 0.5
+    """Longest fMP4 fragment in seconds: a fragment starts at every key frame and after this
+    long within a GOP, so latency stays below a long GOP's length."""
+    viewer_queue: Annotated[int, msgspec.Meta(ge=2, le=10_000)] = 32
+    """Fragments queued for a viewer that reads slower than the camera sends; beyond it the
+    viewer skips to the next key frame."""
+
+    def __post_init__(self) -> None:
+        if self.reconnect_max < self.reconnect_initial:
+            raise ValueError("reconnect_max must be at least reconnect_initial")
+
+
 class AlertSettings(_Table):
     """``[alerts]``: activating warning devices (docs/alerts.md)."""
 
@@ -290,6 +323,7 @@ class Config(_Table):
     alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
     readiness: ReadinessSettings = msgspec.field(default_factory=ReadinessSettings)
     incidents: IncidentSettings = msgspec.field(default_factory=IncidentSettings)
+    video: VideoSettings = msgspec.field(default_factory=VideoSettings)
     rules: list[Rule] = []
     plugins: dict[str, PluginEntry] = {}
     instances: dict[str, InstanceEntry] = {}

@@ -7,12 +7,13 @@ no credentials reference.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Request, Response, WebSocket, get, post, websocket
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
@@ -29,6 +30,8 @@ from ...interfaces import AuthError, Camera, NotSupported, TransientError
 from ...interfaces.camera import HealthState, MediaProfile, ProfileRole, PtzCommand, PtzPreset
 from ...interfaces.payloads import UnitKind, UnitState
 from ...regions import load_region
+from ...video import LimitReached
+from ..gate import deny_websocket
 from ..problems import FieldError, ProblemError, documented
 from ..state import ApiState
 from ..tokens import TokenInfo
@@ -36,7 +39,7 @@ from ..tokens import TokenInfo
 if TYPE_CHECKING:
     from ...instances import Instance
 
-__all__ = ["HANDLERS"]
+__all__ = ["HANDLERS", "WEBSOCKETS"]
 
 Status = Literal["ok", "degraded", "offline", "unknown"]
 _STATES = tuple(state.value for state in HealthState)
@@ -273,6 +276,110 @@ async def snapshot(
     )
 
 
+_CLOSE = {
+    "camera-auth": 4502,
+    "codec-unsupported": 4415,
+    "camera-offline": 4504,
+    "stopping": 1001,
+    "internal": 1011,
+}
+
+
+@websocket("/api/v1/cameras/{camera_id:str}/live", opt={"scope": "cameras:read"})
+async def live(
+    socket: WebSocket[TokenInfo, Any, Any], api: NamedDependency[ApiState], camera_id: CameraId
+) -> None:
+    """Live video as fragmented MP4 over a WebSocket (docs/api.md, docs/video.md): a JSON
+    ``stream`` message with the codec string, the init segment, fragments; JSON ``status``
+    messages on stall and resume; a JSON ``error`` message and a close code when it ends."""
+    info = socket.user
+    scope = socket.scope
+    actor = scope.get("nabat.actor") or f"token:{info.id}"
+    try:
+        rt = _visible(api, info, camera_id)
+        camera = _running(api, rt)
+        viewer = api.hub.video.watch(rt.id, camera, user=actor)
+    except LimitReached as exc:
+        problem = ProblemError(
+            exc.status, str(exc), headers={"Retry-After": "10"}, kind=f"limit-{exc.limit}"
+        )
+        await deny_websocket(scope, socket.receive, socket.send, problem)
+        return
+    except ProblemError as exc:
+        await deny_websocket(scope, socket.receive, socket.send, exc)
+        return
+    client = scope.get("client")
+    started = datetime.now(UTC)
+    audit = {"camera": rt.id, "from": started.isoformat()}
+    api.audit.record(
+        actor,
+        f"WATCH {scope['path']}",
+        actor_name=info.name,
+        status=101,
+        request_id=scope.get("nabat.request_id"),
+        remote=client[0] if client else None,
+        detail=audit,
+    )
+    end = "client left"
+    try:
+        await socket.accept()
+
+        async def send() -> None:
+            async for message in viewer.messages():
+                if isinstance(message, bytes):
+                    await socket.send_bytes(message)
+                else:
+                    await socket.send_text(message)
+
+        async def receive() -> None:
+            while (await socket.receive())["type"] != "websocket.disconnect":
+                pass  # the client has nothing to say; only its leaving matters
+
+        tasks = [
+            asyncio.ensure_future(send()),
+            asyncio.ensure_future(receive()),
+            asyncio.ensure_future(api.closing.wait()),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks[0] in done and viewer.end is not None:
+            end = viewer.end.detail
+            code = _CLOSE.get(viewer.end.kind, 1011)
+            with contextlib.suppress(Exception):
+                await socket.send_text(
+                    msgspec.json.encode(
+                        {"type": "error", "kind": viewer.end.kind, "detail": viewer.end.detail}
+                    ).decode()
+                )
+                await socket.close(code, viewer.end.detail[:120])
+        elif tasks[2] in done:
+            end = "the API is stopping"
+            with contextlib.suppress(Exception):
+                await socket.close(1001, end)
+    finally:
+        viewer.close()
+        ended = datetime.now(UTC)
+        api.audit.record(
+            actor,
+            f"WATCH {scope['path']}",
+            actor_name=info.name,
+            status=200,
+            request_id=scope.get("nabat.request_id"),
+            remote=client[0] if client else None,
+            detail={
+                **audit,
+                "to": ended.isoformat(),
+                "seconds": round((ended - started).total_seconds()),
+                "bytes": viewer.bytes_sent,
+                "end": end[:200],
+            },
+        )
+
+
 @post(
     "/api/v1/cameras/{camera_id:str}/ptz",
     opt={"scope": "cameras:control"},
@@ -479,6 +586,9 @@ async def camera_history(
     except ValueError as exc:
         raise ProblemError(400, str(exc)) from None
 
+
+WEBSOCKETS = [live]
+"""WebSocket routes: not in the OpenAPI document (docs/api.md describes them)."""
 
 HANDLERS = [
     camera_history,

@@ -1,0 +1,188 @@
+"""Live video over a real WebSocket from the real GStreamer RTSP server: a playable fMP4, one
+upstream shared by viewers, idle close, access, limits, stalls and refused credentials."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import av
+import pytest
+import websockets
+from nabat.testing import eventually, load_config_text, run_api, run_hub
+
+BASE = """
+[hub]
+language = "en"
+data_dir = "data"
+[api]
+listen = "127.0.0.1:0"
+[plugins.eventlog]
+enabled = false
+[plugins.watch]
+enabled = false
+[plugins.rtsp]
+enabled = true
+[video]
+idle_close = 0.5
+stall_timeout = 2.0
+reconnect_initial = 0.2
+max_viewers_per_camera = 2
+max_streams_per_user = 3
+"""
+
+
+def _camera(cid: str, municipality: str, url: str) -> str:
+    return f"""
+[instances.{cid}]
+kind = "rtsp.camera"
+municipality = "{municipality}"
+settings = {{ url = "{url}" }}
+"""
+
+
+@pytest.fixture
+async def live(tmp_path, rtsp_server):
+    text = BASE
+    text += _camera("cam-live", "sochi", rtsp_server.url("/live"))
+    text += _camera("cam-dying", "sochi", rtsp_server.url("/dying"))
+    text += _camera("cam-black", "sochi", rtsp_server.url("/black"))
+    text += _camera("cam-other", "krasnodar", rtsp_server.url("/noise"))
+    text += _camera("cam-badauth", "sochi", rtsp_server.secure_url(password="wrong"))
+    loaded = load_config_text(text, tmp_path)
+    async with run_hub(loaded, discover_installed=True) as hub:
+        async with run_api(hub) as server:
+            yield hub, server
+
+
+async def _token(server, *scopes, municipalities=("sochi",)) -> str:
+    name = f"t{len(await server.state.tokens.list())}"
+    secret, _ = await server.state.tokens.create(name, scopes, municipalities=municipalities)
+    return secret
+
+
+def _ws(server, camera: str, token: str):
+    url = server.url.replace("http://", "ws://") + f"/api/v1/cameras/{camera}/live"
+    return websockets.connect(
+        url,
+        additional_headers={"Authorization": f"Bearer {token}"},
+        max_size=2**24,
+        open_timeout=10,
+    )
+
+
+async def _read_stream(ws, fragments: int) -> tuple[dict, bytes, list[bytes]]:
+    first = json.loads(await ws.recv())
+    init = await ws.recv()
+    assert isinstance(init, bytes)
+    frags = []
+    while len(frags) < fragments:
+        message = await ws.recv()
+        if isinstance(message, bytes):
+            frags.append(message)
+    return first, init, frags
+
+
+def _frames(data: bytes) -> int:
+    with av.open(io.BytesIO(data)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def _rtsp_sessions(port: int) -> int:
+    """Established TCP connections of this process to the RTSP server (from /proc)."""
+    inodes = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        parts = line.split()
+        remote, state, inode = parts[2], parts[3], parts[9]
+        if state == "01" and int(remote.split(":")[1], 16) == port and inode in inodes:
+            count += 1
+    return count
+
+
+async def test_two_viewers_share_one_upstream_of_playable_fmp4(live, rtsp_server):
+    hub, server = live
+    token = await _token(server, "cameras:read")
+    async with _ws(server, "cam-live", token) as one:
+        first, init, frags = await _read_stream(one, 4)
+        assert first["type"] == "stream" and first["status"] == "live"
+        assert first["codec"].startswith('video/mp4; codecs="avc1.')
+        assert init[4:8] == b"ftyp" and all(f[4:8] == b"moof" for f in frags)
+        assert _frames(init + b"".join(frags)) > 0
+        async with _ws(server, "cam-live", token) as two:
+            # The second viewer starts at once, at a key frame of the kept GOP.
+            first2, init2, frags2 = await _read_stream(two, 2)
+            assert first2["codec"] == first["codec"] and init2 == init
+            assert _frames(init2 + b"".join(frags2)) > 0
+            assert len(hub.video.upstreams) == 1 and hub.video.viewers_of("cam-live") == 2
+            assert _rtsp_sessions(rtsp_server.port) == 1
+            metrics = await _get(server, "/metrics", await _token(server, "ops:read"))
+            assert "nabat_video_upstreams 1.0" in metrics
+            assert "nabat_video_viewers 2.0" in metrics
+    # The last viewer left: the upstream closes after idle_close, its RTSP session too.
+    await eventually(
+        lambda: not hub.video.upstreams and hub.video.connected() == 0,
+        timeout=10,
+        what="the upstream closed",
+    )
+    await eventually(
+        lambda: _rtsp_sessions(rtsp_server.port) == 0, timeout=5, what="the RTSP session closed"
+    )
+    await server.state.audit.flush()
+    entries, _ = await server.state.audit.entries(limit=20)
+    watched = [e for e in entries if e.action.startswith("WATCH") and e.detail and "to" in e.detail]
+    assert len(watched) == 2 and all(e.detail["camera"] == "cam-live" for e in watched)
+    assert all(e.detail["bytes"] > 0 for e in watched)
+
+
+async def _get(server, path: str, token: str) -> str:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        r = await client.get(path, headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200, r.text
+        return r.text
+
+
+async def test_access_like_snapshots(live):
+    _, server = live
+    sochi = await _token(server, "cameras:read")
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with _ws(server, "cam-other", sochi):
+            pass
+    assert refused.value.response.status_code == 404
+    no_scope = await _token(server, "events:read")
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with _ws(server, "cam-live", no_scope):
+            pass
+    assert refused.value.response.status_code == 403
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with _ws(server, "cam-live", "nope"):
+            pass
+    assert refused.value.response.status_code == 401
+
+
+async def test_refused_credentials_are_told_and_final(live):
+    hub, server = live
+    token = await _token(server, "cameras:read")
+    async with _ws(server, "cam-badauth", token) as ws:
+        message = json.loads(await ws.recv())
+        assert message["type"] == "error" and message["kind"] == "camera-auth"
+        assert "refused the credentials" in message["detail"]
+        assert "wrong" not in message["detail"]
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd.code == 4502
+    await eventually(
+        lambda: not hub.video.upstreams and hub.video.connected() == 0,
+        what="the failed upstream gone",
+    )
