@@ -283,8 +283,7 @@ def parse_events(
             raise ProblemError(400, detail, errors=shown, kind="malformed-json")
         if refused == len(errors):
             detail = (
-                f"{of} {verb} of a type or source only the hub publishes{more}; "
-                "nothing was stored"
+                f"{of} {verb} of a type or source only the hub publishes{more}; nothing was stored"
             )
             raise ProblemError(403, detail, errors=shown, kind="reserved-type")
         if forbidden == len(errors):
