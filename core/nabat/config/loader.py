@@ -33,6 +33,7 @@ from .model import (
     PluginEntry,
     ReadinessSettings,
     StorageSettings,
+    VideoSettings,
 )
 from .secrets import Secret, secret_dec_hook, secret_enc_hook
 
@@ -313,6 +314,7 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
     incidents = (
         section(raw.get("incidents", {}), IncidentSettings, ["incidents"]) or IncidentSettings()
     )
+    video = section(raw.get("video", {}), VideoSettings, ["video"]) or VideoSettings()
     plugins: dict[str, PluginEntry] = {}
     raw_plugins = raw.get("plugins", {})
     if not isinstance(raw_plugins, dict):
@@ -410,6 +412,7 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
         rules=rules,
         readiness=readiness,
         incidents=incidents,
+        video=video,
         plugins=plugins,
         instances=instances,
     )

@@ -186,3 +186,27 @@ async def test_refused_credentials_are_told_and_final(live):
         lambda: not hub.video.upstreams and hub.video.connected() == 0,
         what="the failed upstream gone",
     )
+
+
+async def test_over_a_limit_the_handshake_is_refused_naming_it(live):
+    _hub, server = live
+    sochi = await _token(server, "cameras:read")
+    # Per camera: 2 viewers; a third gets 503 naming the limit.
+    async with _ws(server, "cam-live", sochi) as a, _ws(server, "cam-live", sochi) as b:
+        await a.recv()
+        await b.recv()
+        other = await _token(server, "cameras:read")
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with _ws(server, "cam-live", other):
+                pass
+        response = refused.value.response
+        assert response.status_code == 503
+        assert b"max_viewers_per_camera" in response.body
+        # Per user: 3 streams; a fourth gets 429.
+        async with _ws(server, "cam-black", sochi) as c:
+            await c.recv()
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                async with _ws(server, "cam-dying", sochi):
+                    pass
+            assert refused.value.response.status_code == 429
+            assert b"max_streams_per_user" in refused.value.response.body
