@@ -157,6 +157,49 @@ class _Output:
             pass
 
 
+def _timestamped(packets: Any, video: Any, *, hold: int = 250) -> Any:
+    """``packets`` (of ``video``), each with a dts and a pts, empty ones left out.
+
+    FFmpeg's RTSP demuxer gives no timestamps to the packets it read before it could place
+    them on the stream's clock (those buffered while probing the stream: the first key frame
+    among them), and the muxer cannot take a packet without one. Dropping them, as the first
+    version did, threw away the first GOP: a second of video at every connect, and the whole
+    stream of a camera that sends one GOP and ends. As ``ffmpeg -c copy`` does, a missing dts
+    is the pts (no B-frames) or the previous dts plus a frame; the packets before the first
+    timestamp are placed a frame apart before it (at most ``hold`` of them are held)."""
+    rate = video.guessed_rate or video.average_rate or 25
+    step = max(1, round(1 / (rate * video.time_base))) if video.time_base else 1
+    reorders = bool(getattr(video.codec_context, "has_b_frames", 0))
+    pending: list[Any] = []
+    last: int | None = None
+
+    def placed(packet: Any, dts: int) -> Any:
+        packet.dts = dts
+        if packet.pts is None:
+            packet.pts = dts
+        return packet
+
+    for packet in packets:
+        if packet.size == 0:
+            continue  # a demuxer's flush packet
+        if packet.dts is not None:
+            dts = packet.dts
+        elif packet.pts is not None and not reorders:
+            dts = packet.pts
+        elif last is not None:
+            dts = last + step
+        elif len(pending) < hold:
+            pending.append(packet)
+            continue
+        else:  # never a timestamp: a timeline of our own
+            dts = len(pending) * step
+        for i, early in enumerate(pending):
+            yield placed(early, dts - (len(pending) - i) * step)
+        pending = []
+        last = dts
+        yield placed(packet, dts)
+
+
 def _sleep(stop: threading.Event, seconds: float) -> bool:
     """Wait ``seconds`` unless stopped; True if stopped."""
     return stop.wait(seconds)
@@ -210,11 +253,9 @@ def run_upstream(
                         None if output.last_dts is None else output.last_dts + max(1, output.step)
                     )
                 offset: int | None = None
-                for packet in container.demux(video):
+                for packet in _timestamped(container.demux(video), video):
                     if stop.is_set():
                         return counters
-                    if packet.dts is None or packet.size == 0:
-                        continue
                     if offset is None:
                         if not packet.is_keyframe:
                             continue  # a viewer's decoder starts at a key frame

@@ -62,8 +62,14 @@ class RtspCamera(Camera):
         self.probe_settings = ProbeSettings.for_camera(settings, context.timeout)
 
     def _url(self) -> str:
+        return self.authenticated_uri(self.settings.url)
+
+    def authenticated_uri(self, uri: str) -> str:
+        """``uri`` with the camera's credentials from its settings, for a stream decoder (the
+        live restreamer, probes, frame snapshots); unchanged when the URI carries its own or
+        the settings have none. Never log or return it: it holds the password."""
         s = self.settings
-        return with_credentials(s.url, s.username, s.password)
+        return with_credentials(uri, s.username, s.password)
 
     async def describe(self) -> CameraInfo:
         capabilities = {"media", "snapshot"}

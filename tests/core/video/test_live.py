@@ -3,6 +3,8 @@ upstream shared by viewers, idle close, access, limits, stalls and refused crede
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import json
 import os
@@ -50,6 +52,7 @@ async def live(tmp_path, rtsp_server):
     text += _camera("cam-dying", "sochi", rtsp_server.url("/dying"))
     text += _camera("cam-black", "sochi", rtsp_server.url("/black"))
     text += _camera("cam-other", "krasnodar", rtsp_server.url("/noise"))
+    text += _camera("cam-down", "sochi", "rtsp://127.0.0.1:9/down")
     text += _camera("cam-badauth", "sochi", rtsp_server.secure_url(password="wrong"))
     loaded = load_config_text(text, tmp_path)
     async with run_hub(loaded, discover_installed=True) as hub:
@@ -210,3 +213,156 @@ async def test_over_a_limit_the_handshake_is_refused_naming_it(live):
                     pass
             assert refused.value.response.status_code == 429
             assert b"max_streams_per_user" in refused.value.response.body
+
+
+class _Reader:
+    """Every message of a live WebSocket, read in the background: the test waits on what
+    has arrived with :func:`eventually`, never on a sleep."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.messages: list[str | bytes] = []
+        self.closed: websockets.ConnectionClosed | None = None
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        try:
+            async for message in self.ws:
+                self.messages.append(message)
+        except websockets.ConnectionClosed as exc:
+            self.closed = exc
+        else:
+            self.closed = True  # type: ignore[assignment]
+
+    def texts(self) -> list[dict]:
+        return [json.loads(m) for m in self.messages if isinstance(m, str)]
+
+    def since(self, index: int) -> list[str | bytes]:
+        return self.messages[index:]
+
+    def index_of(self, predicate) -> int | None:
+        for i, m in enumerate(self.messages):
+            if isinstance(m, str) and predicate(json.loads(m)):
+                return i
+        return None
+
+    async def wait_for(self, predicate, *, timeout: float, what: str) -> int:
+        """The index of the first text message ``predicate`` accepts, once it has arrived."""
+        found = await eventually(
+            lambda: (i := self.index_of(predicate)) is not None and [i], timeout=timeout, what=what
+        )
+        return found[0]
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+def _fragments(messages) -> list[bytes]:
+    return [m for m in messages if isinstance(m, bytes) and m[4:8] == b"moof"]
+
+
+async def test_rtsp_server_restart_mid_view_resumes_by_itself(live, rtsp_server, _rtsp_process):
+    """The camera's RTSP server goes away and comes back on the same port: the viewer is told
+    ``stalled``, stays connected, and gets a decodable stream again without reconnecting."""
+    hub, server = live
+    token = await _token(server, "cameras:read")
+    async with _ws(server, "cam-live", token) as ws:
+        reader = _Reader(ws)
+        try:
+            await eventually(
+                lambda: len(_fragments(reader.messages)) >= 3, timeout=20, what="live fragments"
+            )
+            first = reader.texts()[0]
+            assert first["type"] == "stream" and reader.messages[1][4:8] == b"ftyp"
+            init = reader.messages[1]
+            _rtsp_process.close()  # the camera goes away
+            try:
+                stalled = await reader.wait_for(
+                    lambda m: m.get("status") == "stalled", timeout=20, what="a stalled status"
+                )
+                assert reader.closed is None
+            finally:
+                await asyncio.to_thread(_rtsp_process.ensure)  # same port
+            assert _rtsp_process.port == rtsp_server.port
+            await eventually(
+                lambda: len(_fragments(reader.since(stalled))) >= 4,
+                timeout=30,
+                what="fragments again after the restart",
+            )
+            assert reader.closed is None, reader.closed
+            after = reader.since(stalled + 1)
+            texts = [json.loads(m) for m in after if isinstance(m, str)]
+            streams = [m for m in texts if m["type"] == "stream"]
+            assert all(m["type"] in ("status", "stream") for m in texts), texts
+            assert any(m.get("status") == "live" for m in texts), texts
+            if streams:  # a changed configuration: a new stream message, then its init
+                at = after.index(next(m for m in after if isinstance(m, str) and '"stream"' in m))
+                init = after[at + 1]
+                assert init[4:8] == b"ftyp"
+                assert streams[-1]["epoch"] == first["epoch"] + 1
+                after = after[at + 2 :]
+            assert _frames(init + b"".join(_fragments(after))) > 0
+            assert hub.video.reconnects >= 1
+        finally:
+            await reader.stop()
+
+
+async def test_a_camera_ending_its_stream_is_reconnected_the_viewer_stays(live):
+    """/dying sends one second of video (one GOP) and ends the stream, every time: each end
+    is a ``stalled`` status, the upstream reconnects, the same viewer gets fragments again in
+    the same fMP4 stream (no new init: the configuration is the same), and they decode.
+    (The first version dropped the packets FFmpeg had not timestamped yet, the first key
+    frame among them: /dying never played, and a test waiting for it ended in the server's
+    1012 close at teardown.)"""
+    _hub, server = live
+    token = await _token(server, "cameras:read")
+    async with _ws(server, "cam-dying", token) as ws:
+        reader = _Reader(ws)
+        try:
+            await eventually(
+                lambda: sum(m.get("status") == "stalled" for m in reader.texts()) >= 3,
+                timeout=30,
+                what="three ends of stream",
+            )
+            stalled = reader.index_of(lambda m: m.get("status") == "stalled")
+            await eventually(
+                lambda: len(_fragments(reader.since(stalled))) >= 2,
+                timeout=20,
+                what="fragments after the reconnect",
+            )
+            assert reader.closed is None, reader.closed
+            first = reader.texts()[0]
+            assert first["type"] == "stream", reader.texts()
+            assert reader.messages[1][4:8] == b"ftyp"
+            assert [m["type"] for m in reader.texts()].count("stream") == 1
+            init = reader.messages[1]
+            assert _frames(init + b"".join(_fragments(reader.since(stalled)))) > 0
+            # One GOP per connection: more frames than one connection's 10 prove the resumed
+            # fragments continue the same timeline.
+            assert _frames(init + b"".join(_fragments(reader.messages))) > 12
+        finally:
+            await reader.stop()
+
+
+async def test_an_unreachable_camera_says_stalled_before_any_stream(live):
+    """No ``stream`` message can come before the camera answers: the first messages are
+    ``status: stalled`` with the reason, and the viewer stays connected while it is retried
+    (docs/video.md, "The WebSocket")."""
+    _hub, server = live
+    token = await _token(server, "cameras:read")
+    async with _ws(server, "cam-down", token) as ws:
+        reader = _Reader(ws)
+        try:
+            await eventually(
+                lambda: sum(m.get("status") == "stalled" for m in reader.texts()) >= 2,
+                timeout=20,
+                what="two stalled statuses",
+            )
+            first = reader.texts()[0]
+            assert first["type"] == "status" and "unreachable" in first["reason"]
+            assert all(isinstance(m, str) for m in reader.messages)  # no binary before stream
+            assert reader.closed is None
+        finally:
+            await reader.stop()
