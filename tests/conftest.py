@@ -31,7 +31,7 @@ SCRIPT = Path(__file__).resolve().parent / "fixtures" / "rtsp_server.py"
 READY_TIMEOUT = 20.0
 PACKAGES = (
     "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base "
-    "gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
+    "gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad"
 )
 
 
