@@ -2,9 +2,10 @@
 // Broken cameras come first, in red; the page refreshes only the tiles on screen, so a wall of
 // 1,000 cameras costs what a screenful does.
 import { memo } from "preact/compat";
-import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, live } from "../api.js";
 import { formatAge, formatTime, has, t } from "../i18n.js";
+import { LivePlayer } from "../live.js";
 
 const REFRESH_S = 10;
 const ORDER = { offline: 0, degraded: 1, unknown: 2, ok: 3 };
@@ -281,6 +282,78 @@ function Profiles({ profiles }) {
   );
 }
 
+// What the operator reads for the player's reason codes (live.js).
+function videoReason(reason) {
+  switch (reason) {
+    case "camera-auth":
+      return t("video.reason_camera_auth");
+    case "codec-unsupported":
+      return t("video.reason_codec");
+    case "camera-offline":
+      return t("video.reason_offline");
+    case "no-access":
+      return t("video.reason_no_access");
+    case "refused":
+      return t("video.reason_refused");
+    case "unsupported-browser":
+      return t("video.reason_browser");
+    default:
+      return t("video.reason_error");
+  }
+}
+
+function videoState(state) {
+  switch (state) {
+    case "live":
+      return t("video.live");
+    case "stalled":
+      return t("video.stalled");
+    case "reconnecting":
+      return t("video.reconnecting");
+    case "unavailable":
+      return t("video.unavailable");
+    default:
+      return t("video.connecting");
+  }
+}
+
+// The large view's live video. It streams only while the view is open and the tab is shown
+// (Page Visibility): a hidden tab closes its WebSocket, so the hub can let the camera go. Until
+// the first frame, and whenever the video is not live, the last snapshot stands in for it.
+function LiveVideo({ camera }) {
+  const video = useRef(null);
+  const [state, setState] = useState({ state: "connecting", reason: null });
+  const [n, setN] = useState(1);
+  const [failed, setFailed] = useState(false);
+  const playing = state.state === "live" || (state.state === "stalled" && state.seen);
+  useEffect(() => {
+    const player = new LivePlayer(video.current, camera.id, (name, reason) => setState((was) => ({ state: name, reason, seen: was.seen || name === "live" })));
+    const shown = () => (document.hidden ? player.stop() : player.start());
+    document.addEventListener("visibilitychange", shown);
+    shown();
+    return () => {
+      document.removeEventListener("visibilitychange", shown);
+      player.destroy();
+    };
+  }, [camera.id]);
+  useEffect(() => {
+    if (playing) return undefined;
+    const timer = setInterval(() => setN((x) => x + 1), 2000);
+    return () => clearInterval(timer);
+  }, [camera.id, playing]);
+  return (
+    <div class={`big video-${state.state}`} data-testid="live-video" data-state={state.state} data-reason={state.reason || ""}>
+      {!playing && <img src={pictureUrl(camera.id, 2, n)} alt={camera.name} decoding="async" onLoad={() => setFailed(false)} onError={() => setFailed(true)} style={failed ? "visibility:hidden" : ""} />}
+      <video ref={video} muted autoplay playsinline disablepictureinpicture style={playing ? "" : "visibility:hidden"} />
+      {!playing && failed && state.state !== "unavailable" && <div class="no-picture">{t("wall.no_picture")}</div>}
+      <span class={`video-state video-${state.state}`} data-testid="video-state">
+        {videoState(state.state)}
+        {state.state === "unavailable" && `: ${videoReason(state.reason)}`}
+      </span>
+    </div>
+  );
+}
+
 function CameraView({ camera, onClose }) {
   const [detail, setDetail] = useState(null);
   useEffect(() => {
@@ -293,18 +366,11 @@ function CameraView({ camera, onClose }) {
       alive = false;
     };
   }, [camera.id, camera.health && camera.health.checked_at]);
-  const [n, setN] = useState(1);
-  const [failed, setFailed] = useState(false);
   useEffect(() => {
-    const timer = setInterval(() => setN((x) => x + 1), 2000);
     const key = (e) => e.key === "Escape" && onClose();
     window.addEventListener("keydown", key);
-    return () => {
-      clearInterval(timer);
-      window.removeEventListener("keydown", key);
-    };
+    return () => window.removeEventListener("keydown", key);
   }, [camera.id]);
-  const picture = { url: pictureUrl(camera.id, 2, n) };
   const state = stateOf(camera);
   // The probed resolution: the camera's detail says it, else the last health change.
   const measured = (detail && detail.width && detail.height && detail) || (camera.health && camera.health.width && camera.health.height && camera.health);
@@ -314,14 +380,12 @@ function CameraView({ camera, onClose }) {
       <div class="panel wide">
         <header>
           <h2>{camera.name}</h2>
-          <span class={`badge state-${state}`}>{t(`state.${state}`)}</span>
+          {!camera.missing && <span class={`badge state-${state}`}>{t(`state.${state}`)}</span>}
           <button class="link" onClick={onClose} data-testid="close">{t("close")}</button>
         </header>
         <div class="camera-view">
-          <div class="big">
-            <img src={picture.url} alt={camera.name} decoding="async" onLoad={() => setFailed(false)} onError={() => setFailed(true)} style={failed ? "visibility:hidden" : ""} />
-            {failed && <div class="no-picture">{t("wall.no_picture")}</div>}
-          </div>
+          <LiveVideo camera={camera} />
+          {!camera.missing && (
           <aside>
             <p>{camera.address}</p>
             {state !== "ok" && (
@@ -338,15 +402,16 @@ function CameraView({ camera, onClose }) {
             <Profiles profiles={detail && detail.profiles} />
             <Ptz camera={camera} />
           </aside>
+          )}
         </div>
-        <h3>{t("wall.probes")}</h3>
-        <Probes camera={camera} />
+        {!camera.missing && <h3>{t("wall.probes")}</h3>}
+        {!camera.missing && <Probes camera={camera} />}
       </div>
     </div>
   );
 }
 
-export function Wall() {
+export function Wall({ rest }) {
   const [cameras, setCameras] = useState(null);
   const [error, setError] = useState(null);
   const [filter, setFilter] = useState("all");
@@ -357,7 +422,12 @@ export function Wall() {
     const timer = setTimeout(() => setSearch(typed), 200);
     return () => clearTimeout(timer);
   }, [typed]);
-  const [open, setOpen] = useState(null);
+  // The large view has its own address (/console/wall/<camera>), to be opened again or sent.
+  const [open, setOpen] = useState(rest && rest[0] ? { id: decodeURIComponent(rest[0]) } : null);
+  const view = useCallback((camera) => {
+    history.replaceState(null, "", camera ? `/console/wall/${encodeURIComponent(camera.id)}` : "/console/wall");
+    setOpen(camera);
+  }, []);
 
   useEffect(() => {
     let alive = true;
@@ -433,7 +503,8 @@ export function Wall() {
 
   if (error) return <p class="error">{t("error.generic", { reason: error })}</p>;
   if (cameras === null) return <p>{t("loading")}</p>;
-  const current = open && cameras.find((c) => c.id === open.id);
+  // A camera not on this wall (another district's, or gone) still opens: it says so.
+  const current = open && (cameras.find((c) => c.id === open.id) || { id: open.id, name: open.id, status: "unknown", missing: true });
   return (
     <section class="wall">
       <div class="toolbar">
@@ -454,10 +525,10 @@ export function Wall() {
       </div>
       <div class="tiles" data-testid="tiles">
         {shown.map((camera) => (
-          <Tile key={camera.id} camera={camera} onOpen={setOpen} />
+          <Tile key={camera.id} camera={camera} onOpen={view} />
         ))}
       </div>
-      {current && <CameraView camera={current} onClose={() => setOpen(null)} />}
+      {current && <CameraView camera={current} onClose={() => view(null)} />}
     </section>
   );
 }

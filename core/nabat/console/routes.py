@@ -269,8 +269,9 @@ async def page(api: NamedDependency[ApiState]) -> Response[bytes]:
         headers={
             "Cache-Control": "no-cache",
             # Only our own scripts, styles and pictures: an injected script cannot run or
-            # send anything elsewhere.
+            # send anything elsewhere. Live video plays from a MediaSource's blob: address.
             "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
+            "media-src 'self' blob:; "
             "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; "
             "form-action 'self'",
             "X-Content-Type-Options": "nosniff",
