@@ -49,6 +49,16 @@ const visible = new Set();
 setInterval(() => {
   for (const tile of visible) tile.tick();
 }, 5000);
+// While the large view covers the wall, its tiles ask for no pictures (the view's camera is
+// streaming; a snapshot of it would cost the camera a second session).
+let viewing = 0;
+function viewOpened() {
+  viewing += 1;
+  return () => {
+    viewing -= 1;
+    if (!viewing) for (const tile of visible) tile.wake();
+  };
+}
 let observer = null;
 function observe(element, tile) {
   if (!observer) {
@@ -108,7 +118,7 @@ function TileView({ camera, onOpen }) {
     let requestedAt = 0;
     const request = () => {
       timer = null;
-      if (!alive || !visible.has(tile)) return;
+      if (!alive || !visible.has(tile) || viewing) return; // the large view wakes it again
       requestedAt = Date.now();
       n += 1;
       setSrc(pictureUrl(camera.id, REFRESH_S, n));
@@ -366,6 +376,7 @@ function CameraView({ camera, onClose }) {
       alive = false;
     };
   }, [camera.id, camera.health && camera.health.checked_at]);
+  useEffect(viewOpened, []);
   useEffect(() => {
     const key = (e) => e.key === "Escape" && onClose();
     window.addEventListener("keydown", key);
