@@ -124,9 +124,12 @@ class Hub:
             hub=config.hub,
             cameras=config.cameras,
         )
+        self.video = LiveVideo(config.video)
+        """Live video: one upstream per watched camera, shared by its viewers."""
         self.snapshots = SnapshotService(
             max_age=config.cameras.snapshot_max_age,
             concurrency=config.cameras.snapshot_concurrency,
+            from_stream=self.video.snapshot,  # a streamed camera needs no second session
         )
         self.alerts = AlertService(
             config.alerts,
@@ -156,8 +159,6 @@ class Hub:
             snapshots=self.snapshots,
         )
         """Incidents from 112, rules and connectors, with the nearest cameras' snapshots."""
-        self.video = LiveVideo(config.video)
-        """Live video: one upstream per watched camera, shared by its viewers."""
         self.rules = RuleEngine(
             config.rules,
             RuleActions(alerts=self.alerts, publish_many=self.publish_many, instances=self.units),

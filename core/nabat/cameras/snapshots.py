@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from ..interfaces.camera import Camera, Snapshot
@@ -49,7 +51,11 @@ class SnapshotService:
         max_entries: int = 20_000,
         frame_width: int | None = 640,
         timeout: float = 15.0,
+        from_stream: Callable[[str], Awaitable[Snapshot | None]] | None = None,
     ) -> None:
+        """``from_stream``: a still of a camera already being streamed (live video), tried
+        before the driver's own snapshot."""
+        self.from_stream = from_stream
         self.max_age = max_age
         self.failure_ttl = failure_ttl
         self.max_entries = max_entries
@@ -98,7 +104,7 @@ class SnapshotService:
             async with self._limit:
                 self.fetches += 1
                 async with asyncio.timeout(self.timeout):
-                    snapshot = await self._take(camera)
+                    snapshot = await self._take(camera_id, camera)
         except BaseException as exc:
             error: BaseException = (
                 TransientError(f"no snapshot within {self.timeout:g} s")
@@ -117,7 +123,13 @@ class SnapshotService:
         finally:
             entry.inflight = None
 
-    async def _take(self, camera: Camera) -> Snapshot:
+    async def _take(self, camera_id: str, camera: Camera) -> Snapshot:
+        # A camera being watched gives its still from the open stream's last key frame, when
+        # it is young enough: many drivers would open a second stream session for a snapshot,
+        # which the camera (and on many cameras its viewers) pays for with a pause.
+        if self.from_stream is not None and (still := await self.from_stream(camera_id)):
+            if (datetime.now(UTC) - still.taken_at).total_seconds() <= self.max_age:
+                return still
         try:
             return await camera.snapshot()
         except NotSupported:

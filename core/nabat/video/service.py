@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
+from ..cameras.snapshot import encode_jpeg
 from ..config.model import VideoSettings
-from ..interfaces.camera import Camera
+from ..interfaces.camera import Camera, Snapshot
 from ..logs import get_logger
 from .remux import Failure, Sink, UpstreamSettings, run_upstream
 
@@ -89,6 +92,8 @@ class _Upstream:
         self.thread: threading.Thread | None = None
         self.header: list[Item] = []  # the stream message and the init segment
         self.gop: list[bytes] = []
+        self.key_at = datetime.now(UTC)
+        """When the kept GOP's key frame arrived."""
         self.live = False
         self.idle: asyncio.TimerHandle | None = None
         self.failure: Failure | None = None
@@ -108,6 +113,7 @@ class _Upstream:
         self.service.bytes_in += len(data)
         if key:
             self.gop = [data]
+            self.key_at = datetime.now(UTC)
         elif self.gop:
             self.gop.append(data)
         limit = self.service.settings.viewer_queue
@@ -212,6 +218,8 @@ class LiveVideo:
         self.dropped = 0
         self.opened = 0
         self.refused: dict[str, int] = {}
+        self.stills = 0
+        """Snapshots served from an open stream's key frame."""
         self._stopping = False
 
     # -- what /metrics reads ----------------------------------------------------------------
@@ -229,6 +237,25 @@ class LiveVideo:
             for up in (*self.upstreams.values(), *self.closing)
             if up.thread is not None and up.thread.is_alive()
         )
+
+    # -- a still from the open stream -------------------------------------------------------
+    async def snapshot(self, camera_id: str, *, max_width: int | None = 640) -> Snapshot | None:
+        """A JPEG of the last key frame of a camera being streamed, or None when it is not:
+        a camera without a snapshot of its own then needs no second RTSP session (which
+        would cost it — and, on many cameras, its viewers — a reconnect's pause)."""
+        up = self.upstreams.get(camera_id)
+        if up is None or not up.live or len(up.header) < 2 or not up.gop:
+            return None
+        init, key = up.header[1], up.gop[0]
+        assert isinstance(init, bytes)
+        try:
+            # Decoding one key frame: in a thread (PyAV releases the GIL), never on the loop.
+            content, width, height = await asyncio.to_thread(_key_frame_jpeg, init, key, max_width)
+        except Exception as exc:  # the stream's own snapshot path is the fallback
+            log.warning("video.snapshot_failed", camera=camera_id, error=repr(exc))
+            return None
+        self.stills += 1
+        return Snapshot(content=content, taken_at=up.key_at, width=width, height=height)
 
     # -- viewers ----------------------------------------------------------------------------
     def _refuse(self, limit: str, value: int, status: int, detail: str) -> LimitReached:
@@ -371,3 +398,12 @@ async def live_url(camera: Camera) -> tuple[str, str | None]:
     add: Any = getattr(camera, "authenticated_uri", None)
     url = add(uri.uri) if callable(add) else uri.uri
     return url, (live.encoding.upper() if live and live.encoding else None)
+
+
+def _key_frame_jpeg(init: bytes, fragment: bytes, max_width: int | None) -> tuple[bytes, int, int]:
+    import av
+
+    with av.open(io.BytesIO(init + fragment), format="mp4") as container:
+        for frame in container.decode(video=0):
+            return encode_jpeg(frame, max_width=max_width), frame.width, frame.height
+    raise ValueError("the key frame's fragment held no picture")

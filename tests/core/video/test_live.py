@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import av
+import httpx
 import pytest
 import websockets
 from nabat.testing import eventually, load_config_text, run_api, run_hub
@@ -366,3 +367,37 @@ async def test_an_unreachable_camera_says_stalled_before_any_stream(live):
             assert reader.closed is None
         finally:
             await reader.stop()
+
+
+async def test_a_streamed_camera_gives_its_snapshot_from_the_open_stream(live, rtsp_server):
+    """A camera without a snapshot URI of its own (rtsp.camera) is snapshotted from the
+    stream; while it is being watched, from the open upstream's key frame — no second RTSP
+    session, which would cost the camera (and on many cameras its viewers) a pause."""
+    hub, server = live
+    token = await _token(server, "cameras:read")
+    async with _ws(server, "cam-live", token) as one:
+        await _read_stream(one, 3)
+        assert _rtsp_sessions(rtsp_server.port) == 1
+        url = f"{server.url}/api/v1/cameras/cam-live/snapshot.jpg"
+        async with httpx.AsyncClient(timeout=10) as http:
+            answer = await http.get(
+                url, params={"max_age": 0}, headers={"Authorization": f"Bearer {token}"}
+            )
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"] == "image/jpeg"
+        with av.open(io.BytesIO(answer.content)) as picture:  # a real JPEG of the picture
+            frame = next(picture.decode(video=0))
+            assert frame.width == 320
+        assert hub.video.stills == 1
+        assert _rtsp_sessions(rtsp_server.port) == 1  # still the one upstream
+        more = await _read_stream_fragments(one, 2)  # and the viewer kept receiving
+        assert len(more) == 2
+
+
+async def _read_stream_fragments(ws, count: int) -> list[bytes]:
+    found = []
+    while len(found) < count:
+        message = await ws.recv()
+        if isinstance(message, bytes):
+            found.append(message)
+    return found
