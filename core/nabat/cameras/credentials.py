@@ -8,11 +8,12 @@ the camera, so a rotated secret file takes effect on the next retry without an i
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ..config.secrets import Secret
 
-__all__ = ["resolve", "split_user"]
+__all__ = ["resolve", "split_user", "with_credentials"]
 
 
 def split_user(address: str) -> tuple[str, str | None]:
@@ -46,3 +47,11 @@ def resolve(reference: str | None, url_user: str | None) -> tuple[str | None, Se
             "(or put the user name in the camera's URL)"
         )
     return user, Secret(password, secret.origin)
+
+
+def with_credentials(camera: Any, uri: str) -> str:
+    """A camera's stream URI with its credentials, when its driver knows how to add them
+    (``authenticated_uri``: the ONVIF and RTSP drivers), for the hub's own readers of the
+    stream (snapshots from frames, live video). Never logged or returned to a caller."""
+    add: Any = getattr(camera, "authenticated_uri", None)
+    return add(uri) if callable(add) else uri

@@ -21,10 +21,10 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from ..interfaces.camera import Camera, Snapshot
 from ..interfaces.errors import NotSupported, TransientError
+from .credentials import with_credentials
 from .probe import ProbeSettings
 from .snapshot import grab_snapshot
 from .workers import in_camera_worker
@@ -134,12 +134,6 @@ class SnapshotService:
             return await camera.snapshot()
         except NotSupported:
             uri = await camera.stream_uri()
-            url = _credentialed(camera, uri.uri)
+            url = with_credentials(camera, uri.uri)
             settings = ProbeSettings(transport="tcp" if uri.transport != "udp" else "udp")
             return await in_camera_worker(grab_snapshot, url, settings, max_width=self.frame_width)
-
-
-def _credentialed(camera: Camera, uri: str) -> str:
-    """The stream URI with the camera's credentials, when its driver knows how to add them."""
-    add: Any = getattr(camera, "authenticated_uri", None)
-    return add(uri) if callable(add) else uri

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from ..cameras.credentials import with_credentials
 from ..cameras.snapshot import encode_jpeg
 from ..config.model import VideoSettings
 from ..interfaces.camera import Camera, Snapshot
@@ -394,10 +395,9 @@ async def live_url(camera: Camera) -> tuple[str, str | None]:
     profiles = await camera.profiles()
     live = next((p for p in profiles if "live" in p.roles), None)
     uri = await camera.stream_uri(live.token if live else None)
-    # As the snapshot path does: the driver adds its credentials when it knows how.
-    add: Any = getattr(camera, "authenticated_uri", None)
-    url = add(uri.uri) if callable(add) else uri.uri
-    return url, (live.encoding.upper() if live and live.encoding else None)
+    return with_credentials(camera, uri.uri), (
+        live.encoding.upper() if live and live.encoding else None
+    )
 
 
 def _key_frame_jpeg(init: bytes, fragment: bytes, max_width: int | None) -> tuple[bytes, int, int]:
