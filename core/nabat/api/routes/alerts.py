@@ -8,6 +8,7 @@ tracks each result. A token limited to municipalities reaches only their devices
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -214,6 +215,14 @@ async def issue_alert(
     return await _issue(request, api, alert, data.message.build(), wait)
 
 
+async def _settled(api: ApiState, record: AlertRecord, wait: float) -> AlertRecord:
+    """``?wait=S``: the record once every device answered, or as it is after S seconds."""
+    if wait:
+        with contextlib.suppress(TimeoutError):
+            record = await api.hub.alerts.wait(record.id, wait) or record
+    return record
+
+
 async def _issue(
     request: Request[TokenInfo, Any, Any],
     api: ApiState,
@@ -231,12 +240,7 @@ async def _issue(
         "status": alert.status.value,
         "devices": len(record.devices),
     }
-    if wait:
-        try:
-            record = await api.hub.alerts.wait(record.id, wait) or record
-        except TimeoutError:
-            pass
-    return record
+    return await _settled(api, record, wait)
 
 
 class CancelledAlerts(msgspec.Struct, kw_only=True):
@@ -376,12 +380,7 @@ async def issue_cap_alert(
         )
     except AlertError as exc:
         raise _fail(exc) from None
-    if wait:
-        try:
-            record = await api.hub.alerts.wait(record.id, wait) or record
-        except TimeoutError:
-            pass
-    return Response(record, status_code=202)
+    return Response(await _settled(api, record, wait), status_code=202)
 
 
 async def _cancel_referenced(

@@ -311,15 +311,20 @@ async def live(
     client = scope.get("client")
     started = datetime.now(UTC)
     audit = {"camera": rt.id, "from": started.isoformat()}
-    api.audit.record(
-        actor,
-        f"WATCH {scope['path']}",
-        actor_name=info.name,
-        status=101,
-        request_id=scope.get("nabat.request_id"),
-        remote=client[0] if client else None,
-        detail=audit,
-    )
+
+    def record_view(status: int, detail: dict[str, Any]) -> None:
+        """A view's audit entry: one when it starts (101), one when it ends (200)."""
+        api.audit.record(
+            actor,
+            f"WATCH {scope['path']}",
+            actor_name=info.name,
+            status=status,
+            request_id=scope.get("nabat.request_id"),
+            remote=client[0] if client else None,
+            detail=detail,
+        )
+
+    record_view(101, audit)
     end = "client left"
     try:
         await socket.accept()
@@ -363,14 +368,9 @@ async def live(
     finally:
         viewer.close()
         ended = datetime.now(UTC)
-        api.audit.record(
-            actor,
-            f"WATCH {scope['path']}",
-            actor_name=info.name,
-            status=200,
-            request_id=scope.get("nabat.request_id"),
-            remote=client[0] if client else None,
-            detail={
+        record_view(
+            200,
+            {
                 **audit,
                 "to": ended.isoformat(),
                 "seconds": round((ended - started).total_seconds()),
