@@ -98,10 +98,10 @@ class Hub:
             event_types=self.event_types,
             message=self.message,
             hub=lambda: self,
+            spawn=self.tasks.spawn,
             extra=plugins,
             discover_installed=discover_installed,
         )
-        self.loader.spawn = self.tasks.spawn
         self.units = Instances(
             config.instances,
             settings=config.hub,

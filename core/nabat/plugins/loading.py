@@ -79,6 +79,7 @@ class PluginLoader:
         event_types: EventTypes,
         message: Messages,
         hub: Callable[[], Any],
+        spawn: Callable[[Any], Any],
         extra: Mapping[str, object] | None = None,
         discover_installed: bool = True,
     ) -> None:
@@ -96,8 +97,8 @@ class PluginLoader:
         self.warnings: list[str] = []
         self.kinds: dict[str, str] = {}  # driver kind -> plugin name
         self._load_faults: list[tuple[str, BaseException, str]] = []
-        self.spawn: Callable[[Any], Any] | None = None
-        """Starts a background task (set by the hub; observers are told in the background)."""
+        self.spawn = spawn
+        """Starts a background task (observers of a fault are told in the background)."""
 
     def issue(self, path: Sequence[str], reason: str) -> ConfigIssue:
         found = self.loaded.issue(path, reason)
@@ -293,7 +294,6 @@ class PluginLoader:
 
     def report_soon(self, plugin: str, context: str) -> Callable[[BaseException], None]:
         def report(exc: BaseException) -> None:
-            assert self.spawn is not None
             self.spawn(self.report(plugin, exc, context))
 
         return report
