@@ -1,7 +1,11 @@
-// Live video of one camera: the hub's WebSocket (docs/video.md) fed into Media Source
-// Extensions. The hub sends a JSON `stream` message with the codec, the fMP4 init segment, then
-// fragments; `status` messages when the camera stalls or is back; an `error` message and a
-// close code when the stream cannot go on. The player reports its state to the page:
+// Live video: the hub's multiplexed WebSocket (/api/v1/live, docs/video.md) fed into Media
+// Source Extensions. One socket per page carries every player on it (a wall of 16 tiles is one
+// connection, not 16: browsers hold few per host). Each player watches one camera under a stream
+// id (sid) of the socket; the hub sends it a JSON `stream` message with the codec, then its
+// binary messages (the sid, 4 bytes big-endian, then fMP4: the init segment, fragments);
+// `status` messages when the camera stalls or is back; a final `error` message (with the HTTP
+// status and reason when the watch is refused) when it ends.
+// A player reports its state to the page:
 //   connecting · live · stalled (the camera stopped sending; the hub reconnects) ·
 //   reconnecting (our connection to the hub dropped) · unavailable (with a reason code).
 // Reason codes (the page turns them into catalog text): camera-auth, codec-unsupported,
@@ -12,18 +16,164 @@ const BEHIND_S = 3; // further than this behind the live edge: jump to it
 const EDGE_S = 0.3; // where to land, before the newest frame
 const RETRY_MIN_S = 1;
 const RETRY_MAX_S = 15;
+const LINGER_MS = 5000; // the socket stays this long after its last player stops
 
-// Close codes of the hub (docs/video.md) and whether trying again can help.
-const CLOSES = {
-  4502: ["camera-auth", false],
-  4415: ["codec-unsupported", false],
-  4504: ["camera-offline", true],
-};
+// The hub's reasons for ending a stream: what the operator is told, and whether trying again
+// can help.
 const KINDS = {
-  "camera-auth": false,
-  "codec-unsupported": false,
-  "camera-offline": true,
+  "camera-auth": ["camera-auth", false],
+  "codec-unsupported": ["codec-unsupported", false],
+  "camera-offline": ["camera-offline", true],
+  "not-found": ["no-access", false],
+  "camera-unavailable": ["camera-offline", true],
 };
+
+function socketUrl() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/api/v1/live`;
+}
+
+// The page's one socket to the hub: players join and leave; it opens on the first, closes a
+// little after the last, and reconnects with backoff while any player wants video.
+class Connection {
+  constructor() {
+    this.ws = null;
+    this.open = false;
+    this.players = new Set();
+    this.bySid = new Map();
+    this.nextSid = 1;
+    this.retry = RETRY_MIN_S;
+    this.timer = null;
+    this.linger = null;
+  }
+
+  join(player) {
+    clearTimeout(this.linger);
+    this.linger = null;
+    this.players.add(player);
+    if (this.open) this.watch(player);
+    else this.connect();
+  }
+
+  leave(player) {
+    this.players.delete(player);
+    if (player.sid) {
+      this.bySid.delete(player.sid);
+      if (this.open) this.send({ op: "unwatch", sid: player.sid });
+      player.sid = null;
+    }
+    if (!this.players.size && !this.linger) {
+      this.linger = setTimeout(() => this.close(), LINGER_MS);
+    }
+  }
+
+  // A player asks again (after a camera that was offline, a limit): a new sid.
+  rewatch(player) {
+    if (!this.players.has(player)) return;
+    if (player.sid) this.bySid.delete(player.sid);
+    player.sid = null;
+    if (this.open) this.watch(player);
+  }
+
+  watch(player) {
+    const sid = this.nextSid++;
+    player.sid = sid;
+    this.bySid.set(sid, player);
+    this.send({ op: "watch", sid, camera: player.cameraId });
+  }
+
+  send(message) {
+    if (this.ws && this.open) this.ws.send(JSON.stringify(message));
+  }
+
+  connect() {
+    if (this.ws || this.timer) return;
+    if (typeof MediaSource === "undefined") {
+      for (const player of this.players) player.giveUp("unsupported-browser");
+      return;
+    }
+    const ws = new WebSocket(socketUrl());
+    ws.binaryType = "arraybuffer";
+    this.ws = ws;
+    ws.onopen = () => {
+      this.open = true;
+      this.retry = RETRY_MIN_S;
+      for (const player of this.players) this.watch(player);
+    };
+    ws.onmessage = (message) => {
+      if (typeof message.data === "string") {
+        let data;
+        try {
+          data = JSON.parse(message.data);
+        } catch {
+          return;
+        }
+        const player = data.sid != null && this.bySid.get(data.sid);
+        if (!player) return;
+        if (data.type === "error") this.bySid.delete(data.sid); // the hub ended it: sid free
+        player.control(data);
+      } else {
+        const data = message.data;
+        if (data.byteLength < 4) return;
+        const player = this.bySid.get(new DataView(data).getUint32(0));
+        if (player) player.append(new Uint8Array(data, 4));
+      }
+    };
+    ws.onclose = (event) => this.closed(ws, event);
+  }
+
+  async closed(ws, event) {
+    if (this.ws !== ws) return;
+    const opened = this.open;
+    this.ws = null;
+    this.open = false;
+    this.bySid.clear();
+    for (const player of this.players) player.sid = null;
+    if (!this.players.size) return;
+    if (!opened || event.code === 4401) {
+      // Refused before it opened (the browser is not told why), or the session ended: ask.
+      const status = await fetch("/api/v1/whoami", { credentials: "same-origin", headers: { Accept: "application/json" } }).then(
+        (r) => r.status,
+        () => 0,
+      );
+      if (status === 401) {
+        window.dispatchEvent(new CustomEvent("nabat:signed-out"));
+        for (const player of [...this.players]) player.giveUp("no-access");
+        return;
+      }
+      for (const player of this.players) player.down("unavailable", "refused");
+    } else {
+      for (const player of this.players) player.down("reconnecting", null);
+    }
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (this.players.size) this.connect();
+    }, this.retry * 1000);
+    this.retry = Math.min(RETRY_MAX_S, this.retry * 2);
+  }
+
+  close() {
+    this.linger = null;
+    if (this.players.size) return;
+    clearTimeout(this.timer);
+    this.timer = null;
+    const ws = this.ws;
+    this.ws = null;
+    this.open = false;
+    if (ws) {
+      ws.onclose = ws.onmessage = ws.onerror = ws.onopen = null;
+      ws.close(1000);
+    }
+  }
+
+  // What tests and the bench read: how many sockets this page holds (0 or 1).
+  get sockets() {
+    return this.ws ? 1 : 0;
+  }
+}
+
+export const connection = new Connection();
+if (typeof window !== "undefined") window.__nabatLive = connection;
 
 export class LivePlayer {
   constructor(video, cameraId, onState) {
@@ -31,7 +181,7 @@ export class LivePlayer {
     this.cameraId = cameraId;
     this.onState = onState;
     this.running = false;
-    this.ws = null;
+    this.sid = null;
     this.retry = RETRY_MIN_S;
     this.timer = null;
     this.media = null;
@@ -50,56 +200,27 @@ export class LivePlayer {
     if (this.running) return;
     this.running = true;
     this.retry = RETRY_MIN_S;
-    this.connect();
+    if (typeof MediaSource === "undefined") {
+      this.state("unavailable", "unsupported-browser");
+      return;
+    }
+    this.state(this.current === "unavailable" ? "unavailable" : "connecting", this.reason);
+    connection.join(this);
   }
 
-  // Closes the WebSocket (the hub lets the camera's upstream go when its last viewer leaves)
-  // and drops the buffered video.
+  // Stops watching (the hub lets the camera's upstream go when its last viewer leaves) and
+  // drops the buffered video.
   stop() {
     this.running = false;
     clearTimeout(this.timer);
     this.timer = null;
-    if (this.ws) {
-      this.ws.onclose = this.ws.onmessage = this.ws.onerror = null;
-      this.ws.close(1000);
-      this.ws = null;
-    }
+    connection.leave(this);
     this.detach();
   }
 
   destroy() {
     this.stop();
     this.video.removeEventListener("playing", this.onPlaying);
-  }
-
-  connect() {
-    if (!this.running) return;
-    if (typeof MediaSource === "undefined") {
-      this.state("unavailable", "unsupported-browser");
-      return;
-    }
-    this.state(this.current === "unavailable" ? "unavailable" : "connecting", this.reason);
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${scheme}//${location.host}/api/v1/cameras/${encodeURIComponent(this.cameraId)}/live`);
-    ws.binaryType = "arraybuffer";
-    this.ws = ws;
-    this.opened = false;
-    this.ended = null; // the hub's `error` message, if it sent one
-    ws.onopen = () => {
-      this.opened = true;
-    };
-    ws.onmessage = (message) => {
-      if (typeof message.data === "string") {
-        let data;
-        try {
-          data = JSON.parse(message.data);
-        } catch {
-          return;
-        }
-        this.control(data);
-      } else this.append(message.data);
-    };
-    ws.onclose = (event) => this.closed(event);
   }
 
   control(message) {
@@ -115,52 +236,46 @@ export class LivePlayer {
       if (message.status === "stalled") this.state("stalled");
       else if (message.status === "live" && !this.video.paused) this.state("live");
     } else if (message.type === "error") {
-      this.ended = message.kind;
+      this.ended(message);
     }
+  }
+
+  // The hub ended this stream or refused it.
+  ended(message) {
+    this.sid = null;
+    const known = KINDS[message.kind];
+    let reason = known ? known[0] : "error";
+    let retry = known ? known[1] : message.retry !== false;
+    if (message.status === 401) {
+      window.dispatchEvent(new CustomEvent("nabat:signed-out"));
+      this.giveUp("no-access");
+      return;
+    }
+    if (message.status === 403 || message.status === 404) [reason, retry] = ["no-access", false];
+    else if (message.status === 429 || message.status === 503) [reason, retry] = [message.kind === "camera-unavailable" ? "camera-offline" : "refused", true];
+    if (!retry) {
+      this.giveUp(reason);
+      return;
+    }
+    this.down("unavailable", reason);
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (this.running) connection.rewatch(this);
+    }, this.retry * 1000);
+    this.retry = Math.min(RETRY_MAX_S, this.retry * 2);
+  }
+
+  // The stream is gone for now (our socket dropped, or the hub will be asked again).
+  down(state, reason) {
+    if (!this.running) return;
+    this.detach();
+    this.state(state, reason);
   }
 
   giveUp(reason) {
     this.stop();
     this.state("unavailable", reason);
-  }
-
-  async closed(event) {
-    this.ws = null;
-    if (!this.running) return;
-    const [code, retry] = CLOSES[event.code] || (this.ended && this.ended in KINDS ? [this.ended, KINDS[this.ended]] : [null, true]);
-    if (code) {
-      if (!retry) {
-        this.giveUp(code);
-        return;
-      }
-      this.state("unavailable", code);
-    } else if (!this.opened) {
-      // The handshake was refused: the browser is not told why. The camera's record says
-      // whether this person may see it at all; otherwise a limit or the hub itself.
-      const status = await fetch(`/api/v1/cameras/${encodeURIComponent(this.cameraId)}`, {
-        credentials: "same-origin",
-        headers: { Accept: "application/json" },
-      }).then(
-        (r) => r.status,
-        () => 0,
-      );
-      if (!this.running) return;
-      if (status === 404 || status === 403) {
-        this.giveUp("no-access");
-        return;
-      }
-      if (status === 401) {
-        window.dispatchEvent(new CustomEvent("nabat:signed-out"));
-        this.giveUp("no-access");
-        return;
-      }
-      this.state("unavailable", "refused");
-    } else {
-      this.state("reconnecting");
-    }
-    this.detach();
-    this.timer = setTimeout(() => this.connect(), this.retry * 1000);
-    this.retry = Math.min(RETRY_MAX_S, this.retry * 2);
   }
 
   attach(codec) {

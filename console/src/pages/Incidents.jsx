@@ -64,6 +64,11 @@ function Detail({ id }) {
       </dl>
       {i.description && <p class="description">{i.description}</p>}
       <h3>{t("incidents.cameras")}</h3>
+      {(i.cameras || []).length > 0 && (
+        <button onClick={() => go(`/console/wall?incident=${encodeURIComponent(id)}`)} data-testid="incident-live">
+          {t("livewall.incident_cameras")}
+        </button>
+      )}
       {(i.cameras || []).length === 0 && <p class="muted">{i.location ? t("incidents.no_cameras") : t("incidents.no_location")}</p>}
       <div class="tiles">
         {(i.cameras || []).map((c) => (

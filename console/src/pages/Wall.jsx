@@ -6,6 +6,8 @@ import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks"
 import { api, live } from "../api.js";
 import { formatAge, formatTime, has, t } from "../i18n.js";
 import { LivePlayer } from "../live.js";
+import { videoReason, videoState } from "../videoText.js";
+import { LiveWall } from "./LiveWall.jsx";
 
 const REFRESH_S = 10;
 const ORDER = { offline: 0, degraded: 1, unknown: 2, ok: 3 };
@@ -292,41 +294,6 @@ function Profiles({ profiles }) {
   );
 }
 
-// What the operator reads for the player's reason codes (live.js).
-function videoReason(reason) {
-  switch (reason) {
-    case "camera-auth":
-      return t("video.reason_camera_auth");
-    case "codec-unsupported":
-      return t("video.reason_codec");
-    case "camera-offline":
-      return t("video.reason_offline");
-    case "no-access":
-      return t("video.reason_no_access");
-    case "refused":
-      return t("video.reason_refused");
-    case "unsupported-browser":
-      return t("video.reason_browser");
-    default:
-      return t("video.reason_error");
-  }
-}
-
-function videoState(state) {
-  switch (state) {
-    case "live":
-      return t("video.live");
-    case "stalled":
-      return t("video.stalled");
-    case "reconnecting":
-      return t("video.reconnecting");
-    case "unavailable":
-      return t("video.unavailable");
-    default:
-      return t("video.connecting");
-  }
-}
-
 // The large view's live video. It streams only while the view is open and the tab is shown
 // (Page Visibility): a hidden tab closes its WebSocket, so the hub can let the camera go. Until
 // the first frame, and whenever the video is not live, the last snapshot stands in for it.
@@ -440,6 +407,41 @@ export function Wall({ rest }) {
     setOpen(camera);
   }, []);
 
+  // The operator's layout (grid of snapshots or live tiles), kept by the hub per person.
+  const [layout, setLayout] = useState(null);
+  const saving = useRef(null);
+  const save = useCallback((next) => {
+    setLayout(next);
+    clearTimeout(saving.current);
+    saving.current = setTimeout(
+      () => api("/console/api/wall", { method: "PUT", body: next }).catch((err) => setError(err.message)),
+      300,
+    );
+  }, []);
+  useEffect(() => {
+    api("/console/api/wall").then(setLayout, () => setLayout({ mode: "grid", size: 4, cameras: [], follow: false }));
+  }, []);
+  // An incident's nearest cameras, live, from its page (/console/wall?incident=<id>): shown
+  // instead of the operator's layout, not saved over it.
+  const [incident, setIncident] = useState(null);
+  const incidentId = new URLSearchParams(location.search).get("incident");
+  useEffect(() => {
+    if (!incidentId) return;
+    api(`/api/v1/incidents/${encodeURIComponent(incidentId)}`).then(
+      (record) =>
+        setIncident({
+          id: incidentId,
+          title: record.incident.title || record.incident.address || incidentId,
+          cameras: (record.incident.cameras || []).map((c) => c.id).slice(0, 16),
+        }),
+      (err) => setError(err.message),
+    );
+  }, [incidentId]);
+  const leaveIncident = useCallback(() => {
+    history.replaceState(null, "", "/console/wall");
+    setIncident(null);
+  }, []);
+
   useEffect(() => {
     let alive = true;
     api("/api/v1/cameras?limit=5000")
@@ -513,7 +515,8 @@ export function Wall({ rest }) {
   }, [cameras, filter, search]);
 
   if (error) return <p class="error">{t("error.generic", { reason: error })}</p>;
-  if (cameras === null) return <p>{t("loading")}</p>;
+  if (cameras === null || layout === null) return <p>{t("loading")}</p>;
+  const liveMode = incident || layout.mode === "live";
   // A camera not on this wall (another district's, or gone) still opens: it says so.
   const current = open && (cameras.find((c) => c.id === open.id) || { id: open.id, name: open.id, status: "unknown", missing: true });
   return (
@@ -526,6 +529,16 @@ export function Wall({ rest }) {
           <span class={counts.offline ? "offline alarm" : "offline"} data-testid="count-offline">{t("state.offline")}: {counts.offline}</span>
           <span class="unknown">{t("state.unknown")}: {counts.unknown}</span>
         </span>
+        <span class="modes" role="group">
+          <button class={liveMode ? "" : "chosen"} aria-pressed={!liveMode} onClick={() => (leaveIncident(), save({ ...layout, mode: "grid" }))} data-testid="mode-grid">
+            {t("livewall.mode_grid")}
+          </button>
+          <button class={liveMode ? "chosen" : ""} aria-pressed={!!liveMode} onClick={() => save({ ...layout, mode: "live" })} data-testid="mode-live">
+            {t("livewall.mode_live")}
+          </button>
+        </span>
+        {!liveMode && (
+        <>
         <select value={filter} onChange={(e) => setFilter(e.target.value)} aria-label={t("wall.filter")}>
           <option value="all">{t("wall.filter_all")}</option>
           <option value="problems">{t("wall.filter_problems")}</option>
@@ -533,12 +546,18 @@ export function Wall({ rest }) {
           <option value="unknown">{t("state.unknown")}</option>
         </select>
         <input type="search" placeholder={t("wall.search")} value={typed} onInput={(e) => setTyped(e.target.value)} />
+        </>
+        )}
       </div>
-      <div class="tiles" data-testid="tiles">
-        {shown.map((camera) => (
-          <Tile key={camera.id} camera={camera} onOpen={view} />
-        ))}
-      </div>
+      {liveMode ? (
+        <LiveWall cameras={cameras} layout={layout} save={save} incident={incident} onLeaveIncident={leaveIncident} paused={!!current} onOpen={view} />
+      ) : (
+        <div class="tiles" data-testid="tiles">
+          {shown.map((camera) => (
+            <Tile key={camera.id} camera={camera} onOpen={view} />
+          ))}
+        </div>
+      )}
       {current && <CameraView camera={current} onClose={() => view(null)} />}
     </section>
   );

@@ -18,7 +18,7 @@ from .. import __version__
 from ..console import routes as console_routes
 from .gate import AccessMiddleware, Gate
 from .problems import exception_handlers
-from .routes import alerts, cameras, events, incidents, ops, subscriptions
+from .routes import alerts, cameras, events, incidents, live, ops, subscriptions
 from .state import ApiState
 from .tokens import SCOPES
 
@@ -123,7 +123,7 @@ def create_app(state: ApiState, plugin_routers: list[Router] = ()) -> ASGIApp:  
     )
     access = AccessMiddleware(state)
     app = Litestar(
-        route_handlers=[*handlers, *cameras.WEBSOCKETS, swagger_asset, *plugin_routers],
+        route_handlers=[*handlers, *live.WEBSOCKETS, swagger_asset, *plugin_routers],
         dependencies={"api": Provide(lambda: state, use_cache=True, sync_to_thread=False)},
         exception_handlers=exception_handlers,
         middleware=[access],

@@ -30,6 +30,7 @@ from ..api.users import SignInError
 from ..i18n import LANGUAGES, catalog
 from ..logs import get_logger
 from ..regions import load_region, outlines_geojson
+from . import wall
 
 __all__ = ["HANDLERS"]
 
@@ -304,6 +305,7 @@ async def favicon() -> Response[bytes]:
 
 
 HANDLERS = [
+    *wall.HANDLERS,
     sign_in,
     sign_out,
     session,

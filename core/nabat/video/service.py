@@ -223,6 +223,11 @@ class LiveVideo:
         """Snapshots served from an open stream's key frame."""
         self._stopping = False
 
+    @property
+    def stopping(self) -> bool:
+        """The hub is stopping: no new viewers."""
+        return self._stopping
+
     # -- what /metrics reads ----------------------------------------------------------------
     def viewers(self) -> int:
         return sum(len(up.viewers) for up in self.upstreams.values())

@@ -7,13 +7,12 @@ no credentials reference.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
-from litestar import Request, Response, WebSocket, get, post, websocket
+from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
@@ -30,8 +29,6 @@ from ...interfaces import AuthError, Camera, NotSupported, TransientError
 from ...interfaces.camera import HealthState, MediaProfile, ProfileRole, PtzCommand, PtzPreset
 from ...interfaces.payloads import UnitKind, UnitState
 from ...regions import load_region
-from ...video import LimitReached
-from ..gate import deny_websocket
 from ..problems import FieldError, ProblemError, documented
 from ..state import ApiState
 from ..tokens import TokenInfo
@@ -39,7 +36,7 @@ from ..tokens import TokenInfo
 if TYPE_CHECKING:
     from ...instances import Instance
 
-__all__ = ["HANDLERS", "WEBSOCKETS"]
+__all__ = ["HANDLERS", "CameraId", "running_camera", "visible_camera"]
 
 Status = Literal["ok", "degraded", "offline", "unknown"]
 _STATES = tuple(state.value for state in HealthState)
@@ -128,14 +125,17 @@ def _view(api: ApiState, rt: Instance) -> CameraView:
     )
 
 
-def _visible(api: ApiState, token: TokenInfo, camera_id: str) -> Instance:
+def visible_camera(api: ApiState, token: TokenInfo, camera_id: str) -> Instance:
+    """The camera's instance if the caller may see it; else 404, as for a camera that does not
+    exist (another municipality's cameras are not even confirmed to exist)."""
     rt = api.hub.units.get(camera_id)
     if rt is None or not rt.is_camera or not token.sees(rt.entry.municipality):
         raise ProblemError(404, f"no camera {camera_id!r}", kind="not-found")
     return rt
 
 
-def _running(api: ApiState, rt: Instance) -> Camera:
+def running_camera(api: ApiState, rt: Instance) -> Camera:
+    """The camera's driver while its instance runs; else 503 with the instance's state."""
     unit = api.hub.supervisor.status(UnitKind.INSTANCE, rt.id)
     driver = rt.driver
     if unit is None or unit.state is not UnitState.RUNNING or not isinstance(driver, Camera):
@@ -224,7 +224,7 @@ async def list_cameras(
 async def get_camera(
     request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState], camera_id: CameraId
 ) -> CameraDetail:
-    rt = _visible(api, request.user, camera_id)
+    rt = visible_camera(api, request.user, camera_id)
     view = _view(api, rt)
     profiles: list[ProfileView] = []
     unit = api.hub.supervisor.status(UnitKind.INSTANCE, rt.id)
@@ -254,8 +254,8 @@ async def snapshot(
     camera_id: CameraId,
     max_age: Annotated[float | None, QueryParameter(ge=0, le=3600)] = None,
 ) -> Response[bytes]:
-    rt = _visible(api, request.user, camera_id)
-    camera = _running(api, rt)
+    rt = visible_camera(api, request.user, camera_id)
+    camera = running_camera(api, rt)
     try:
         picture = await api.hub.snapshots.get(rt.id, camera, max_age=max_age)
     except Exception as exc:
@@ -276,110 +276,6 @@ async def snapshot(
     )
 
 
-_CLOSE = {
-    "camera-auth": 4502,
-    "codec-unsupported": 4415,
-    "camera-offline": 4504,
-    "stopping": 1001,
-    "internal": 1011,
-}
-
-
-@websocket("/api/v1/cameras/{camera_id:str}/live", opt={"scope": "cameras:read"})
-async def live(
-    socket: WebSocket[TokenInfo, Any, Any], api: NamedDependency[ApiState], camera_id: CameraId
-) -> None:
-    """Live video as fragmented MP4 over a WebSocket (docs/api.md, docs/video.md): a JSON
-    ``stream`` message with the codec string, the init segment, fragments; JSON ``status``
-    messages on stall and resume; a JSON ``error`` message and a close code when it ends."""
-    info = socket.user
-    scope = socket.scope
-    actor = scope.get("nabat.actor") or f"token:{info.id}"
-    try:
-        rt = _visible(api, info, camera_id)
-        camera = _running(api, rt)
-        viewer = api.hub.video.watch(rt.id, camera, user=actor)
-    except LimitReached as exc:
-        problem = ProblemError(
-            exc.status, str(exc), headers={"Retry-After": "10"}, kind=f"limit-{exc.limit}"
-        )
-        await deny_websocket(scope, socket.receive, socket.send, problem)
-        return
-    except ProblemError as exc:
-        await deny_websocket(scope, socket.receive, socket.send, exc)
-        return
-    client = scope.get("client")
-    started = datetime.now(UTC)
-    audit = {"camera": rt.id, "from": started.isoformat()}
-
-    def record_view(status: int, detail: dict[str, Any]) -> None:
-        """A view's audit entry: one when it starts (101), one when it ends (200)."""
-        api.audit.record(
-            actor,
-            f"WATCH {scope['path']}",
-            actor_name=info.name,
-            status=status,
-            request_id=scope.get("nabat.request_id"),
-            remote=client[0] if client else None,
-            detail=detail,
-        )
-
-    record_view(101, audit)
-    end = "client left"
-    try:
-        await socket.accept()
-
-        async def send() -> None:
-            async for message in viewer.messages():
-                if isinstance(message, bytes):
-                    await socket.send_bytes(message)
-                else:
-                    await socket.send_text(message)
-
-        async def receive() -> None:
-            while (await socket.receive())["type"] != "websocket.disconnect":
-                pass  # the client has nothing to say; only its leaving matters
-
-        tasks = [
-            asyncio.ensure_future(send()),
-            asyncio.ensure_future(receive()),
-            asyncio.ensure_future(api.closing.wait()),
-        ]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if tasks[0] in done and viewer.end is not None:
-            end = viewer.end.detail
-            code = _CLOSE.get(viewer.end.kind, 1011)
-            with contextlib.suppress(Exception):
-                await socket.send_text(
-                    msgspec.json.encode(
-                        {"type": "error", "kind": viewer.end.kind, "detail": viewer.end.detail}
-                    ).decode()
-                )
-                await socket.close(code, viewer.end.detail[:120])
-        elif tasks[2] in done:
-            end = "the API is stopping"
-            with contextlib.suppress(Exception):
-                await socket.close(1001, end)
-    finally:
-        viewer.close()
-        ended = datetime.now(UTC)
-        record_view(
-            200,
-            {
-                **audit,
-                "to": ended.isoformat(),
-                "seconds": round((ended - started).total_seconds()),
-                "bytes": viewer.bytes_sent,
-                "end": end[:200],
-            },
-        )
-
-
 @post(
     "/api/v1/cameras/{camera_id:str}/ptz",
     opt={"scope": "cameras:control"},
@@ -396,8 +292,8 @@ async def ptz(
     camera_id: CameraId,
     data: JSONBody[PtzCommand],
 ) -> None:
-    rt = _visible(api, request.user, camera_id)
-    camera = _running(api, rt)
+    rt = visible_camera(api, request.user, camera_id)
+    camera = running_camera(api, rt)
     request.scope["nabat.audit"] = {"camera": rt.id, "action": type(data).__name__}  # type: ignore[typeddict-unknown-key]
     try:
         async with asyncio.timeout(rt.entry.timeout):
@@ -416,8 +312,8 @@ async def ptz(
 async def presets(
     request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState], camera_id: CameraId
 ) -> list[PtzPreset]:
-    rt = _visible(api, request.user, camera_id)
-    camera = _running(api, rt)
+    rt = visible_camera(api, request.user, camera_id)
+    camera = running_camera(api, rt)
     try:
         async with asyncio.timeout(rt.entry.timeout):
             return await camera.presets()
@@ -586,9 +482,6 @@ async def camera_history(
     except ValueError as exc:
         raise ProblemError(400, str(exc)) from None
 
-
-WEBSOCKETS = [live]
-"""WebSocket routes: not in the OpenAPI document (docs/api.md describes them)."""
 
 HANDLERS = [
     camera_history,
