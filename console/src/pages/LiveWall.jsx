@@ -68,7 +68,7 @@ function LiveTile({ index, camera, cameraId, focus, paused, onOpen, onClear }) {
       data-state={streaming ? state.state : "paused"}
       data-reason={state.reason || ""}
     >
-      <video muted autoplay playsinline disablepictureinpicture onDblClick={() => camera && onOpen(camera)} />
+      <video ref={video} muted autoplay playsinline disablepictureinpicture onDblClick={() => camera && onOpen(camera)} />
       {focus && (
         <span class="focus-why" data-testid="focus-why">
           {focusText(focus.reason)}
