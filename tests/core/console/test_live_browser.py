@@ -233,3 +233,115 @@ async def test_the_large_view_plays_live_video_from_one_shared_upstream(tmp_path
                 assert errors == []
             finally:
                 await browser.close()
+
+
+def _onvif_device_class():
+    import sys
+
+    name = "nabat_tests_onvif_device"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[2] / "fixtures" / "onvif_device.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name].OnvifDevice
+
+
+async def test_ptz_while_watching_and_a_camera_restart_resumes_by_itself(
+    tmp_path, rtsp_server, _rtsp_process, monkeypatch
+):
+    """An ONVIF PTZ camera streaming from the RTSP test server: the operator turns it from the
+    large view and the video plays on; the camera's RTSP server goes away and comes back, and
+    the same view plays again without a click."""
+    _browser_or_skip()
+    from playwright.async_api import async_playwright, expect
+
+    OnvifDevice = _onvif_device_class()
+    async with OnvifDevice(rtsp_uri=rtsp_server.url("/live?cam=ptz"), ptz=True) as device:
+        monkeypatch.setenv("PTZ_CAMERA_PASSWORD", device.password)
+        text = f"""
+[hub]
+language = "ru"
+data_dir = "data"
+[api]
+listen = "127.0.0.1:0"
+[plugins.eventlog]
+enabled = false
+[plugins.watch]
+enabled = false
+[plugins.onvif]
+[video]
+idle_close = 0.5
+stall_timeout = 2.0
+reconnect_initial = 0.2
+reconnect_max = 1.0
+
+[instances.krd-ptz]
+kind = "onvif.camera"
+name = "Театральная площадь"
+municipality = "krasnodar"
+settings.host = "127.0.0.1"
+settings.port = {device.port}
+settings.username = "{device.username}"
+settings.password = {{ env = "PTZ_CAMERA_PASSWORD" }}
+"""
+        loaded = load_config_text(text, tmp_path)
+        async with run_hub(loaded) as hub, run_api(hub) as server:
+            await server.state.console.users.create(
+                "ivanova", PASSWORD, role="operator", name="ivanova", municipalities=["krasnodar"]
+            )
+            async with async_playwright() as p:
+                browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                errors: list[str] = []
+                try:
+                    context = await browser.new_context(viewport={"width": 1400, "height": 900})
+                    page = await context.new_page()
+                    page.on("pageerror", lambda e: errors.append(str(e)))
+                    await page.goto(f"{server.url}/console/")
+                    await page.fill("input[name=login]", "ivanova")
+                    await page.fill("input[name=password]", PASSWORD)
+                    await page.click("button[type=submit]")
+                    await expect(page.get_by_test_id("who")).to_be_visible()
+                    await page.goto(f"{server.url}/console/wall/krd-ptz")
+                    player = page.get_by_test_id("live-video")
+                    await expect(player).to_have_attribute("data-state", "live", timeout=20_000)
+                    await _plays(page)
+
+                    # Turning the camera while watching: the command reaches the camera and the
+                    # picture plays on (one upstream, never reopened for it).
+                    ptz = page.get_by_test_id("ptz")
+                    await ptz.get_by_title("вправо").click()
+                    await eventually(
+                        lambda: any(c[0] == "RelativeMove" for c in device.calls),
+                        timeout=10,
+                        what="RelativeMove reached the camera",
+                    )
+                    await ptz.get_by_role("button", name="Preset 2").click()
+                    await eventually(
+                        lambda: (
+                            ("GotoPreset", {"ProfileToken": "main", "PresetToken": "2"})
+                            in device.calls
+                        ),
+                        timeout=10,
+                        what="GotoPreset reached the camera",
+                    )
+                    opened = hub.video.opened
+                    await _plays(page)
+                    assert hub.video.opened == opened == 1
+                    await shot(page, "23-live-ptz")
+
+                    # The camera's stream goes away: the view says so and keeps waiting; it
+                    # comes back on the same address and plays again by itself.
+                    _rtsp_process.close()
+                    try:
+                        await expect(player).to_have_attribute(
+                            "data-state", "stalled", timeout=20_000
+                        )
+                    finally:
+                        await asyncio.to_thread(_rtsp_process.ensure)
+                    await expect(player).to_have_attribute("data-state", "live", timeout=30_000)
+                    await _plays(page)
+                    assert hub.video.reconnects >= 1 and hub.video.opened == 1
+                    assert errors == []
+                finally:
+                    await browser.close()
