@@ -9,7 +9,7 @@
 //   connecting · live · stalled (the camera stopped sending; the hub reconnects) ·
 //   reconnecting (our connection to the hub dropped) · unavailable (with a reason code).
 // Reason codes (the page turns them into catalog text): camera-auth, codec-unsupported,
-// camera-offline, no-access, refused, unsupported-browser, error.
+// camera-offline, no-stream, no-access, refused, unsupported-browser, error.
 
 const KEEP_S = 30; // buffered video kept behind the playhead
 const BEHIND_S = 3; // further than this behind the live edge: jump to it
@@ -24,6 +24,7 @@ const KINDS = {
   "camera-auth": ["camera-auth", false],
   "codec-unsupported": ["codec-unsupported", false],
   "camera-offline": ["camera-offline", true],
+  "no-stream": ["no-stream", false],
   "not-found": ["no-access", false],
   "camera-unavailable": ["camera-offline", true],
 };

@@ -9,6 +9,8 @@ export function videoReason(reason) {
       return t("video.reason_codec");
     case "camera-offline":
       return t("video.reason_offline");
+    case "no-stream":
+      return t("video.reason_no_stream");
     case "no-access":
       return t("video.reason_no_access");
     case "refused":

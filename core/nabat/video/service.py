@@ -17,6 +17,7 @@ import msgspec
 from ..cameras.credentials import with_credentials
 from ..cameras.snapshot import encode_jpeg
 from ..config.model import VideoSettings
+from ..interfaces import NotSupported
 from ..interfaces.camera import Camera, Snapshot
 from ..logs import get_logger
 from .remux import Failure, Sink, UpstreamSettings, run_upstream
@@ -315,6 +316,11 @@ class LiveVideo:
         try:
             async with asyncio.timeout(self.settings.connect_timeout):
                 url, codec = await live_url(camera)
+        except NotSupported as exc:
+            detail = f"the camera gives no live stream: {exc}"
+            up.on_failed(Failure("no-stream", detail, final=True))
+            up.on_done()
+            return
         except Exception as exc:
             detail = (
                 "no stream address from the camera in time"

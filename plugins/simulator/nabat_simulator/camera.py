@@ -52,6 +52,9 @@ class CameraSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     width: int = 1920
     height: int = 1080
     fps: float = 25.0
+    stream_url: str | None = None
+    """An RTSP stream this simulated camera gives as its live video (e.g. a test server's);
+    none: it has no video, and says so."""
 
 
 class SimulatedCamera(Camera):
@@ -114,10 +117,9 @@ class SimulatedCamera(Camera):
         ]
 
     async def stream_uri(self, profile: str | None = None) -> StreamUri:
-        return StreamUri(
-            uri=f"rtsp://simulator.invalid/{self.context.instance_id}/{profile or 'main'}",
-            profile=profile or "main",
-        )
+        if self.settings.stream_url is None:
+            raise NotSupported("a simulated camera has no video unless its stream_url is set")
+        return StreamUri(uri=self.settings.stream_url, profile=profile or "main")
 
     async def snapshot(self, profile: str | None = None) -> Snapshot:
         if self.state in (HealthState.UNREACHABLE, HealthState.NO_SIGNAL):

@@ -29,6 +29,10 @@ enabled = false
 enabled = false
 [plugins.rtsp]
 enabled = true
+[plugins.simulator]
+[instances.cam-sim]
+kind = "simulator.camera"
+municipality = "sochi"
 [video]
 idle_close = 0.5
 stall_timeout = 2.0
@@ -189,6 +193,11 @@ async def test_refusals_are_messages_and_the_socket_goes_on(hub_api):
             error = await sock.reply(5, "error")
             assert error["kind"] == "camera-auth" and error["retry"] is False
             assert "wrong" not in error["detail"]
+            # A camera without a video stream (a simulated one): final, and said so.
+            await sock.send(op="watch", sid=6, camera="cam-sim")
+            error = await sock.reply(6, "error")
+            assert error["kind"] == "no-stream" and error["retry"] is False
+            assert "no live stream" in error["detail"]
             # The per-user limit (3) counts streams on the socket; a sid in use is refused.
             for sid, camera in ((10, "cam-live"), (11, "cam-black"), (12, "cam-noise")):
                 await sock.send(op="watch", sid=sid, camera=camera)

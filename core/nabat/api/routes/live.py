@@ -42,10 +42,11 @@ _CLOSE = {
     "camera-auth": 4502,
     "codec-unsupported": 4415,
     "camera-offline": 4504,
+    "no-stream": 4501,
     "stopping": 1001,
     "internal": 1011,
 }
-_RETRY = {"camera-auth": False, "codec-unsupported": False}
+_RETRY = {"camera-auth": False, "codec-unsupported": False, "no-stream": False}
 """Whether a client should try a camera again after the upstream ended with this kind."""
 _WATCH_BURST = 32
 _WATCH_RATE = 4.0
