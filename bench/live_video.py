@@ -130,6 +130,37 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds per group of this process's threads (from ``/proc/self/task``): ``loop``
+    (the main thread: the event loop), ``upstreams`` (the ``video:*`` remux threads) and
+    ``other`` (the journal's and executors' threads, FFmpeg's own)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    main = threading.main_thread().native_id
+    tick = os.sysconf("SC_CLK_TCK")
+    groups = {"loop": 0.0, "upstreams": 0.0, "other": 0.0}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        name = names.get(int(tid), "")
+        group = (
+            "loop"
+            if int(tid) == main
+            else "upstreams"
+            if name.startswith(("video:", "remux"))
+            else "other"
+        )
+        groups[group] += cpu
+    return groups
+
+
+def _delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    return {k: b[k] - a.get(k, 0.0) for k in b}
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -265,8 +296,10 @@ def raw_main(conn: Any, urls: list[str], warmup: float, duration: float) -> None
     states = [_RawStream() for _ in urls]
     rss0 = _rss()
     threads = [
-        threading.Thread(target=_remux, args=(u, s, stop, measuring), daemon=True)
-        for u, s in zip(urls, states, strict=True)
+        threading.Thread(
+            target=_remux, args=(u, s, stop, measuring), name=f"remux-{i}", daemon=True
+        )
+        for i, (u, s) in enumerate(zip(urls, states, strict=True))
     ]
     for t in threads:
         t.start()
@@ -275,10 +308,10 @@ def raw_main(conn: Any, urls: list[str], warmup: float, duration: float) -> None
     p0 = [s.packets for s in states]
     for s in states:
         s.last = time.perf_counter()
-    t0, c0 = time.perf_counter(), _cpu()
+    t0, c0, th0 = time.perf_counter(), _cpu(), _thread_cpu()
     measuring.set()
     time.sleep(duration)
-    c1, t1 = _cpu(), time.perf_counter()
+    c1, t1, th1 = _cpu(), time.perf_counter(), _thread_cpu()
     rss1 = _rss()
     measuring.clear()
     end = time.perf_counter()
@@ -287,6 +320,7 @@ def raw_main(conn: Any, urls: list[str], warmup: float, duration: float) -> None
         {
             "cpu": c1 - c0,
             "wall": t1 - t0,
+            "threads": _delta(th0, th1),
             "bytes": sum(s.out.bytes for s in states) - sum(b0),
             "packets": sum(s.packets for s in states) - sum(p0),
             "rss_delta": rss1 - rss0,
@@ -366,13 +400,13 @@ async def _hub(conn: Any, directory: str, urls: list[str], viewers: int) -> None
                     conn.send((c1 - c0) / (t1 - t0))
                 elif message == "start":
                     tasks = [loop.create_task(lag_probe()), loop.create_task(bus_probe())]
-                    result = {"t0": time.perf_counter(), "c0": _cpu()}
+                    result = {"t0": time.perf_counter(), "c0": _cpu(), "th0": _thread_cpu()}
                     v = hub.video
                     result["dropped0"], result["reconnects0"] = v.dropped, v.reconnects
                     measuring.set()
                     conn.send("started")
                 elif message == "measure":
-                    c1, t1 = _cpu(), time.perf_counter()
+                    c1, t1, th1 = _cpu(), time.perf_counter(), _thread_cpu()
                     measuring.clear()
                     await asyncio.gather(*tasks)
                     await asyncio.sleep(0.1)  # the last probe events are delivered
@@ -381,6 +415,7 @@ async def _hub(conn: Any, directory: str, urls: list[str], viewers: int) -> None
                         {
                             "cpu": c1 - result["c0"],
                             "wall": t1 - result["t0"],
+                            "threads": _delta(result["th0"], th1),
                             "rss_delta": _rss() - rss0,
                             "lag_p50": pct(lags, 50),
                             "lag_p99": pct(lags, 99),
@@ -614,6 +649,9 @@ def main() -> None:
                         raise RuntimeError("the RTSP test server or its anchor died")
                     runs[kind].append(r)
                     per = r["cpu"] / r["wall"] / n * 100
+                    split = "  ".join(
+                        f"{k} {v / r['wall'] * 100:.1f}" for k, v in r["threads"].items()
+                    )
                     extra = (
                         f"  lag p99 {r['lag_p99'] * 1000:.1f} ms  bus p99 "
                         f"{r['bus_p99'] * 1000:.2f} ms  {r['fragments'] / r['client_wall']:.0f} "
@@ -625,7 +663,7 @@ def main() -> None:
                         f"  rep {rep + 1} {kind:4}: {per:5.2f} % core/upstream  "
                         f"{r['bytes'] / r['wall'] / 1e6:6.2f} MB/s  max gap "
                         f"{r['max_gap']:.2f} s  RTSP server {r['server_cpu'] * 100:.0f} % core"
-                        f"{extra}",
+                        f"{extra}\n           threads (% core): {split}",
                         flush=True,
                     )
     finally:
