@@ -131,6 +131,10 @@ class ApiServer:
             access_log=False,  # the Gate writes our own structured line per request
             server_header=False,
             timeout_keep_alive=30,
+            # No permessage-deflate: the WebSockets carry live video (H.264 in fMP4), which
+            # zlib cannot shrink; compressing every fragment for every viewer was half the
+            # event loop's CPU under live video (bench/live_video.py).
+            ws_per_message_deflate=False,
             timeout_graceful_shutdown=self.hub.config.hub.shutdown_timeout,
         )
         config.load()
