@@ -37,6 +37,7 @@ from .plugins import PluginHost
 from .plugins.loading import LoadedPlugin, PluginLoader
 from .publishing import Publisher
 from .pulse import Pulse
+from .recording import Recorder, SegmentIndex
 from .regions import load_region
 from .rules.actions import RuleActions
 from .rules.engine import RuleEngine
@@ -126,6 +127,17 @@ class Hub:
         )
         self.video = LiveVideo(config.video)
         """Live video: one upstream per watched camera, shared by its viewers."""
+        self.footage = SegmentIndex(self.journal)
+        """Every recorded segment, with its hash chain."""
+        self.recorder = Recorder(
+            config.recording,
+            data_dir=self.data_dir,
+            video=self.video,
+            index=self.footage,
+            instances=self.units,
+            publish=self.publish,
+        )
+        """``[[recording.policy]]``: the selected cameras' footage as segment files."""
         self.snapshots = SnapshotService(
             max_age=config.cameras.snapshot_max_age,
             concurrency=config.cameras.snapshot_concurrency,
@@ -311,6 +323,7 @@ class Hub:
                 )
         self.units.start_all()
         self.tasks.spawn(self.fleet.keep_in_sync(), name="inventory")
+        await self.recorder.start()
         if wait:
             await self.supervisor.wait_settled(self.config.hub.startup_timeout + 1.0)
         log.info("hub.started", hub=self.name, **self.supervisor.summary())
@@ -318,6 +331,7 @@ class Hub:
     def _schedule_core_jobs(self) -> None:
         """The journal's housekeeping; readiness checks when there are warning devices."""
         jobs = retention_jobs(self.journal, self.config.storage.retention_days)
+        jobs += self.recorder.jobs()
         if self.units.devices():
             jobs += self.readiness.jobs()
         for job in jobs:
@@ -335,6 +349,7 @@ class Hub:
         await self.scheduler.shutdown()
         await self.alerts.close()
         await self.incidents.close()
+        await self.recorder.stop()
         await self.video.close()
         await self.units.stop_all()
         await self.loader.shutdown_all()

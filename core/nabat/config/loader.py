@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from ..masking import mask_url, mask_value
-from ..regions import load_region
+from ..regions import Region, load_region
 from ..rules.model import Rule
 from .model import (
     AlertSettings,
@@ -32,6 +32,7 @@ from .model import (
     InstanceEntry,
     PluginEntry,
     ReadinessSettings,
+    RecordingSettings,
     StorageSettings,
     VideoSettings,
 )
@@ -255,6 +256,53 @@ def _resolve_storage_url(
     return msgspec.structs.replace(storage, url=secret)
 
 
+def _check_recording(
+    recording: RecordingSettings,
+    region: Region | None,
+    file: str,
+    index: _LineIndex,
+    issues: list[ConfigIssue],
+) -> None:
+    """What the shape of ``[recording]`` cannot say: unique names and paths, somewhere to
+    write when anything is recorded, known municipalities."""
+
+    def bad(path: str, where: list[str], reason: str) -> None:
+        issues.append(ConfigIssue(file, path, reason, index.line_of(where)))
+
+    if recording.policy and not recording.storage:
+        bad(
+            "recording.storage",
+            ["recording"],
+            "recording policies need at least one [[recording.storage]] path to write to",
+        )
+    paths: set[str] = set()
+    for i, disk in enumerate(recording.storage):
+        if disk.path in paths:
+            bad(f"recording.storage[{i}].path", ["recording", "storage", str(i)], "a second time")
+        paths.add(disk.path)
+    names: set[str] = set()
+    for i, policy in enumerate(recording.policy):
+        where = ["recording", "policy", str(i)]
+        if policy.name in names:
+            bad(f"recording.policy[{i}].name", where, f"duplicate policy name {policy.name!r}")
+        names.add(policy.name)
+        for slug in policy.municipalities:
+            if region is not None and slug not in region:
+                bad(
+                    f"recording.policy[{i}] ({policy.name}).municipalities",
+                    where,
+                    f"{slug!r} is not a municipality of region {region.id}",
+                )
+        if policy.mode == "continuous" and not (
+            policy.cameras or policy.tags or policy.municipalities
+        ):
+            bad(
+                f"recording.policy[{i}] ({policy.name})",
+                where,
+                "a continuous policy must select cameras (cameras, tags or municipalities)",
+            )
+
+
 def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
     """Read and check ``path``. Raises ConfigInvalid listing every problem found.
 
@@ -315,6 +363,9 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
         section(raw.get("incidents", {}), IncidentSettings, ["incidents"]) or IncidentSettings()
     )
     video = section(raw.get("video", {}), VideoSettings, ["video"]) or VideoSettings()
+    recording = (
+        section(raw.get("recording", {}), RecordingSettings, ["recording"]) or RecordingSettings()
+    )
     plugins: dict[str, PluginEntry] = {}
     raw_plugins = raw.get("plugins", {})
     if not isinstance(raw_plugins, dict):
@@ -351,6 +402,7 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
                         index.line_of(["cameras", "targets", slug]),
                     )
                 )
+    _check_recording(recording, region, file, index, issues)
     names: set[str] = set()
     for i, rule in enumerate(rules):
         where = ["rules", str(i)]
@@ -413,6 +465,7 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
         readiness=readiness,
         incidents=incidents,
         video=video,
+        recording=recording,
         plugins=plugins,
         instances=instances,
     )

@@ -21,6 +21,9 @@ __all__ = [
     "InstanceEntry",
     "PluginEntry",
     "ReadinessSettings",
+    "RecordingPolicy",
+    "RecordingSettings",
+    "RecordingStorage",
     "StorageSettings",
     "VideoSettings",
 ]
@@ -221,6 +224,57 @@ class VideoSettings(_Table):
             raise ValueError("reconnect_max must be at least reconnect_initial")
 
 
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
+class RecordingStorage(_Table):
+    """``[[recording.storage]]``: one disk (or directory) footage is written to."""
+
+    path: str
+    """Directory, relative to ``data_dir`` unless absolute; one per disk."""
+    quota_gb: Positive
+    """Footage kept on this path at most; beyond it the oldest footage not on hold goes."""
+    min_free_gb: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    """Writing stops while the filesystem has less free space than this (others share it)."""
+
+
+class RecordingPolicy(_Table):
+    """``[[recording.policy]]``: which cameras are recorded, when, and for how long."""
+
+    name: Name
+    cameras: list[str] = []
+    """Camera ids; with ``tags`` and ``municipalities``: a camera matching any is selected."""
+    tags: list[str] = []
+    municipalities: list[Slug] = []
+    mode: Literal["continuous", "event"] = "continuous"
+    """``continuous``: always; ``event``: around the events below, with pre- and post-roll."""
+    incidents: bool = True
+    """``event`` mode: an incident records its nearest cameras (of those this policy selects;
+    none selected: every camera an incident links)."""
+    pre_roll: Annotated[float, msgspec.Meta(ge=0, le=300)] = 10.0
+    """Seconds before the event, for cameras whose stream is open (the upstream's ring)."""
+    post_roll: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 120.0
+    """Seconds after the event's last trigger."""
+    retention_days: Positive = 30.0
+
+
+class RecordingSettings(_Table):
+    """``[recording]``: footage of the cameras as MP4 segments (docs/recording.md).
+
+    TOML cannot hold a ``[recording]`` table and ``[[recording]]`` entries at once, so the
+    policies are ``[[recording.policy]]`` and the disks ``[[recording.storage]]``."""
+
+    segment_seconds: Annotated[float, msgspec.Meta(ge=5, le=3600)] = 60.0
+    """A new file starts at the first key frame after this long."""
+    sync_seconds: Annotated[float, msgspec.Meta(ge=0.5, le=600)] = 5.0
+    """How often a segment being written is flushed to the disk itself (fsync): what a power
+    cut can lose. A crash of the hub loses at most the fragment being written."""
+    depth_days: Positive = 30.0
+    """Archive depth each camera should have (the district report flags less)."""
+    storage: list[RecordingStorage] = []
+    policy: list[RecordingPolicy] = []
+
+
 class AlertSettings(_Table):
     """``[alerts]``: activating warning devices (docs/alerts.md)."""
 
@@ -324,6 +378,7 @@ class Config(_Table):
     readiness: ReadinessSettings = msgspec.field(default_factory=ReadinessSettings)
     incidents: IncidentSettings = msgspec.field(default_factory=IncidentSettings)
     video: VideoSettings = msgspec.field(default_factory=VideoSettings)
+    recording: RecordingSettings = msgspec.field(default_factory=RecordingSettings)
     rules: list[Rule] = []
     plugins: dict[str, PluginEntry] = {}
     instances: dict[str, InstanceEntry] = {}

@@ -22,7 +22,7 @@ from ..interfaces.camera import Camera, Snapshot
 from ..logs import get_logger
 from .remux import Failure, Sink, UpstreamSettings, run_upstream
 
-__all__ = ["LimitReached", "LiveVideo", "Viewer"]
+__all__ = ["KeyFragment", "LimitReached", "LiveVideo", "Viewer"]
 
 log = get_logger("nabat.video")
 
@@ -34,6 +34,11 @@ class LimitReached(Exception):
     def __init__(self, limit: str, value: int, status: int, detail: str) -> None:
         super().__init__(detail)
         self.limit, self.value, self.status = limit, value, status
+
+
+class KeyFragment(bytes):
+    """A fragment that starts with a key frame: where a recording may begin a new file. Plain
+    ``bytes`` to everyone else (a WebSocket sends it as it sends any fragment)."""
 
 
 class _End:
@@ -62,6 +67,8 @@ class Viewer:
     dropped: int = 0
     end: _End | None = None
     closed: bool = False
+    system: bool = False
+    """The hub's own viewer (a recording): outside the ``[video]`` limits of people."""
 
     async def messages(self) -> AsyncIterator[str | bytes]:
         while True:
@@ -114,6 +121,7 @@ class _Upstream:
     def on_fragment(self, data: bytes, key: bool) -> None:
         self.service.bytes_in += len(data)
         if key:
+            data = KeyFragment(data)
             self.gop = [data]
             self.key_at = datetime.now(UTC)
         elif self.gop:
@@ -122,7 +130,8 @@ class _Upstream:
         for viewer in self.viewers:
             if viewer.waiting_key and not key:
                 continue
-            if viewer.fragments >= limit:  # a slow viewer: skip to the next key frame
+            if viewer.fragments >= (limit * 8 if viewer.system else limit):
+                # A slow viewer (or a disk that stalls a recording): skip to the next key frame.
                 viewer.waiting_key = True
                 viewer.dropped += 1
                 self.service.dropped += 1
@@ -148,6 +157,11 @@ class _Upstream:
         if not self.done.done():
             self.done.set_result(None)
         self.service.closing.discard(self)
+
+    @property
+    def recorded(self) -> bool:
+        """Held open by a recording (a system viewer)."""
+        return any(v.system for v in self.viewers)
 
     def join(self, viewer: Viewer) -> None:
         if self.idle is not None:
@@ -269,12 +283,16 @@ class LiveVideo:
         self.refused[limit] = self.refused.get(limit, 0) + 1
         return LimitReached(limit, value, status, detail)
 
-    def watch(self, camera_id: str, camera: Camera, *, user: str) -> Viewer:
+    def watch(self, camera_id: str, camera: Camera, *, user: str, system: bool = False) -> Viewer:
         """A new viewer of ``camera_id``; raises :class:`LimitReached` over a limit. The
-        caller must :meth:`Viewer.close` it."""
+        caller must :meth:`Viewer.close` it. A ``system`` viewer (a recording) is outside the
+        limits, and the upstreams it holds do not count towards ``max_upstreams``: what is
+        recorded is the configuration's choice, what is watched the people's."""
         s = self.settings
         if self._stopping:
             raise LimitReached("stopping", 0, 503, "the hub is stopping")
+        if system:
+            return self._join(camera_id, camera, user, system=True)
         if self.per_user.get(user, 0) >= s.max_streams_per_user:
             raise self._refuse(
                 "max_streams_per_user",
@@ -284,7 +302,7 @@ class LiveVideo:
                 "([video] max_streams_per_user); close one first",
             )
         up = self.upstreams.get(camera_id)
-        if up is not None and len(up.viewers) >= s.max_viewers_per_camera:
+        if up is not None and sum(not v.system for v in up.viewers) >= s.max_viewers_per_camera:
             raise self._refuse(
                 "max_viewers_per_camera",
                 s.max_viewers_per_camera,
@@ -293,20 +311,26 @@ class LiveVideo:
                 "([video] max_viewers_per_camera)",
             )
         if up is None:
-            if len(self.upstreams) >= s.max_upstreams:
+            watched = sum(1 for u in self.upstreams.values() if not u.recorded)
+            if watched >= s.max_upstreams:
                 raise self._refuse(
                     "max_upstreams",
                     s.max_upstreams,
                     503,
                     f"the hub already streams {s.max_upstreams} cameras ([video] max_upstreams)",
                 )
+        return self._join(camera_id, camera, user, system=False)
+
+    def _join(self, camera_id: str, camera: Camera, user: str, *, system: bool) -> Viewer:
+        up = self.upstreams.get(camera_id)
+        if up is None:
             up = self.upstreams[camera_id] = _Upstream(self, camera_id)
             self.opened += 1
             task = asyncio.get_running_loop().create_task(
                 self._open(up, camera), name=f"video-open:{camera_id}"
             )
             task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
-        viewer = Viewer(camera_id=camera_id, user=user, service=self)
+        viewer = Viewer(camera_id=camera_id, user=user, service=self, system=system)
         self.per_user[user] = self.per_user.get(user, 0) + 1
         up.join(viewer)
         log.info("video.viewer_joined", camera=camera_id, user=user, viewers=len(up.viewers))

@@ -60,6 +60,7 @@ FORGED = [
     ("alert.device.activated", {"alert": "a-1", "device": "krd-siren", "outcome": "activated"}),
     ("alert.completed", {}),
     ("hub.unit.running", {}),
+    ("recording.storage.recovered", {"storage": "video", "detail": "writable again"}),
     ("police.hotlist.hit", {"plate": "А123ВС93", "camera": "krd-cam"}),
     ("simulator.anything", {}),
 ]

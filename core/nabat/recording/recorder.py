@@ -1,0 +1,424 @@
+"""The recorder: the cameras ``[[recording.policy]]`` selects, written to segment files.
+
+Each recorded camera is a *system viewer* of the live restreamer (:mod:`nabat.video`): a
+camera recorded and watched is still one RTSP session. Its fragments go to a
+:class:`~nabat.recording.segments.SegmentWriter` in a thread (file I/O never runs on the event
+loop); a new segment starts at the first key fragment after ``segment_seconds``, and on a new
+stream configuration. A camera that stalls ends its segment: the index shows the gap. A camera
+that cannot be streamed (offline, credentials refused, not running) is retried with backoff.
+
+Storage paths are tried in the order configured, skipping those that failed or lack room; a
+write that fails (disk full, unwritable) takes the path out with a severe
+``recording.storage.failed`` event — recording goes on elsewhere or stops; nothing else in the
+hub does — and the path is checked again every ``RECHECK_S`` until it works
+(``recording.storage.recovered``). Retention (per policy, in days) and each path's quota
+remove the oldest footage first (:mod:`nabat.recording.retention`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ..config.model import RecordingPolicy, RecordingSettings, RecordingStorage
+from ..events import Event, Severity
+from ..instances import Instance, Instances
+from ..interfaces import Camera, Job
+from ..logs import get_logger
+from ..video import KeyFragment, LimitReached, LiveVideo
+from .index import Segment, SegmentIndex
+from .segments import SegmentFile, SegmentWriter, camera_dir, recover
+
+__all__ = ["Recorder", "Storage"]
+
+log = get_logger("nabat.recording")
+
+RECHECK_S = 30.0
+"""How often a failed storage path is tried again."""
+RETRY_MIN_S, RETRY_MAX_S = 2.0, 120.0
+SOURCE = "/nabat/recording"
+
+
+@dataclass
+class Storage:
+    """One ``[[recording.storage]]`` path and what the recorder knows of it."""
+
+    settings: RecordingStorage
+    root: Path
+    used: int = 0
+    """Bytes of indexed footage on it."""
+    failed: str | None = None
+    """Why writing here stopped (None: it works)."""
+
+    @property
+    def name(self) -> str:
+        return self.settings.path
+
+    @property
+    def quota(self) -> int:
+        return int(self.settings.quota_gb * 1024**3)
+
+    def room(self) -> bool:
+        """Whether a new segment may start here: working, under quota, and enough free."""
+        if self.failed is not None or self.used >= self.quota:
+            return False
+        try:
+            free = shutil.disk_usage(self.root).free
+        except OSError:
+            return False
+        return free >= self.settings.min_free_gb * 1024**3
+
+
+@dataclass
+class _Camera:
+    id: str
+    policy: RecordingPolicy
+    task: asyncio.Task[None] | None = None
+    state: str = "starting"
+    reason: str = ""
+    segments: int = 0
+    bytes: int = 0
+    since: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class Recorder:
+    """Records the cameras of continuous policies; built by the hub, started after its
+    instances."""
+
+    def __init__(
+        self,
+        settings: RecordingSettings,
+        *,
+        data_dir: Path,
+        video: LiveVideo,
+        index: SegmentIndex,
+        instances: Instances,
+        publish: Callable[[Event], Awaitable[None]],
+    ) -> None:
+        self.settings = settings
+        self.video = video
+        self.index = index
+        self.instances = instances
+        self.publish = publish
+        self.storages = [
+            Storage(s, (data_dir / s.path) if not Path(s.path).is_absolute() else Path(s.path))
+            for s in settings.storage
+        ]
+        self.cameras: dict[str, _Camera] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+
+    # -- which cameras --------------------------------------------------------------------
+    def policy_for(self, rt: Instance) -> RecordingPolicy | None:
+        """The first continuous policy that selects the camera."""
+        tags = set(getattr(rt.record, "tags", None) or ())
+        for policy in self.settings.policy:
+            if policy.mode != "continuous":
+                continue
+            if (
+                rt.id in policy.cameras
+                or (rt.entry.municipality or "") in policy.municipalities
+                or tags.intersection(policy.tags)
+            ):
+                return policy
+        return None
+
+    # -- life -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        if not self.settings.policy:
+            return
+        for storage in self.storages:
+            await self._open_storage(storage)
+        self._spawn(self._keep_cameras(), "recording-cameras")
+        self._spawn(self._recheck_storage(), "recording-storage")
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def stop(self) -> None:
+        self._stopping = True
+        tasks = [*self._tasks, *(c.task for c in self.cameras.values() if c.task)]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _open_storage(self, storage: Storage) -> None:
+        """Create the path, finish what a crash left there, and count what it holds."""
+        try:
+            await asyncio.to_thread(storage.root.mkdir, parents=True, exist_ok=True)
+            cameras = {camera_dir(rt.id): rt.id for rt in self.instances.cameras()}
+            finished, removed = await asyncio.to_thread(recover, storage.root, cameras)
+        except OSError as exc:
+            await self._storage_failed(storage, exc)
+            return
+        for file in finished:
+            policy = self._policy_name(file.camera)
+            await self.index.add(file, storage=storage.name, policy=policy, recovered=True)
+        if finished or removed:
+            log.warning(
+                "recording.recovered",
+                storage=storage.name,
+                finished=len(finished),
+                removed=[str(p) for p in removed],
+            )
+        storage.used = 0
+        async for segment in self.index.all():
+            if segment.storage == storage.name:
+                storage.used += segment.size
+
+    def _policy_name(self, camera_id: str) -> str:
+        rt = self.instances.get(camera_id)
+        policy = self.policy_for(rt) if rt is not None else None
+        return policy.name if policy else ""
+
+    async def _keep_cameras(self) -> None:
+        """Start recording every selected camera, and stop those no longer selected (the
+        inventory changes), every few seconds."""
+        while True:
+            wanted: dict[str, RecordingPolicy] = {}
+            for rt in self.instances.cameras():
+                policy = self.policy_for(rt)
+                if policy is not None and not rt.disabled:
+                    wanted[rt.id] = policy
+            for camera_id, policy in wanted.items():
+                if camera_id not in self.cameras:
+                    cam = self.cameras[camera_id] = _Camera(camera_id, policy)
+                    cam.task = self._spawn(self._record(cam), f"record:{camera_id}")
+            for camera_id in [c for c in self.cameras if c not in wanted]:
+                cam = self.cameras.pop(camera_id)
+                if cam.task:
+                    cam.task.cancel()
+            await asyncio.sleep(5.0)
+
+    # -- one camera -----------------------------------------------------------------------
+    async def _record(self, cam: _Camera) -> None:
+        wait = RETRY_MIN_S
+        while not self._stopping:
+            rt = self.instances.get(cam.id)
+            driver = rt.driver if rt is not None else None
+            if not isinstance(driver, Camera) or not self.instances.running(cam.id):
+                cam.state, cam.reason = "waiting", "the camera's instance is not running"
+            else:
+                try:
+                    ended = await self._stream(cam, driver)
+                except LimitReached as exc:
+                    ended = str(exc)
+                cam.state, cam.reason = "retrying", ended
+                if cam.segments:
+                    wait = RETRY_MIN_S
+            await asyncio.sleep(wait)
+            wait = min(RETRY_MAX_S, wait * 2)
+
+    async def _stream(self, cam: _Camera, driver: Camera) -> str:
+        """Record until the stream ends; returns why it ended."""
+        viewer = self.video.watch(cam.id, driver, user="recorder", system=True)
+        writer: SegmentWriter | None = None
+        storage: Storage | None = None
+        init: bytes | None = None
+        expect_init = False
+        segment_s = self.settings.segment_seconds
+        try:
+            async for message in viewer.messages():
+                if isinstance(message, str):
+                    kind = msgspec.json.decode(message).get("type")
+                    if kind == "stream":
+                        expect_init = True
+                    elif kind == "status" and '"stalled"' in message and writer is not None:
+                        # The camera stopped sending: end the segment, the gap shows.
+                        await self._finish(cam, writer, storage)
+                        writer = None
+                    continue
+                if expect_init:
+                    if writer is not None:  # a new configuration: a new file
+                        await self._finish(cam, writer, storage)
+                        writer = None
+                    init, expect_init = message, False
+                    continue
+                if init is None:
+                    continue
+                key = isinstance(message, KeyFragment)
+                if writer is not None and key and writer.elapsed >= segment_s:
+                    await self._finish(cam, writer, storage)
+                    writer = None
+                if writer is None:
+                    if not key:
+                        continue  # a file starts at a key frame, so it plays from its start
+                    storage = self._pick_storage()
+                    if storage is None:
+                        cam.state, cam.reason = "no-storage", "no storage path has room"
+                        continue
+                    try:
+                        writer = await asyncio.to_thread(
+                            SegmentWriter,
+                            storage.root,
+                            cam.id,
+                            init,
+                            sync_seconds=self.settings.sync_seconds,
+                        )
+                    except OSError as exc:
+                        await self._storage_failed(storage, exc)
+                        continue
+                    cam.state, cam.reason = "recording", ""
+                try:
+                    await asyncio.to_thread(writer.append, message)
+                except OSError as exc:
+                    writer.abort()
+                    writer = None
+                    assert storage is not None
+                    await self._storage_failed(storage, exc)
+            return viewer.end.detail if viewer.end else "the stream ended"
+        finally:
+            viewer.close()
+            if writer is not None:
+                with contextlib.suppress(Exception):
+                    await self._finish(cam, writer, storage)
+
+    async def _finish(self, cam: _Camera, writer: SegmentWriter, storage: Storage | None) -> None:
+        assert storage is not None
+        try:
+            file = await asyncio.to_thread(writer.finish)
+        except OSError as exc:
+            writer.abort()
+            await self._storage_failed(storage, exc)
+            return
+        if file is None:
+            return
+        segment = await self._index(cam, file, storage)
+        cam.segments += 1
+        cam.bytes += segment.size
+
+    async def _index(self, cam: _Camera, file: SegmentFile, storage: Storage) -> Segment:
+        segment = await self.index.add(file, storage=storage.name, policy=cam.policy.name)
+        storage.used += segment.size
+        return segment
+
+    # -- storage --------------------------------------------------------------------------
+    def _pick_storage(self) -> Storage | None:
+        for storage in self.storages:
+            if storage.room():
+                return storage
+        return None
+
+    async def _storage_failed(self, storage: Storage, exc: OSError) -> None:
+        reason = f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+        if storage.failed is not None:
+            return
+        storage.failed = reason
+        log.error("recording.storage_failed", storage=storage.name, error=reason)
+        await self._event("recording.storage.failed", storage, Severity.SEVERE, reason)
+
+    async def _recheck_storage(self) -> None:
+        while True:
+            await asyncio.sleep(RECHECK_S)
+            for storage in self.storages:
+                if storage.failed is not None and await asyncio.to_thread(_writable, storage):
+                    storage.failed = None
+                    log.info("recording.storage_recovered", storage=storage.name)
+                    await self._event(
+                        "recording.storage.recovered", storage, Severity.INFO, "writable again"
+                    )
+
+    async def _event(self, type_: str, storage: Storage, severity: Severity, detail: str) -> None:
+        try:
+            await self.publish(
+                Event(
+                    type=type_,
+                    source=SOURCE,
+                    subject=storage.name,
+                    severity=severity,
+                    data={"storage": storage.name, "detail": detail},
+                )
+            )
+        except Exception as exc:  # the journal itself is failing: the log must do
+            log.error("recording.event_failed", type=type_, error=repr(exc))
+
+    # -- retention ------------------------------------------------------------------------
+    def jobs(self) -> list[Job]:
+        if not self.settings.policy:
+            return []
+        return [Job(id="recording-retention", func=self.apply_retention, every=60, jitter=10)]
+
+    async def apply_retention(self, now: datetime | None = None) -> int:
+        """Remove footage past its policy's retention, then the oldest on each path over its
+        quota; returns how many segments went. Footage on hold is kept (none yet)."""
+        now = now or datetime.now(UTC)
+        keep = {p.name: timedelta(days=p.retention_days) for p in self.settings.policy}
+        longest = max(keep.values(), default=timedelta(days=30))
+        by_storage: dict[str, list[Segment]] = {s.name: [] for s in self.storages}
+        expired: list[Segment] = []
+        async for segment in self.index.all():
+            if now - segment.end > keep.get(segment.policy, longest):
+                expired.append(segment)
+            else:
+                by_storage.setdefault(segment.storage, []).append(segment)
+        removed = 0
+        for segment in expired:
+            removed += await self._remove(segment, "retention")
+        for storage in self.storages:
+            over = storage.used - storage.quota
+            for segment in sorted(by_storage.get(storage.name, []), key=lambda s: s.start):
+                if over <= 0:
+                    break
+                removed += await self._remove(segment, "quota")
+                over -= segment.size
+        if removed:
+            log.info("recording.retention", removed=removed)
+        return removed
+
+    async def _remove(self, segment: Segment, reason: str) -> int:
+        storage = next((s for s in self.storages if s.name == segment.storage), None)
+        if storage is not None:
+            path = storage.root / segment.name
+            try:
+                await asyncio.to_thread(path.unlink, missing_ok=True)
+            except OSError as exc:
+                log.warning("recording.remove_failed", file=str(path), error=str(exc))
+                return 0
+            storage.used = max(0, storage.used - segment.size)
+        await self.index.remove(segment, reason)
+        return 1
+
+    # -- what the API and /metrics read -----------------------------------------------------
+    def status(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "camera": c.id,
+                "policy": c.policy.name,
+                "state": c.state,
+                "reason": c.reason,
+                "segments": c.segments,
+                "bytes": c.bytes,
+            }
+            for c in self.cameras.values()
+        ]
+
+
+def _writable(storage: Storage) -> bool:
+    """A real write and fsync on the path, and room for footage."""
+    probe = storage.root / f".nabat-probe-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        storage.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"\0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            probe.unlink(missing_ok=True)
+    except OSError:
+        return False
+    return shutil.disk_usage(storage.root).free >= storage.settings.min_free_gb * 1024**3
