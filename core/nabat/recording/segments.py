@@ -177,7 +177,7 @@ def recover(root: Path, camera_of: dict[str, str]) -> tuple[list[SegmentFile], l
         start = _start_of(part)
         camera = camera_of.get(part.parent.parent.name)
         lines = idx.read_text(errors="replace").splitlines() if idx.exists() else []
-        size, elapsed = 0, 0.0
+        size, elapsed, fragments = 0, 0.0, 0
         for line in lines:
             fields = line.split()
             if len(fields) != 2:
@@ -186,7 +186,7 @@ def recover(root: Path, camera_of: dict[str, str]) -> tuple[list[SegmentFile], l
                 size, elapsed = int(fields[0]), float(fields[1])
             except ValueError:
                 break
-        fragments = len(lines)
+            fragments += 1
         if start is None or camera is None or size == 0 or part.stat().st_size < size:
             part.unlink(missing_ok=True)
             idx.unlink(missing_ok=True)
