@@ -18,7 +18,20 @@ import sys
 
 import click
 
-from . import cameras, config, db, deliveries, plugins, report, rules, run, tokens, users, version
+from . import (
+    cameras,
+    config,
+    db,
+    deliveries,
+    evidence,
+    plugins,
+    report,
+    rules,
+    run,
+    tokens,
+    users,
+    version,
+)
 from ._common import core_version
 from ._group import NabatGroup
 
@@ -34,6 +47,7 @@ COMMAND_MODULES = (
     cameras,
     report,
     rules,
+    evidence,
     plugins,
     version,
 )
