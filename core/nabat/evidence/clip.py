@@ -207,18 +207,15 @@ def build_clip(segments: list[SegmentRef], start: datetime, end: datetime, out: 
                 origin, first = item.dts, item
                 # mvhd's creation time: the first frame's (before the header is written)
                 output.metadata["creation_time"] = _iso(timeline.at(item.pts))
-            if used and item.segment != used[-1]:
-                gaps.extend(
-                    gaps_before[i]
-                    for i in range(used[-1] + 1, item.segment + 1)
-                    if i in gaps_before
-                )
-            if not used or used[-1] != item.segment:
-                used.append(item.segment)
-            packet = item.packet
             dts = round((item.dts - origin) / _TIME_BASE)
             if last_dts is not None and dts <= last_dts:
                 return  # overlapping segments: a frame already in the clip
+            if used and item.segment != used[-1]:
+                between = range(used[-1] + 1, item.segment + 1)
+                gaps.extend(gaps_before[i] for i in between if i in gaps_before)
+            if not used or used[-1] != item.segment:
+                used.append(item.segment)
+            packet = item.packet
             packet.time_base = _TIME_BASE
             packet.dts = dts
             packet.pts = round((item.pts - origin) / _TIME_BASE)
@@ -243,13 +240,17 @@ def build_clip(segments: list[SegmentRef], start: datetime, end: datetime, out: 
                 )
             if item.pts > end_at:
                 break
-            if origin is None and item.pts < start_at:
-                held = [item] if item.key else [*held, item] if held else []
-                continue
-            if origin is None and held and not (item.key and item.pts == start_at):
-                for early in held:
-                    emit(early)
-            held = []
+            if origin is None:
+                if item.pts < start_at:  # before the start: keep the GOP it belongs to
+                    if item.key:
+                        held = [item]
+                    elif held:
+                        held.append(item)
+                    continue
+                if not (item.key and item.pts == start_at):
+                    for early in held:  # from the key frame before the start
+                        emit(early)
+                held = []
             emit(item)
         if first is None or final is None:
             raise NoFootage(
