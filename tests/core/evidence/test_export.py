@@ -314,3 +314,31 @@ def test_usage_errors_exit_2(exported, tmp_path):
     assert runner.invoke(cli, ["evidence", "verify", str(tmp_path / "none")]).exit_code == 2
     done = runner.invoke(cli, ["evidence", "verify", str(tmp_path)])
     assert done.exit_code == 1 and "no manifest.json" in done.output
+
+
+def test_a_segment_tampered_midway_leaves_no_clip_behind(recording, tmp_path):
+    """B is checked when the clip reaches it, after A's frames went into the temp file."""
+    a, b = recording.segments
+    forged = msgspec.structs.replace(b, sha256="0" * 64)
+    out = tmp_path / "clips" / "clip.mp4"
+    out.parent.mkdir()
+    with pytest.raises(SegmentTampered, match="not the footage that was recorded"):
+        build_clip([a, forged], a.start, b.end, out)
+    assert list(out.parent.iterdir()) == []
+
+
+def test_segments_of_two_cameras_make_no_clip(recording, tmp_path):
+    a, b = recording.segments
+    other = msgspec.structs.replace(b, camera_id="cam-2")
+    with pytest.raises(ClipError, match="several cameras"):
+        build_clip([a, other], a.start, b.end, tmp_path / "clip.mp4")
+
+
+def test_verify_runs_as_a_process_without_configuration_or_hub(exported, key, tmp_path):
+    """What the police run: no plugins.toml, no data directory, no database, no hub."""
+    from nabat.testing import run_cli
+
+    done = run_cli("evidence", "verify", exported.path, "--key", key.fingerprint, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == "VALID"
+    assert list(tmp_path.iterdir()) == []
