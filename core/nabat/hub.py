@@ -13,7 +13,7 @@ hub through :class:`nabat.interfaces.HubAPI`, which this class implements.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,14 +30,14 @@ from .events import Event, EventTypes
 from .i18n import Messages
 from .incidents import IncidentService
 from .instances import Instance, InstanceContext, Instances
-from .interfaces import CameraEvent, Driver, HealthState, Progress
+from .interfaces import CameraEvent, Driver, HealthState, IncidentStatus, Progress
 from .interfaces.payloads import UnitKind, UnitStatus
 from .logs import get_logger
 from .plugins import PluginHost
 from .plugins.loading import LoadedPlugin, PluginLoader
 from .publishing import Publisher
 from .pulse import Pulse
-from .recording import Recorder, SegmentIndex
+from .recording import Hold, Recorder, SegmentIndex
 from .regions import load_region
 from .rules.actions import RuleActions
 from .rules.engine import RuleEngine
@@ -136,6 +136,7 @@ class Hub:
             index=self.footage,
             instances=self.units,
             publish=self.publish,
+            holds=self._recording_holds,
         )
         """``[[recording.policy]]``: the selected cameras' footage as segment files."""
         self.snapshots = SnapshotService(
@@ -173,13 +174,30 @@ class Hub:
         """Incidents from 112, rules and connectors, with the nearest cameras' snapshots."""
         self.rules = RuleEngine(
             config.rules,
-            RuleActions(alerts=self.alerts, publish_many=self.publish_many, instances=self.units),
+            RuleActions(
+                alerts=self.alerts,
+                publish_many=self.publish_many,
+                instances=self.units,
+                record=self.recorder.record_for_rule,
+            ),
         )
         """``[[rules]]``: event → alert, notification, incident, forward."""
         self.runs: dict[str, Progress] = {}
         """The latest long run (sweep) per name, for /metrics."""
         self._prepared = False
         self._started = False
+
+    async def _recording_holds(self) -> list[Hold]:
+        """Footage retention must keep: open incidents' linked cameras (from ``hold_before``
+        before the report on) and exports in progress."""
+        before = timedelta(seconds=self.config.recording.hold_before)
+        later = datetime.now(UTC) + timedelta(days=1)
+        holds = [
+            Hold(camera.id, record.created_at - before, later, f"incident:{record.id}")
+            for record in await self.incidents.list(status=IncidentStatus.OPEN, limit=100_000)
+            for camera in record.incident.cameras
+        ]
+        return holds + await self.footage.holds()
 
     def _context(self, rt: Instance) -> InstanceContext:
         return InstanceContext(
@@ -311,6 +329,8 @@ class Hub:
         await self.units.subscribe_connectors(self.delivery)
         await self.rules.subscribe(self.delivery)
         await self.incidents.subscribe(self.delivery)
+        if self.recorder.event_policy() is not None:
+            self.subscribe("incident.*", self.recorder.on_incident, name="core.recording")
         await self.loader.mark_starting()
         await self.units.mark_starting()
         for name, plugin in self.plugins.items():

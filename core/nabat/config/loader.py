@@ -403,6 +403,25 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
                     )
                 )
     _check_recording(recording, region, file, index, issues)
+    event_policies = {p.name for p in recording.policy if p.mode == "event"}
+    for i, rule in enumerate(rules):
+        for action in rule.then:
+            if action.record is None:
+                continue
+            wanted = action.record.policy
+            if (wanted is None and not event_policies) or (
+                wanted is not None and wanted not in event_policies
+            ):
+                issues.append(
+                    ConfigIssue(
+                        file,
+                        f"rules[{i}] ({rule.name}).then.record",
+                        f"no [[recording.policy]] of mode 'event' named {wanted!r}"
+                        if wanted
+                        else "a record action needs a [[recording.policy]] of mode 'event'",
+                        index.line_of(["rules", str(i)]),
+                    )
+                )
     names: set[str] = set()
     for i, rule in enumerate(rules):
         where = ["rules", str(i)]

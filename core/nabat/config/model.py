@@ -271,6 +271,9 @@ class RecordingSettings(_Table):
     cut can lose. A crash of the hub loses at most the fragment being written."""
     depth_days: Positive = 30.0
     """Archive depth each camera should have (the district report flags less)."""
+    hold_before: Annotated[float, msgspec.Meta(ge=0)] = 3600.0
+    """Seconds of footage before an open incident was reported that are held with it (an
+    incident is often reported after what happened)."""
     storage: list[RecordingStorage] = []
     policy: list[RecordingPolicy] = []
 

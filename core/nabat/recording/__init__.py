@@ -7,7 +7,7 @@ a system viewer of the live restreamer (one RTSP session per camera however it i
 :mod:`~nabat.recording.retention` removes the oldest footage by age and quota.
 """
 
-from .index import Segment, SegmentIndex
+from .index import Hold, Segment, SegmentIndex
 from .recorder import Recorder
 
-__all__ = ["Recorder", "Segment", "SegmentIndex"]
+__all__ = ["Hold", "Recorder", "Segment", "SegmentIndex"]

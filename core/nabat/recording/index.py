@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -22,9 +23,12 @@ import msgspec
 from ..store import Journal
 from .segments import SegmentFile, camera_dir
 
-__all__ = ["COLLECTION", "Gap", "Segment", "SegmentIndex"]
+__all__ = ["COLLECTION", "Gap", "Hold", "Segment", "SegmentIndex"]
 
 COLLECTION = "recording.segments"
+HOLDS = "recording.holds"
+"""Footage kept whatever retention says (an export in progress): key an id of the holder's,
+body the camera and the range, expiring on its own so a crashed export holds nothing forever."""
 REMOVED = "recording.removed"
 """Segments retention removed (key as the segment's, body its chain and why): the chain may
 skip them; a segment missing without such a record was removed by someone else."""
@@ -56,6 +60,16 @@ class Segment(msgspec.Struct, frozen=True, kw_only=True):
         return _key(self.camera, self.start)
 
 
+@dataclass(frozen=True)
+class Hold:
+    """Footage of ``camera`` between ``start`` and ``end`` that retention must keep."""
+
+    camera: str
+    start: datetime
+    end: datetime
+    reason: str
+
+
 class Gap(msgspec.Struct, frozen=True):
     start: datetime
     end: datetime
@@ -71,6 +85,16 @@ def chain_of(previous: str, sha256: str, camera: str, start: datetime, end: date
 
 
 _decode = msgspec.json.Decoder(Segment)
+
+
+class _HoldBody(msgspec.Struct):
+    camera: str
+    start: datetime
+    end: datetime
+    reason: str
+
+
+_hold_decoder = msgspec.json.Decoder(_HoldBody)
 
 
 class SegmentIndex:
@@ -136,6 +160,24 @@ class SegmentIndex:
             if len(page) < 500:
                 return
             after = page[-1].key
+
+    async def hold(
+        self, hold_id: str, camera: str, start: datetime, end: datetime, *, reason: str, ttl: float
+    ) -> None:
+        """Keep the camera's footage in [start, end] for ``ttl`` seconds (or until released)."""
+        body = msgspec.json.encode({"camera": camera, "start": start, "end": end, "reason": reason})
+        expires = datetime.now(UTC) + timedelta(seconds=ttl)
+        await self.journal.put_record(HOLDS, hold_id, body, expires=expires)
+
+    async def release(self, hold_id: str) -> None:
+        await self.journal.delete_record(HOLDS, hold_id)
+
+    async def holds(self) -> list[Hold]:
+        found = []
+        async for record in self.journal.all_records(HOLDS):
+            item = _hold_decoder.decode(record.body)
+            found.append(Hold(item.camera, item.start, item.end, item.reason))
+        return found
 
     async def remove(self, segment: Segment, reason: str) -> bool:
         """Forget a segment the hub removes itself (retention, quota), noting it so the chain

@@ -35,11 +35,11 @@ from ..events import Event, Severity
 from ..instances import Instance, Instances
 from ..interfaces import Camera, Job
 from ..logs import get_logger
-from ..video import KeyFragment, LimitReached, LiveVideo
-from .index import Segment, SegmentIndex
+from ..video import KeyFragment, LimitReached, LiveVideo, Viewer
+from .index import Hold, Segment, SegmentIndex
 from .segments import SegmentFile, SegmentWriter, camera_dir, recover
 
-__all__ = ["Recorder", "Storage"]
+__all__ = ["Hold", "Recorder", "Storage"]
 
 log = get_logger("nabat.recording")
 
@@ -83,6 +83,11 @@ class Storage:
 class _Camera:
     id: str
     policy: RecordingPolicy
+    until: float | None = None
+    """Event recording: until when (monotonic); None: continuous."""
+    reasons: list[str] = field(default_factory=list)
+    viewer: Viewer | None = None
+    extended: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     state: str = "starting"
     reason: str = ""
@@ -104,8 +109,10 @@ class Recorder:
         index: SegmentIndex,
         instances: Instances,
         publish: Callable[[Event], Awaitable[None]],
+        holds: Callable[[], Awaitable[list[Hold]]] | None = None,
     ) -> None:
         self.settings = settings
+        self.holds = holds
         self.video = video
         self.index = index
         self.instances = instances
@@ -115,8 +122,14 @@ class Recorder:
             for s in settings.storage
         ]
         self.cameras: dict[str, _Camera] = {}
+        """Cameras recorded continuously."""
+        self.events: dict[str, _Camera] = {}
+        """Cameras recorded for an event, until their post-roll ends."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        event_policies = [p for p in settings.policy if p.mode == "event"]
+        if event_policies:  # open streams keep the longest pre-roll asked for
+            video.ring_seconds = max(video.ring_seconds, *(p.pre_roll for p in event_policies))
 
     # -- which cameras --------------------------------------------------------------------
     def policy_for(self, rt: Instance) -> RecordingPolicy | None:
@@ -151,7 +164,8 @@ class Recorder:
 
     async def stop(self) -> None:
         self._stopping = True
-        tasks = [*self._tasks, *(c.task for c in self.cameras.values() if c.task)]
+        cams = [*self.cameras.values(), *self.events.values()]
+        tasks = [*self._tasks, *(c.task for c in cams if c.task)]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -204,10 +218,106 @@ class Recorder:
                     cam.task.cancel()
             await asyncio.sleep(5.0)
 
+    # -- events ---------------------------------------------------------------------------
+    def event_policy(self, name: str | None = None) -> RecordingPolicy | None:
+        """The event policy of that name, or the first one."""
+        return next(
+            (p for p in self.settings.policy if p.mode == "event" and name in (None, p.name)),
+            None,
+        )
+
+    def _selects(self, policy: RecordingPolicy, rt: Instance) -> bool:
+        if not (policy.cameras or policy.tags or policy.municipalities):
+            return True  # an event policy selecting nothing takes every camera it is given
+        tags = set(getattr(rt.record, "tags", None) or ())
+        return (
+            rt.id in policy.cameras
+            or (rt.entry.municipality or "") in policy.municipalities
+            or bool(tags.intersection(policy.tags))
+        )
+
+    def trigger(
+        self, camera_id: str, policy: RecordingPolicy, reason: str, seconds: float | None = None
+    ) -> bool:
+        """Record ``camera_id`` from its pre-roll until ``seconds`` (else the policy's
+        post-roll) from now; a later trigger extends it. False when the camera is unknown,
+        not selected by the policy, or the recorder is stopping."""
+        rt = self.instances.get(camera_id)
+        if self._stopping or rt is None or not rt.is_camera or not self._selects(policy, rt):
+            return False
+        if camera_id in self.cameras:
+            return True  # recorded continuously anyway
+        until = time.monotonic() + (policy.post_roll if seconds is None else seconds)
+        cam = self.events.get(camera_id)
+        if cam is not None:
+            cam.until = max(cam.until or 0.0, until)
+            cam.extended.set()
+            if reason not in cam.reasons:
+                cam.reasons.append(reason)
+            return True
+        cam = self.events[camera_id] = _Camera(camera_id, policy, until=until, reasons=[reason])
+        cam.task = self._spawn(self._record_event(cam), f"record-event:{camera_id}")
+        log.info("recording.event_started", camera=camera_id, policy=policy.name, reason=reason)
+        return True
+
+    def record_for_rule(
+        self, cameras: list[str], policy_name: str | None, seconds: float | None, reason: str
+    ) -> int:
+        """A ``[[rules]]`` ``record`` action: how many of ``cameras`` are now recorded."""
+        policy = self.event_policy(policy_name)
+        if policy is None:
+            return 0
+        return sum(self.trigger(camera, policy, reason, seconds) for camera in cameras)
+
+    async def on_incident(self, event: Event) -> None:
+        """``incident.*``: an open incident records its linked cameras (event policies with
+        ``incidents``)."""
+        data = event.data if isinstance(event.data, dict) else msgspec.to_builtins(event.data)
+        if not isinstance(data, dict):
+            return
+        if data.get("status") == "closed":
+            return
+        cameras = [c.get("id") for c in data.get("cameras") or () if isinstance(c, dict)]
+        for policy in self.settings.policy:
+            if policy.mode != "event" or not policy.incidents:
+                continue
+            for camera_id in cameras:
+                if isinstance(camera_id, str):
+                    self.trigger(camera_id, policy, f"incident:{event.subject}")
+
+    async def _record_event(self, cam: _Camera) -> None:
+        """Record until the post-roll ends (extended by later triggers)."""
+        stream = self._spawn(self._record(cam), f"record-stream:{cam.id}")
+        try:
+            while cam.until is not None and not stream.done():
+                remaining = cam.until - time.monotonic()
+                if remaining <= 0:
+                    break
+                cam.extended.clear()
+                woken = asyncio.ensure_future(cam.extended.wait())
+                try:  # until the post-roll ends, a trigger moves it, or the stream task ends
+                    await asyncio.wait(
+                        {stream, woken}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    woken.cancel()
+        finally:
+            cam.until = 0.0  # no retry after this
+            if cam.viewer is not None:
+                cam.viewer.stop("the post-roll is over")
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(stream), 10)
+            if self.events.get(cam.id) is cam:
+                del self.events[cam.id]
+            log.info("recording.event_ended", camera=cam.id, segments=cam.segments)
+
     # -- one camera -----------------------------------------------------------------------
+    def _wanted(self, cam: _Camera) -> bool:
+        return not self._stopping and (cam.until is None or time.monotonic() < cam.until)
+
     async def _record(self, cam: _Camera) -> None:
         wait = RETRY_MIN_S
-        while not self._stopping:
+        while self._wanted(cam):
             rt = self.instances.get(cam.id)
             driver = rt.driver if rt is not None else None
             if not isinstance(driver, Camera) or not self.instances.running(cam.id):
@@ -220,12 +330,17 @@ class Recorder:
                 cam.state, cam.reason = "retrying", ended
                 if cam.segments:
                     wait = RETRY_MIN_S
+            if not self._wanted(cam):
+                return
             await asyncio.sleep(wait)
             wait = min(RETRY_MAX_S, wait * 2)
 
     async def _stream(self, cam: _Camera, driver: Camera) -> str:
         """Record until the stream ends; returns why it ended."""
-        viewer = self.video.watch(cam.id, driver, user="recorder", system=True)
+        preroll = cam.policy.pre_roll if cam.until is not None and not cam.segments else 0.0
+        viewer = self.video.watch(cam.id, driver, user="recorder", system=True, preroll=preroll)
+        cam.viewer = viewer
+        back = 0.0  # how far back the next segment's first fragment arrived (the pre-roll)
         writer: SegmentWriter | None = None
         storage: Storage | None = None
         init: bytes | None = None
@@ -237,6 +352,8 @@ class Recorder:
                     kind = msgspec.json.decode(message).get("type")
                     if kind == "stream":
                         expect_init = True
+                    elif kind == "preroll":
+                        back = float(msgspec.json.decode(message).get("seconds") or 0.0)
                     elif kind == "status" and '"stalled"' in message and writer is not None:
                         # The camera stopped sending: end the segment, the gap shows.
                         await self._finish(cam, writer, storage)
@@ -267,8 +384,10 @@ class Recorder:
                             storage.root,
                             cam.id,
                             init,
+                            start=datetime.now(UTC) - timedelta(seconds=back),
                             sync_seconds=self.settings.sync_seconds,
                         )
+                        back = 0.0
                     except OSError as exc:
                         await self._storage_failed(storage, exc)
                         continue
@@ -282,6 +401,7 @@ class Recorder:
                     await self._storage_failed(storage, exc)
             return viewer.end.detail if viewer.end else "the stream ended"
         finally:
+            cam.viewer = None
             viewer.close()
             if writer is not None:
                 with contextlib.suppress(Exception):
@@ -356,11 +476,24 @@ class Recorder:
         """Remove footage past its policy's retention, then the oldest on each path over its
         quota; returns how many segments went. Footage on hold is kept (none yet)."""
         now = now or datetime.now(UTC)
+        holds = await self.holds() if self.holds is not None else []
+        held: dict[str, list[Hold]] = {}
+        for hold in holds:
+            held.setdefault(hold.camera, []).append(hold)
+
+        def on_hold(segment: Segment) -> bool:
+            return any(
+                h.start <= segment.end and segment.start <= h.end
+                for h in held.get(segment.camera, ())
+            )
+
         keep = {p.name: timedelta(days=p.retention_days) for p in self.settings.policy}
         longest = max(keep.values(), default=timedelta(days=30))
         by_storage: dict[str, list[Segment]] = {s.name: [] for s in self.storages}
         expired: list[Segment] = []
         async for segment in self.index.all():
+            if on_hold(segment):
+                continue  # an open incident's or an export's: kept until released
             if now - segment.end > keep.get(segment.policy, longest):
                 expired.append(segment)
             else:
@@ -375,6 +508,13 @@ class Recorder:
                     break
                 removed += await self._remove(segment, "quota")
                 over -= segment.size
+            if over > 0:
+                log.warning(
+                    "recording.quota_held",
+                    storage=storage.name,
+                    over_bytes=over,
+                    detail="over quota with footage on hold: nothing more can go",
+                )
         if removed:
             log.info("recording.retention", removed=removed)
         return removed

@@ -99,10 +99,12 @@ class SegmentWriter:
         self.hash = hashlib.sha256()
         self.size = 0
         self.fragments = 0
-        self.t0 = time.monotonic()
+        # A start in the past (a pre-roll from the stream's ring) counts from then.
+        behind = max(0.0, (datetime.now(UTC) - self.start).total_seconds())
+        self.t0 = time.monotonic() - behind
         self.elapsed = 0.0
         self.sync_seconds = sync_seconds
-        self.synced = self.t0
+        self.synced = time.monotonic()
         self._write(init)
 
     def _write(self, data: bytes) -> None:

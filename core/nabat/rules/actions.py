@@ -1,4 +1,5 @@
-"""The actions rules run: an alert, a notification, an incident, a hand-over to a connector.
+"""The actions rules run: an alert, a notification, an incident, a hand-over to a connector,
+a recording of cameras.
 
 Each is idempotent — its id comes from the rule and the event (:func:`~.matching.stable_id`) —
 since rules run on a durable subscription that may deliver an event again.
@@ -31,10 +32,13 @@ class RuleActions:
         alerts: AlertService,
         publish_many: Callable[[Sequence[Event]], Any],
         instances: Instances,
+        record: Callable[[list[str], str | None, float | None, str], int] | None = None,
     ) -> None:
         self.alerts = alerts
         self.publish_many = publish_many
         self.instances = instances
+        self.record = record
+        """(cameras, policy, seconds, reason) → how many cameras are now being recorded."""
 
     async def run(self, rule: Rule, index: int, action: Action, event: Event) -> None:
         source = f"{RULE_SOURCE}{rule.name}"
@@ -78,6 +82,15 @@ class RuleActions:
                     )
                 ]
             )
+        elif action.record is not None:
+            spec = action.record
+            cameras = list(spec.cameras) or ([event.subject] if event.subject else [])
+            if self.record is None or not cameras:
+                log.warning("rule.record_skipped", rule=rule.name, event=event.id)
+                return
+            started = self.record(cameras, spec.policy, spec.seconds, f"rule:{rule.name}")
+            if not started:
+                log.warning("rule.record_nothing", rule=rule.name, event=event.id, cameras=cameras)
         elif action.forward is not None:
             driver = self.instances.driver(action.forward)
             if not isinstance(driver, Connector):

@@ -10,6 +10,7 @@ then = [
   { notify = "duty-sms", text = "Уровень воды {data[level_cm]} см" },
   { incident = { title = "Подтопление" } },
   { forward = "police-02" },
+  { record = { policy = "events", seconds = 300 } },
 ]
 cooldown = 300
 ```
@@ -24,7 +25,7 @@ import msgspec
 
 from ..subjects import validate_pattern
 
-__all__ = ["AlertAction", "Condition", "IncidentAction", "Rule", "When"]
+__all__ = ["AlertAction", "Condition", "IncidentAction", "RecordAction", "Rule", "When"]
 
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Text = Annotated[str, msgspec.Meta(max_length=2000)]
@@ -73,8 +74,22 @@ class IncidentAction(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     severity: str | None = None
 
 
+class RecordAction(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Record cameras around the event (``[[recording.policy]]`` of mode ``event``)."""
+
+    policy: Name | None = None
+    """The event policy (its pre-roll, post-roll, retention); None: the first one."""
+    cameras: list[Annotated[str, msgspec.Meta(min_length=1, max_length=128)]] = []
+    """Cameras to record; empty: the event's subject (a camera's own event)."""
+    seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] | None = None
+    """How long after the event (None: the policy's post-roll)."""
+
+
+_KINDS = ("alert", "notify", "incident", "forward", "record")
+
+
 class Action(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Exactly one of ``alert``, ``notify``, ``incident``, ``forward``."""
+    """Exactly one of ``alert``, ``notify``, ``incident``, ``forward``, ``record``."""
 
     alert: AlertAction | None = None
     notify: Name | None = None
@@ -85,15 +100,16 @@ class Action(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     incident: IncidentAction | None = None
     forward: Name | None = None
     """A Connector instance id: the event is handed to its ``handle``."""
+    record: RecordAction | None = None
 
     def __post_init__(self) -> None:
-        given = [k for k in ("alert", "notify", "incident", "forward") if getattr(self, k)]
+        given = [k for k in _KINDS if getattr(self, k)]
         if len(given) != 1:
-            raise ValueError("an action is exactly one of alert, notify, incident, forward")
+            raise ValueError(f"an action is exactly one of {', '.join(_KINDS)}")
 
     @property
     def kind(self) -> str:
-        return next(k for k in ("alert", "notify", "incident", "forward") if getattr(self, k))
+        return next(k for k in _KINDS if getattr(self, k))
 
 
 class Rule(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

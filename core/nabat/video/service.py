@@ -7,6 +7,7 @@ import contextlib
 import io
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -87,6 +88,10 @@ class Viewer:
             self.closed = True
             self.service.leave(self)
 
+    def stop(self, reason: str) -> None:
+        """End :meth:`messages` after what is queued (its reader then closes it)."""
+        self.queue.put_nowait(_End("stopped", reason))
+
 
 def _json(**message: Any) -> str:
     return msgspec.json.encode(message).decode()
@@ -101,6 +106,9 @@ class _Upstream:
         self.thread: threading.Thread | None = None
         self.header: list[Item] = []  # the stream message and the init segment
         self.gop: list[bytes] = []
+        self.ring: deque[tuple[float, bytes]] = deque()
+        """Recent fragments (arrival time, bytes) from a key fragment on, covering at least
+        ``service.ring_seconds``: a recording that starts now begins that far back."""
         self.key_at = datetime.now(UTC)
         """When the kept GOP's key frame arrived."""
         self.live = False
@@ -112,6 +120,7 @@ class _Upstream:
     def on_stream(self, mime: str, init: bytes, epoch: int) -> None:
         self.header = [_json(type="stream", codec=mime, epoch=epoch, status="live"), init]
         self.gop = []
+        self.ring.clear()
         self.live = True
         for viewer in self.viewers:
             viewer.waiting_key = True
@@ -122,6 +131,9 @@ class _Upstream:
         self.service.bytes_in += len(data)
         if key:
             data = KeyFragment(data)
+        if self.service.ring_seconds > 0:
+            self._keep(data)
+        if key:
             self.gop = [data]
             self.key_at = datetime.now(UTC)
         elif self.gop:
@@ -163,14 +175,48 @@ class _Upstream:
         """Held open by a recording (a system viewer)."""
         return any(v.system for v in self.viewers)
 
-    def join(self, viewer: Viewer) -> None:
+    def _keep(self, data: bytes) -> None:
+        now = time.monotonic()
+        ring = self.ring
+        if not ring and not isinstance(data, KeyFragment):
+            return  # the ring starts at a key frame
+        ring.append((now, data))
+        cutoff = now - self.service.ring_seconds
+        while True:  # a later key fragment old enough makes all before it unneeded
+            at = next((i for i in range(1, len(ring)) if isinstance(ring[i][1], KeyFragment)), 0)
+            if not at or ring[at][0] > cutoff:
+                return
+            for _ in range(at):
+                ring.popleft()
+
+    def preroll(self, seconds: float) -> tuple[float, list[bytes]]:
+        """The ring from the newest key fragment at least ``seconds`` old (else the oldest),
+        and how long ago that fragment arrived."""
+        ring = list(self.ring)
+        if not ring:
+            return 0.0, []
+        now = time.monotonic()
+        start = 0
+        for i, (at, data) in enumerate(ring):
+            if isinstance(data, KeyFragment) and now - at >= seconds:
+                start = i
+        return now - ring[start][0], [data for _, data in ring[start:]]
+
+    def join(self, viewer: Viewer, preroll: float = 0.0) -> None:
         if self.idle is not None:
             self.idle.cancel()
             self.idle = None
         self.viewers.add(viewer)
         for item in self.header:
             viewer.queue.put_nowait(item)
-        if self.gop:  # the last GOP: a new viewer starts at once, at its key frame
+        if preroll > 0 and self.ring:  # a recording: from that far back
+            age, fragments = self.preroll(preroll)
+            viewer.waiting_key = False
+            viewer.queue.put_nowait(_json(type="preroll", seconds=round(age, 3)))
+            for data in fragments:
+                viewer.fragments += 1
+                viewer.queue.put_nowait(data)
+        elif self.gop:  # the last GOP: a new viewer starts at once, at its key frame
             viewer.waiting_key = False
             for data in self.gop:
                 viewer.fragments += 1
@@ -234,6 +280,8 @@ class LiveVideo:
         self.dropped = 0
         self.opened = 0
         self.refused: dict[str, int] = {}
+        self.ring_seconds = 0.0
+        """Seconds of recent fragments each upstream keeps (a recording's pre-roll)."""
         self.stills = 0
         """Snapshots served from an open stream's key frame."""
         self._stopping = False
@@ -283,16 +331,26 @@ class LiveVideo:
         self.refused[limit] = self.refused.get(limit, 0) + 1
         return LimitReached(limit, value, status, detail)
 
-    def watch(self, camera_id: str, camera: Camera, *, user: str, system: bool = False) -> Viewer:
+    def watch(
+        self,
+        camera_id: str,
+        camera: Camera,
+        *,
+        user: str,
+        system: bool = False,
+        preroll: float = 0.0,
+    ) -> Viewer:
         """A new viewer of ``camera_id``; raises :class:`LimitReached` over a limit. The
         caller must :meth:`Viewer.close` it. A ``system`` viewer (a recording) is outside the
         limits, and the upstreams it holds do not count towards ``max_upstreams``: what is
-        recorded is the configuration's choice, what is watched the people's."""
+        recorded is the configuration's choice, what is watched the people's. ``preroll``
+        (system viewers): start that many seconds back, from the upstream's ring, after a
+        ``{"type": "preroll", "seconds": ...}`` message saying how far back it starts."""
         s = self.settings
         if self._stopping:
             raise LimitReached("stopping", 0, 503, "the hub is stopping")
         if system:
-            return self._join(camera_id, camera, user, system=True)
+            return self._join(camera_id, camera, user, system=True, preroll=preroll)
         if self.per_user.get(user, 0) >= s.max_streams_per_user:
             raise self._refuse(
                 "max_streams_per_user",
@@ -321,7 +379,9 @@ class LiveVideo:
                 )
         return self._join(camera_id, camera, user, system=False)
 
-    def _join(self, camera_id: str, camera: Camera, user: str, *, system: bool) -> Viewer:
+    def _join(
+        self, camera_id: str, camera: Camera, user: str, *, system: bool, preroll: float = 0.0
+    ) -> Viewer:
         up = self.upstreams.get(camera_id)
         if up is None:
             up = self.upstreams[camera_id] = _Upstream(self, camera_id)
@@ -332,7 +392,7 @@ class LiveVideo:
             task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
         viewer = Viewer(camera_id=camera_id, user=user, service=self, system=system)
         self.per_user[user] = self.per_user.get(user, 0) + 1
-        up.join(viewer)
+        up.join(viewer, preroll)
         log.info("video.viewer_joined", camera=camera_id, user=user, viewers=len(up.viewers))
         return viewer
 
