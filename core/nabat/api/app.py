@@ -18,7 +18,17 @@ from .. import __version__
 from ..console import routes as console_routes
 from .gate import AccessMiddleware, Gate
 from .problems import exception_handlers
-from .routes import alerts, cameras, events, incidents, live, ops, recordings, subscriptions
+from .routes import (
+    alerts,
+    cameras,
+    events,
+    exports,
+    incidents,
+    live,
+    ops,
+    recordings,
+    subscriptions,
+)
 from .state import ApiState
 from .tokens import SCOPES
 
@@ -81,6 +91,7 @@ def create_app(state: ApiState, plugin_routers: list[Router] = ()) -> ASGIApp:  
         *events.HANDLERS,
         *subscriptions.HANDLERS,
         *cameras.HANDLERS,
+        *exports.HANDLERS,
         *recordings.HANDLERS,
         *alerts.HANDLERS,
         *incidents.HANDLERS,

@@ -29,6 +29,7 @@ SCOPES: dict[str, str] = {
     "alerts:activate": "activate, update and cancel warning alerts",
     "cameras:read": "camera inventory, health and snapshots",
     "cameras:control": "PTZ and other camera commands",
+    "cameras:export": "export recorded footage as signed evidence, and download exports",
     "ops:read": "readiness and Prometheus metrics (for monitoring)",
     "admin": "everything, including the audit log and every subscription",
 }

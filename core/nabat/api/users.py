@@ -48,6 +48,7 @@ ROLES: dict[str, tuple[str, ...]] = {
         "cameras:control",
         "alerts:activate",
         "ops:read",
+        "cameras:export",
     ),
     "admin": ("admin",),
 }

@@ -532,6 +532,16 @@ class Recorder:
         await self.index.remove(segment, reason)
         return 1
 
+    def file_of(self, segment: Segment) -> Path | None:
+        """The segment's file under the storage path its record names (None: not one of
+        this hub's paths, or a name that would leave it)."""
+        for storage in self.storages:
+            if storage.name == segment.storage:
+                root = storage.root.resolve()
+                path = (root / segment.name).resolve()
+                return path if path.is_relative_to(root) else None
+        return None
+
     # -- what the API and /metrics read -----------------------------------------------------
     def status(self) -> list[dict[str, Any]]:
         return [
