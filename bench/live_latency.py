@@ -49,8 +49,9 @@ stamp-to-decoded p50; click-to-first-frame p50 / time-to-first-frame p50). Goals
 glass-to-glass p50 < 0.8 s and p99 < 1.5 s; click to first frame p50 < 1.5 s.
 
 Run: ``uv run python bench/live_latency.py`` (fragment durations 0.5, 0.25, 0.1 and 1 s,
-~8 min); ``--quick`` for a smoke run (0.5 s only, 10 s measured, 3 clicks each, ~1.5 min);
-``--fragments 0.5,0.1 --duration 60`` etc.
+~9 min; with ``--clicks 8 --opens 10``, as in bench/README.md, ~12 min); ``--quick`` for a
+smoke run (0.5 s only, 10 s measured, 3 clicks each, ~1.5 min); ``--fragments 0.5,0.1
+--duration 60`` etc.
 """
 
 from __future__ import annotations
@@ -436,7 +437,7 @@ async def glass_to_glass(browser: Any, hub: Hub, args: argparse.Namespace) -> di
         await page.context.close()
 
 
-async def _closed(page: Any, hub: Hub) -> None:
+async def _closed(page: Any) -> None:
     from playwright.async_api import expect
 
     await page.keyboard.press("Escape")
@@ -464,13 +465,13 @@ async def clicks(browser: Any, hub: Hub, args: argparse.Namespace) -> dict[str, 
             await asyncio.sleep(random.uniform(0.3, 0.3 + GOP_S))  # a random GOP phase
             found["cold"].append(await _click(page))
             await asyncio.sleep(1.0)
-            await _closed(page, hub)
+            await _closed(page)
             # Warm: back within idle_close, the upstream (and its last GOP) still there.
             await asyncio.sleep(WARM_GAP)
             assert await asyncio.to_thread(hub.ask, "upstreams") == 1
             found["warm"].append(await _click(page))
             await asyncio.sleep(1.0)
-            await _closed(page, hub)
+            await _closed(page)
         if page.errors:
             raise RuntimeError(f"errors in the page: {page.errors[:3]}")
         return found
