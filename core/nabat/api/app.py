@@ -20,6 +20,7 @@ from .gate import AccessMiddleware, Gate
 from .problems import exception_handlers
 from .routes import (
     alerts,
+    archive,
     cameras,
     events,
     exports,
@@ -92,6 +93,7 @@ def create_app(state: ApiState, plugin_routers: list[Router] = ()) -> ASGIApp:  
         *subscriptions.HANDLERS,
         *cameras.HANDLERS,
         *exports.HANDLERS,
+        *archive.HANDLERS,
         *recordings.HANDLERS,
         *alerts.HANDLERS,
         *incidents.HANDLERS,

@@ -150,6 +150,76 @@ def report_cameras(
     )
 
 
+@command.command("recording")
+@config_option
+@click.option("--municipality", "municipalities", multiple=True, help="Only these (repeat).")
+@click.option("--cameras", "per_camera", is_flag=True, help="A row per camera too.")
+@click.option("--json", "as_json", is_flag=True)
+def report_recording(
+    config_file: str | None, municipalities: tuple[str, ...], per_camera: bool, as_json: bool
+) -> None:
+    """Archive depth per municipality: cameras a continuous policy records, how many meet
+    [recording] depth_days (deep enough, no day without footage, hash chain intact), the
+    shallowest archive, bytes kept, and why a district lags."""
+    from ..recording.depth import depth_report
+    from ..regions import load_region
+
+    quiet_logs(False)
+    loaded = load_or_exit(config_path(config_file), strict=False)
+    region = load_region(loaded.config.hub.region)
+    unknown = [m for m in municipalities if m not in region]
+    if unknown:
+        raise click.BadParameter(f"not municipalities of {region.id}: {', '.join(unknown)}")
+
+    async def work(hub: Hub) -> Any:
+        await hub.fleet.load()
+        return await depth_report(
+            hub.footage,
+            hub.recorder.recorded(),
+            region,
+            target_days=loaded.config.recording.depth_days,
+            language=loaded.config.hub.language,
+            municipalities=municipalities or None,
+            slack=2 * loaded.config.recording.segment_seconds,
+        )
+
+    result = with_prepared_hub(loaded, work)
+    if as_json:
+        print_json(result)
+        return
+    click.echo(f"{result.region}: archive depth target {result.target_days:g} days")
+    table(
+        ["MUNICIPALITY", "CAMERAS", "MEETING", "MIN DEPTH", "GB", "LAGGING"],
+        [
+            [
+                d.name,
+                str(d.cameras),
+                str(d.meeting),
+                "-" if d.min_depth_days is None else f"{d.min_depth_days:.1f}",
+                f"{d.bytes / 1024**3:.2f}",
+                "; ".join(d.why) if d.why else "",
+            ]
+            for d in result.districts
+        ],
+    )
+    if per_camera:
+        table(
+            ["CAMERA", "MUNICIPALITY", "DEPTH", "COVERED", "MISSING DAYS", "CHAIN"],
+            [
+                [
+                    c.camera,
+                    c.municipality,
+                    f"{c.depth_days:.1f}",
+                    f"{c.recorded_pct:.1f}%",
+                    ", ".join(f"{d:%m-%d}" for d in c.missing_days[:10])
+                    + (" …" if len(c.missing_days) > 10 else ""),
+                    yes(c.chain_ok) if c.chain_ok else "; ".join(c.problems[:3]),
+                ]
+                for c in result.cameras
+            ],
+        )
+
+
 @command.command("sirens")
 @config_option
 @click.option("--municipality", "municipalities", multiple=True, help="Only these (repeat).")

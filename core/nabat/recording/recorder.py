@@ -146,6 +146,15 @@ class Recorder:
                 return policy
         return None
 
+    def recorded(self) -> list[tuple[str, str, str]]:
+        """(camera, municipality, policy) of every camera a continuous policy records."""
+        found = []
+        for rt in self.instances.cameras():
+            policy = self.policy_for(rt)
+            if policy is not None:
+                found.append((rt.id, rt.entry.municipality or "", policy.name))
+        return found
+
     # -- life -----------------------------------------------------------------------------
     async def start(self) -> None:
         if not self.settings.policy:
