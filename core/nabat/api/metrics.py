@@ -151,6 +151,39 @@ class _HubCollector(Collector):
             running.add_metric([name], 0 if run.finished is not None or not run.total else 1)
         yield from (total, done, seconds, running)
         yield from _video(hub)
+        yield from _recording(hub)
+
+
+def _recording(hub: Hub) -> Iterator[Metric]:
+    recorder = hub.recorder
+    cameras = GaugeMetricFamily(
+        "nabat_recording_cameras", "Cameras the recorder holds, by state", labels=["state"]
+    )
+    states: dict[str, int] = {}
+    for cam in [*recorder.cameras.values(), *recorder.events.values()]:
+        states[cam.state] = states.get(cam.state, 0) + 1
+    for state, count in sorted(states.items()):
+        cameras.add_metric([state], count)
+    yield cameras
+    used = GaugeMetricFamily(
+        "nabat_recording_storage_bytes", "Indexed footage on each storage path", labels=["path"]
+    )
+    quota = GaugeMetricFamily(
+        "nabat_recording_storage_quota_bytes", "Each storage path's quota", labels=["path"]
+    )
+    failed = GaugeMetricFamily(
+        "nabat_recording_storage_failed", "1 while writing to the path has failed", labels=["path"]
+    )
+    for storage in recorder.storages:
+        used.add_metric([storage.name], storage.used)
+        quota.add_metric([storage.name], storage.quota)
+        failed.add_metric([storage.name], 0 if storage.failed is None else 1)
+    yield from (used, quota, failed)
+    segments = CounterMetricFamily("nabat_recording_segments", "Segments written by this process")
+    segments.add_metric(
+        [], sum(c.segments for c in [*recorder.cameras.values(), *recorder.events.values()])
+    )
+    yield segments
 
 
 def _video(hub: Hub) -> Iterator[Metric]:

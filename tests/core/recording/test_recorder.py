@@ -106,6 +106,12 @@ async def test_a_camera_is_recorded_into_playable_chained_segments(tmp_path, rts
         first, second = found[0], found[1]
         assert abs((second.start - first.end).total_seconds()) < 1.5
         assert await hub.footage.verify_chain("cam-live") == []
+        ops, _ = await server.state.tokens.create("ops", ["ops:read"])
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            r = await http.get("/metrics", headers={"Authorization": f"Bearer {ops}"})
+        assert 'nabat_recording_cameras{state="recording"} 1.0' in r.text
+        assert 'nabat_recording_storage_failed{path="video"} 0.0' in r.text
+        assert "nabat_recording_segments_total" in r.text
 
         # Recorded and watched: still one RTSP session to the camera.
         token, _ = await server.state.tokens.create("viewer", ["cameras:read"])
