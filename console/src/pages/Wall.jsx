@@ -8,6 +8,7 @@ import { formatAge, formatTime, has, t } from "../i18n.js";
 import { LivePlayer } from "../live.js";
 import { videoReason, videoState } from "../videoText.js";
 import { LiveWall } from "./LiveWall.jsx";
+import { RecordedVideo, Timeline } from "./Timeline.jsx";
 
 const REFRESH_S = 10;
 const ORDER = { offline: 0, degraded: 1, unknown: 2, ok: 3 };
@@ -349,6 +350,10 @@ function CameraView({ camera, onClose }) {
     window.addEventListener("keydown", key);
     return () => window.removeEventListener("keydown", key);
   }, [camera.id]);
+  // Recorded footage from a moment picked on the timeline (null: live); where it plays now.
+  const [replay, setReplay] = useState(null);
+  const [played, setPlayed] = useState(null);
+  useEffect(() => setReplay(null), [camera.id]);
   const state = stateOf(camera);
   // The probed resolution: the camera's detail says it, else the last health change.
   const measured = (detail && detail.width && detail.height && detail) || (camera.health && camera.health.width && camera.health.height && camera.health);
@@ -362,7 +367,20 @@ function CameraView({ camera, onClose }) {
           <button class="link" onClick={onClose} data-testid="close">{t("close")}</button>
         </header>
         <div class="camera-view">
-          <LiveVideo camera={camera} />
+          <div class="camera-main">
+            {replay == null ? <LiveVideo camera={camera} /> : <RecordedVideo camera={camera} at={replay} onTime={setPlayed} />}
+            {!camera.missing && (
+              <Timeline
+                camera={camera}
+                playing={replay == null ? null : played ?? replay}
+                onPlay={(at) => {
+                  setPlayed(null);
+                  setReplay(at);
+                }}
+                onLive={() => setReplay(null)}
+              />
+            )}
+          </div>
           {!camera.missing && (
           <aside>
             <p>{camera.address}</p>

@@ -42,6 +42,8 @@ MAX_SPAN = timedelta(days=31)
 GAP_SLACK_S = 2.0
 """A hole shorter than this between segments is the rotation itself, not a gap."""
 CHUNK = 256 * 1024
+MAX_SEGMENTS = 100_000
+"""31 days of 30 s segments, with room to spare."""
 _FILE = re.compile(r"(\d{1,16})\.mp4")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _decode = msgspec.json.Decoder(Segment)
@@ -148,7 +150,7 @@ async def list_recordings(
             errors=[FieldError(field="since", reason="ask for the period in parts")],
         )
     hub = api.hub
-    segments = await hub.footage.between(rt.id, since, until)
+    segments = await hub.footage.between(rt.id, since, until, limit=MAX_SEGMENTS)
     gaps = gaps_of(segments, since, min(until, now), GAP_SLACK_S) if since < now else []
     return Recordings(
         since=since,
@@ -307,7 +309,7 @@ async def segment_file(
     segment = await _segment_at(api, rt.id, int(match[1])) if match else None
     if segment is None or segment.camera != rt.id:
         raise ProblemError(404, f"camera {rt.id} has no segment {file!r}", kind="not-found")
-    path = _file_of(api, segment)
+    path = await asyncio.to_thread(_file_of, api, segment)
     size = (await asyncio.to_thread(path.stat)).st_size
     etag = f'"{segment.sha256}"'
     headers = {"Accept-Ranges": "bytes", "ETag": etag, "Cache-Control": "private, max-age=3600"}

@@ -1,0 +1,174 @@
+"""Recorded footage in a real browser: Debian's Chromium (Playwright) opens a recorded camera's
+large view, sees its timeline with the footage, clicks into it and plays the recording
+through Media Source Extensions — asserted from the video element (decoded frames rising,
+``currentTime`` advancing) while the page shows the recorded moment, not live — on into the
+next segment, and goes back to live. Screenshots go to ``test-artifacts/console/``."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from datetime import UTC, datetime
+from pathlib import Path
+
+from nabat.testing import eventually, load_config_text, run_api, run_hub
+
+_spec = importlib.util.spec_from_file_location(
+    "_console_browser", Path(__file__).with_name("test_browser.py")
+)
+_browser = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_browser)
+CHROMIUM, CHROMIUM_ARGS, PASSWORD = _browser.CHROMIUM, _browser.CHROMIUM_ARGS, _browser.PASSWORD
+_browser_or_skip, shot = _browser._browser_or_skip, _browser.shot
+
+
+def config(rtsp_server) -> str:
+    return f"""
+[hub]
+language = "ru"
+data_dir = "data"
+[api]
+listen = "127.0.0.1:0"
+[plugins.eventlog]
+enabled = false
+[plugins.watch]
+enabled = false
+[plugins.rtsp]
+[video]
+idle_close = 0.5
+stall_timeout = 3.0
+reconnect_initial = 0.2
+[recording]
+segment_seconds = 5
+sync_seconds = 1
+[[recording.storage]]
+path = "video"
+quota_gb = 1
+min_free_gb = 0
+[[recording.policy]]
+name = "always"
+cameras = ["krd-rec"]
+retention_days = 7
+
+[instances.krd-rec]
+kind = "rtsp.camera"
+name = "Красная, 1"
+municipality = "krasnodar"
+settings = {{ url = "{rtsp_server.url("/live?cam=timeline")}" }}
+"""
+
+
+VIDEO = """() => {
+  const v = document.querySelector('[data-testid=playback-video] video');
+  if (!v) return null;
+  const q = v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : null;
+  return {frames: q ? q.totalVideoFrames : 0, time: v.currentTime, width: v.videoWidth,
+          paused: v.paused};
+}"""
+
+
+async def _segments(hub, n: int):
+    found = [s async for s in hub.footage.all("krd-rec")]
+    return found if len(found) >= n else None
+
+
+async def test_the_timeline_shows_footage_and_plays_it_from_a_moment(tmp_path, rtsp_server):
+    _browser_or_skip()
+    from playwright.async_api import async_playwright, expect
+
+    loaded = load_config_text(config(rtsp_server), tmp_path)
+    async with run_hub(loaded) as hub, run_api(hub) as server:
+        await server.state.console.users.create(
+            "ivanova", PASSWORD, role="operator", name="ivanova", municipalities=["krasnodar"]
+        )
+        found = await eventually(lambda: _segments(hub, 3), timeout=60, what="three segments")
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            errors: list[str] = []
+            try:
+                context = await browser.new_context(viewport={"width": 1400, "height": 900})
+                page = await context.new_page()
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                await page.goto(f"{server.url}/console/")
+                await page.fill("input[name=login]", "ivanova")
+                await page.fill("input[name=password]", PASSWORD)
+                await page.click("button[type=submit]")
+                await expect(page.get_by_test_id("who")).to_be_visible()
+                await page.goto(f"{server.url}/console/wall/krd-rec")
+                view = page.get_by_test_id("camera-view")
+                await expect(view.get_by_test_id("live-video")).to_have_attribute(
+                    "data-state", "live", timeout=20_000
+                )
+                timeline = view.get_by_test_id("timeline")
+                await expect(timeline).to_contain_text("Архив")
+                await expect(view.get_by_test_id("go-live")).to_be_disabled()
+                # The last hour: the few seconds recorded are a bar one can click.
+                await view.get_by_test_id("zoom-1h").click()
+                bars = timeline.get_by_test_id("footage")
+                await expect(bars.first).to_be_visible(timeout=10_000)
+                await shot(page, "40-timeline-live")
+
+                box = await bars.first.bounding_box()
+                await page.mouse.click(box["x"] + min(2, box["width"] / 2), box["y"] + 4)
+                player = view.get_by_test_id("playback-video")
+                await expect(player).to_have_attribute("data-state", "playing", timeout=15_000)
+                await expect(view.get_by_test_id("live-video")).to_have_count(0)
+                first = await _plays(page)
+                played = view.get_by_test_id("played-time")
+                await expect(played).to_contain_text("запись:")
+                at = datetime.fromisoformat(await played.get_attribute("data-at"))
+                # A recorded moment: within the footage, not now.
+                assert found[0].start <= at <= found[-1].end, (at, found[0].start)
+                assert (datetime.now(UTC) - at).total_seconds() > 3
+                await expect(view.get_by_test_id("playhead")).to_have_count(1)
+                await expect(view.get_by_test_id("go-live")).to_be_enabled()
+                await shot(page, "41-timeline-playing")
+
+                # It plays on into the next segment: the moment shown passes the end of the one
+                # it started in (and frames go on being decoded across the boundary).
+                now_known = [s async for s in hub.footage.all("krd-rec")]
+                started_in = next(s for s in now_known if s.end > at)
+
+                async def past_first_segment():
+                    shown = await played.get_attribute("data-at")
+                    return shown and datetime.fromisoformat(shown) > started_in.end + _s(1)
+
+                await eventually(past_first_segment, timeout=20, what="into the next segment")
+                later = await page.evaluate(VIDEO)
+                assert later["frames"] > first["frames"] + 10 and later["time"] > first["time"] + 1
+                assert not later["paused"]
+
+                # «в эфире»: back to live.
+                await view.get_by_test_id("go-live").click()
+                await expect(view.get_by_test_id("live-video")).to_have_attribute(
+                    "data-state", "live", timeout=20_000
+                )
+                await expect(view.get_by_test_id("playback-video")).to_have_count(0)
+                assert errors == []
+            finally:
+                await browser.close()
+
+
+def _s(seconds: float):
+    from datetime import timedelta
+
+    return timedelta(seconds=seconds)
+
+
+async def _plays(page) -> dict:
+    for _ in range(150):
+        first = await page.evaluate(VIDEO)
+        if first and first["frames"] > 5 and first["time"] > 0:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"the recording did not start: {first}")
+    for _ in range(100):
+        await asyncio.sleep(0.1)
+        later = await page.evaluate(VIDEO)
+        if later["frames"] >= first["frames"] + 10 and later["time"] >= first["time"] + 1.0:
+            break
+    else:
+        raise AssertionError(f"the recording does not play on: {first} -> {later}")
+    assert later["width"] == 320 and not later["paused"]
+    return later
