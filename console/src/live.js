@@ -12,7 +12,12 @@
 // camera-offline, no-stream, no-access, refused, unsupported-browser, error.
 
 const KEEP_S = 30; // buffered video kept behind the playhead
-const BEHIND_S = 3; // further than this behind the live edge: jump to it
+const BEHIND_S = 1.5; // further than this behind the live edge: jump to it (a stall's delay
+// would otherwise stay for good: the player plays on at whatever offset it fell to)
+const START_BEHIND_S = 0.8; // the same, tighter, while a stream starts: the hub sends the last
+// GOP at once (the picture appears without waiting for a key frame), and the view then
+// catches up to the newest frame instead of staying a GOP behind
+const START_MS = 5000;
 const EDGE_S = 0.3; // where to land, before the newest frame
 const RETRY_MIN_S = 1;
 const RETRY_MAX_S = 15;
@@ -282,7 +287,7 @@ export class LivePlayer {
   attach(codec) {
     this.detach();
     const media = new MediaSource();
-    const item = { source: media, buffer: null, queue: [], url: URL.createObjectURL(media) };
+    const item = { source: media, buffer: null, queue: [], url: URL.createObjectURL(media), at: performance.now() };
     this.media = item;
     media.addEventListener(
       "sourceopen",
@@ -362,8 +367,13 @@ export class LivePlayer {
       const end = buffered.end(buffered.length - 1);
       const start = buffered.start(buffered.length - 1);
       const t = this.video.currentTime;
-      // Fallen behind (a hidden tab, a slow machine) or before the first frame: the live edge.
-      if (t < start || end - t > BEHIND_S) this.video.currentTime = Math.max(start, end - EDGE_S);
+      // Fallen behind (a hidden tab, a slow machine, a stall) or before the first frame: the
+      // live edge. A fragment's worth ahead is normal (fragments arrive whole): no jump for it.
+      const fragment = item.lastEnd != null ? Math.max(0, end - item.lastEnd) : 0;
+      item.lastEnd = end;
+      const starting = performance.now() - item.at < START_MS;
+      const behind = Math.max(EDGE_S + 2 * fragment, starting ? START_BEHIND_S : BEHIND_S);
+      if (t < start || end - t > behind) this.video.currentTime = Math.max(start, end - EDGE_S);
       if (this.video.paused) this.video.play().catch(() => {});
     }
     this.pump(item);
