@@ -15,6 +15,12 @@ export function serviceNames(services) {
   return (services || []).map((s) => (has(`service.${s}`) ? t(`service.${s}`) : s)).join(", ");
 }
 
+// The camera's large view playing its recording from a minute before the incident was reported.
+function footageUrl(cameraId, when) {
+  const at = new Date(Date.parse(when) - 60 * 1000).toISOString();
+  return `/console/wall/${encodeURIComponent(cameraId)}?at=${encodeURIComponent(at)}`;
+}
+
 function Detail({ id }) {
   const [record, setRecord] = useState(null);
   const [error, setError] = useState(null);
@@ -77,6 +83,17 @@ function Detail({ id }) {
             <figcaption>
               {c.name || c.id} · {t("incidents.distance", { m: Math.round(c.distance_m) })}
               {c.snapshot_at && ` · ${formatTime(c.snapshot_at)}`}
+              {" · "}
+              <a
+                href={footageUrl(c.id, i.reported_at || record.created_at)}
+                onClick={(e) => {
+                  e.preventDefault();
+                  go(footageUrl(c.id, i.reported_at || record.created_at));
+                }}
+                data-testid={`incident-footage-${c.id}`}
+              >
+                {t("incidents.footage")}
+              </a>
             </figcaption>
           </figure>
         ))}

@@ -52,6 +52,7 @@ export function Reports() {
   const [series, setSeries] = useState(null);
   const [report, setReport] = useState(null);
   const [sirens, setSirens] = useState(null);
+  const [archive, setArchive] = useState(null);
   const [error, setError] = useState(null);
   const [width, setWidth] = useState(Math.min(1100, window.innerWidth - 60));
 
@@ -68,11 +69,13 @@ export function Reports() {
       api(`/api/v1/reports/cameras/history?${query}&step_hours=${PERIODS[days]}`),
       api(`/api/v1/reports/cameras?${query}`),
       api("/api/v1/reports/sirens"),
+      api("/api/v1/reports/recording").catch(() => null),
     ]).then(
-      ([s, r, sr]) => {
+      ([s, r, sr, ar]) => {
         setSeries(s);
         setReport(r);
         setSirens(sr);
+        setArchive(ar);
         setError(null);
       },
       (err) => setError(err.message),
@@ -146,6 +149,35 @@ export function Reports() {
           ))}
         </tbody>
       </table>
+      {archive && archive.districts.length > 0 && (
+        <>
+          <h2>{t("reports.archive_title", { days: archive.target_days })}</h2>
+          <table class="list" data-testid="archive-report">
+            <thead>
+              <tr>
+                <th>{t("reports.district")}</th>
+                <th>{t("reports.archive_cameras")}</th>
+                <th>{t("reports.archive_meeting")}</th>
+                <th>{t("reports.archive_min_depth")}</th>
+                <th>{t("reports.archive_size")}</th>
+                <th>{t("reports.lagging")}</th>
+              </tr>
+            </thead>
+            <tbody>
+              {archive.districts.map((d) => (
+                <tr class={d.lagging ? "lagging-row" : ""} data-testid={`archive-${d.municipality}`}>
+                  <td>{d.name}</td>
+                  <td>{d.cameras}</td>
+                  <td>{d.meeting}</td>
+                  <td>{d.min_depth_days == null ? "—" : t("reports.days_value", { n: d.min_depth_days.toFixed(1) })}</td>
+                  <td>{t("reports.gb", { n: (d.bytes / 1024 ** 3).toFixed(1) })}</td>
+                  <td>{d.lagging ? d.why.join("; ") : ""}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </>
+      )}
     </section>
   );
 }

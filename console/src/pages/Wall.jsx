@@ -351,9 +351,18 @@ function CameraView({ camera, onClose }) {
     return () => window.removeEventListener("keydown", key);
   }, [camera.id]);
   // Recorded footage from a moment picked on the timeline (null: live); where it plays now.
-  const [replay, setReplay] = useState(null);
+  // Opened with ?at= (an incident's footage): the recording from then.
+  const [replay, setReplay] = useState(() => {
+    const at = Date.parse(new URLSearchParams(location.search).get("at") || "");
+    return Number.isNaN(at) ? null : at;
+  });
   const [played, setPlayed] = useState(null);
-  useEffect(() => setReplay(null), [camera.id]);
+  const shownCamera = useRef(camera.id);
+  useEffect(() => {
+    if (shownCamera.current === camera.id) return;
+    shownCamera.current = camera.id;
+    setReplay(null);
+  }, [camera.id]);
   const state = stateOf(camera);
   // The probed resolution: the camera's detail says it, else the last health change.
   const measured = (detail && detail.width && detail.height && detail) || (camera.health && camera.health.width && camera.health.height && camera.health);

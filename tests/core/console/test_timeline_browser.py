@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,6 +55,8 @@ retention_days = 7
 kind = "rtsp.camera"
 name = "Красная, 1"
 municipality = "krasnodar"
+lat = 45.0356
+lon = 38.9754
 settings = {{ url = "{rtsp_server.url("/live?cam=timeline")}" }}
 """
 
@@ -144,6 +147,38 @@ async def test_the_timeline_shows_footage_and_plays_it_from_a_moment(tmp_path, r
                     "data-state", "live", timeout=20_000
                 )
                 await expect(view.get_by_test_id("playback-video")).to_have_count(0)
+
+                # An incident's page plays its cameras' footage from a minute before the report.
+                from nabat.interfaces import GeoPoint, Incident
+
+                reported = found[1].start + _s(62)
+                await hub.incidents.report(
+                    "inc-rec",
+                    Incident(
+                        title="ДТП на Красной",
+                        location=GeoPoint(45.0357, 38.9755),
+                        reported_at=reported,
+                    ),
+                    source="urn:test",
+                )
+                await page.goto(f"{server.url}/console/incidents/inc-rec")
+                await page.get_by_test_id("incident-footage-krd-rec").click()
+                view = page.get_by_test_id("camera-view")
+                await expect(view.get_by_test_id("playback-video")).to_have_attribute(
+                    "data-state", "playing", timeout=15_000
+                )
+                await _plays(page)
+                played = view.get_by_test_id("played-time")
+                await expect(played).to_have_attribute("data-at", re.compile(r"\d{4}-"))
+                at = datetime.fromisoformat(await played.get_attribute("data-at"))
+                assert found[1].start - _s(1) <= at <= found[1].end + _s(8), (at, found[1])
+                await shot(page, "42-incident-footage")
+
+                # The reports page shows the district's archive depth.
+                await page.goto(f"{server.url}/console/reports")
+                archive = page.get_by_test_id("archive-krasnodar")
+                await expect(archive).to_be_visible(timeout=15_000)
+                await expect(archive).to_contain_text("Краснодар")
                 assert errors == []
             finally:
                 await browser.close()
