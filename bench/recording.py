@@ -44,7 +44,7 @@ the longest pause between two packets.
 more than the bare remux costs; goal >= 0.8. Goals: loop lag p99 < 10 ms (bus publish p99
 < 10 ms as in live_video), playback to first frame p50 < 1 s, no gap.
 
-Run: ``uv run python bench/recording.py`` (64 cameras, 10 s segments, ~4 min);
+Run: ``uv run python bench/recording.py`` (64 cameras, 10 s segments, ~3 min);
 ``--quick`` for a smoke run (8 cameras, ~1 min); ``--cameras 96 --segment 20`` etc.
 """
 
@@ -176,6 +176,33 @@ def _du(root: Path) -> tuple[int, int]:
                 continue
             files += name.endswith(".mp4")
     return total, files
+
+
+def _media_times(path: Path) -> tuple[float, float, float]:
+    """(first, last fragment's decode time in s, longest step between two fragments) of an
+    fMP4 file, from the ``mdhd`` timescale and each ``moof``'s ``tfdt``: the media's own
+    clock, whatever the index says."""
+    data = path.read_bytes()
+    at = data.find(b"mdhd") + 4
+    version = data[at]
+    scale = int.from_bytes(data[at + (20 if version else 12) : at + (24 if version else 16)])
+    values = []
+    found = data.find(b"tfdt")
+    while found >= 0:
+        at = found + 4
+        v = data[at]
+        values.append(int.from_bytes(data[at + 4 : at + (12 if v else 8)]) / scale)
+        found = data.find(b"tfdt", at)
+    steps = [b - a for a, b in itertools.pairwise(values)]
+    return values[0], values[-1], max(steps, default=0.0)
+
+
+def _media_holes(paths: list[Path]) -> tuple[float, float]:
+    """(longest step of media time across a rotation, longest within a file) over one
+    camera's consecutive segments: equal when no fragment went missing between files."""
+    spans = [_media_times(p) for p in paths]
+    across = [b[0] - a[1] for a, b in itertools.pairwise(spans)]
+    return max(across, default=0.0), max((s[2] for s in spans), default=0.0)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -481,6 +508,12 @@ async def _hub(conn: Any, directory: str, urls: list[str], segment_s: float) -> 
                         holes += [
                             (b.start - a.end).total_seconds() for a, b in itertools.pairwise(items)
                         ]
+                    media = [
+                        await asyncio.to_thread(
+                            _media_holes, [storage.root / s.name for s in items]
+                        )
+                        for items in by_camera.values()
+                    ]
                     broken = 0
                     for camera in by_camera:
                         broken += len(await hub.footage.verify_chain(camera))
@@ -501,6 +534,8 @@ async def _hub(conn: Any, directory: str, urls: list[str], segment_s: float) -> 
                             "hole_max": max(holes, default=0.0),
                             "hole_p50": pct(holes, 50),
                             "gaps": sum(1 for h in holes if h > GAP_SLACK_S),
+                            "media_across": max(m[0] for m in media),
+                            "media_within": max(m[1] for m in media),
                             "chain_problems": broken,
                             "states": [c["state"] for c in recorder.status()],
                             "rss_delta": _rss() - rss0,
@@ -742,7 +777,8 @@ def main() -> None:
                     extra = (
                         f"\n           lag p99 {r['lag_p99'] * 1000:.1f} ms  bus p99 "
                         f"{r['bus_p99'] * 1000:.2f} ms  holes max {r['hole_max']:.2f} s  "
-                        f"gaps {r['gaps']}  dropped {r['dropped']}  reconnects "
+                        f"gaps {r['gaps']}  media step across files {r['media_across']:.2f} s "
+                        f"(within {r['media_within']:.2f})  dropped {r['dropped']}  reconnects "
                         f"{r['reconnects']}  chain problems {r['chain_problems']}"
                         if kind == "hub"
                         else f"\n           max packet gap {r['max_gap']:.2f} s  stalled "
@@ -839,7 +875,11 @@ def main() -> None:
         f"{med('hub', 'hole_p50'):.2f} s; {sum(r['dropped'] for r in hubs)} fragments skipped, "
         f"{sum(r['reconnects'] for r in hubs)} upstream reconnects, "
         f"{sum(r['chain_problems'] for r in hubs)} chain problems, "
-        f"{sum(r['log_warnings'] for r in hubs)} recording warnings logged; raw: longest "
+        f"{sum(r['log_warnings'] for r in hubs)} recording warnings logged; in the files' own "
+        f"media time (tfdt) the longest step across a rotation is "
+        f"{max(r['media_across'] for r in hubs):.2f} s, within a file "
+        f"{max(r['media_within'] for r in hubs):.2f} s; "
+        f"raw: longest "
         f"pause between packets {max(r['max_gap'] for r in runs['raw']):.2f} s; every hub run)"
     )
     fr_hub = statistics.median(r["fragments"] / r["recorded_s"] for r in hubs)
