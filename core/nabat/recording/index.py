@@ -29,6 +29,9 @@ COLLECTION = "recording.segments"
 HOLDS = "recording.holds"
 """Footage kept whatever retention says (an export in progress): key an id of the holder's,
 body the camera and the range, expiring on its own so a crashed export holds nothing forever."""
+HEADS = "recording.heads"
+"""Each camera's newest chain (the last segment *added*: after a clock step back it is not the
+one with the latest start)."""
 REMOVED = "recording.removed"
 """Segments retention removed (key as the segment's, body its chain and why): the chain may
 skip them; a segment missing without such a record was removed by someone else."""
@@ -110,9 +113,13 @@ class SegmentIndex:
     async def add(
         self, file: SegmentFile, *, storage: str, policy: str, recovered: bool = False
     ) -> Segment:
-        """Index a finished segment, chained to the camera's last one."""
+        """Index a finished segment, chained to the camera's last one added."""
         last = await self.last(file.camera)
-        previous = last.chain if last else GENESIS
+        head = await self.journal.get_record(HEADS, camera_dir(file.camera))
+        if head is not None:
+            previous = msgspec.json.decode(head.body)["chain"]
+        else:
+            previous = last.chain if last else GENESIS
         clock_step = last is not None and file.start < last.end - timedelta(seconds=1)
         start = file.start
         while True:
@@ -133,6 +140,8 @@ class SegmentIndex:
             )
             body = msgspec.json.encode(segment)
             if await self.journal.put_record(COLLECTION, segment.key, body, only_new=True):
+                head_body = msgspec.json.encode({"chain": segment.chain, "key": segment.key})
+                await self.journal.put_record(HEADS, camera_dir(file.camera), head_body)
                 return segment
             start += timedelta(microseconds=1)  # the same µs (a clock step): the next key
 
@@ -198,27 +207,28 @@ class SegmentIndex:
             after = page[-1].key
 
     async def verify_chain(self, camera: str) -> list[str]:
-        """What is wrong with the camera's chain: a segment whose chain does not follow from
-        its predecessor (one removed or altered between them)."""
+        """What is wrong with the camera's chain: a record whose chain does not follow from
+        its own fields (altered), a segment whose predecessor is neither there nor removed by
+        retention (one removed or altered behind the hub's back), two segments claiming one
+        predecessor (two writers)."""
         problems = []
-        previous: Segment | None = None
+        segments = [s async for s in self.all(camera)]
         removed = await self.removed_chains(camera)
-        async for segment in self.all(camera):
+        known = {s.chain for s in segments} | removed | {GENESIS}
+        followers: dict[str, int] = {}
+        for segment in segments:
             expected = chain_of(
                 segment.previous, segment.sha256, segment.camera, segment.start, segment.end
             )
             if segment.chain != expected:
                 problems.append(f"segment {segment.start.isoformat()}: its record was altered")
-            if (
-                previous is not None
-                and segment.previous != previous.chain
-                and segment.previous not in removed
-            ):
+            if segment.previous not in known:
                 problems.append(
-                    f"between {previous.end.isoformat()} and {segment.start.isoformat()}: "
-                    "a segment was removed or altered"
+                    f"before {segment.start.isoformat()}: a segment was removed or altered"
                 )
-            previous = segment
+            followers[segment.previous] = followers.get(segment.previous, 0) + 1
+        if any(n > 1 for chain, n in followers.items()):
+            problems.append("two segments follow one: two hubs recorded this camera at once?")
         return problems
 
 
