@@ -3,8 +3,15 @@
 :func:`run_upstream` is blocking and runs in a thread of its own (see :mod:`nabat.video`). It
 opens the camera's stream with FFmpeg (PyAV), checks that the video is H.264, and hands every
 packet to FFmpeg's ``mp4`` muxer in fragmented mode: the init segment (``ftyp`` + ``moov``)
-first, then a fragment (``moof`` + ``mdat``) at each key frame and every
-``fragment_duration`` seconds in between (part-GOPs keep the latency below a GOP's length).
+first, then a fragment (``moof`` + ``mdat``) at each key frame and every :data:`MUX_FRAGMENT`
+seconds in between. Fragments are handed on in **batches** (several ``moof`` + ``mdat`` in one
+message, which Media Source Extensions and MP4 readers take as they take one) of at most
+``fragment_duration`` seconds, a batch never spanning a key frame — so a viewer gets a
+message per ``fragment_duration`` (the hub's cost per message and viewer stays that of
+``fragment_duration`` fragments), while during the first :data:`YOUNG_S` of a stream every
+fragment goes at once: a viewer who just clicked waits for the camera's key frame and
+``MUX_FRAGMENT``, not a whole ``fragment_duration``. (FFmpeg holds a fragment's packets until
+it is cut, and its muxer cannot change its fragment length once started.)
 
 When the camera stops sending (no packet for ``stall_timeout``), ends the stream or drops the
 connection, the upstream reports ``stalled`` and reconnects with exponential backoff until
@@ -26,7 +33,12 @@ from ..logs import get_logger
 from ..masking import without_userinfo
 from .fmp4 import BoxSplitter, mime_type
 
-__all__ = ["Failure", "Sink", "UpstreamSettings", "run_upstream"]
+__all__ = ["MUX_FRAGMENT", "YOUNG_S", "Failure", "Sink", "UpstreamSettings", "run_upstream"]
+
+MUX_FRAGMENT = 0.1
+"""Seconds of the muxer's own fragments within a GOP (the batches are ``fragment_duration``)."""
+YOUNG_S = 1.5
+"""After a stream (re)starts, fragments go one by one this long: the first picture sooner."""
 
 log = get_logger("nabat.video")
 
@@ -128,7 +140,7 @@ class _Output:
         self.writer = _Writer()
         options = {
             "movflags": "empty_moov+default_base_moof+frag_keyframe",
-            "frag_duration": str(int(settings.fragment_duration * 1_000_000)),
+            "frag_duration": str(int(min(MUX_FRAGMENT, settings.fragment_duration) * 1_000_000)),
         }
         self.container = av.open(self.writer, "w", format="mp4", options=options)
         self.stream = self.container.add_stream_from_template(template)
@@ -142,6 +154,30 @@ class _Output:
         self.step = 0
         self.keys: list[bool] = []
         self.announced = False
+        self.batch: list[bytes] = []
+        self.batch_key = False
+        self.batch_since = 0.0
+        self.young_until = 0.0
+        """Until when (monotonic) fragments go one by one: a stream just (re)started."""
+
+    def hand_on(self, sink: Sink, data: bytes, key: bool, limit: float) -> None:
+        """Batch ``data`` (one fragment) and hand a batch on when it is due: before a key
+        fragment (a batch starts at most at one), after ``limit`` seconds, or at once while
+        the stream is young."""
+        now = time.monotonic()
+        if key and self.batch:
+            self.flush(sink)
+        if not self.batch:
+            self.batch_key, self.batch_since = key, now
+        self.batch.append(data)
+        if now < self.young_until or now - self.batch_since >= limit - MUX_FRAGMENT / 2:
+            self.flush(sink)
+
+    def flush(self, sink: Sink) -> None:
+        if self.batch:
+            data = self.batch[0] if len(self.batch) == 1 else b"".join(self.batch)
+            self.batch = []
+            sink.fragment(data, self.batch_key)
 
     def compatible(self, video: Any) -> bool:
         return (
@@ -243,6 +279,7 @@ def run_upstream(
                     ms=round((time.monotonic() - started) * 1000),
                 )
                 if output is not None and not output.compatible(video):
+                    output.flush(sink)
                     output.close()
                     output = None
                 if output is None:
@@ -252,6 +289,7 @@ def run_upstream(
                     output.next_dts = (
                         None if output.last_dts is None else output.last_dts + max(1, output.step)
                     )
+                output.young_until = time.monotonic() + YOUNG_S
                 offset: int | None = None
                 for packet in _timestamped(container.demux(video), video):
                     if stop.is_set():
@@ -280,7 +318,9 @@ def run_upstream(
                         if kind == "init":
                             sink.stream(mime_type(data), data, output.epoch)
                         else:
-                            sink.fragment(data, bool(keys and keys[0]))
+                            output.hand_on(
+                                sink, data, bool(keys and keys[0]), settings.fragment_duration
+                            )
                             keys = []
                     if output.writer.done:
                         output.writer.done = []
@@ -288,6 +328,8 @@ def run_upstream(
                     output.keys.append(bool(packet.is_keyframe))
                 raise Failure("camera-ended", "the camera ended the stream", final=False)
             except Exception as exc:
+                if output is not None:
+                    output.flush(sink)  # what the camera sent before it went away
                 failure = classify(exc, url)
                 if stop.is_set():
                     return counters
