@@ -377,7 +377,7 @@ class Recorder:
                 if init is None:
                     continue
                 key = isinstance(message, KeyFragment)
-                if writer is not None and key and writer.elapsed >= segment_s:
+                if writer is not None and key and time.monotonic() - writer.t0 >= segment_s:
                     await self._finish(cam, writer, storage)
                     writer = None
                 if writer is None:
