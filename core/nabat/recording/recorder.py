@@ -393,7 +393,8 @@ class Recorder:
                             storage.root,
                             cam.id,
                             init,
-                            start=datetime.now(UTC) - timedelta(seconds=back),
+                            start=datetime.now(UTC)
+                            - timedelta(seconds=max(back, time.monotonic() - _cut(message))),
                             sync_seconds=self.settings.sync_seconds,
                         )
                         back = 0.0
@@ -402,7 +403,7 @@ class Recorder:
                         continue
                     cam.state, cam.reason = "recording", ""
                 try:
-                    await asyncio.to_thread(writer.append, message)
+                    await asyncio.to_thread(writer.append, message, _cut(message))
                 except OSError as exc:
                     writer.abort()
                     writer = None
@@ -564,6 +565,11 @@ class Recorder:
             }
             for c in self.cameras.values()
         ]
+
+
+def _cut(message: bytes) -> float:
+    """When the fragment was cut (monotonic): stamped by the upstream, else now."""
+    return getattr(message, "at", 0.0) or time.monotonic()
 
 
 def _writable(storage: Storage) -> bool:

@@ -87,6 +87,7 @@ class SegmentWriter:
         start: datetime | None = None,
         sync_seconds: float = 5.0,
     ) -> None:
+        """``start``: when the first fragment's video began (default now)."""
         self.root, self.camera = root, camera
         self.start = start or datetime.now(UTC)
         self.name = _name_for(camera, self.start)
@@ -112,11 +113,12 @@ class SegmentWriter:
         self.hash.update(data)
         self.size += len(data)
 
-    def append(self, fragment: bytes) -> None:
-        """Add one whole fragment (``moof`` + ``mdat``); its end is noted after its bytes."""
+    def append(self, fragment: bytes, at: float | None = None) -> None:
+        """Add whole fragments (``moof`` + ``mdat``…; ``at``: when, monotonic, they were cut;
+        default now); their end is noted after their bytes."""
         self._write(fragment)
         now = time.monotonic()
-        self.elapsed = now - self.t0
+        self.elapsed = max(self.elapsed, (now if at is None else min(at, now)) - self.t0)
         self.fragments += 1
         _write_all(self.idx, f"{self.size} {self.elapsed:.3f}\n".encode())
         if now - self.synced >= self.sync_seconds:

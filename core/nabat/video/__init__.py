@@ -18,6 +18,6 @@ should a thread per upstream ever show in it, the same :func:`~nabat.video.remux
 runs unchanged in a worker process behind a pipe.
 """
 
-from .service import KeyFragment, LimitReached, LiveVideo, Viewer
+from .service import Fragment, KeyFragment, LimitReached, LiveVideo, Viewer
 
-__all__ = ["KeyFragment", "LimitReached", "LiveVideo", "Viewer"]
+__all__ = ["Fragment", "KeyFragment", "LimitReached", "LiveVideo", "Viewer"]

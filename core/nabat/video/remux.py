@@ -69,8 +69,9 @@ class Sink:
 
     stream: Callable[[str, bytes, int], None]
     """(MIME type with codecs, init segment, epoch): a new fMP4 stream begins."""
-    fragment: Callable[[bytes, bool], None]
-    """(moof+mdat, starts with a key frame)."""
+    fragment: Callable[[bytes, bool, float], None]
+    """(moof+mdat…, starts with a key frame, when (monotonic) its last fragment was cut: a
+    batch handed on late — the camera stopped — still says when its video was)."""
     status: Callable[[str, str], None]
     """(state: ``live`` | ``stalled``, reason)."""
     failed: Callable[[Failure], None]
@@ -157,6 +158,7 @@ class _Output:
         self.batch: list[bytes] = []
         self.batch_key = False
         self.batch_since = 0.0
+        self.batch_last = 0.0
         self.young_until = 0.0
         """Until when (monotonic) fragments go one by one: a stream just (re)started."""
 
@@ -170,6 +172,7 @@ class _Output:
         if not self.batch:
             self.batch_key, self.batch_since = key, now
         self.batch.append(data)
+        self.batch_last = now
         if now < self.young_until or now - self.batch_since >= limit - MUX_FRAGMENT / 2:
             self.flush(sink)
 
@@ -177,7 +180,7 @@ class _Output:
         if self.batch:
             data = self.batch[0] if len(self.batch) == 1 else b"".join(self.batch)
             self.batch = []
-            sink.fragment(data, self.batch_key)
+            sink.fragment(data, self.batch_key, self.batch_last)
 
     def compatible(self, video: Any) -> bool:
         return (

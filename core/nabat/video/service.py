@@ -23,7 +23,7 @@ from ..interfaces.camera import Camera, Snapshot
 from ..logs import get_logger
 from .remux import Failure, Sink, UpstreamSettings, run_upstream
 
-__all__ = ["KeyFragment", "LimitReached", "LiveVideo", "Viewer"]
+__all__ = ["Fragment", "KeyFragment", "LimitReached", "LiveVideo", "Viewer"]
 
 log = get_logger("nabat.video")
 
@@ -37,9 +37,16 @@ class LimitReached(Exception):
         self.limit, self.value, self.status = limit, value, status
 
 
-class KeyFragment(bytes):
-    """A fragment that starts with a key frame: where a recording may begin a new file. Plain
-    ``bytes`` to everyone else (a WebSocket sends it as it sends any fragment)."""
+class Fragment(bytes):
+    """A fragment of a recorded camera, with ``at``: when (monotonic) it was cut — what a
+    recording stamps it with (it can be handed on seconds later when the camera stops).
+    Plain ``bytes`` to everyone else."""
+
+    at: float = 0.0
+
+
+class KeyFragment(Fragment):
+    """A fragment that starts with a key frame: where a recording may begin a new file."""
 
 
 class _End:
@@ -127,10 +134,11 @@ class _Upstream:
             for item in self.header:
                 viewer.queue.put_nowait(item)
 
-    def on_fragment(self, data: bytes, key: bool) -> None:
+    def on_fragment(self, data: bytes, key: bool, at: float) -> None:
         self.service.bytes_in += len(data)
-        if key:
-            data = KeyFragment(data)
+        if key or self.recorded or self.service.ring_seconds > 0:
+            data = (KeyFragment if key else Fragment)(data)
+            data.at = at
         if self.service.ring_seconds > 0:
             self._keep(data)
         if key:

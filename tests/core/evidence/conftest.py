@@ -49,7 +49,7 @@ def record(url: str, directory: Path, gops: tuple[int, ...] = GOPS) -> list[Path
     def stream(mime: str, data: bytes, epoch: int) -> None:
         init[:] = [data]
 
-    def fragment(data: bytes, key: bool) -> None:
+    def fragment(data: bytes, key: bool, at: float = 0.0) -> None:
         if stop.is_set():
             return
         if key:
