@@ -349,7 +349,6 @@ class Recorder:
         preroll = cam.policy.pre_roll if cam.until is not None and not cam.segments else 0.0
         viewer = self.video.watch(cam.id, driver, user="recorder", system=True, preroll=preroll)
         cam.viewer = viewer
-        back = 0.0  # how far back the next segment's first fragment arrived (the pre-roll)
         writer: SegmentWriter | None = None
         storage: Storage | None = None
         init: bytes | None = None
@@ -361,8 +360,6 @@ class Recorder:
                     kind = msgspec.json.decode(message).get("type")
                     if kind == "stream":
                         expect_init = True
-                    elif kind == "preroll":
-                        back = float(msgspec.json.decode(message).get("seconds") or 0.0)
                     elif kind == "status" and '"stalled"' in message and writer is not None:
                         # The camera stopped sending: end the segment, the gap shows.
                         await self._finish(cam, writer, storage)
@@ -394,10 +391,9 @@ class Recorder:
                             cam.id,
                             init,
                             start=datetime.now(UTC)
-                            - timedelta(seconds=max(back, time.monotonic() - _cut(message))),
+                            - timedelta(seconds=time.monotonic() - _cut(message)),
                             sync_seconds=self.settings.sync_seconds,
                         )
-                        back = 0.0
                     except OSError as exc:
                         await self._storage_failed(storage, exc)
                         continue

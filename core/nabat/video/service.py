@@ -113,9 +113,9 @@ class _Upstream:
         self.thread: threading.Thread | None = None
         self.header: list[Item] = []  # the stream message and the init segment
         self.gop: list[bytes] = []
-        self.ring: deque[tuple[float, bytes]] = deque()
-        """Recent fragments (arrival time, bytes) from a key fragment on, covering at least
-        ``service.ring_seconds``: a recording that starts now begins that far back."""
+        self.ring: deque[Fragment] = deque()
+        """Recent fragments from a key fragment on, covering at least ``service.ring_seconds``
+        (by their ``at``): a recording that starts now begins that far back."""
         self.key_at = datetime.now(UTC)
         """When the kept GOP's key frame arrived."""
         self.live = False
@@ -139,7 +139,7 @@ class _Upstream:
         if key or self.recorded or self.service.ring_seconds > 0:
             data = (KeyFragment if key else Fragment)(data)
             data.at = at
-        if self.service.ring_seconds > 0:
+        if isinstance(data, Fragment) and self.service.ring_seconds > 0:
             self._keep(data)
         if key:
             self.gop = [data]
@@ -183,32 +183,29 @@ class _Upstream:
         """Held open by a recording (a system viewer)."""
         return any(v.system for v in self.viewers)
 
-    def _keep(self, data: bytes) -> None:
-        now = time.monotonic()
+    def _keep(self, data: Fragment) -> None:
         ring = self.ring
         if not ring and not isinstance(data, KeyFragment):
             return  # the ring starts at a key frame
-        ring.append((now, data))
-        cutoff = now - self.service.ring_seconds
+        ring.append(data)
+        cutoff = data.at - self.service.ring_seconds
         while True:  # a later key fragment old enough makes all before it unneeded
-            at = next((i for i in range(1, len(ring)) if isinstance(ring[i][1], KeyFragment)), 0)
-            if not at or ring[at][0] > cutoff:
+            at = next((i for i in range(1, len(ring)) if isinstance(ring[i], KeyFragment)), 0)
+            if not at or ring[at].at > cutoff:
                 return
             for _ in range(at):
                 ring.popleft()
 
-    def preroll(self, seconds: float) -> tuple[float, list[bytes]]:
-        """The ring from the newest key fragment at least ``seconds`` old (else the oldest),
-        and how long ago that fragment arrived."""
+    def preroll(self, seconds: float) -> list[Fragment]:
+        """The ring from the newest key fragment at least ``seconds`` old (else the oldest);
+        each fragment's ``at`` says when it was cut."""
         ring = list(self.ring)
-        if not ring:
-            return 0.0, []
         now = time.monotonic()
         start = 0
-        for i, (at, data) in enumerate(ring):
-            if isinstance(data, KeyFragment) and now - at >= seconds:
+        for i, data in enumerate(ring):
+            if isinstance(data, KeyFragment) and now - data.at >= seconds:
                 start = i
-        return now - ring[start][0], [data for _, data in ring[start:]]
+        return ring[start:]
 
     def join(self, viewer: Viewer, preroll: float = 0.0) -> None:
         if self.idle is not None:
@@ -218,10 +215,8 @@ class _Upstream:
         for item in self.header:
             viewer.queue.put_nowait(item)
         if preroll > 0 and self.ring:  # a recording: from that far back
-            age, fragments = self.preroll(preroll)
             viewer.waiting_key = False
-            viewer.queue.put_nowait(_json(type="preroll", seconds=round(age, 3)))
-            for data in fragments:
+            for data in self.preroll(preroll):
                 viewer.fragments += 1
                 viewer.queue.put_nowait(data)
         elif self.gop:  # the last GOP: a new viewer starts at once, at its key frame
@@ -352,8 +347,8 @@ class LiveVideo:
         caller must :meth:`Viewer.close` it. A ``system`` viewer (a recording) is outside the
         limits, and the upstreams it holds do not count towards ``max_upstreams``: what is
         recorded is the configuration's choice, what is watched the people's. ``preroll``
-        (system viewers): start that many seconds back, from the upstream's ring, after a
-        ``{"type": "preroll", "seconds": ...}`` message saying how far back it starts."""
+        (system viewers): start that many seconds back, from the upstream's ring (each
+        fragment's ``at`` says when it was cut)."""
         s = self.settings
         if self._stopping:
             raise LimitReached("stopping", 0, 503, "the hub is stopping")
