@@ -11,9 +11,10 @@ from litestar.params import QueryParameter
 
 from ...recording.depth import DepthReport, depth_report
 from ...regions import load_region
-from ..problems import FieldError, ProblemError, documented
+from ..problems import documented
 from ..state import ApiState
 from ..tokens import TokenInfo
+from .cameras import report_municipalities
 
 __all__ = ["HANDLERS"]
 
@@ -36,17 +37,7 @@ async def recording_report(
         list[str] | None, QueryParameter(name="municipality", max_items=100)
     ] = None,
 ) -> DepthReport:
-    unknown = [m for m in municipality or () if m not in api.municipalities]
-    if unknown:
-        raise ProblemError(
-            400,
-            f"not municipalities of this region: {', '.join(unknown)}",
-            errors=[FieldError(field="municipality", reason="a municipality slug")],
-        )
-    token = request.user
-    wanted = municipality or None
-    if not token.regional:
-        wanted = [m for m in (wanted or token.municipalities) if m in token.municipalities]
+    wanted = report_municipalities(api, request.user, municipality)
     hub = api.hub
     return await depth_report(
         hub.footage,

@@ -36,7 +36,7 @@ from ..tokens import TokenInfo
 if TYPE_CHECKING:
     from ...instances import Instance
 
-__all__ = ["HANDLERS", "CameraId", "running_camera", "visible_camera"]
+__all__ = ["HANDLERS", "CameraId", "report_municipalities", "running_camera", "visible_camera"]
 
 Status = Literal["ok", "degraded", "offline", "unknown"]
 _STATES = tuple(state.value for state in HealthState)
@@ -372,11 +372,7 @@ def _checked_period(
             "since must be before until and before now",
             errors=[FieldError(field="since", reason="the period has not begun")],
         )
-    token = request.user
-    wanted = _municipalities(api, municipalities)
-    if not token.regional:
-        wanted = [m for m in (wanted or token.municipalities) if m in token.municipalities]
-    return wanted
+    return report_municipalities(api, request.user, municipalities)
 
 
 def _municipalities(api: ApiState, given: list[str] | None) -> list[str] | None:
@@ -388,6 +384,17 @@ def _municipalities(api: ApiState, given: list[str] | None) -> list[str] | None:
             errors=[FieldError(field="municipality", reason="a municipality slug")],
         )
     return list(given) if given else None
+
+
+def report_municipalities(
+    api: ApiState, token: TokenInfo, given: list[str] | None
+) -> list[str] | None:
+    """The municipalities a report covers: those asked for (400 naming any unknown), limited
+    to a district token's own (a district token's report is its own); None: the region."""
+    wanted = _municipalities(api, given)
+    if not token.regional:
+        wanted = [m for m in (wanted or token.municipalities) if m in token.municipalities]
+    return wanted
 
 
 Municipalities = Annotated[list[str] | None, QueryParameter(name="municipality", max_items=100)]
