@@ -1,24 +1,28 @@
 """The recorder: the cameras ``[[recording.policy]]`` selects, written to segment files.
 
 Each recorded camera is a *system viewer* of the live restreamer (:mod:`nabat.video`): a
-camera recorded and watched is still one RTSP session. Its fragments go to a
-:class:`~nabat.recording.segments.SegmentWriter` in a thread (file I/O never runs on the event
-loop); a new segment starts at the first key fragment after ``segment_seconds``, and on a new
-stream configuration. A camera that stalls ends its segment: the index shows the gap. A camera
-that cannot be streamed (offline, credentials refused, not running) is retried with backoff.
+camera recorded and watched is still one RTSP session. It takes the fragments through a
+:class:`~nabat.recording.tap.SegmentTap` on the upstream's own thread, which writes them
+and leaves what waits for the disk (``fsync``, finishing a segment) to the storage path's
+:class:`~nabat.recording.disk.DiskWriter` thread: file I/O never runs on the event loop, and
+the loop does nothing per fragment — it indexes each finished segment. A new segment starts
+at the first key fragment after ``segment_seconds``, and on a new stream configuration. A
+camera that stalls ends its segment: the index shows the gap. A camera that cannot be
+streamed (offline, credentials refused, not running) is retried with backoff.
 
 Storage paths are tried in the order configured, skipping those that failed or lack room; a
-write that fails (disk full, unwritable) takes the path out with a severe
-``recording.storage.failed`` event — recording goes on elsewhere or stops; nothing else in the
-hub does — and the path is checked again every ``RECHECK_S`` until it works
-(``recording.storage.recovered``). Retention (per policy, in days) and each path's quota
-remove the oldest footage first (:mod:`nabat.recording.retention`).
+write that fails (disk full, unwritable) or a disk that stops answering (an operation waiting
+``STALL_S``) takes the path out with a severe ``recording.storage.failed`` event — recording
+goes on elsewhere or stops; nothing else in the hub does — and the path is checked again
+every ``RECHECK_S``, on its own thread, until it works (``recording.storage.recovered``).
+Retention (per policy, in days) and each path's quota remove the oldest footage first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import shutil
 import time
@@ -35,9 +39,11 @@ from ..events import Event, Severity
 from ..instances import Instance, Instances
 from ..interfaces import Camera, Job
 from ..logs import get_logger
-from ..video import KeyFragment, LimitReached, LiveVideo, Viewer
+from ..video import LimitReached, LiveVideo, Viewer
+from .disk import STALL_S, DiskWriter
 from .index import Hold, Segment, SegmentIndex
-from .segments import SegmentFile, SegmentWriter, camera_dir, recover
+from .segments import SegmentFile, camera_dir, recover
+from .tap import SegmentTap, Target
 
 __all__ = ["Hold", "Recorder", "Storage"]
 
@@ -59,6 +65,8 @@ class Storage:
     """Bytes of indexed footage on it."""
     failed: str | None = None
     """Why writing here stopped (None: it works)."""
+    disk: DiskWriter | None = None
+    """Its thread (while the recorder runs)."""
 
     @property
     def name(self) -> str:
@@ -71,6 +79,8 @@ class Storage:
     def room(self) -> bool:
         """Whether a new segment may start here: working, under quota, and enough free."""
         if self.failed is not None or self.used >= self.quota:
+            return False
+        if self.disk is None or self.disk.stalled:
             return False
         try:
             free = shutil.disk_usage(self.root).free
@@ -127,6 +137,10 @@ class Recorder:
         """Cameras recorded for an event, until their post-roll ends."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self._results: asyncio.Queue[tuple[Any, ...] | None] = asyncio.Queue()
+        """What the disk threads report, indexed in order: finished segments, failures."""
+        self._indexer: asyncio.Task[None] | None = None
+        self._post: Callable[..., None] = lambda *item: None
         event_policies = [p for p in settings.policy if p.mode == "event"]
         if event_policies:  # open streams keep the longest pre-roll asked for
             video.ring_seconds = max(video.ring_seconds, *(p.pre_roll for p in event_policies))
@@ -159,8 +173,12 @@ class Recorder:
     async def start(self) -> None:
         if not self.settings.policy:
             return
+        loop = asyncio.get_running_loop()
         for storage in self.storages:
             await self._open_storage(storage)
+            storage.disk = self._disk(storage, loop)
+        self._indexer = asyncio.ensure_future(self._indexing())
+        self._indexer.set_name("recording-index")
         self._spawn(self._keep_cameras(), "recording-cameras")
         self._spawn(self._recheck_storage(), "recording-storage")
 
@@ -171,13 +189,54 @@ class Recorder:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def _disk(self, storage: Storage, loop: asyncio.AbstractEventLoop) -> DiskWriter:
+        def post(*item: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: the hub is down
+                loop.call_soon_threadsafe(self._results.put_nowait, item)
+
+        self._post = post
+        return DiskWriter(
+            storage.name,
+            on_finished=lambda file: post("segment", file, storage),
+            on_failed=lambda exc: post("failed", storage, exc),
+        )
+
+    def _tap_failed(self, disk: DiskWriter, exc: OSError) -> None:
+        """A tap's write failed (on an upstream's thread): raised on the loop."""
+        storage = next((s for s in self.storages if s.disk is disk), None)
+        if storage is not None:
+            self._post("failed", storage, exc)
+
     async def stop(self) -> None:
+        """Stop recording: every open segment is finished and indexed."""
         self._stopping = True
         cams = [*self.cameras.values(), *self.events.values()]
         tasks = [*self._tasks, *(c.task for c in cams if c.task)]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for storage in self.storages:
+            disk, storage.disk = storage.disk, None
+            if disk is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.wrap_future(disk.call(lambda: None)), 30)
+                await asyncio.to_thread(disk.close, 5.0)
+        if self._indexer is not None:
+            self._results.put_nowait(None)  # after what the disks reported
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._indexer, 30)
+
+    async def _indexing(self) -> None:
+        """Index what the disk threads finished, in the order they did (a camera's chain
+        follows its segments), and raise their failures."""
+        while (item := await self._results.get()) is not None:
+            try:
+                if item[0] == "segment":
+                    await self._index(item[1], item[2])
+                else:
+                    await self._storage_failed(item[1], item[2])
+            except Exception as exc:  # the journal failing: the log must do, recording goes on
+                log.error("recording.index_failed", item=item[0], error=repr(exc))
 
     async def _open_storage(self, storage: Storage) -> None:
         """Create the path, finish what a crash left there, and count what it holds."""
@@ -347,96 +406,51 @@ class Recorder:
     async def _stream(self, cam: _Camera, driver: Camera) -> str:
         """Record until the stream ends; returns why it ended."""
         preroll = cam.policy.pre_roll if cam.until is not None and not cam.segments else 0.0
-        viewer = self.video.watch(cam.id, driver, user="recorder", system=True, preroll=preroll)
+
+        def on_state(state: str, reason: str) -> None:  # on the upstream's thread
+            cam.state, cam.reason = state, reason
+
+        tap = SegmentTap(
+            cam.id,
+            segment_seconds=self.settings.segment_seconds,
+            sync_seconds=self.settings.sync_seconds,
+            pick=self._pick,
+            on_state=on_state,
+            on_failed=self._tap_failed,
+        )
+        viewer = self.video.watch(
+            cam.id, driver, user="recorder", system=True, preroll=preroll, tap=tap
+        )
         cam.viewer = viewer
-        writer: SegmentWriter | None = None
-        storage: Storage | None = None
-        init: bytes | None = None
-        expect_init = False
-        segment_s = self.settings.segment_seconds
         try:
-            async for message in viewer.messages():
-                if isinstance(message, str):
-                    kind = msgspec.json.decode(message).get("type")
-                    if kind == "stream":
-                        expect_init = True
-                    elif kind == "status" and '"stalled"' in message and writer is not None:
-                        # The camera stopped sending: end the segment, the gap shows.
-                        await self._finish(cam, writer, storage)
-                        writer = None
-                    continue
-                if expect_init:
-                    if writer is not None:  # a new configuration: a new file
-                        await self._finish(cam, writer, storage)
-                        writer = None
-                    init, expect_init = message, False
-                    continue
-                if init is None:
-                    continue
-                key = isinstance(message, KeyFragment)
-                if writer is not None and key and time.monotonic() - writer.t0 >= segment_s:
-                    await self._finish(cam, writer, storage)
-                    writer = None
-                if writer is None:
-                    if not key:
-                        continue  # a file starts at a key frame, so it plays from its start
-                    storage = self._pick_storage()
-                    if storage is None:
-                        cam.state, cam.reason = "no-storage", "no storage path has room"
-                        continue
-                    try:
-                        writer = await asyncio.to_thread(
-                            SegmentWriter,
-                            storage.root,
-                            cam.id,
-                            init,
-                            start=datetime.now(UTC)
-                            - timedelta(seconds=time.monotonic() - _cut(message)),
-                            sync_seconds=self.settings.sync_seconds,
-                        )
-                    except OSError as exc:
-                        await self._storage_failed(storage, exc)
-                        continue
-                    cam.state, cam.reason = "recording", ""
-                try:
-                    await asyncio.to_thread(writer.append, message, _cut(message))
-                except OSError as exc:
-                    writer.abort()
-                    writer = None
-                    assert storage is not None
-                    await self._storage_failed(storage, exc)
+            async for _message in viewer.messages():
+                pass  # status messages: the tap acted on them on the upstream's thread
             return viewer.end.detail if viewer.end else "the stream ended"
         finally:
             cam.viewer = None
             viewer.close()
-            if writer is not None:
+            done = tap.close()
+            if done is not None:  # the open segment, finished (then indexed in turn)
                 with contextlib.suppress(Exception):
-                    await self._finish(cam, writer, storage)
+                    await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(done)), 30)
 
-    async def _finish(self, cam: _Camera, writer: SegmentWriter, storage: Storage | None) -> None:
-        assert storage is not None
-        try:
-            file = await asyncio.to_thread(writer.finish)
-        except OSError as exc:
-            writer.abort()
-            await self._storage_failed(storage, exc)
-            return
-        if file is None:
-            return
-        segment = await self._index(cam, file, storage)
-        cam.segments += 1
-        cam.bytes += segment.size
-
-    async def _index(self, cam: _Camera, file: SegmentFile, storage: Storage) -> Segment:
-        segment = await self.index.add(file, storage=storage.name, policy=cam.policy.name)
+    async def _index(self, file: SegmentFile, storage: Storage) -> Segment:
+        cam = self.cameras.get(file.camera) or self.events.get(file.camera)
+        policy = cam.policy.name if cam is not None else self._policy_name(file.camera)
+        segment = await self.index.add(file, storage=storage.name, policy=policy)
         storage.used += segment.size
+        if cam is not None:
+            cam.segments += 1
+            cam.bytes += segment.size
         return segment
 
     # -- storage --------------------------------------------------------------------------
-    def _pick_storage(self) -> Storage | None:
+    def _pick(self) -> Target | None:
+        """The first path with room (called on upstreams' threads: reads only)."""
         for storage in self.storages:
-            if storage.room():
-                return storage
+            disk = storage.disk
+            if disk is not None and storage.room():
+                return Target(storage.root, disk)
         return None
 
     async def _storage_failed(self, storage: Storage, exc: OSError) -> None:
@@ -448,10 +462,24 @@ class Recorder:
         await self._event("recording.storage.failed", storage, Severity.SEVERE, reason)
 
     async def _recheck_storage(self) -> None:
+        """A stalled disk is failed at once; a failed path is tried every ``RECHECK_S``."""
+        waited = 0.0
         while True:
-            await asyncio.sleep(RECHECK_S)
+            await asyncio.sleep(STALL_S / 4)
+            waited += STALL_S / 4
             for storage in self.storages:
-                if storage.failed is not None and await asyncio.to_thread(_writable, storage):
+                disk = storage.disk
+                if disk is not None and disk.stalled and storage.failed is None:
+                    seconds = round(disk.stalled)
+                    await self._storage_failed(
+                        storage,
+                        OSError(errno.ETIMEDOUT, f"the disk has not answered for {seconds} s"),
+                    )
+            if waited < RECHECK_S:
+                continue
+            waited = 0.0
+            for storage in self.storages:
+                if storage.failed is not None and await _probe_on(storage.disk, storage):
                     storage.failed = None
                     log.info("recording.storage_recovered", storage=storage.name)
                     await self._event(
@@ -563,9 +591,17 @@ class Recorder:
         ]
 
 
-def _cut(message: bytes) -> float:
-    """When the fragment was cut (monotonic): stamped by the upstream, else now."""
-    return getattr(message, "at", 0.0) or time.monotonic()
+async def _probe_on(disk: DiskWriter | None, storage: Storage) -> bool:
+    if disk is None or disk.stalled:
+        return False
+    try:  # on the path's own thread: a disk that hangs holds that one, not the executor's
+        return bool(
+            await asyncio.wait_for(
+                asyncio.wrap_future(disk.call(lambda: _writable(storage))), STALL_S
+            )
+        )
+    except (TimeoutError, OSError):
+        return False
 
 
 def _writable(storage: Storage) -> bool:

@@ -9,7 +9,10 @@ fragment — so at most the fragment being written is lost, and every file under
 plays. Every ``write`` goes straight to the kernel (no user-space buffer: a killed process
 loses nothing written); ``fsync`` every ``sync_seconds`` bounds what a power cut loses.
 
-All of it blocks: callers run it in a thread (:mod:`nabat.recording.recorder`).
+All of it blocks: callers keep it off the event loop. The recorder writes fragments on the
+upstream's thread (a write to the page cache) and leaves :meth:`SegmentWriter.sync` and
+:meth:`SegmentWriter.finish` — which wait for the disk — to the path's own thread
+(:mod:`nabat.recording.disk`).
 
 Times: a segment's start is the hub's clock when it began; offsets within it are measured on
 the monotonic clock, so a clock step (NTP) in the middle of a segment does not bend it.
@@ -106,6 +109,7 @@ class SegmentWriter:
         self.elapsed = 0.0
         self.sync_seconds = sync_seconds
         self.synced = time.monotonic()
+        self.closed = False
         self._write(init)
 
     def _write(self, data: bytes) -> None:
@@ -121,13 +125,21 @@ class SegmentWriter:
         self.elapsed = max(self.elapsed, (now if at is None else min(at, now)) - self.t0)
         self.fragments += 1
         _write_all(self.idx, f"{self.size} {self.elapsed:.3f}\n".encode())
-        if now - self.synced >= self.sync_seconds:
+
+    def sync_due(self) -> bool:
+        """``sync_seconds`` since the last :meth:`sync` (the caller decides where it runs)."""
+        return time.monotonic() - self.synced >= self.sync_seconds
+
+    def sync(self) -> None:
+        """``fsync`` what was written: bounds what a power cut loses."""
+        self.synced = time.monotonic()
+        if not self.closed:
             os.fsync(self.fd)
             os.fsync(self.idx)
-            self.synced = now
 
     def finish(self) -> SegmentFile | None:
         """Close it under its final name; None (and nothing left) when it got no fragment."""
+        self.closed = True
         os.fsync(self.fd)
         os.close(self.fd)
         os.close(self.idx)
@@ -152,6 +164,7 @@ class SegmentWriter:
 
     def abort(self) -> None:
         """Drop it (a write failed): what was written stays recoverable as a ``.part``."""
+        self.closed = True
         for fd in (self.fd, self.idx):
             try:
                 os.close(fd)

@@ -13,11 +13,13 @@ long-lived stream of fragments, which would cross the process boundary as a copy
 pipe per fragment and need its own flow control there. Remuxing without decoding spends its
 time blocked in FFmpeg's socket reads and in the muxer's C code, where PyAV releases the GIL,
 so a thread costs the event loop nothing but one ``call_soon_threadsafe`` per fragment
-(a few per second). The benchmark of issue 16 measures the loop's lag under many streams;
-should a thread per upstream ever show in it, the same :func:`~nabat.video.remux.run_upstream`
-runs unchanged in a worker process behind a pipe.
+(a few per second) while a person watches; a recording takes the fragments on the upstream's
+own thread (a :class:`Tap`), so a camera only recorded costs the loop nothing per
+fragment. The benchmark of issue 16 measures the loop's lag under many streams; should a
+thread per upstream ever show in it, the same :func:`~nabat.video.remux.run_upstream` runs
+unchanged in a worker process behind a pipe.
 """
 
-from .service import Fragment, KeyFragment, LimitReached, LiveVideo, Viewer
+from .service import LimitReached, LiveVideo, Ring, Tap, Viewer
 
-__all__ = ["Fragment", "KeyFragment", "LimitReached", "LiveVideo", "Viewer"]
+__all__ = ["LimitReached", "LiveVideo", "Ring", "Tap", "Viewer"]

@@ -64,8 +64,9 @@ class Failure(Exception):
 
 @dataclass
 class Sink:
-    """Where the upstream's output goes; each callable is called from the upstream's thread
-    (the service wraps them to hop onto the event loop)."""
+    """Where the upstream's output goes; each callable is called on the upstream's thread
+    (the service keeps what a new viewer needs and posts to the event loop what its viewers
+    get)."""
 
     stream: Callable[[str, bytes, int], None]
     """(MIME type with codecs, init segment, epoch): a new fMP4 stream begins."""

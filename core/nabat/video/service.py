@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -23,7 +23,7 @@ from ..interfaces.camera import Camera, Snapshot
 from ..logs import get_logger
 from .remux import Failure, Sink, UpstreamSettings, run_upstream
 
-__all__ = ["Fragment", "KeyFragment", "LimitReached", "LiveVideo", "Viewer"]
+__all__ = ["LimitReached", "LiveVideo", "Ring", "Tap", "Viewer"]
 
 log = get_logger("nabat.video")
 
@@ -37,16 +37,29 @@ class LimitReached(Exception):
         self.limit, self.value, self.status = limit, value, status
 
 
-class Fragment(bytes):
-    """A fragment of a recorded camera, with ``at``: when (monotonic) it was cut — what a
-    recording stamps it with (it can be handed on seconds later when the camera stops).
-    Plain ``bytes`` to everyone else."""
+class Tap(Protocol):
+    """A consumer the upstream calls on its own thread (a recording): no hop onto the event
+    loop per fragment. Calls come one at a time, in the stream's order; they must be quick
+    (hand blocking work on) and may come after the tap's viewer left (ignore them then). One
+    that raises is logged and skipped, never the upstream's end."""
 
-    at: float = 0.0
+    def begin(self, header: tuple[str, bytes, int] | None, backlog: list[Ring]) -> None:
+        """Joined (on the loop, under the upstream's lock): the current stream's (MIME type,
+        init segment, epoch) if it began, and the pre-roll asked for from the ring."""
+
+    def stream(self, mime: str, init: bytes, epoch: int) -> None:
+        """A new fMP4 stream begins (a new configuration after a reconnect)."""
+
+    def fragment(self, data: bytes, key: bool, at: float) -> None:
+        """Fragments (``moof`` + ``mdat``…); ``key``: they start with a key frame; ``at``: when
+        (monotonic) the last of them was cut."""
+
+    def status(self, state: str, reason: str) -> None:
+        """``live`` or ``stalled`` (the camera stopped sending)."""
 
 
-class KeyFragment(Fragment):
-    """A fragment that starts with a key frame: where a recording may begin a new file."""
+Ring = tuple[bytes, bool, float]
+"""A fragment kept for pre-roll: (data, starts with a key frame, when it was cut)."""
 
 
 class _End:
@@ -77,6 +90,12 @@ class Viewer:
     closed: bool = False
     system: bool = False
     """The hub's own viewer (a recording): outside the ``[video]`` limits of people."""
+    tap: Tap | None = None
+    """Takes the stream on the upstream's thread instead of this viewer's queue (which then
+    carries only status messages and the end)."""
+    after: int = 0
+    """The upstream's sequence number this viewer's start covered (the kept header and GOP):
+    what was posted to the loop before it joined is not sent twice."""
 
     async def messages(self) -> AsyncIterator[str | bytes]:
         while True:
@@ -105,53 +124,125 @@ def _json(**message: Any) -> str:
 
 
 class _Upstream:
+    """One camera's upstream thread and its viewers.
+
+    The upstream's thread keeps what a new viewer starts from (the stream's header, its last
+    GOP, the pre-roll ring) under :attr:`lock`, calls the taps (recordings) itself, and posts
+    to the event loop only while a viewer with a queue (a person) is there: a camera only
+    recorded costs the loop nothing per fragment. Each thing posted carries a sequence number
+    so that a viewer whose start already covered it (it joined between the post and its
+    running) does not get it twice."""
+
     def __init__(self, service: LiveVideo, camera_id: str) -> None:
         self.service = service
         self.camera_id = camera_id
         self.viewers: set[Viewer] = set()
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
-        self.header: list[Item] = []  # the stream message and the init segment
+        self.loop = asyncio.get_running_loop()
+        self.lock = threading.Lock()
+        # -- under the lock (written by the upstream's thread) --
+        self.header: tuple[str, bytes, int] | None = None
+        """(MIME type with codecs, init segment, epoch) of the current stream."""
         self.gop: list[bytes] = []
-        self.ring: deque[Fragment] = deque()
+        self.ring: deque[Ring] = deque()
         """Recent fragments from a key fragment on, covering at least ``service.ring_seconds``
-        (by their ``at``): a recording that starts now begins that far back."""
+        (by their cut time): a recording that starts now begins that far back."""
         self.key_at = datetime.now(UTC)
         """When the kept GOP's key frame arrived."""
+        self.seq = 0
+        self.bytes_in = 0
+        self.taps: tuple[Tap, ...] = ()
+        self.watching = 0
+        """Viewers with a queue: while none, nothing is posted to the loop per fragment."""
+        # -- on the loop --
         self.live = False
         self.idle: asyncio.TimerHandle | None = None
         self.failure: Failure | None = None
-        self.done = asyncio.get_running_loop().create_future()
+        self.done = self.loop.create_future()
 
-    # -- called on the loop (hopped over from the upstream's thread) ------------------------
-    def on_stream(self, mime: str, init: bytes, epoch: int) -> None:
-        self.header = [_json(type="stream", codec=mime, epoch=epoch, status="live"), init]
-        self.gop = []
-        self.ring.clear()
+    # -- called on the upstream's thread ----------------------------------------------------
+    def _post(self, fn: Any, *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def _tap(self, tap: Tap, method: str, *args: Any) -> None:
+        try:
+            getattr(tap, method)(*args)
+        except Exception as exc:  # a recording's bug: that recording, not the stream
+            log.error("video.tap_failed", camera=self.camera_id, call=method, exc_info=exc)
+
+    def t_stream(self, mime: str, init: bytes, epoch: int) -> None:
+        with self.lock:
+            self.seq += 1
+            seq = self.seq
+            self.header = (mime, init, epoch)
+            self.gop = []
+            self.ring.clear()
+            taps = self.taps
+        for tap in taps:
+            self._tap(tap, "stream", mime, init, epoch)
+        self._post(self.on_stream, mime, init, epoch, seq)
+
+    def t_fragment(self, data: bytes, key: bool, at: float) -> None:
+        ring_seconds = self.service.ring_seconds
+        with self.lock:
+            self.seq += 1
+            seq = self.seq
+            self.bytes_in += len(data)
+            if key:
+                self.gop = [data]
+                self.key_at = datetime.now(UTC)
+            elif self.gop:
+                self.gop.append(data)
+            if ring_seconds > 0:
+                self._keep((data, key, at), ring_seconds)
+            taps, watching = self.taps, self.watching
+        for tap in taps:
+            self._tap(tap, "fragment", data, key, at)
+        if watching:
+            self._post(self.on_fragment, data, key, seq)
+
+    def t_status(self, state: str, reason: str) -> None:
+        with self.lock:
+            taps = self.taps
+        for tap in taps:
+            self._tap(tap, "status", state, reason)
+        self._post(self.on_status, state, reason)
+
+    def _keep(self, item: Ring, seconds: float) -> None:
+        ring = self.ring
+        if not ring and not item[1]:
+            return  # the ring starts at a key frame
+        ring.append(item)
+        cutoff = item[2] - seconds
+        while True:  # a later key fragment old enough makes all before it unneeded
+            at = next((i for i in range(1, len(ring)) if ring[i][1]), 0)
+            if not at or ring[at][2] > cutoff:
+                return
+            for _ in range(at):
+                ring.popleft()
+
+    # -- on the loop ------------------------------------------------------------------------
+    def on_stream(self, mime: str, init: bytes, epoch: int, seq: int) -> None:
         self.live = True
+        message = _json(type="stream", codec=mime, epoch=epoch, status="live")
         for viewer in self.viewers:
+            if viewer.tap is not None or viewer.after >= seq:
+                continue
             viewer.waiting_key = True
-            for item in self.header:
-                viewer.queue.put_nowait(item)
+            viewer.queue.put_nowait(message)
+            viewer.queue.put_nowait(init)
 
-    def on_fragment(self, data: bytes, key: bool, at: float) -> None:
-        self.service.bytes_in += len(data)
-        if key or self.recorded or self.service.ring_seconds > 0:
-            data = (KeyFragment if key else Fragment)(data)
-            data.at = at
-        if isinstance(data, Fragment) and self.service.ring_seconds > 0:
-            self._keep(data)
-        if key:
-            self.gop = [data]
-            self.key_at = datetime.now(UTC)
-        elif self.gop:
-            self.gop.append(data)
+    def on_fragment(self, data: bytes, key: bool, seq: int) -> None:
         limit = self.service.settings.viewer_queue
         for viewer in self.viewers:
+            if viewer.tap is not None or viewer.after >= seq:
+                continue
             if viewer.waiting_key and not key:
                 continue
-            if viewer.fragments >= (limit * 8 if viewer.system else limit):
-                # A slow viewer (or a disk that stalls a recording): skip to the next key frame.
+            if viewer.fragments >= limit:
+                # A slow viewer: skip to the next key frame.
                 viewer.waiting_key = True
                 viewer.dropped += 1
                 self.service.dropped += 1
@@ -183,27 +274,18 @@ class _Upstream:
         """Held open by a recording (a system viewer)."""
         return any(v.system for v in self.viewers)
 
-    def _keep(self, data: Fragment) -> None:
-        ring = self.ring
-        if not ring and not isinstance(data, KeyFragment):
-            return  # the ring starts at a key frame
-        ring.append(data)
-        cutoff = data.at - self.service.ring_seconds
-        while True:  # a later key fragment old enough makes all before it unneeded
-            at = next((i for i in range(1, len(ring)) if isinstance(ring[i], KeyFragment)), 0)
-            if not at or ring[at].at > cutoff:
-                return
-            for _ in range(at):
-                ring.popleft()
+    def kept(self) -> tuple[tuple[str, bytes, int] | None, bytes | None, datetime]:
+        """(header, the last GOP's key fragment, when it came): for a still."""
+        with self.lock:
+            return self.header, (self.gop[0] if self.gop else None), self.key_at
 
-    def preroll(self, seconds: float) -> list[Fragment]:
-        """The ring from the newest key fragment at least ``seconds`` old (else the oldest);
-        each fragment's ``at`` says when it was cut."""
+    def _preroll(self, seconds: float) -> list[Ring]:
+        """The ring from the newest key fragment at least ``seconds`` old (else the oldest)."""
         ring = list(self.ring)
         now = time.monotonic()
         start = 0
-        for i, data in enumerate(ring):
-            if isinstance(data, KeyFragment) and now - data.at >= seconds:
+        for i, (_, key, at) in enumerate(ring):
+            if key and now - at >= seconds:
                 start = i
         return ring[start:]
 
@@ -212,34 +294,44 @@ class _Upstream:
             self.idle.cancel()
             self.idle = None
         self.viewers.add(viewer)
-        for item in self.header:
-            viewer.queue.put_nowait(item)
-        if preroll > 0 and self.ring:  # a recording: from that far back
+        tap = viewer.tap
+        with self.lock:
+            viewer.after = self.seq
+            header, gop = self.header, list(self.gop)
+            if tap is not None:
+                backlog = self._preroll(preroll) if preroll > 0 else []
+                self._tap(tap, "begin", header, backlog)
+                self.taps = (*self.taps, tap)
+            else:
+                self.watching += 1
+        if tap is not None or header is None:
+            return
+        mime, init, epoch = header
+        viewer.queue.put_nowait(_json(type="stream", codec=mime, epoch=epoch, status="live"))
+        viewer.queue.put_nowait(init)
+        if gop:  # the last GOP: a new viewer starts at once, at its key frame
             viewer.waiting_key = False
-            for data in self.preroll(preroll):
+            for data in gop:
                 viewer.fragments += 1
                 viewer.queue.put_nowait(data)
-        elif self.gop:  # the last GOP: a new viewer starts at once, at its key frame
-            viewer.waiting_key = False
-            for data in self.gop:
-                viewer.fragments += 1
-                viewer.queue.put_nowait(data)
 
-    def start(self, url: str, loop: asyncio.AbstractEventLoop) -> None:
-        def hop(fn: Any) -> Any:
-            def call(*args: Any) -> None:
-                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
-                    loop.call_soon_threadsafe(fn, *args)
+    def part(self, viewer: Viewer) -> None:
+        """``viewer`` leaves: its tap is called no more once this returns (but for a call
+        already under way on the upstream's thread)."""
+        self.viewers.discard(viewer)
+        with self.lock:
+            if viewer.tap is not None:
+                self.taps = tuple(t for t in self.taps if t is not viewer.tap)
+            else:
+                self.watching -= 1
 
-            return call
-
+    def start(self, url: str) -> None:
         sink = Sink(
-            stream=hop(self.on_stream),
-            fragment=hop(self.on_fragment),
-            status=hop(self.on_status),
-            failed=hop(self.on_failed),
+            stream=self.t_stream,
+            fragment=self.t_fragment,
+            status=self.t_status,
+            failed=lambda failure: self._post(self.on_failed, failure),
         )
-        done = hop(self.on_done)
         settings = self.service.upstream_settings
 
         def body() -> None:
@@ -252,7 +344,7 @@ class _Upstream:
                     Failure("internal", "the restreamer failed; see the hub's log", final=True)
                 )
             finally:
-                done()
+                self._post(self.on_done)
 
         self.thread = threading.Thread(target=body, name=f"video:{self.camera_id}", daemon=True)
         self.thread.start()
@@ -277,7 +369,8 @@ class LiveVideo:
         self.closing: set[_Upstream] = set()
         """Upstreams told to stop whose thread has not ended yet."""
         self.per_user: dict[str, int] = {}
-        self.bytes_in = 0
+        self.bytes_closed = 0
+        """fMP4 bytes of upstreams gone (their own count is on each)."""
         self.bytes_sent = 0
         self.reconnects = 0
         self.dropped = 0
@@ -295,6 +388,11 @@ class LiveVideo:
         return self._stopping
 
     # -- what /metrics reads ----------------------------------------------------------------
+    @property
+    def bytes_in(self) -> int:
+        """fMP4 bytes the upstreams produced."""
+        return self.bytes_closed + sum(up.bytes_in for up in self.upstreams.values())
+
     def viewers(self) -> int:
         return sum(len(up.viewers) for up in self.upstreams.values())
 
@@ -316,10 +414,12 @@ class LiveVideo:
         a camera without a snapshot of its own then needs no second RTSP session (which
         would cost it — and, on many cameras, its viewers — a reconnect's pause)."""
         up = self.upstreams.get(camera_id)
-        if up is None or not up.live or len(up.header) < 2 or not up.gop:
+        if up is None or not up.live:
             return None
-        init, key = up.header[1], up.gop[0]
-        assert isinstance(init, bytes)
+        header, key, key_at = up.kept()
+        if header is None or key is None:
+            return None
+        init = header[1]
         try:
             # Decoding one key frame: in a thread (PyAV releases the GIL), never on the loop.
             content, width, height = await asyncio.to_thread(_key_frame_jpeg, init, key, max_width)
@@ -327,7 +427,7 @@ class LiveVideo:
             log.warning("video.snapshot_failed", camera=camera_id, error=repr(exc))
             return None
         self.stills += 1
-        return Snapshot(content=content, taken_at=up.key_at, width=width, height=height)
+        return Snapshot(content=content, taken_at=key_at, width=width, height=height)
 
     # -- viewers ----------------------------------------------------------------------------
     def _refuse(self, limit: str, value: int, status: int, detail: str) -> LimitReached:
@@ -342,18 +442,21 @@ class LiveVideo:
         user: str,
         system: bool = False,
         preroll: float = 0.0,
+        tap: Tap | None = None,
     ) -> Viewer:
         """A new viewer of ``camera_id``; raises :class:`LimitReached` over a limit. The
         caller must :meth:`Viewer.close` it. A ``system`` viewer (a recording) is outside the
         limits, and the upstreams it holds do not count towards ``max_upstreams``: what is
-        recorded is the configuration's choice, what is watched the people's. ``preroll``
-        (system viewers): start that many seconds back, from the upstream's ring (each
-        fragment's ``at`` says when it was cut)."""
+        recorded is the configuration's choice, what is watched the people's; it takes the
+        stream through its ``tap``, on the upstream's thread, starting ``preroll`` seconds
+        back (from the upstream's ring)."""
         s = self.settings
         if self._stopping:
             raise LimitReached("stopping", 0, 503, "the hub is stopping")
         if system:
-            return self._join(camera_id, camera, user, system=True, preroll=preroll)
+            if tap is None:
+                raise ValueError("a system viewer takes the stream through a tap")
+            return self._join(camera_id, camera, user, tap=tap, preroll=preroll)
         if self.per_user.get(user, 0) >= s.max_streams_per_user:
             raise self._refuse(
                 "max_streams_per_user",
@@ -380,10 +483,16 @@ class LiveVideo:
                     503,
                     f"the hub already streams {s.max_upstreams} cameras ([video] max_upstreams)",
                 )
-        return self._join(camera_id, camera, user, system=False)
+        return self._join(camera_id, camera, user)
 
     def _join(
-        self, camera_id: str, camera: Camera, user: str, *, system: bool, preroll: float = 0.0
+        self,
+        camera_id: str,
+        camera: Camera,
+        user: str,
+        *,
+        tap: Tap | None = None,
+        preroll: float = 0.0,
     ) -> Viewer:
         up = self.upstreams.get(camera_id)
         if up is None:
@@ -393,7 +502,9 @@ class LiveVideo:
                 self._open(up, camera), name=f"video-open:{camera_id}"
             )
             task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
-        viewer = Viewer(camera_id=camera_id, user=user, service=self, system=system)
+        viewer = Viewer(
+            camera_id=camera_id, user=user, service=self, system=tap is not None, tap=tap
+        )
         self.per_user[user] = self.per_user.get(user, 0) + 1
         up.join(viewer, preroll)
         log.info("video.viewer_joined", camera=camera_id, user=user, viewers=len(up.viewers))
@@ -431,7 +542,7 @@ class LiveVideo:
         if up.stop.is_set():  # every viewer left while the address was asked for
             up.on_done()
             return
-        up.start(url, asyncio.get_running_loop())
+        up.start(url)
 
     def leave(self, viewer: Viewer) -> None:
         left = self.per_user.get(viewer.user, 1) - 1
@@ -442,7 +553,7 @@ class LiveVideo:
         up = self.upstreams.get(viewer.camera_id)
         if up is None or viewer not in up.viewers:
             return
-        up.viewers.discard(viewer)
+        up.part(viewer)
         log.info(
             "video.viewer_left",
             camera=viewer.camera_id,
@@ -464,6 +575,7 @@ class LiveVideo:
         """Stop ``up`` (its thread ends within a packet or ``stall_timeout``)."""
         if self.upstreams.get(up.camera_id) is up:
             del self.upstreams[up.camera_id]
+            self.bytes_closed += up.bytes_in
         up.stop.set()
         if up.thread is not None and not up.done.done():
             self.closing.add(up)

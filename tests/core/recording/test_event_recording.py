@@ -137,7 +137,7 @@ def _ring_age(hub, camera: str) -> float:
     up = hub.video.upstreams.get(camera)
     if up is None or not up.ring:
         return 0.0
-    return time.monotonic() - up.ring[0].at
+    return time.monotonic() - up.ring[0][2]
 
 
 async def test_a_rule_records_the_camera_of_an_event(tmp_path, rtsp_server):
