@@ -170,6 +170,18 @@ def _thread_cpu() -> dict[str, float]:
     return groups
 
 
+def _near(at: list[float], lags: list[float], adds: list[tuple[float, float]]) -> str:
+    """How many lag samples over 10 ms began within 1 s of a segment being indexed (the
+    cameras rotate together), and the index adds' own time: what a lag spike lines up with."""
+    big = [t for t, lag in zip(at, lags, strict=True) if lag > 0.01]
+    near = sum(1 for t in big if any(a - 1.0 <= t <= a + d + 0.1 for a, d in adds))
+    window = [d for a, d in adds if at and at[0] <= a <= at[-1]]
+    return (
+        f"{near} of {len(big)} lag samples > 10 ms near an index add; "
+        f"{len(window)} adds in the probe window, p50 {pct(window, 50) * 1000:.1f} ms"
+    )
+
+
 def _du(root: Path) -> tuple[int, int]:
     """(bytes, finished ``.mp4`` files) under ``root``: every file's size counted."""
     total = files = 0
@@ -430,9 +442,25 @@ async def _hub(conn: Any, directory: str, urls: list[str], segment_s: float) -> 
                 "bench", ["cameras:read"], municipalities=("sochi",)
             )
             recorder = hub.recorder
+            adds: list[tuple[float, float]] = []  # (start, seconds) of each index add
+            real_add = recorder.index.add
+
+            async def timed_add(*a: Any, **k: Any) -> Any:
+                t = time.perf_counter()
+                try:
+                    return await real_add(*a, **k)
+                finally:
+                    adds.append((t, time.perf_counter() - t))
+
+            recorder.index.add = timed_add  # type: ignore[method-assign]
             storage = recorder.storages[0]
             conn.send(("ready", server.url, secret))
             lags: list[float] = []
+            cpu_waits: list[float] = []
+            """Per lag sample: how long the loop's thread waited for a CPU (the machine's
+            other runnable threads: the RTSP server's, the upstreams')."""
+            net_lags: list[float] = []
+            lag_at: list[float] = []
             bus: list[float] = []
             measuring = asyncio.Event()
             sent: dict[str, float] = {}
@@ -443,12 +471,23 @@ async def _hub(conn: Any, directory: str, urls: list[str], segment_s: float) -> 
             hub.bus.subscribe("bench.probe", on_probe, name="bench-probe")
             template = make_events(1)[0].replace(type="bench.probe")
 
+            schedstat = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+
+            def runqueue_wait() -> float:
+                """Seconds the loop's thread has waited for a CPU (runnable, not running)."""
+                with open(schedstat) as f:
+                    return int(f.read().split()[1]) / 1e9
+
             async def lag_probe() -> None:
                 await measuring.wait()
                 while measuring.is_set():
-                    t = time.perf_counter()
+                    t, w = time.perf_counter(), runqueue_wait()
                     await asyncio.sleep(0.01)
-                    lags.append(time.perf_counter() - t - 0.01)
+                    lag = time.perf_counter() - t - 0.01
+                    lags.append(lag)
+                    lag_at.append(t)
+                    cpu_waits.append(runqueue_wait() - w)
+                    net_lags.append(max(0.0, lag - cpu_waits[-1]))
 
             async def bus_probe() -> None:
                 await measuring.wait()
@@ -543,6 +582,9 @@ async def _hub(conn: Any, directory: str, urls: list[str], segment_s: float) -> 
                             "lag_p50": pct(lags, 50),
                             "lag_p99": pct(lags, 99),
                             "lag_max": max(lags, default=float("nan")),
+                            "cpu_wait_p99": pct(cpu_waits, 99),
+                            "net_lag_p99": pct(net_lags, 99),
+                            "lags_near_adds": _near(lag_at, lags, adds),
                             "bus_p50": pct(bus, 50),
                             "bus_p99": pct(bus, 99),
                             "bus_n": len(bus),
@@ -733,7 +775,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring")
     parser.add_argument("--playback", type=int, default=100, help="playback requests per phase")
     parser.add_argument("--repeats", type=int, default=2, help="runs per phase (median)")
-    parser.add_argument("--mount", default="/live", help="the test server's mount: /live, /noise")
+    parser.add_argument(
+        "--mount", default="/fanout", help="the test server's mount: /fanout, /live, /noise"
+    )
     parser.add_argument("--quick", action="store_true", help="8 cameras, 5 s segments, once")
     args = parser.parse_args()
     if args.quick:
@@ -745,7 +789,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-recording-"))
     print(f"machine: {describe_machine()}")
     print(
-        f"{n} cameras ({args.mount}?cam=0..{n - 1}: independent 320x240 10 fps H.264 "
+        f"{n} cameras ({args.mount}?cam=0..{n - 1}: 320x240 10 fps H.264 RTSP media "
         "pipelines), "
         f"{args.segment:g} s segments; {args.warmup:g} s warm-up + {args.duration:g} s measured "
         f"per phase, {args.playback} playback requests, median of {args.repeats}; footage "
@@ -777,7 +821,10 @@ def main() -> None:
                     )
                     pb = r["playback"]
                     extra = (
-                        f"\n           lag p99 {r['lag_p99'] * 1000:.1f} ms  bus p99 "
+                        f"\n           lag p99 {r['lag_p99'] * 1000:.1f} ms (CPU wait p99 "
+                        f"{r['cpu_wait_p99'] * 1000:.1f}, net {r['net_lag_p99'] * 1000:.1f}; "
+                        f"{r['lags_near_adds']})"
+                        "  bus p99 "
                         f"{r['bus_p99'] * 1000:.2f} ms  holes max {r['hole_max']:.2f} s  "
                         f"gaps {r['gaps']}  media step across files {r['media_across']:.2f} s "
                         f"(within {r['media_within']:.2f})  dropped {r['dropped']}  reconnects "
@@ -861,6 +908,11 @@ def main() -> None:
         f"event-loop lag p99 {lag:.1f} ms (p50 {med('hub', 'lag_p50') * 1000:.1f}, max "
         f"{med('hub', 'lag_max') * 1000:.1f}); goal < {GOAL_LAG_MS:g} ms: "
         f"{verdict(lag < GOAL_LAG_MS)}"
+    )
+    print(
+        f"  of it, the loop's thread waiting for a CPU (schedstat): p99 "
+        f"{med('hub', 'cpu_wait_p99') * 1000:.1f} ms; lag net of that wait p99 "
+        f"{med('hub', 'net_lag_p99') * 1000:.1f} ms"
     )
     print(
         f"bus publish-to-handler p99 {bus:.2f} ms (p50 {med('hub', 'bus_p50') * 1000:.2f}, "

@@ -154,6 +154,10 @@ def _classify_error(exc: BaseException) -> tuple[HealthState, str, str]:
         return HealthState.UNSUPPORTED_CODEC, "no_decoder", "no decoder for this stream's codec"
     if isinstance(exc, ConnectionRefusedError) or "refused" in lowered:
         return HealthState.UNREACHABLE, "connection_refused", "connection refused"
+    if isinstance(exc, ConnectionResetError | BrokenPipeError) or "reset by peer" in lowered:
+        # It took the connection and dropped it: a relay whose far side is cut, a camera
+        # rebooting, a device refusing one client too many.
+        return HealthState.UNREACHABLE, "connection_reset", "the camera dropped the connection"
     if isinstance(exc, TimeoutError | av.error.ExitError) or "timed out" in lowered:
         return HealthState.UNREACHABLE, "no_answer", "no answer in time"
     if "name or service not known" in lowered or "no route" in lowered or "unreachable" in lowered:

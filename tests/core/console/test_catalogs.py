@@ -46,6 +46,7 @@ REASON_CODES = [
     "credentials_rejected",
     "access_forbidden",
     "connection_refused",
+    "connection_reset",
     "no_answer",
     "no_valid_answer",
     "host_unreachable",

@@ -2,7 +2,8 @@
 files that play, indexed with a hash chain; one RTSP session for a camera recorded and watched;
 a hub killed mid-segment leaves every finished segment playable and the last one repaired;
 a disk that fills stops recording on it with a severe event, and recording resumes when space
-returns, while the rest of the hub works on."""
+returns, while the rest of the hub works on; a disk that stops answering is taken out the same
+way, and the camera's live view goes on meanwhile."""
 
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import av
 import httpx
 import pytest
 import websockets
+from nabat.recording import disk as disk_module
 from nabat.recording import recorder as recorder_module
+from nabat.recording import segments as segments_module
 from nabat.testing import eventually, load_config_text, record, run_api, run_hub
 
 
@@ -243,20 +247,82 @@ async def test_a_full_disk_stops_recording_there_and_it_resumes(tmp_path, rtsp_s
             # Space comes back: recording resumes by itself.
             remount = ["mount", "-o", "remount,size=64m", str(disk)]
             await asyncio.to_thread(subprocess.run, remount, check=True)
-            await eventually(
-                lambda: [e for e in seen.events if e.type == "recording.storage.recovered"],
-                timeout=20,
-                what="recording.storage.recovered",
-            )
-            before = len(await _segments(hub, "cam-noise"))
-            await eventually(
-                lambda: _more_segments(hub, "cam-noise", before),
-                timeout=30,
-                what="segments written again",
-            )
+            await _recording_resumes(hub, seen, "cam-noise")
     finally:
         await asyncio.to_thread(subprocess.run, ["umount", "-l", str(disk)], check=False)
 
 
 async def _more_segments(hub, camera: str, before: int) -> bool:
     return len(await _segments(hub, camera)) > before
+
+
+async def _recording_resumes(hub, seen, camera: str) -> None:
+    """The path says it works again, and the camera's segments are written there again."""
+    await eventually(
+        lambda: [e for e in seen.events if e.type == "recording.storage.recovered"],
+        timeout=30,
+        what="recording.storage.recovered",
+    )
+    before = len(await _segments(hub, camera))
+    await eventually(
+        lambda: _more_segments(hub, camera, before), timeout=30, what="segments written again"
+    )
+
+
+async def test_a_disk_that_stops_answering_is_taken_out_and_live_view_goes_on(
+    tmp_path, rtsp_server, monkeypatch
+):
+    # A hung device (a dying drive retrying, a hard NFS mount whose server went away): its
+    # fsync does not return. Injected at the one call that waits for the device.
+    monkeypatch.setattr(disk_module, "STALL_S", 1.0)
+    monkeypatch.setattr(recorder_module, "STALL_S", 1.0)
+    monkeypatch.setattr(recorder_module, "RECHECK_S", 0.5)
+    hang, answer = threading.Event(), threading.Event()
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if hang.is_set():
+            answer.wait(60)
+        real_fsync(fd)
+
+    monkeypatch.setattr(segments_module.os, "fsync", fsync)
+    loaded = load_config_text(_config(rtsp_server, "footage", segment=5.0), tmp_path)
+    async with run_hub(loaded) as hub:
+        seen = record(hub, "recording.>")
+        await eventually(
+            lambda: [c for c in hub.recorder.status() if c["state"] == "recording"],
+            timeout=30,
+            what="recording",
+        )
+        viewer = hub.video.watch("cam-live", hub.units.get("cam-live").driver, user="operator")
+        received = 0
+
+        async def watch() -> None:
+            nonlocal received
+            async for message in viewer.messages():
+                if isinstance(message, bytes):
+                    received += 1
+
+        watching = asyncio.ensure_future(watch())
+        try:
+            await eventually(lambda: received > 2, timeout=20, what="live fragments")
+            hang.set()  # the disk stops answering
+            failed = await eventually(
+                lambda: [e for e in seen.events if e.type == "recording.storage.failed"],
+                timeout=20,
+                what="recording.storage.failed",
+            )
+            assert failed[0].severity == "severe"
+            assert "has not answered" in failed[0].data["detail"]
+            # The camera's upstream writes nothing to a stalled path and never waits for it:
+            # live video goes on.
+            after = received
+            await eventually(lambda: received > after + 10, timeout=20, what="live goes on")
+            assert hub.units.get("cam-live") is not None
+            answer.set()  # the disk answers again
+            hang.clear()
+            await _recording_resumes(hub, seen, "cam-live")
+        finally:
+            answer.set()
+            viewer.close()
+            watching.cancel()
