@@ -27,6 +27,7 @@ from .cameras.states import CameraStates
 from .config import ConfigIssue, LoadedConfig
 from .delivery import DeliveryService
 from .events import Event, EventTypes
+from .federation import Follower, Uplink
 from .i18n import Messages
 from .incidents import IncidentService
 from .instances import Instance, InstanceContext, Instances
@@ -129,6 +130,26 @@ class Hub:
         """Live video: one upstream per watched camera, shared by its viewers."""
         self.footage = SegmentIndex(self.journal)
         """Every recorded segment, with its hash chain."""
+        federation, site = config.federation, config.hub.site
+        federated = bool(federation.servers) and site is not None
+        self.uplink = (
+            Uplink(federation, site=site, hub_name=config.hub.name)
+            if federated and site is not None and federation.up
+            else None
+        )
+        """The up-path of a federated site: its events to its JetStream stream."""
+        self.follower = (
+            Follower(
+                federation,
+                site=site,
+                hub_name=config.hub.name,
+                append=self.publisher.publish_many,
+                publish=self.publish,
+            )
+            if federated and site is not None and federation.follow
+            else None
+        )
+        """The following side: the followed sites' events into this hub's journal."""
         self.recorder = Recorder(
             config.recording,
             data_dir=self.data_dir,
@@ -329,6 +350,10 @@ class Hub:
         await self.units.subscribe_connectors(self.delivery)
         await self.rules.subscribe(self.delivery)
         await self.incidents.subscribe(self.delivery)
+        if self.uplink is not None:
+            await self.uplink.start(self.delivery)
+        if self.follower is not None:
+            self.follower.start()
         if self.recorder.event_policy() is not None:
             self.subscribe("incident.*", self.recorder.on_incident, name="core.recording")
         await self.loader.mark_starting()
@@ -367,6 +392,8 @@ class Hub:
             return
         self._started = False
         await self.scheduler.shutdown()
+        if self.follower is not None:
+            await self.follower.close()
         await self.alerts.close()
         await self.incidents.close()
         await self.recorder.stop()
@@ -375,6 +402,8 @@ class Hub:
         await self.loader.shutdown_all()
         await self.tasks.cancel_all()
         await self.delivery.stop()
+        if self.uplink is not None:
+            await self.uplink.close()
         if self.bus is not None:
             await self.bus.close(self.config.hub.shutdown_timeout)
         await self.camera_states.close()

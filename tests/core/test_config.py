@@ -215,3 +215,56 @@ def test_camera_targets_name_municipalities_of_the_region(tmp_path):
     ok = load_config(write(tmp_path, "[cameras]\ntargets = { sochi = 3 }\n"))
     assert ok.config.cameras.targets == {"sochi": 3}
     assert ok.config.cameras.inventory_refresh == 60.0
+
+
+def test_federation_needs_a_site_nats_urls_and_secret_credentials(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        [federation]
+        servers = ["http://10.0.0.1:4222", "nats://user:pw@10.0.0.2:4222"]
+        password = "inline"
+        up = ["camera..health"]
+        """,
+    )
+    issues: dict[str, list[str]] = {}
+    for issue in issues_of(path):
+        issues.setdefault(issue.path, []).append(issue.reason)
+    assert any("site" in r for r in issues["hub.site"])
+    servers = " ".join(issues["federation.servers"])
+    assert "nats://host:port" in servers  # http:// is not NATS
+    assert "password must not be written inline" in servers  # nor a password in the URL
+    assert any("inline" in r for r in issues["federation.password"])  # a secret reference
+    assert any("empty token" in r for r in issues["federation.up"])
+
+
+def test_federation_follows_other_sites_with_a_secret_password(tmp_path, monkeypatch):
+    monkeypatch.setenv("NATS_PASSWORD", "s3cret")
+    path = write(
+        tmp_path,
+        """
+        [hub]
+        site = "region"
+        [federation]
+        servers = ["nats://127.0.0.1:4222"]
+        user = "region"
+        password = { env = "NATS_PASSWORD" }
+        follow = ["sochi", "anapa"]
+        """,
+    )
+    federation = load_config(path).config.federation
+    assert isinstance(federation.password, Secret) and federation.password.reveal() == "s3cret"
+    assert federation.follow == ["sochi", "anapa"]
+    assert "camera.health.>" in federation.up  # what goes up by default
+    assert "s3cret" not in repr(masked(federation))
+    own = write(
+        tmp_path,
+        """
+        [hub]
+        site = "sochi"
+        [federation]
+        servers = ["nats://127.0.0.1:4222"]
+        follow = ["sochi"]
+        """,
+    )
+    assert "own site" in {i.path: i.reason for i in issues_of(own)}["federation.follow"]

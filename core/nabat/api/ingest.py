@@ -37,10 +37,10 @@ __all__ = ["ACCEPTED_TYPES", "HUB_FAMILIES", "ReservedTypes", "parse_events", "r
 NDJSON = ("application/x-ndjson", "application/ndjson")
 ACCEPTED_TYPES = (CONTENT_TYPE, CONTENT_TYPE_BATCH, "application/json", *NDJSON)
 MAX_REPORTED = 100
-HUB_FAMILIES = ("hub.>", "alert.>", "camera.>", "siren.>", "recording.>")
+HUB_FAMILIES = ("hub.>", "alert.>", "camera.>", "siren.>", "recording.>", "federation.>")
 """Event families only the hub itself publishes: units' states, alerts and each device's
 outcome, cameras' health, clock and device events, sirens' status and readiness, recording's
-storage faults."""
+storage faults, federated sites' reachability."""
 MAX_ID = 256  # the id travels on as a Standard Webhooks webhook-id, which verifiers cap
 MAX_SOURCE = 1024
 

@@ -152,6 +152,43 @@ class _HubCollector(Collector):
         yield from (total, done, seconds, running)
         yield from _video(hub)
         yield from _recording(hub)
+        yield from _federation(hub)
+
+
+def _federation(hub: Hub) -> Iterator[Metric]:
+    """The up-path and the following side, when the hub is federated."""
+    up, follower = hub.uplink, hub.follower
+    connected = GaugeMetricFamily(
+        "nabat_federation_connected", "NATS connection up (1) or not (0)", labels=["direction"]
+    )
+    if up is not None:
+        connected.add_metric(["up"], 1 if up.connection.connected else 0)
+        published = CounterMetricFamily(
+            "nabat_federation_published", "Events acknowledged by the site's JetStream stream"
+        )
+        published.add_metric([], up.published)
+        yield published
+    if follower is not None:
+        connected.add_metric(["follow"], 1 if follower.connection.connected else 0)
+        for name, text, value in (
+            ("nabat_federation_received", "Messages read from followed sites", follower.received),
+            ("nabat_federation_stored", "Followed events new to the journal", follower.stored),
+            ("nabat_federation_rejected", "Messages that were not valid events", follower.rejected),
+        ):
+            counter = CounterMetricFamily(name, text)
+            counter.add_metric([], value)
+            yield counter
+    if follower is not None:
+        reachable = GaugeMetricFamily(
+            "nabat_federation_site_reachable",
+            "A followed site answered its last check (1) or is cut off (0)",
+            labels=["site"],
+        )
+        for site, up_now in sorted(follower.reachable.items()):
+            reachable.add_metric([site], 1 if up_now else 0)
+        yield reachable
+    if up is not None or follower is not None:
+        yield connected
 
 
 def _recording(hub: Hub) -> Iterator[Metric]:

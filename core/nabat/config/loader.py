@@ -22,11 +22,13 @@ import msgspec
 from ..masking import mask_url, mask_value
 from ..regions import Region, load_region
 from ..rules.model import Rule
+from ..subjects import validate_pattern
 from .model import (
     AlertSettings,
     ApiSettings,
     CameraSettings,
     Config,
+    FederationSettings,
     HubSettings,
     IncidentSettings,
     InstanceEntry,
@@ -256,6 +258,64 @@ def _resolve_storage_url(
     return msgspec.structs.replace(storage, url=secret)
 
 
+def _check_federation(
+    federation: FederationSettings,
+    hub: HubSettings,
+    file: str,
+    index: _LineIndex,
+    base: Path,
+    issues: list[ConfigIssue],
+) -> FederationSettings:
+    """What the shape of ``[federation]`` cannot say: a site to publish as, NATS URLs,
+    credentials as secret references, valid subject patterns; secrets resolved."""
+
+    def bad(key: str, reason: str) -> None:
+        where = ["federation", key] if key else ["federation"]
+        path = f"federation.{key}" if key else "federation"
+        issues.append(ConfigIssue(file, path, reason, index.line_of(where)))
+
+    if not federation.servers:
+        if federation.follow:
+            bad("servers", "following sites needs the NATS servers to follow them through")
+        return federation
+    if hub.site is None:
+        issues.append(
+            ConfigIssue(
+                file,
+                "hub.site",
+                '[federation] needs this hub\'s site ([hub] site = "<district or region>")',
+                index.line_of(["hub"]),
+            )
+        )
+    for url in federation.servers:
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        if scheme not in ("nats", "tls"):
+            bad("servers", f"{url!r}: a NATS server is nats://host:port or tls://host:port")
+        elif mask_url(url) != url:
+            bad("servers", "a URL with a password must not be written inline; use password")
+    for pattern in federation.up:
+        try:
+            validate_pattern(pattern)
+        except ValueError as exc:
+            bad("up", str(exc))
+    if hub.site is not None and hub.site in federation.follow:
+        bad("follow", f"{hub.site!r} is this hub's own site")
+    if federation.password is not None and federation.user is None:
+        bad("password", "a password needs a user")
+    if federation.token is not None and federation.user is not None:
+        bad("token", "use a token or a user and password, not both")
+    resolved: dict[str, Any] = {}
+    for key in ("password", "token"):
+        ref = getattr(federation, key)
+        if ref is None or isinstance(ref, Secret):
+            continue
+        try:
+            resolved[key] = Secret.from_ref(ref, base)
+        except ValueError as exc:
+            bad(key, str(exc))
+    return msgspec.structs.replace(federation, **resolved) if resolved else federation
+
+
 def _check_recording(
     recording: RecordingSettings,
     region: Region | None,
@@ -366,6 +426,11 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
     recording = (
         section(raw.get("recording", {}), RecordingSettings, ["recording"]) or RecordingSettings()
     )
+    federation = (
+        section(raw.get("federation", {}), FederationSettings, ["federation"])
+        or FederationSettings()
+    )
+    federation = _check_federation(federation, hub, file, index, base, issues)
     plugins: dict[str, PluginEntry] = {}
     raw_plugins = raw.get("plugins", {})
     if not isinstance(raw_plugins, dict):
@@ -485,6 +550,7 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
         incidents=incidents,
         video=video,
         recording=recording,
+        federation=federation,
         plugins=plugins,
         instances=instances,
     )

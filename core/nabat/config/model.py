@@ -16,6 +16,7 @@ __all__ = [
     "Config",
     "ConsoleSettings",
     "DeliveryOptions",
+    "FederationSettings",
     "HubSettings",
     "IncidentSettings",
     "InstanceEntry",
@@ -68,6 +69,9 @@ class HubSettings(_Table):
     default: 0.005). The journal's writer thread needs the GIL for a moment after each SQLite
     step; behind a busy event loop the default made every commit wait, halving HTTP ingest."""
     bus: BusSettings = msgspec.field(default_factory=BusSettings)
+    site: Slug | None = None
+    """This hub's site (a district, or the region) in a federation: its JetStream domain and
+    the ``<site>`` of the subjects its events go up as (``docs/federation.md``)."""
 
 
 class StorageSettings(_Table):
@@ -347,6 +351,32 @@ class DeliveryOptions(_Table):
     backoff_max: Positive = 300.0
 
 
+UP_DEFAULT = ("camera.health.>", "incident.>", "alert.>", "siren.>", "device.>")
+
+
+class FederationSettings(_Table):
+    """``[federation]``: this hub's site on NATS JetStream (``docs/federation.md``). Without
+    ``servers`` the hub is on its own."""
+
+    servers: list[str] = []
+    """The site's NATS (its leaf node), ``nats://host:port`` or ``tls://host:port``."""
+    user: str | None = None
+    password: Any = None
+    """A secret reference (``{ env = "NAME" }``); with ``user``."""
+    token: Any = None
+    """A secret reference; instead of ``user`` and ``password``."""
+    up: list[str] = msgspec.field(default_factory=lambda: list(UP_DEFAULT))
+    """Event types (patterns) that go up to the region: ``nabat.<site>.<type>``."""
+    follow: list[Slug] = []
+    """Sites this hub follows (the region: every district)."""
+    connect_timeout: Positive = 5.0
+    publish_timeout: Positive = 5.0
+    """Seconds to wait for JetStream's acknowledgement of one event; then it is retried."""
+    stream_max_age_days: Positive = 7.0
+    """How long the site's stream keeps events for the region: the longest cut it outlasts."""
+    stream_max_mb: Positive = 1024.0
+
+
 class PluginEntry(_Table):
     """``[plugins.<name>]``."""
 
@@ -382,6 +412,7 @@ class Config(_Table):
     incidents: IncidentSettings = msgspec.field(default_factory=IncidentSettings)
     video: VideoSettings = msgspec.field(default_factory=VideoSettings)
     recording: RecordingSettings = msgspec.field(default_factory=RecordingSettings)
+    federation: FederationSettings = msgspec.field(default_factory=FederationSettings)
     rules: list[Rule] = []
     plugins: dict[str, PluginEntry] = {}
     instances: dict[str, InstanceEntry] = {}

@@ -1,0 +1,111 @@
+"""The hub's connection to NATS: retried until it works, credentials from secret references."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..config.model import FederationSettings
+from ..logs import get_logger
+from ..masking import mask_url
+
+__all__ = ["RECONNECT_S", "Connection"]
+
+log = get_logger("nabat.federation")
+
+RECONNECT_S = 2.0
+"""Between two connection attempts (and nats-py's own reconnects once connected)."""
+
+
+class Connection:
+    """One NATS connection of a hub (``name`` says what for). :meth:`open` returns once
+    connected and ``prepare(js)`` (creating streams and consumers) has succeeded, trying
+    again every :data:`RECONNECT_S` until then: a NATS that is down when the hub starts only
+    delays the federation, never the hub."""
+
+    def __init__(self, settings: FederationSettings, *, name: str) -> None:
+        self.settings = settings
+        self.name = name
+        self.nc: Any = None
+        self.js: Any = None
+        self.state = "connecting"
+        """``connecting``, ``connected`` or ``disconnected``."""
+
+    @property
+    def connected(self) -> bool:
+        return self.nc is not None and self.nc.is_connected
+
+    def _options(self) -> dict[str, Any]:
+        s = self.settings
+        options: dict[str, Any] = {
+            "servers": s.servers,
+            "name": self.name,
+            "connect_timeout": s.connect_timeout,
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": RECONNECT_S,
+            "disconnected_cb": self._disconnected,
+            "reconnected_cb": self._reconnected,
+            "error_cb": self._error,
+        }
+        if s.user is not None:
+            options["user"] = s.user
+            if s.password is not None:
+                options["password"] = s.password.reveal()
+        if s.token is not None:
+            options["token"] = s.token.reveal()
+        return options
+
+    async def open(self, prepare: Callable[[Any], Awaitable[None]]) -> None:
+        import nats
+
+        servers = [mask_url(u) for u in self.settings.servers]
+        while True:
+            nc = None
+            try:
+                nc = await nats.connect(**self._options())
+                js = nc.jetstream(timeout=self.settings.publish_timeout)
+                await prepare(js)
+            except asyncio.CancelledError:
+                if nc is not None:
+                    with contextlib.suppress(Exception):
+                        await nc.close()
+                raise
+            except Exception as exc:  # NATS down, JetStream not there yet: try again
+                log.warning(
+                    "federation.connect_failed",
+                    connection=self.name,
+                    servers=servers,
+                    error=str(exc) or repr(exc),
+                )
+                if nc is not None:
+                    with contextlib.suppress(Exception):
+                        await nc.close()
+                await asyncio.sleep(RECONNECT_S)
+                continue
+            self.nc, self.js, self.state = nc, js, "connected"
+            log.info("federation.connected", connection=self.name, servers=servers)
+            return
+
+    async def _disconnected(self) -> None:
+        self.state = "disconnected"
+        log.warning("federation.disconnected", connection=self.name)
+
+    async def _reconnected(self) -> None:
+        self.state = "connected"
+        log.info("federation.reconnected", connection=self.name)
+
+    async def _error(self, exc: Exception) -> None:
+        log.warning("federation.nats_error", connection=self.name, error=str(exc) or repr(exc))
+
+    async def close(self) -> None:
+        """Close at once: ``drain()`` would wait out a pull subscription's fetch (30 s);
+        what is unacknowledged is redelivered, and the journal drops the duplicates."""
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.flush(timeout=1)
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+        self.nc = self.js = None

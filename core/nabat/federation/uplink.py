@@ -1,0 +1,140 @@
+"""The up-path: this site's events to its JetStream stream, nothing accepted ever lost.
+
+The events ``[federation] up`` selects are read from the journal by a durable delivery
+subscription (:mod:`nabat.delivery`), ordered, and published to ``nabat.<site>.<type>`` with
+``Nats-Msg-Id`` = the event's identity; the subscription's cursor moves only after JetStream
+acknowledged the event (the site's stream holds it, on the site's own leaf node, whatever
+the WAN does). While NATS cannot take it — the leaf node down, no answer in time — the
+target says :class:`~nabat.delivery.NotReady`: the cursor waits, no attempt is counted,
+nothing is dead-lettered. A republished event (the hub killed between JetStream's
+acknowledgement and the cursor's write) is dropped by the stream's duplicate window.
+
+The site's stream (``EVENTS_<site>``, subjects ``nabat.<site>.>``) is created with
+*limits* retention — the only kind the region can source without losing messages — sized by
+``stream_max_age_days`` and ``stream_max_mb``, for the longest cut it must outlast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+
+from ..config.model import FederationSettings
+from ..delivery import DeliveryService, NotReady
+from ..events import Event, encode_event
+from ..interfaces import DeliveryResult, DeliveryStatus
+from ..logs import get_logger
+from ..store.delivery import Order, SubscriptionSpec
+from .connection import Connection
+from .naming import msg_id, site_of, stream_name, subject_for, subjects_of, with_site
+
+__all__ = ["DUPLICATE_WINDOW_S", "Uplink"]
+
+log = get_logger("nabat.federation")
+
+DUPLICATE_WINDOW_S = 120.0
+"""How long the site's stream remembers a message id: longer than any redelivery after a
+crash (the delivery cursor is written at least every second)."""
+
+
+class Uplink:
+    """Built by the hub when ``[federation] servers``, ``up`` and ``[hub] site`` are set."""
+
+    def __init__(self, settings: FederationSettings, *, site: str, hub_name: str) -> None:
+        self.settings = settings
+        self.site = site
+        self.connection = Connection(settings, name=f"nabat {hub_name} ({site}) up")
+        self.published = 0
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def subscription_id(self) -> str:
+        return f"federation-up:{self.site}"
+
+    async def start(self, delivery: DeliveryService) -> None:
+        """Subscribe to the journal and connect in the background: a NATS that is down at
+        start only makes the cursor wait."""
+        self._task = asyncio.ensure_future(self.connection.open(self._ensure_stream))
+        self._task.set_name("federation-up-connect")
+        spec = SubscriptionSpec(
+            id=self.subscription_id,
+            patterns=tuple(self.settings.up),
+            order=Order.ORDERED,
+            max_attempts=None,  # nothing accepted is ever dropped: NATS trouble only waits
+            max_age=None,
+            backoff_initial=0.5,
+            backoff_max=5.0,
+            timeout=self.settings.publish_timeout + 1.0,
+        )
+        await delivery.add(spec, self.publish)
+
+    async def _ensure_stream(self, js: Any) -> None:
+        from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+        from nats.js.errors import NotFoundError
+
+        config = StreamConfig(
+            name=stream_name(self.site),
+            subjects=[subjects_of(self.site)],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            max_age=self.settings.stream_max_age_days * 86_400.0,
+            max_bytes=int(self.settings.stream_max_mb * 1024 * 1024),
+            duplicate_window=DUPLICATE_WINDOW_S,
+            description=f"Nabat site {self.site}: events for the region",
+        )
+        try:
+            await js.stream_info(config.name)
+        except NotFoundError:
+            await js.add_stream(config)
+            log.info("federation.stream_created", stream=config.name)
+        else:
+            await js.update_stream(config)
+
+    async def publish(self, event: Event) -> DeliveryResult:
+        """The delivery target: delivered once the site's stream holds the event."""
+        from nats.errors import ConnectionClosedError, NoRespondersError, OutboundBufferLimitError
+        from nats.errors import TimeoutError as NatsTimeout
+        from nats.js.errors import APIError
+
+        now = datetime.now(UTC)
+        came_from = site_of(event)
+        if came_from is not None and came_from != self.site:
+            # Another site's event this hub follows: its own site sent it up already.
+            return DeliveryResult(status=DeliveryStatus.DELIVERED, at=now, detail="not ours")
+        js = self.connection.js
+        if js is None or not self.connection.connected:
+            raise NotReady("not connected to NATS")
+        try:
+            ack = await js.publish(
+                subject_for(self.site, event.type),
+                encode_event(with_site(event, self.site)),
+                timeout=self.settings.publish_timeout,
+                headers={"Nats-Msg-Id": msg_id(event)},
+            )
+        except (
+            NatsTimeout,
+            NoRespondersError,
+            ConnectionClosedError,
+            OutboundBufferLimitError,
+            TimeoutError,
+        ) as exc:
+            raise NotReady(f"NATS did not take the event: {exc!r}") from exc
+        except APIError as exc:  # the stream refused it (full, gone): retried, never dropped
+            return DeliveryResult(status=DeliveryStatus.RETRY, at=now, detail=f"JetStream: {exc}")
+        self.published += 1
+        return DeliveryResult(
+            status=DeliveryStatus.DELIVERED,
+            at=now,
+            remote_id=f"{ack.stream}:{ack.seq}",
+            detail="duplicate" if ack.duplicate else "",
+        )
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        await self.connection.close()

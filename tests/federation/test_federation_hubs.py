@@ -1,0 +1,181 @@
+"""A district hub and the regional hub federated over real NATS servers (a JetStream server for
+the region, a leaf node for the site, a proxy in the leaf link to cut it): the site's events
+reach the regional journal with their site, in order, once each — across a cut WAN link and
+across the site's own NATS going down."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nabat.events import Event, encode_event
+from nabat.federation import follower as follower_module
+from nabat.federation import site_of
+from nabat.store import EventQuery
+from nabat.testing import eventually, load_config_text, record, run_hub
+
+SOURCE = "/test/federation"
+
+
+def _config(name: str, site: str, url: str, extra: str = "") -> str:
+    return f"""
+[hub]
+name = "{name}"
+language = "en"
+data_dir = "data-{name}"
+site = "{site}"
+[storage]
+url = "sqlite:///journal-{name}.sqlite3"
+[plugins.eventlog]
+enabled = false
+[plugins.watch]
+enabled = false
+[federation]
+servers = ["{url}"]
+connect_timeout = 2
+publish_timeout = 2
+{extra}
+"""
+
+
+async def _followed(hub, site: str) -> list[Event]:
+    """The followed site's test events in the region's journal, in journal order."""
+    found: list[Event] = []
+    after = None
+    while True:
+        page = await hub.journal.query(
+            EventQuery(types=("camera.health.>",), after=after, limit=1000)
+        )
+        found += [s.event for s in page.events if site_of(s.event) == site]
+        if page.next_cursor is None:
+            return [e for e in found if e.source == SOURCE]
+        after = page.events[-1].seq
+
+
+async def _emit(hub, first: int, count: int) -> None:
+    for i in range(first, first + count):
+        await hub.publish(
+            Event(
+                type="camera.health.offline",
+                source=SOURCE,
+                id=f"ev-{i:05d}",
+                subject=f"cam-{i % 7}",
+                data={"n": i},
+            )
+        )
+
+
+def _numbers(events: list[Event]) -> list[int]:
+    return [e.data["n"] for e in events]
+
+
+async def test_site_events_reach_the_region_in_order_across_cuts(
+    tmp_path, nats_federation, monkeypatch
+):
+    monkeypatch.setattr(follower_module, "LINK_CHECK_S", 0.5)  # the cut is said sooner
+    site = nats_federation.site("site-a")
+    district = load_config_text(_config("district", "site-a", site.url), tmp_path)
+    region = load_config_text(
+        _config(
+            "region",
+            "region",
+            nats_federation.region.url,
+            'up = []\nfollow = ["site-a"]',
+        ),
+        tmp_path,
+    )
+    async with run_hub(district) as edge, run_hub(region) as regional:
+        await _emit(edge, 0, 50)
+        got = await eventually(
+            lambda: _arrived(regional, 50), timeout=30, what="50 events at the region"
+        )
+        assert _numbers(got) == list(range(50))  # in order, once each
+        assert all(e.extensions["site"] == "site-a" for e in got)  # each keeps its site
+
+        # The WAN link is cut: the district goes on alone, its events wait at its leaf.
+        site.link.cut()
+        site.wait_unlinked()
+        seen = record(regional, "federation.site.*")
+        await _emit(edge, 50, 100)
+        assert await edge.journal.get(SOURCE, "ev-00149") is not None  # the district works
+        await eventually(
+            lambda: _published(edge, 150), timeout=20, what="stored in the site's stream"
+        )
+        # The region says the site is cut off, not that it has nothing to report.
+        cut = await eventually(
+            lambda: [e for e in seen.events if e.type == "federation.site.unreachable"],
+            timeout=20,
+            what="federation.site.unreachable",
+        )
+        assert cut[0].subject == "site-a" and cut[0].severity == "severe"
+        site.link.restore()
+        site.wait_linked()
+        got = await eventually(
+            lambda: _arrived(regional, 150), timeout=60, what="the backlog at the region"
+        )
+        await eventually(
+            lambda: [e for e in seen.events if e.type == "federation.site.reachable"],
+            timeout=20,
+            what="federation.site.reachable",
+        )
+        assert _numbers(got) == list(range(150))
+
+        # The site's own NATS dies (SIGKILL): the hub keeps appending, the cursor waits.
+        site.server.kill()
+        await _emit(edge, 150, 30)
+        site.server.restart()
+        site.wait_linked()
+        got = await eventually(
+            lambda: _arrived(regional, 180), timeout=60, what="events after the leaf's restart"
+        )
+        assert _numbers(got) == list(range(180))
+        # Nothing twice in the regional journal, whatever was redelivered on the way.
+        assert len({e.id for e in got}) == 180
+
+
+async def _arrived(hub, count: int) -> list[Event] | None:
+    found = await _followed(hub, "site-a")
+    if len(found) > count:
+        raise AssertionError(f"{len(found)} events at the region, {count} were sent")
+    return found if len(found) == count else None
+
+
+async def _published(hub, count: int) -> bool:
+    await asyncio.sleep(0)
+    return hub.uplink is not None and hub.uplink.published >= count
+
+
+async def test_a_site_cannot_speak_for_another(tmp_path, nats_federation):
+    """A district (or whoever holds its NATS) publishing an event stamped as another site's:
+    the region does not store it, and the district's real events go on arriving."""
+    import nats
+
+    site = nats_federation.site("site-a")
+    district = load_config_text(_config("district", "site-a", site.url), tmp_path)
+    region = load_config_text(
+        _config("region", "region", nats_federation.region.url, 'up = []\nfollow = ["site-a"]'),
+        tmp_path,
+    )
+    async with run_hub(district) as edge, run_hub(region) as regional:
+        await _emit(edge, 0, 1)
+        await eventually(lambda: _arrived(regional, 1), timeout=30, what="the first event")
+        forged = Event(
+            type="camera.health.offline",
+            source=SOURCE,
+            id="forged-1",
+            extensions={"site": "site-b"},
+            data={"n": -1},
+        )
+        nc = await nats.connect(site.url)
+        try:  # straight into the district's stream, as the district's hub would
+            js = nc.jetstream()
+            await js.publish(
+                "nabat.site-a.camera.health.offline",
+                encode_event(forged),
+                headers={"Nats-Msg-Id": "forged"},
+            )
+        finally:
+            await nc.close()
+        await _emit(edge, 1, 1)
+        await eventually(lambda: _arrived(regional, 2), timeout=30, what="the next real event")
+        assert await regional.journal.get(SOURCE, "forged-1") is None
+        assert regional.follower.rejected == 1
