@@ -32,6 +32,7 @@ from .subjects import SubjectError, compile_pattern, validate_pattern, validate_
 __all__ = [
     "CONTENT_TYPE",
     "CONTENT_TYPE_BATCH",
+    "SITE",
     "Event",
     "EventError",
     "EventTypes",
@@ -40,10 +41,15 @@ __all__ = [
     "decode_events",
     "encode_event",
     "encode_events",
+    "site_of",
 ]
 
 CONTENT_TYPE = "application/cloudevents+json"
 CONTENT_TYPE_BATCH = "application/cloudevents-batch+json"
+SITE = "site"
+"""The extension attribute naming the federated site an event happened at
+(``docs/federation.md``): set by that site's hub as the event goes up, kept by the hubs that
+follow it. This hub's own events do not carry it; API callers may not set it."""
 
 _CONTEXT_ATTRIBUTES = frozenset(
     {
@@ -424,3 +430,11 @@ def encode_events(events: Iterable[Event]) -> bytes:
     if not any(_needs_slow_encode(e) for e in events):
         return _encoder.encode(events)
     return _encoder.encode([to_mapping(e) if _needs_slow_encode(e) else e for e in events])
+
+
+def site_of(event: Event) -> str | None:
+    """The other site an event happened at (a followed event), or None: this hub's own.
+    A followed event is this hub's record, never its trigger: rules, incidents and
+    recordings act on their own site's events only."""
+    value = (event.extensions or {}).get(SITE)
+    return value if isinstance(value, str) else None

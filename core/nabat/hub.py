@@ -145,6 +145,7 @@ class Hub:
                 hub_name=config.hub.name,
                 append=self.publisher.publish_many,
                 publish=self.publish,
+                types=self.event_types,
             )
             if federated and site is not None and federation.follow
             else None

@@ -233,7 +233,7 @@ def test_federation_needs_a_site_nats_urls_and_secret_credentials(tmp_path):
     assert any("site" in r for r in issues["hub.site"])
     servers = " ".join(issues["federation.servers"])
     assert "nats://host:port" in servers  # http:// is not NATS
-    assert "password must not be written inline" in servers  # nor a password in the URL
+    assert "no user, password or token in the URL" in servers  # nor credentials in the URL
     assert any("inline" in r for r in issues["federation.password"])  # a secret reference
     assert any("empty token" in r for r in issues["federation.up"])
 

@@ -196,11 +196,21 @@ async def test_rules_act_in_a_running_hub(tmp_path):
         record_ = await hub.alerts.get(alert.data.id)
         assert record_.created_by == "rule:flood"
         assert record_.devices[0].detail == "Уровень 350 см"
+        # Another site's incident, followed here, is that site's to act on: no rule fires.
+        followed = Event(
+            type="incident.created",
+            source="/nabat/sites/site-b/urn:112",
+            subject="card-8",
+            extensions={"site": "site-b"},
+        )
+        await hub.publish(followed)
         # An incident from elsewhere does fire the second rule.
         await hub.publish(Event(type="incident.created", source="urn:112", subject="card-7"))
         await eventually(
             lambda: any(n.body == "incident card-7" for n in Duty.sent), what="incident rule"
         )
+        # Delivered in order: the followed one was handled (and passed over) before card-7.
+        assert not any(n.body == "incident card-8" for n in Duty.sent)
 
 
 def test_rules_test_command(tmp_path):

@@ -10,10 +10,13 @@ import asyncio
 from nabat.events import Event, encode_event
 from nabat.federation import follower as follower_module
 from nabat.federation import site_of
+from nabat.federation.follower import namespaced
 from nabat.store import EventQuery
 from nabat.testing import eventually, load_config_text, record, run_hub
 
 SOURCE = "/test/federation"
+AT_REGION = namespaced("site-a", SOURCE)
+"""The region keeps a site's sources apart from its own and other sites'."""
 
 
 def _config(name: str, site: str, url: str, extra: str = "") -> str:
@@ -47,7 +50,7 @@ async def _followed(hub, site: str) -> list[Event]:
         )
         found += [s.event for s in page.events if site_of(s.event) == site]
         if page.next_cursor is None:
-            return [e for e in found if e.source == SOURCE]
+            return [e for e in found if e.source == AT_REGION]
         after = page.events[-1].seq
 
 
@@ -158,24 +161,41 @@ async def test_a_site_cannot_speak_for_another(tmp_path, nats_federation):
     async with run_hub(district) as edge, run_hub(region) as regional:
         await _emit(edge, 0, 1)
         await eventually(lambda: _arrived(regional, 1), timeout=30, what="the first event")
-        forged = Event(
-            type="camera.health.offline",
-            source=SOURCE,
-            id="forged-1",
-            extensions={"site": "site-b"},
-            data={"n": -1},
-        )
+        forgeries = [
+            # another site's stamp
+            ("camera.health.offline", "/test/federation", {"site": "site-b"}, None),
+            # the region's own job claims (a claimed slot would stop the region's jobs)
+            ("hub.job.claimed", "/nabat/jobs/readiness", None, None),
+            # the region's own report of a site
+            ("federation.site.reachable", "/nabat/federation", None, None),
+            # a subject that is not the event's type
+            ("camera.health.offline", "/test/federation", None, "nabat.site-a.camera.health.ok"),
+        ]
         nc = await nats.connect(site.url)
-        try:  # straight into the district's stream, as the district's hub would
+        try:  # straight into the district's stream, as the district's hub (or its NATS) would
             js = nc.jetstream()
-            await js.publish(
-                "nabat.site-a.camera.health.offline",
-                encode_event(forged),
-                headers={"Nats-Msg-Id": "forged"},
-            )
+            for i, (type_, source, extensions, subject) in enumerate(forgeries):
+                forged = Event(
+                    type=type_, source=source, id=f"forged-{i}", extensions=extensions, data={}
+                )
+                await js.publish(
+                    subject or f"nabat.site-a.{type_}",
+                    encode_event(forged),
+                    headers={"Nats-Msg-Id": f"forged-{i}"},
+                )
         finally:
             await nc.close()
         await _emit(edge, 1, 1)
         await eventually(lambda: _arrived(regional, 2), timeout=30, what="the next real event")
-        assert await regional.journal.get(SOURCE, "forged-1") is None
-        assert regional.follower.rejected == 1
+        for i, (_, source, _, _) in enumerate(forgeries):
+            for stored_as in (source, namespaced("site-a", source)):
+                assert await regional.journal.get(stored_as, f"forged-{i}") is None
+        assert regional.follower.rejected == len(forgeries)
+        # An event NATS can never carry (over its max_payload, 1 MB) is a dead letter at the
+        # district, not a stall of its ordered up-path: the next one still goes.
+        await edge.publish(
+            Event(type="camera.health.offline", source=SOURCE, id="huge", data={"x": "y" * 2**21})
+        )
+        await _emit(edge, 2, 1)
+        await eventually(lambda: _arrived(regional, 3), timeout=30, what="the event after it")
+        assert await regional.journal.get(AT_REGION, "huge") is None

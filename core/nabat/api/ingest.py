@@ -28,7 +28,16 @@ from collections.abc import Collection, Iterable
 
 import msgspec
 
-from ..events import CONTENT_TYPE, CONTENT_TYPE_BATCH, Event, EventError, EventTypes, decode_event
+from ..events import (
+    CONTENT_TYPE,
+    CONTENT_TYPE_BATCH,
+    SITE,
+    Event,
+    EventError,
+    EventTypes,
+    decode_event,
+    site_of,
+)
 from ..subjects import compile_pattern
 from .problems import FieldError, ProblemError
 
@@ -242,6 +251,16 @@ def parse_events(
         if not event.type.isascii():
             errors.append(
                 FieldError(field="type", reason="must be ASCII (letters look alike)", index=where)
+            )
+            continue
+        if site_of(event) is not None or SITE in (event.extensions or {}):
+            refused += 1
+            errors.append(
+                FieldError(
+                    field=SITE,
+                    reason="the site an event happened at is set by federated hubs, not callers",
+                    index=where,
+                )
             )
             continue
         if event.source[:7].lower() == RESERVED_SOURCE:

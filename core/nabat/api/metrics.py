@@ -173,7 +173,7 @@ def _federation(hub: Hub) -> Iterator[Metric]:
         for name, text, value in (
             ("nabat_federation_received", "Messages read from followed sites", follower.received),
             ("nabat_federation_stored", "Followed events new to the journal", follower.stored),
-            ("nabat_federation_rejected", "Messages that were not valid events", follower.rejected),
+            ("nabat_federation_rejected", "Messages refused (see the log)", follower.rejected),
         ):
             counter = CounterMetricFamily(name, text)
             counter.add_metric([], value)

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from ..masking import mask_url, mask_value
+from ..masking import mask_url, mask_value, without_userinfo
 from ..regions import Region, load_region
 from ..rules.model import Rule
 from ..subjects import validate_pattern
@@ -291,13 +291,15 @@ def _check_federation(
         scheme = url.split("://", 1)[0] if "://" in url else ""
         if scheme not in ("nats", "tls"):
             bad("servers", f"{url!r}: a NATS server is nats://host:port or tls://host:port")
-        elif mask_url(url) != url:
-            bad("servers", "a URL with a password must not be written inline; use password")
+        elif without_userinfo(url) != url:
+            bad("servers", "no user, password or token in the URL; use user, password or token")
     for pattern in federation.up:
         try:
             validate_pattern(pattern)
         except ValueError as exc:
             bad("up", str(exc))
+    if len(set(federation.follow)) != len(federation.follow):
+        bad("follow", "a site is listed twice")
     if hub.site is not None and hub.site in federation.follow:
         bad("follow", f"{hub.site!r} is this hub's own site")
     if federation.password is not None and federation.user is None:

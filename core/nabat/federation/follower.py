@@ -1,23 +1,35 @@
 """The following side (the region): every followed site's events into this hub's journal.
 
-The hub's JetStream server *sources* each followed site's stream (``EVENTS_<site>``, in the
-site's JetStream domain, across the leaf link) into one stream of its own,
-``FOLLOWED_<site>`` (no subjects of its own: a regional stream whose subjects matched a
-site's publishes would store them a second time over the leaf link). NATS does the
-store-and-forward: a site cut off keeps its events, and the source resumes by itself when
-the link returns, in order.
+For each followed site the hub's JetStream server *sources* the site's stream
+(``EVENTS_<site>``, in the site's JetStream domain, across the leaf link) into a stream of its
+own, ``FOLLOWED_<this site>_<site>``: no subjects of its own (a regional stream whose subjects
+matched a site's publishes would store them a second time over the leaf link), its own limits
+(one site flooding cannot evict another's backlog), and — what the follower trusts — *where*
+a message was read says which site it came from, not anything in the message. NATS does the
+store-and-forward: a site cut off keeps its events, and the source resumes by itself.
 
-A durable pull consumer reads the followed stream in batches; each batch is appended to the
-journal in one durable write, **idempotently by (source, id)** — a redelivered message (this
-hub killed between the append and the ack) is not stored or fanned out twice — and only then
-acknowledged. Each event keeps its ``site`` (the extension attribute its uplink set). A
-message that is not a valid event is logged and terminated (never redelivered in a loop); it
-stays in the site's stream for an operator to read.
+A durable pull consumer per site reads in batches; each batch is appended to the journal in
+one durable write, idempotently by (source, id), and only then acknowledged (a redelivered
+message is not stored or fanned out twice). What the region stores is the site's record, kept
+apart from the region's own:
+
+* the event's ``site`` is the stream's site (a stamp or subject naming another is refused);
+* its ``source`` is namespaced, ``/nabat/sites/<site>/…``: two districts' cameras with the
+  same id, or events two districts got from one upstream, stay two; and the region's own
+  state kept by source (camera health, job claims) cannot be written by a site;
+* the hub's own families (``hub.>``, ``federation.>``) are refused from a site;
+* rules, incidents and recordings act on their own site's events only
+  (:func:`nabat.events.site_of`).
+
+A message that is not a valid event, or is refused, is logged and terminated (never
+redelivered in a loop); it stays in the site's stream for an operator to read. A batch the
+journal refuses is retried, then split, so one bad event cannot hold a site up for good.
 
 Every :data:`LINK_CHECK_S` the hub asks each followed site's JetStream (``$JS.<site>.API``,
 across the leaf link) about its stream: a site that does not answer is **cut off** — said
 with a ``federation.site.unreachable`` event, and ``federation.site.reachable`` when it
-answers again — not taken for a site with nothing to report.
+answers again — not taken for a site with nothing to report. While this hub's own NATS is
+down, nothing is said of the sites.
 """
 
 from __future__ import annotations
@@ -27,14 +39,17 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import msgspec
+
 from ..config.model import FederationSettings
-from ..events import Event, EventError, decode_event
+from ..events import SITE, Event, EventError, EventTypes, Severity, decode_event, site_of
 from ..logs import get_logger
 from ..store import Appended
+from ..subjects import matches
 from .connection import RECONNECT_S, Connection
-from .naming import site_of, stream_name, with_site
+from .naming import stream_name, subject_for
 
-__all__ = ["BATCH", "LINK_CHECK_S", "Follower", "followed_stream"]
+__all__ = ["BATCH", "LINK_CHECK_S", "REFUSED_FAMILIES", "Follower", "followed_stream"]
 
 log = get_logger("nabat.federation")
 
@@ -44,19 +59,29 @@ LINK_TIMEOUT_S = 2.0
 SOURCE = "/nabat/federation"
 BATCH = 256
 """Messages fetched, appended and acknowledged at once."""
+APPEND_TRIES = 3
+"""A batch the journal refuses this often is split: its events are tried one by one."""
 SOURCE_DUPLICATE_WINDOW_S = 1.0
 """The followed stream's own window: short, because a sourced message whose id is still in
-it is not skipped but blocks that site's whole source (nats-server 2.9, docs/federation.md);
-deduplication is the sites' streams' (120 s) and the journal's."""
+it is not skipped but blocks the site's source (nats-server 2.9, docs/federation.md);
+deduplication is the site's stream's (120 s) and the journal's."""
+REFUSED_FAMILIES = ("hub.>", "federation.>")
+"""What a site may not send: the hub's own bookkeeping (units, job claims) and the
+federation's own reports."""
 
 
-def followed_stream(site: str) -> str:
-    return f"FOLLOWED_{site}"
+def followed_stream(follower: str, site: str) -> str:
+    return f"FOLLOWED_{follower}_{site}"
+
+
+def namespaced(site: str, source: str) -> str:
+    """The region's name for a site's source: ``/nabat/sites/<site>/<source>``."""
+    return f"/nabat/sites/{site}/{source.lstrip('/')}"
 
 
 class Follower:
     """Built by the hub when ``[federation] follow`` lists sites. ``append`` is the hub's
-    :meth:`~nabat.publishing.Publisher.publish_many`."""
+    :meth:`~nabat.publishing.Publisher.publish_many`, ``publish`` its ``publish``."""
 
     def __init__(
         self,
@@ -66,33 +91,35 @@ class Follower:
         hub_name: str,
         append: Callable[[Sequence[Event]], Awaitable[list[Appended]]],
         publish: Callable[[Event], Awaitable[None]],
+        types: EventTypes | None = None,
     ) -> None:
         self.settings = settings
         self.site = site
         self.append = append
         self.publish = publish
-        self.reachable: dict[str, bool] = {}
-        """Each followed site: whether it answered the last check (absent: not asked yet)."""
+        self.types = types
         self.connection = Connection(settings, name=f"nabat {hub_name} ({site}) follow")
         self.received = 0
         self.stored = 0
         self.rejected = 0
-        self._task: asyncio.Task[None] | None = None
-        self._watch: asyncio.Task[None] | None = None
-
-    @property
-    def stream(self) -> str:
-        return followed_stream(self.site)
+        self.reachable: dict[str, bool] = {}
+        """Each followed site: whether it answered the last check (absent: not asked yet)."""
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def durable(self) -> str:
         return f"nabat-{self.site}"
 
     def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
-        self._task.set_name("federation-follow")
+        task = asyncio.ensure_future(self._run())
+        task.set_name("federation-follow")
+        self._tasks.append(task)
 
     async def _prepare(self, js: Any) -> None:
+        for followed in self.settings.follow:
+            await self._prepare_site(js, followed)
+
+    async def _prepare_site(self, js: Any, followed: str) -> None:
         from nats.js.api import (
             AckPolicy,
             ConsumerConfig,
@@ -105,34 +132,33 @@ class Follower:
         )
         from nats.js.errors import NotFoundError
 
-        sources = [
-            StreamSource(
-                name=stream_name(followed),
-                external=ExternalStream(
-                    api=f"$JS.{followed}.API", deliver=f"deliver.{self.site}.{followed}"
-                ),
-            )
-            for followed in self.settings.follow
-        ]
+        name = followed_stream(self.site, followed)
         config = StreamConfig(
-            name=self.stream,
-            sources=sources,
+            name=name,
+            sources=[
+                StreamSource(
+                    name=stream_name(followed),
+                    external=ExternalStream(
+                        api=f"$JS.{followed}.API", deliver=f"deliver.{self.site}.{followed}"
+                    ),
+                )
+            ],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=self.settings.stream_max_age_days * 86_400.0,
             max_bytes=int(self.settings.stream_max_mb * 1024 * 1024),
             duplicate_window=SOURCE_DUPLICATE_WINDOW_S,
-            description=f"Nabat {self.site}: the events of the sites it follows",
+            description=f"Nabat {self.site}: the events of site {followed}",
         )
         try:
-            await js.stream_info(self.stream)
+            await js.stream_info(name)
         except NotFoundError:
             await js.add_stream(config)
-            log.info("federation.stream_created", stream=self.stream, follows=self.settings.follow)
+            log.info("federation.stream_created", stream=name, site=followed)
         else:
             await js.update_stream(config)
         await js.add_consumer(
-            self.stream,
+            name,
             ConsumerConfig(
                 durable_name=self.durable,
                 ack_policy=AckPolicy.EXPLICIT,
@@ -143,92 +169,150 @@ class Follower:
         )
 
     async def _run(self) -> None:
+        await self.connection.open(self._prepare)
+        for followed in self.settings.follow:
+            task = asyncio.ensure_future(self._follow(followed))
+            task.set_name(f"federation-follow:{followed}")
+            self._tasks.append(task)
+        watch = asyncio.ensure_future(self._watch_sites())
+        watch.set_name("federation-sites")
+        self._tasks.append(watch)
+
+    async def _follow(self, followed: str) -> None:
+        """One site's events, until the hub stops: every failure is logged and retried, the
+        consumer made again if it went (a NATS store wiped, an operator's mistake)."""
         from nats.errors import TimeoutError as NatsTimeout
 
-        await self.connection.open(self._prepare)
-        js = self.connection.js
-        self._watch = asyncio.ensure_future(self._watch_sites())
-        self._watch.set_name("federation-sites")
-        subscription = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+        name = followed_stream(self.site, followed)
+        subscription = None
         while True:
             try:
-                messages = await subscription.fetch(BATCH, timeout=1.0)
-            except (NatsTimeout, TimeoutError):
-                continue  # nothing new
+                if subscription is None:
+                    js = self.connection.js
+                    await self._prepare_site(js, followed)
+                    subscription = await js.pull_subscribe_bind(durable=self.durable, stream=name)
+                try:
+                    messages = await subscription.fetch(BATCH, timeout=1.0)
+                except (NatsTimeout, TimeoutError):
+                    continue  # nothing new
+                await self._take(followed, messages)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # NATS away: nats-py reconnects; wait and ask again
-                log.warning("federation.fetch_failed", error=str(exc) or repr(exc))
+            except Exception as exc:  # NATS away (nats-py reconnects), the consumer gone
+                log.warning("federation.follow_failed", site=followed, error=str(exc) or repr(exc))
+                with contextlib.suppress(Exception):
+                    if subscription is not None:
+                        await subscription.unsubscribe()
+                subscription = None
                 await asyncio.sleep(RECONNECT_S)
-                continue
-            await self._take(messages)
 
-    async def _take(self, messages: list[Any]) -> None:
+    def _accept(self, followed: str, message: Any) -> Event | None:
+        """The region's record of one message from ``followed``'s stream, or None (refused,
+        said in the log)."""
+        try:
+            event = decode_event(message.data, self.types)
+        except EventError as exc:
+            self._refuse(followed, message, f"not a valid event: {exc}")
+            return None
+        claimed = site_of(event)
+        if message.subject != subject_for(followed, event.type):
+            self._refuse(followed, message, "its subject is not its site's and type's", event)
+        elif claimed is not None and claimed != followed:
+            self._refuse(followed, message, f"it claims site {claimed!r}", event)
+        elif any(matches(family, event.type) for family in REFUSED_FAMILIES):
+            self._refuse(followed, message, "the hub's own family", event)
+        else:
+            return msgspec.structs.replace(
+                event,
+                source=namespaced(followed, event.source),
+                extensions={**(event.extensions or {}), SITE: followed},
+            )
+        return None
+
+    def _refuse(self, followed: str, message: Any, why: str, event: Event | None = None) -> None:
+        self.rejected += 1
+        log.error(
+            "federation.refused",
+            site=followed,
+            subject=message.subject,
+            reason=why,
+            source=event.source if event else None,
+            id=event.id if event else None,
+        )
+
+    async def _take(self, followed: str, messages: list[Any]) -> None:
         self.received += len(messages)
         events: list[Event] = []
         kept: list[Any] = []
         for message in messages:
-            try:
-                event = decode_event(message.data)
-            except EventError as exc:
-                self.rejected += 1
-                log.error(
-                    "federation.bad_message",
-                    subject=message.subject,
-                    stream_seq=message.metadata.sequence.stream,
-                    error=str(exc),
-                )
-                await message.term()
+            event = self._accept(followed, message)
+            if event is None:
+                with contextlib.suppress(Exception):
+                    await message.term()  # not redelivered; it stays in the site's stream
                 continue
-            site = _site_of_subject(message.subject)
-            origin = _origin_site(message.headers)
-            claimed = site_of(event)
-            if (
-                site is None
-                or site not in self.settings.follow
-                or (origin is not None and origin != site)
-                or (claimed is not None and claimed != site)
-            ):
-                # A site speaking for another (a forged stamp or subject): not stored.
-                self.rejected += 1
-                log.error(
-                    "federation.foreign_claim",
-                    subject=message.subject,
-                    origin=origin,
-                    claimed=claimed,
-                    source=event.source,
-                    id=event.id,
-                )
-                await message.term()
-                continue
-            if claimed is None:
-                event = with_site(event, site)  # published without the stamp: the subject says
             events.append(event)
             kept.append(message)
         if events:
-            while True:
-                try:
-                    appended = await self.append(events)
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # the journal unreachable: keep the batch, retry
-                    log.error("federation.append_failed", error=repr(exc), events=len(events))
-                    await asyncio.sleep(RECONNECT_S)
-            self.stored += sum(1 for a in appended if a.new)
+            stored = await self._store(followed, events, kept)
+            self.stored += stored
         for message in kept:
             with contextlib.suppress(Exception):  # an ack lost: the redelivery is a duplicate
                 await message.ack()
 
+    async def _store(self, followed: str, events: list[Event], messages: list[Any]) -> int:
+        """Append ``events`` (the new ones counted). A batch the journal keeps refusing is
+        tried event by event: one it refuses while others of the batch go in is refused for
+        good (terminated, said) and dropped from ``messages``, so the site goes on. When
+        nothing goes in, the journal itself is failing: the batch is raised back, to be
+        read again later (that site waits; nothing is dropped)."""
+        for attempt in range(APPEND_TRIES):
+            try:
+                return sum(1 for a in await self.append(events) if a.new)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the journal unreachable, or one event it refuses
+                log.error(
+                    "federation.append_failed",
+                    site=followed,
+                    events=len(events),
+                    attempt=attempt + 1,
+                    error=repr(exc),
+                )
+                await asyncio.sleep(RECONNECT_S / 4)
+        if len(events) == 1:
+            raise RuntimeError("the journal refuses the event")
+        stored, went_in, refused = 0, 0, []
+        for event, message in zip(events, messages, strict=True):
+            try:
+                stored += sum(1 for a in await self.append([event]) if a.new)
+                went_in += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                refused.append((event, message))
+        if not went_in:
+            raise RuntimeError("the journal refuses every event of the batch")
+        for event, message in refused:
+            self._refuse(followed, message, "the journal refuses it", event)
+            with contextlib.suppress(Exception):
+                await message.term()
+            messages.remove(message)
+        return stored
+
+    # -- reachability -----------------------------------------------------------------------
     async def _watch_sites(self) -> None:
         while True:
-            for site in self.settings.follow:
-                up = await self._answers(site)
-                if self.reachable.get(site) == up or (site not in self.reachable and up):
+            if self.connection.connected:  # our own NATS down says nothing of the sites
+                answers = await asyncio.gather(
+                    *(self._answers(site) for site in self.settings.follow)
+                )
+                for site, up in zip(self.settings.follow, answers, strict=True):
+                    before = self.reachable.get(site)
                     self.reachable[site] = up
-                    continue  # no change (a site that answers at start is no news)
-                self.reachable[site] = up
-                await self._say(site, up)
+                    if before is None and up:
+                        continue  # a site that answers at start is no news
+                    if before != up:
+                        await self._say(site, up)
             await asyncio.sleep(LINK_CHECK_S)
 
     async def _answers(self, site: str) -> bool:
@@ -245,8 +329,6 @@ class Follower:
         return True
 
     async def _say(self, site: str, up: bool) -> None:
-        from ..events import Severity
-
         if up:
             log.info("federation.site_reachable", site=site)
         else:
@@ -265,29 +347,10 @@ class Follower:
             log.error("federation.event_failed", site=site, error=repr(exc))
 
     async def close(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._watch
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+                await task
+        self._tasks.clear()
         await self.connection.close()
-
-
-def _origin_site(headers: dict[str, str] | None) -> str | None:
-    """The site whose stream a sourced message came from: JetStream's ``Nats-Stream-Source``
-    header names the origin stream (``EVENTS_<site>``) first."""
-    value = (headers or {}).get("Nats-Stream-Source")
-    if not value:
-        return None
-    stream = value.split(" ", 1)[0].split(":", 1)[0]
-    prefix = stream_name("")
-    return stream[len(prefix) :] if stream.startswith(prefix) else stream
-
-
-def _site_of_subject(subject: str) -> str | None:
-    """``nabat.<site>.<type>`` → ``<site>``."""
-    parts = subject.split(".", 2)
-    return parts[1] if len(parts) == 3 and parts[0] == "nabat" else None

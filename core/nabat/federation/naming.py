@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ..events import Event
+from ..events import SITE, Event, site_of
 
 __all__ = [
     "SITE",
@@ -15,10 +15,6 @@ __all__ = [
     "subjects_of",
     "with_site",
 ]
-
-SITE = "site"
-"""The CloudEvents extension attribute naming the site an event happened at: set by the site's
-uplink, kept by every hub that follows it."""
 
 
 def subject_for(site: str, event_type: str) -> str:
@@ -42,12 +38,6 @@ def msg_id(event: Event) -> str:
     JetStream drops a republished event (after a crash or a lost acknowledgement) and the
     following hub appends each once."""
     return f"{event.source} {event.id}"
-
-
-def site_of(event: Event) -> str | None:
-    """The site an event happened at (None: this hub's own, never federated)."""
-    value = (event.extensions or {}).get(SITE)
-    return value if isinstance(value, str) else None
 
 
 def with_site(event: Event, site: str) -> Event:

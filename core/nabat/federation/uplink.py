@@ -7,7 +7,10 @@ acknowledged the event (the site's stream holds it, on the site's own leaf node,
 the WAN does). While NATS cannot take it — the leaf node down, no answer in time — the
 target says :class:`~nabat.delivery.NotReady`: the cursor waits, no attempt is counted,
 nothing is dead-lettered. A republished event (the hub killed between JetStream's
-acknowledgement and the cursor's write) is dropped by the stream's duplicate window.
+acknowledgement and the cursor's write) is dropped by the stream's duplicate window, or — when
+it comes later than that — by the following hub's journal ((source, id)). An event that can
+never be sent (larger than NATS's ``max_payload``) is dead-lettered, seen with
+``nabat deliveries``, instead of holding back every later one.
 
 The site's stream (``EVENTS_<site>``, subjects ``nabat.<site>.>``) is created with
 *limits* retention — the only kind the region can source without losing messages — sized by
@@ -34,6 +37,9 @@ __all__ = ["DUPLICATE_WINDOW_S", "Uplink"]
 
 log = get_logger("nabat.federation")
 
+MESSAGE_TOO_LARGE = 10054
+"""JetStream's error code for a message over the stream's ``max_msg_size``."""
+RECREATE_S = 10.0
 DUPLICATE_WINDOW_S = 120.0
 """How long the site's stream remembers a message id: longer than any redelivery after a
 crash (the delivery cursor is written at least every second)."""
@@ -48,6 +54,7 @@ class Uplink:
         self.connection = Connection(settings, name=f"nabat {hub_name} ({site}) up")
         self.published = 0
         self._task: asyncio.Task[None] | None = None
+        self._recreated = -RECREATE_S
 
     @property
     def subscription_id(self) -> str:
@@ -95,9 +102,14 @@ class Uplink:
 
     async def publish(self, event: Event) -> DeliveryResult:
         """The delivery target: delivered once the site's stream holds the event."""
-        from nats.errors import ConnectionClosedError, NoRespondersError, OutboundBufferLimitError
+        from nats.errors import (
+            ConnectionClosedError,
+            MaxPayloadError,
+            NoRespondersError,
+            OutboundBufferLimitError,
+        )
         from nats.errors import TimeoutError as NatsTimeout
-        from nats.js.errors import APIError
+        from nats.js.errors import APIError, NoStreamResponseError
 
         now = datetime.now(UTC)
         came_from = site_of(event)
@@ -114,6 +126,15 @@ class Uplink:
                 timeout=self.settings.publish_timeout,
                 headers={"Nats-Msg-Id": msg_id(event)},
             )
+        except MaxPayloadError as exc:  # never fits: a dead letter an operator sees, not a stall
+            return DeliveryResult(
+                status=DeliveryStatus.REJECTED,
+                at=now,
+                detail=f"larger than NATS's max_payload ({exc!r}); not sent to the region",
+            )
+        except NoStreamResponseError as exc:  # the stream is gone (a wiped store): make it again
+            await self._recreate()
+            raise NotReady(f"the site's stream did not answer: {exc!r}") from exc
         except (
             NatsTimeout,
             NoRespondersError,
@@ -122,7 +143,13 @@ class Uplink:
             TimeoutError,
         ) as exc:
             raise NotReady(f"NATS did not take the event: {exc!r}") from exc
-        except APIError as exc:  # the stream refused it (full, gone): retried, never dropped
+        except APIError as exc:
+            if exc.err_code == MESSAGE_TOO_LARGE:
+                return DeliveryResult(status=DeliveryStatus.REJECTED, at=now, detail=str(exc))
+            if exc.code in (404, 503):  # no stream, JetStream not ready: wait, make it again
+                await self._recreate()
+                raise NotReady(f"JetStream: {exc}") from exc
+            # Anything else is retried (with backoff, counted, visible), never dropped.
             return DeliveryResult(status=DeliveryStatus.RETRY, at=now, detail=f"JetStream: {exc}")
         self.published += 1
         return DeliveryResult(
@@ -131,6 +158,18 @@ class Uplink:
             remote_id=f"{ack.stream}:{ack.seq}",
             detail="duplicate" if ack.duplicate else "",
         )
+
+    async def _recreate(self) -> None:
+        """The site's stream again, at most every ``RECREATE_S``."""
+        now = asyncio.get_running_loop().time()
+        js = self.connection.js
+        if js is None or now - self._recreated < RECREATE_S:
+            return
+        self._recreated = now
+        try:
+            await self._ensure_stream(js)
+        except Exception as exc:
+            log.warning("federation.stream_failed", site=self.site, error=str(exc) or repr(exc))
 
     async def close(self) -> None:
         if self._task is not None:

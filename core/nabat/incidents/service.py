@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ..delivery import DeliveryService
-from ..events import Event, Severity
+from ..events import Event, Severity, site_of
 from ..geo import distance_km
 from ..interfaces import DeliveryResult, DeliveryStatus
 from ..interfaces.incident import (
@@ -414,8 +414,8 @@ class IncidentService:
     async def observe(self, event: Event) -> DeliveryResult | None:
         """Durable subscription target: keep the record of incidents reported by events
         published elsewhere (rules, the events API, another hub process)."""
-        if event.type not in TYPES:
-            return None
+        if event.type not in TYPES or site_of(event) is not None:
+            return None  # another site's incidents are that site's records (next: shown here)
         incident_id = event.subject or event.id
         try:
             data = incident_of(event)

@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 
 from ..config.model import RecordingPolicy, RecordingSettings, RecordingStorage
-from ..events import Event, Severity
+from ..events import Event, Severity, site_of
 from ..instances import Instance, Instances
 from ..interfaces import Camera, Job
 from ..logs import get_logger
@@ -340,6 +340,8 @@ class Recorder:
     async def on_incident(self, event: Event) -> None:
         """``incident.*``: an open incident records its linked cameras (event policies with
         ``incidents``)."""
+        if site_of(event) is not None:
+            return  # another site's incident: its cameras are that site's
         data = event.data if isinstance(event.data, dict) else msgspec.to_builtins(event.data)
         if not isinstance(data, dict):
             return

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..delivery import DeliveryService
-from ..events import Event
+from ..events import Event, site_of
 from ..interfaces import DeliveryResult
 from ..logs import get_logger
 from ..store.delivery import Order, SubscriptionSpec
@@ -76,6 +76,8 @@ class RuleEngine:
         """The durable subscription's target: run every matching rule's actions."""
         if self.actions is None:
             raise RuntimeError("this rule engine only plans")
+        if site_of(event) is not None:
+            return None  # another site's event: that site's rules acted on it
         for rule in self.matching(event):
             key = (rule.name, event.municipality or "")
             last = self._fired.get(key)

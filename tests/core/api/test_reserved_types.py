@@ -165,3 +165,15 @@ async def test_look_alike_types_and_the_hubs_own_sources_are_refused_too(api):
     assert (
         await api.hub.journal.get("/nabat/jobs/watch:cameras", "watch:cameras@1999999999") is None
     )
+
+
+async def test_no_caller_can_say_an_event_happened_at_another_site(api):
+    # A followed site's events carry their site; a caller claiming one would slip past this
+    # hub's rules and incidents (another site's events are not this hub's triggers) and
+    # out of its up-path (they are not "ours").
+    sochi = await api.client("events:write", municipalities=("sochi",))
+    one = {**forged(40, "agency.note", {"x": 1}, "sochi"), "source": "urn:agency:test"}
+    answer = await sochi.post("/api/v1/events", json={**one, "site": "site-b"})
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["errors"][0]["field"] == "site"
+    assert await api.hub.journal.get("urn:agency:test", one["id"]) is None
