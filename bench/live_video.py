@@ -124,6 +124,7 @@ enabled = true
 max_upstreams = {cameras}
 max_viewers_per_camera = {viewers}
 max_streams_per_user = {streams}
+{video_extra}
 """
 
 
@@ -136,9 +137,44 @@ settings = {{ url = "{url}" }}
 """
 
 
+def _video_workers() -> list[int]:
+    """The hub's video worker processes (``nabat.video.workers``) among this process's
+    descendants: the upstreams run there, so the hub's CPU is theirs plus this process's."""
+    found, todo = [], [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        for children in Path(f"/proc/{pid}/task").glob("*/children"):
+            try:
+                kids = [int(k) for k in children.read_text().split()]
+            except OSError:
+                continue
+            todo += kids
+            for kid in kids:
+                try:
+                    if b"nabat.video.workers" in Path(f"/proc/{kid}/cmdline").read_bytes():
+                        found.append(kid)
+                except OSError:
+                    pass
+    return found
+
+
+def _workers_cpu() -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in _video_workers():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def _cpu() -> float:
+    """CPU seconds of the hub so far: this process and its video workers."""
     r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+    return r.ru_utime + r.ru_stime + _workers_cpu()
 
 
 def _rss() -> int:
@@ -148,12 +184,14 @@ def _rss() -> int:
 
 def _thread_cpu() -> dict[str, float]:
     """CPU seconds per group of this process's threads (from ``/proc/self/task``): ``loop``
-    (the main thread: the event loop), ``upstreams`` (the ``video:*`` remux threads) and
-    ``other`` (the journal's and executors' threads, FFmpeg's own)."""
+    (the main thread: the event loop), ``upstreams`` (remux threads in this process: raw's,
+    or the hub's with ``[video] workers = 0``), ``readers`` (the hub's side of each video
+    worker), ``other`` (the journal's and executors' threads, FFmpeg's own); and ``workers``:
+    the video worker processes, where the hub's upstreams run."""
     names = {t.native_id: t.name for t in threading.enumerate()}
     main = threading.main_thread().native_id
     tick = os.sysconf("SC_CLK_TCK")
-    groups = {"loop": 0.0, "upstreams": 0.0, "other": 0.0}
+    groups = {"loop": 0.0, "upstreams": 0.0, "readers": 0.0, "other": 0.0}
     for tid in os.listdir("/proc/self/task"):
         try:
             with open(f"/proc/self/task/{tid}/stat") as f:
@@ -167,9 +205,12 @@ def _thread_cpu() -> dict[str, float]:
             if int(tid) == main
             else "upstreams"
             if name.startswith(("video:", "remux"))
+            else "readers"
+            if name == "video-worker-reader"
             else "other"
         )
         groups[group] += cpu
+    groups["workers"] = _workers_cpu()
     return groups
 
 

@@ -78,6 +78,7 @@ from live_video import (  # the same server, anchor and probes' helpers
     _cpu,
     _delta,
     _rss,
+    _workers_cpu,
     pct,
 )
 
@@ -107,6 +108,7 @@ enabled = false
 enabled = true
 [video]
 max_upstreams = {cameras}
+{video_extra}
 [recording]
 segment_seconds = {segment}
 [[recording.storage]]
@@ -143,13 +145,14 @@ settings = {{ url = "{url}" }}
 
 def _thread_cpu() -> dict[str, float]:
     """CPU seconds per group of this process's threads: ``loop`` (the main thread),
-    ``upstreams`` (the ``video:*`` remux threads, raw's ``remux-*``: the recorder's taps run
-    on them), ``writers`` (the storage paths' ``recording:*`` threads and the default
-    executor's ``asyncio_*`` threads) and ``other``."""
+    ``upstreams`` (remux threads here: raw's ``remux-*``, the hub's with ``[video] workers =
+    0``), ``readers`` (the hub's side of each video worker: the recorder's taps run on
+    them), ``writers`` (the storage paths' ``recording:*`` threads and the default
+    executor's ``asyncio_*`` threads), ``other``; and ``workers``: the video worker processes."""
     names = {t.native_id: t.name for t in threading.enumerate()}
     main = threading.main_thread().native_id
     tick = os.sysconf("SC_CLK_TCK")
-    groups = {"loop": 0.0, "upstreams": 0.0, "writers": 0.0, "other": 0.0}
+    groups = {"loop": 0.0, "upstreams": 0.0, "readers": 0.0, "writers": 0.0, "other": 0.0}
     for tid in os.listdir("/proc/self/task"):
         try:
             with open(f"/proc/self/task/{tid}/stat") as f:
@@ -162,11 +165,14 @@ def _thread_cpu() -> dict[str, float]:
             group = "loop"
         elif name.startswith(("video:", "remux")):
             group = "upstreams"
+        elif name == "video-worker-reader":
+            group = "readers"  # the taps (the recorder's segment writes) run here
         elif name.startswith(("asyncio_", "recording:")):
             group = "writers"
         else:
             group = "other"
         groups[group] += cpu
+    groups["workers"] = _workers_cpu()
     return groups
 
 

@@ -233,10 +233,15 @@ def _video(hub: Hub) -> Iterator[Metric]:
         ),
         (
             "nabat_video_upstream_sessions",
-            "Upstream threads running, closing ones included",
+            "Upstreams running, closing ones included",
             video.connected(),
         ),
         ("nabat_video_viewers", "Live-video viewers connected", video.viewers()),
+        (
+            "nabat_video_workers",
+            "Video worker processes running (the upstreams' processes)",
+            len(video.host.pids()),
+        ),
     )
     for name, text, value in gauges:
         gauge = GaugeMetricFamily(name, text)
@@ -248,6 +253,11 @@ def _video(hub: Hub) -> Iterator[Metric]:
         ("nabat_video_bytes_sent", "fMP4 bytes sent to viewers", video.bytes_sent),
         ("nabat_video_reconnects", "Upstreams stalled and reconnected", video.reconnects),
         ("nabat_video_fragments_dropped", "Fragments skipped for slow viewers", video.dropped),
+        (
+            "nabat_video_worker_restarts",
+            "Upstreams opened again because their video worker process died",
+            video.worker_restarts,
+        ),
     )
     for name, text, value in counters:
         counter = CounterMetricFamily(name, text)

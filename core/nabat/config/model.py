@@ -222,6 +222,10 @@ class VideoSettings(_Table):
     viewer_queue: Annotated[int, msgspec.Meta(ge=2, le=10_000)] = 32
     """Fragments queued for a viewer that reads slower than the camera sends; beyond it the
     viewer skips to the next key frame."""
+    workers: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
+    """Video worker processes the upstreams run in (default: one per CPU, at most 4; a new
+    one starts only once each has a few upstreams); ``0`` runs them as threads in the hub's
+    process, where they cost the event loop its latency (a debugging aid)."""
 
     def __post_init__(self) -> None:
         if self.reconnect_max < self.reconnect_initial:

@@ -8,7 +8,7 @@ import io
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -21,7 +21,8 @@ from ..config.model import VideoSettings
 from ..interfaces import NotSupported
 from ..interfaces.camera import Camera, Snapshot
 from ..logs import get_logger
-from .remux import Failure, Sink, UpstreamSettings, run_upstream
+from .remux import Failure, Sink, UpstreamSettings
+from .workers import InProcess, UpstreamHost, VideoWorkers, default_workers
 
 __all__ = ["LimitReached", "LiveVideo", "Ring", "Tap", "Viewer"]
 
@@ -40,8 +41,9 @@ class LimitReached(Exception):
 class Tap(Protocol):
     """A consumer the upstream calls on its own thread (a recording): no hop onto the event
     loop per fragment. Calls come one at a time, in the stream's order; they must be quick
-    (hand blocking work on) and may come after the tap's viewer left (ignore them then). One
-    that raises is logged and skipped, never the upstream's end."""
+    (hand blocking work on: one thread serves every camera of a video worker) and may come
+    after the tap's viewer left (ignore them then). One that raises is logged and skipped,
+    never the upstream's end."""
 
     def begin(self, header: tuple[str, bytes, int] | None, backlog: list[Ring]) -> None:
         """Joined (on the loop, under the upstream's lock): the current stream's (MIME type,
@@ -124,10 +126,12 @@ def _json(**message: Any) -> str:
 
 
 class _Upstream:
-    """One camera's upstream thread and its viewers.
+    """One camera's upstream and its viewers.
 
-    The upstream's thread keeps what a new viewer starts from (the stream's header, its last
-    GOP, the pre-roll ring) under :attr:`lock`, calls the taps (recordings) itself, and posts
+    The upstream runs in a video worker process (:mod:`nabat.video.workers`); its output
+    comes in on that worker's reader thread ("the upstream's thread" below), which keeps
+    what a new viewer starts from (the stream's header, its last GOP, the pre-roll ring)
+    under :attr:`lock`, calls the taps (recordings) itself, and posts
     to the event loop only while a viewer with a queue (a person) is there: a camera only
     recorded costs the loop nothing per fragment. Each thing posted carries a sequence number
     so that a viewer whose start already covered it (it joined between the post and its
@@ -137,8 +141,11 @@ class _Upstream:
         self.service = service
         self.camera_id = camera_id
         self.viewers: set[Viewer] = set()
-        self.stop = threading.Event()
-        self.thread: threading.Thread | None = None
+        self.stopped = False
+        """Told to stop (every viewer left, or the hub stops)."""
+        self.stopper: Callable[[], None] | None = None
+        self.running = False
+        """Started and not yet ended (an open RTSP session, or one being retried)."""
         self.loop = asyncio.get_running_loop()
         self.lock = threading.Lock()
         # -- under the lock (written by the upstream's thread) --
@@ -151,6 +158,8 @@ class _Upstream:
         self.key_at = datetime.now(UTC)
         """When the kept GOP's key frame arrived."""
         self.seq = 0
+        self.epochs = 0
+        """Streams begun: the epoch viewers see grows even when a new worker starts over."""
         self.bytes_in = 0
         self.taps: tuple[Tap, ...] = ()
         self.watching = 0
@@ -172,10 +181,11 @@ class _Upstream:
         except Exception as exc:  # a recording's bug: that recording, not the stream
             log.error("video.tap_failed", camera=self.camera_id, call=method, exc_info=exc)
 
-    def t_stream(self, mime: str, init: bytes, epoch: int) -> None:
+    def t_stream(self, mime: str, init: bytes, _epoch: int) -> None:
         with self.lock:
             self.seq += 1
-            seq = self.seq
+            self.epochs += 1
+            seq, epoch = self.seq, self.epochs
             self.header = (mime, init, epoch)
             self.gop = []
             self.ring.clear()
@@ -265,6 +275,7 @@ class _Upstream:
             viewer.queue.put_nowait(_End(failure.kind, str(failure)))
 
     def on_done(self) -> None:
+        self.running = False
         if not self.done.done():
             self.done.set_result(None)
         self.service.closing.discard(self)
@@ -332,22 +343,19 @@ class _Upstream:
             status=self.t_status,
             failed=lambda failure: self._post(self.on_failed, failure),
         )
-        settings = self.service.upstream_settings
+        self.running = True
+        self.stopper = self.service.host.start(
+            self.camera_id,
+            url,
+            self.service.upstream_settings,
+            sink,
+            lambda: self._post(self.on_done),
+        )
 
-        def body() -> None:
-            try:
-                counters = run_upstream(url, settings, sink, self.stop, self.camera_id)
-                log.info("video.upstream_closed", camera=self.camera_id, **counters)
-            except Exception as exc:  # a bug, not a camera fault: say so, end the viewers
-                log.error("video.upstream_crashed", camera=self.camera_id, exc_info=exc)
-                sink.failed(
-                    Failure("internal", "the restreamer failed; see the hub's log", final=True)
-                )
-            finally:
-                self._post(self.on_done)
-
-        self.thread = threading.Thread(target=body, name=f"video:{self.camera_id}", daemon=True)
-        self.thread.start()
+    def halt(self) -> None:
+        self.stopped = True
+        if self.stopper is not None:
+            self.stopper()
 
 
 class LiveVideo:
@@ -365,9 +373,11 @@ class LiveVideo:
             reconnect_max=settings.reconnect_max,
             fragment_duration=settings.fragment_duration,
         )
+        workers = default_workers() if settings.workers is None else settings.workers
+        self.host: UpstreamHost = VideoWorkers(workers) if workers else InProcess()
         self.upstreams: dict[str, _Upstream] = {}
         self.closing: set[_Upstream] = set()
-        """Upstreams told to stop whose thread has not ended yet."""
+        """Upstreams told to stop that have not ended yet."""
         self.per_user: dict[str, int] = {}
         self.bytes_closed = 0
         """fMP4 bytes of upstreams gone (their own count is on each)."""
@@ -401,12 +411,13 @@ class LiveVideo:
         return len(up.viewers) if up else 0
 
     def connected(self) -> int:
-        """Upstream threads running (open RTSP sessions), closing ones included."""
-        return sum(
-            1
-            for up in (*self.upstreams.values(), *self.closing)
-            if up.thread is not None and up.thread.is_alive()
-        )
+        """Upstreams running (open RTSP sessions), closing ones included."""
+        return sum(1 for up in (*self.upstreams.values(), *self.closing) if up.running)
+
+    @property
+    def worker_restarts(self) -> int:
+        """Upstreams opened again because their worker process died."""
+        return getattr(self.host, "restarts", 0)
 
     # -- a still from the open stream -------------------------------------------------------
     async def snapshot(self, camera_id: str, *, max_width: int | None = 640) -> Snapshot | None:
@@ -539,7 +550,7 @@ class LiveVideo:
             )
             up.on_done()
             return
-        if up.stop.is_set():  # every viewer left while the address was asked for
+        if up.stopped:  # every viewer left while the address was asked for
             up.on_done()
             return
         up.start(url)
@@ -572,14 +583,14 @@ class LiveVideo:
         self.forget(up)
 
     def forget(self, up: _Upstream) -> None:
-        """Stop ``up`` (its thread ends within a packet or ``stall_timeout``)."""
+        """Stop ``up`` (it ends within a packet or ``stall_timeout``)."""
         if self.upstreams.get(up.camera_id) is up:
             del self.upstreams[up.camera_id]
             self.bytes_closed += up.bytes_in
-        up.stop.set()
-        if up.thread is not None and not up.done.done():
+        up.halt()
+        if up.running and not up.done.done():
             self.closing.add(up)
-        elif up.thread is None and not up.done.done():
+        elif not up.running and not up.done.done():
             up.done.set_result(None)
 
     async def close(self) -> None:
@@ -590,12 +601,13 @@ class LiveVideo:
             for viewer in up.viewers:
                 viewer.queue.put_nowait(_End("stopping", "the hub is stopping"))
             self.forget(up)
-        waiting = [up.done for up in ups if up.thread is not None]
+        waiting = [up.done for up in ups if up.running]
         if waiting:
             timeout = self.settings.stall_timeout + self.settings.connect_timeout
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await asyncio.gather(*waiting)
+        await asyncio.to_thread(self.host.close)
 
 
 async def live_url(camera: Camera) -> tuple[str, str | None]:

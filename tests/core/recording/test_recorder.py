@@ -26,6 +26,8 @@ from nabat.recording import recorder as recorder_module
 from nabat.recording import segments as segments_module
 from nabat.testing import eventually, load_config_text, record, run_api, run_hub
 
+from ..video.test_live import _rtsp_sessions
+
 
 def _config(rtsp_server, storage: str, *, cameras=("cam-live",), segment: float = 5.0) -> str:
     text = f"""
@@ -74,23 +76,6 @@ async def _segments(hub, camera: str) -> list:
     return [s async for s in hub.footage.all(camera)]
 
 
-def _rtsp_sessions(port: int) -> int:
-    inodes = set()
-    for fd in Path("/proc/self/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    count = 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        parts = line.split()
-        if parts[3] == "01" and int(parts[2].split(":")[1], 16) == port and parts[9] in inodes:
-            count += 1
-    return count
-
-
 async def test_a_camera_is_recorded_into_playable_chained_segments(tmp_path, rtsp_server):
     loaded = load_config_text(_config(rtsp_server, "video"), tmp_path)
     async with run_hub(loaded) as hub, run_api(hub) as server:
@@ -126,7 +111,7 @@ async def test_a_camera_is_recorded_into_playable_chained_segments(tmp_path, rts
             assert json.loads(await ws.recv())["type"] == "stream"
             assert (await ws.recv())[4:8] == b"ftyp"
             assert len(hub.video.upstreams) == 1
-            assert _rtsp_sessions(rtsp_server.port) == 1
+            assert _rtsp_sessions(rtsp_server.port, hub) == 1
         # The viewer left; the recording keeps the upstream open.
         await asyncio.sleep(1.0)  # past idle_close (0.5 s): the upstream would be gone
         assert "cam-live" in hub.video.upstreams

@@ -94,16 +94,18 @@ def _frames(data: bytes) -> int:
         return sum(1 for _ in container.decode(video=0))
 
 
-def _rtsp_sessions(port: int) -> int:
-    """Established TCP connections of this process to the RTSP server (from /proc)."""
+def _rtsp_sessions(port: int, hub) -> int:
+    """Established TCP connections of the hub's video (this process and its video workers)
+    to the RTSP server (from /proc)."""
     inodes = set()
-    for fd in Path("/proc/self/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
+    for pid in ["self", *hub.video.host.pids()]:
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
     count = 0
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         parts = line.split()
@@ -128,7 +130,7 @@ async def test_two_viewers_share_one_upstream_of_playable_fmp4(live, rtsp_server
             assert first2["codec"] == first["codec"] and init2 == init
             assert _frames(init2 + b"".join(frags2)) > 0
             assert len(hub.video.upstreams) == 1 and hub.video.viewers_of("cam-live") == 2
-            assert _rtsp_sessions(rtsp_server.port) == 1
+            assert _rtsp_sessions(rtsp_server.port, hub) == 1
             metrics = await _get(server, "/metrics", await _token(server, "ops:read"))
             assert "nabat_video_upstreams 1.0" in metrics
             assert "nabat_video_viewers 2.0" in metrics
@@ -139,7 +141,9 @@ async def test_two_viewers_share_one_upstream_of_playable_fmp4(live, rtsp_server
         what="the upstream closed",
     )
     await eventually(
-        lambda: _rtsp_sessions(rtsp_server.port) == 0, timeout=5, what="the RTSP session closed"
+        lambda: _rtsp_sessions(rtsp_server.port, hub) == 0,
+        timeout=5,
+        what="the RTSP session closed",
     )
     await server.state.audit.flush()
     entries, _ = await server.state.audit.entries(limit=20)
@@ -310,6 +314,60 @@ async def test_rtsp_server_restart_mid_view_resumes_by_itself(live, rtsp_server,
             await reader.stop()
 
 
+async def test_a_video_worker_killed_mid_view_is_replaced_and_the_viewer_resumes(
+    live, rtsp_server, caplog
+):
+    """The upstream runs in a video worker process, not in the hub's: its RTSP session is
+    the worker's. SIGKILL that worker (FFmpeg crashing on a stream): the hub stays up, the
+    viewer is told ``stalled`` and stays connected, the camera is opened again in a new
+    worker, and the viewer gets a new stream (a higher epoch, its init) that plays. The
+    workers log through the hub's logging, masked, with their pid."""
+    caplog.set_level("INFO", logger="nabat.video")
+    hub, server = live
+    token = await _token(server, "cameras:read")
+    async with _ws(server, "cam-live", token) as ws:
+        reader = _Reader(ws)
+        try:
+            await eventually(
+                lambda: len(_fragments(reader.messages)) >= 2, timeout=20, what="fragments"
+            )
+            first = reader.texts()[0]
+            [pid] = hub.video.host.pids()
+            assert pid != os.getpid() and _rtsp_sessions(rtsp_server.port, hub) == 1
+            os.kill(pid, 9)
+            stalled = await reader.wait_for(
+                lambda m: m.get("status") == "stalled" and "worker" in m.get("reason", ""),
+                timeout=10,
+                what="a stalled status naming the worker",
+            )
+            restarted = await reader.wait_for(
+                lambda m: m.get("type") == "stream" and m["epoch"] > first["epoch"],
+                timeout=20,
+                what="a new stream from the new worker",
+            )
+            assert restarted > stalled
+            await eventually(
+                lambda: len(_fragments(reader.since(restarted))) >= 2,
+                timeout=20,
+                what="fragments from the new worker",
+            )
+            assert reader.closed is None, reader.closed
+            after = reader.since(restarted + 1)
+            assert _frames(after[0] + b"".join(_fragments(after))) > 0
+            [new_pid] = hub.video.host.pids()
+            assert new_pid != pid and hub.video.worker_restarts == 1
+            opened = [
+                r.fields
+                for r in caplog.records
+                if r.getMessage() == "video.upstream_open" and r.fields.get("worker") == new_pid
+            ]
+            assert opened and opened[0]["camera"] == "cam-live"
+            assert "s3cret" not in caplog.text and "@" not in opened[0]["url"]
+            assert len(hub.video.upstreams) == 1 and _rtsp_sessions(rtsp_server.port, hub) == 1
+        finally:
+            await reader.stop()
+
+
 async def test_a_camera_ending_its_stream_is_reconnected_the_viewer_stays(live):
     """/dying sends one second of video (one GOP) and ends the stream, every time: each end
     is a ``stalled`` status, the upstream reconnects, the same viewer gets fragments again in
@@ -377,7 +435,7 @@ async def test_a_streamed_camera_gives_its_snapshot_from_the_open_stream(live, r
     token = await _token(server, "cameras:read")
     async with _ws(server, "cam-live", token) as one:
         await _read_stream(one, 3)
-        assert _rtsp_sessions(rtsp_server.port) == 1
+        assert _rtsp_sessions(rtsp_server.port, hub) == 1
         url = f"{server.url}/api/v1/cameras/cam-live/snapshot.jpg"
         async with httpx.AsyncClient(timeout=10) as http:
             answer = await http.get(
@@ -389,7 +447,7 @@ async def test_a_streamed_camera_gives_its_snapshot_from_the_open_stream(live, r
             frame = next(picture.decode(video=0))
             assert frame.width == 320
         assert hub.video.stills == 1
-        assert _rtsp_sessions(rtsp_server.port) == 1  # still the one upstream
+        assert _rtsp_sessions(rtsp_server.port, hub) == 1  # still the one upstream
         more = await _read_stream_fragments(one, 2)  # and the viewer kept receiving
         assert len(more) == 2
 
