@@ -29,7 +29,8 @@ between ``--repeats``:
   latency). The probes get a window of their own because they cost the hub more CPU than
   restreaming 32 cameras to one viewer each (their cost, measured idle, is reported).
   ``BENCH_HUB_EXTRA`` adds lines to the hub's ``[hub]`` table (e.g.
-  ``switch_interval = 0.005``).
+  ``switch_interval = 0.005``), ``BENCH_VIDEO_EXTRA`` to its ``[video]`` table (e.g.
+  ``workers = 0``: the upstreams as threads in the hub's process).
 
 Reported per phase: CPU per upstream (CPU seconds per wall second, in % of one core), per
 viewer stream for the hub, RSS delta per upstream, fragments/s and bytes/s delivered, the
@@ -178,8 +179,15 @@ def _cpu() -> float:
 
 
 def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    """Resident bytes of the hub: this process and its video workers."""
+    total = 0
+    for pid in ["self", *_video_workers()]:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:  # ended meanwhile
+            pass
+    return total
 
 
 def _thread_cpu() -> dict[str, float]:
@@ -403,6 +411,7 @@ async def _hub(conn: Any, directory: str, urls: list[str], viewers: int) -> None
         viewers=viewers,
         streams=len(urls) * viewers,
         hub_extra=os.environ.get("BENCH_HUB_EXTRA", ""),
+        video_extra=os.environ.get("BENCH_VIDEO_EXTRA", ""),
     )
     text += "".join(_camera(f"cam-{i:03d}", u) for i, u in enumerate(urls))
     loaded = load_config_text(text, Path(directory))

@@ -436,7 +436,12 @@ async def _hub(conn: Any, directory: str, urls: list[str], segment_s: float) -> 
     recorder_module.Recorder.start = deferred_start  # type: ignore[method-assign]
 
     data = Path(directory) / "data"
-    text = HUB_CONFIG.format(data_dir=data, cameras=len(urls), segment=segment_s)
+    text = HUB_CONFIG.format(
+        data_dir=data,
+        cameras=len(urls),
+        segment=segment_s,
+        video_extra=os.environ.get("BENCH_VIDEO_EXTRA", ""),
+    )
     text += "".join(_camera(f"cam-{i:03d}", u) for i, u in enumerate(urls))
     loaded = load_config_text(text, Path(directory))
     loop = asyncio.get_running_loop()
