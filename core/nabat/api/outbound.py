@@ -23,7 +23,8 @@ import msgspec
 
 from ..ids import uuid7
 from ..logs import get_logger
-from ..netguard import DestinationPolicy, GuardedTransport
+from ..netguard import DestinationPolicy
+from ..netguard_http import GuardedTransport
 from ..store.delivery import IssueState, Order, SubscriptionSpec
 from ..webhooks import WebhookSender, generate_secret
 

@@ -3,6 +3,9 @@ opening the journal or a prepared hub, the audit log, tables and JSON output.
 
 The configuration file is ``--config FILE``, else ``$NABAT_CONFIG``, else ``./plugins.toml``.
 A command that cannot go on prints why and exits 1 (``SystemExit``).
+
+The hub and the journal are imported where they are used: every ``nabat`` process imports
+this module, most commands never build a hub, and ``--help`` or ``version`` need neither.
 """
 
 from __future__ import annotations
@@ -12,17 +15,17 @@ import getpass
 import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import msgspec
 
 from ..config import ConfigInvalid, LoadedConfig, load_config
-from ..hub import Hub
 from ..i18n import Messages
 from ..logs import configure_logging
-from ..store import JournalError
-from ..store.factory import journal_from_config
+
+if TYPE_CHECKING:
+    from ..hub import Hub
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -77,6 +80,8 @@ its rows."""
 
 
 def load_or_exit(path: Path, *, strict: bool = True) -> LoadedConfig:
+    from ..store.factory import journal_from_config
+
     global _headings
     try:
         loaded = load_config(path, strict=strict)
@@ -107,6 +112,8 @@ def exit_with_error(error: object) -> NoReturn:
 # -- the journal and the hub -----------------------------------------------------------------
 def build_hub(loaded: LoadedConfig) -> Hub:
     """A hub for ``loaded``, not started, speaking the command's language."""
+    from ..hub import Hub
+
     return Hub(loaded, language=messages(loaded).language)
 
 
@@ -114,6 +121,9 @@ def with_journal(
     config_file: str | None, work: Any, *, migrate: bool = False, loaded: LoadedConfig | None = None
 ) -> Any:
     """Open the configured journal, run ``await work(journal)``, close it; errors exit 1."""
+    from ..store import JournalError
+    from ..store.factory import journal_from_config
+
     quiet_logs(False)
     loaded = loaded or load_or_exit(config_path(config_file))
 
@@ -135,6 +145,7 @@ def with_prepared_hub(loaded: LoadedConfig, work: Any, *, migrate: bool = False)
     """``await work(hub)`` with a hub that is not started: its journal open as it is and its
     plugins prepared (which instances are cameras or sirens; the payload types that read the
     journal's events). Journal errors exit 1."""
+    from ..store import JournalError
 
     async def run() -> Any:
         hub = build_hub(loaded)

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..config import ConfigInvalid, load_config
-from ..plugins import PluginHost, PluginInfo, discover
 from ._common import config_option, config_path
+
+if TYPE_CHECKING:
+    from ..plugins import PluginInfo
 
 __all__ = ["PLUGIN_IMPORT_TIMEOUT", "NabatGroup"]
 
@@ -78,6 +80,8 @@ class NabatGroup(click.Group):
             loaded = load_config(path)
         except ConfigInvalid:
             return  # the command itself will report it
+        from ..plugins import discover  # pluggy and the hookspecs: not for the core's commands
+
         found, _ = discover()
         enabled = []
         for name, info in found.items():
@@ -87,6 +91,8 @@ class NabatGroup(click.Group):
         asyncio.run(self._register(enabled))
 
     async def _register(self, plugins: list[PluginInfo]) -> None:
+        from ..plugins import PluginHost
+
         host = PluginHost()  # imports each in a daemon thread, within the timeout
         for info in plugins:
             try:

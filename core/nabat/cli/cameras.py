@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import msgspec
 
-from ..hub import Hub
 from ._common import (
     audit,
     build_hub,
@@ -23,6 +22,9 @@ from ._common import (
     with_journal,
     with_prepared_hub,
 )
+
+if TYPE_CHECKING:
+    from ..hub import Hub  # annotations only: importing the hub slows every `nabat` process
 
 __all__ = ["command"]
 

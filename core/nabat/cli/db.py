@@ -7,8 +7,6 @@ import asyncio
 import click
 
 from ..config import LoadedConfig
-from ..store import JournalError
-from ..store.factory import journal_from_config
 from ._common import config_option, config_path, exit_with_error, load_or_exit, quiet_logs
 
 __all__ = ["command"]
@@ -21,6 +19,8 @@ def command() -> None:
 
 async def _upgrade(loaded: LoadedConfig) -> tuple[int, int]:
     """Migrate the journal; the schema versions before and after."""
+    from ..store.factory import journal_from_config
+
     journal = journal_from_config(loaded)
     before = await journal.peek_schema_version()
     await journal.open(migrate=True)
@@ -34,6 +34,9 @@ async def _upgrade(loaded: LoadedConfig) -> tuple[int, int]:
 @config_option
 def db_status(config_file: str | None) -> None:
     """Show the journal's schema version and whether it needs `nabat db upgrade`."""
+    from ..store import JournalError
+    from ..store.factory import journal_from_config
+
     quiet_logs(False)
     loaded = load_or_exit(config_path(config_file))
     journal = journal_from_config(loaded)
@@ -62,6 +65,8 @@ def db_status(config_file: str | None) -> None:
 @config_option
 def db_upgrade(config_file: str | None) -> None:
     """Create or migrate the journal's schema to this Nabat's version."""
+    from ..store import JournalError
+
     quiet_logs(False)
     loaded = load_or_exit(config_path(config_file))
     try:

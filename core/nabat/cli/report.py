@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..hub import Hub
 from ._common import (
     config_option,
     config_path,
@@ -19,6 +18,9 @@ from ._common import (
     with_prepared_hub,
     yes,
 )
+
+if TYPE_CHECKING:
+    from ..hub import Hub  # annotations only: importing the hub slows every `nabat` process
 
 __all__ = ["command"]
 

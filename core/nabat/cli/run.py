@@ -12,7 +12,6 @@ import click
 from ..config import LoadedConfig
 from ..logs import configure_logging, get_logger
 from ..runtime import apply_runtime_settings
-from ..store import JournalError
 from ._common import build_hub, config_option, config_path, exit_with_error, load_or_exit, messages
 
 __all__ = ["command"]
@@ -38,6 +37,8 @@ def command(config_file: str | None) -> None:
 
 
 async def _serve(loaded: LoadedConfig) -> None:
+    from ..store import JournalError
+
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 

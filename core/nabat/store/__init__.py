@@ -1,5 +1,9 @@
 """The journal: durable, ordered, idempotent storage of every accepted event."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .base import (
     MAX_PAGE,
     Appended,
@@ -13,8 +17,10 @@ from .base import (
     decode_cursor,
     encode_cursor,
 )
-from .postgres import PostgresJournal
 from .sqlite import SqliteJournal
+
+if TYPE_CHECKING:
+    from .postgres import PostgresJournal
 
 __all__ = [
     "MAX_PAGE",
@@ -31,3 +37,13 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # asyncpg is imported on first use: the embedded SQLite journal (and every `nabat`
+    # command run on it) does without it.
+    if name == "PostgresJournal":
+        from .postgres import PostgresJournal
+
+        return PostgresJournal
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
