@@ -159,6 +159,7 @@ class Hub:
             instances=self.units,
             publish=self.publish,
             holds=self._recording_holds,
+            lease_ttl=config.storage.lease_ttl,
         )
         """``[[recording.policy]]``: the selected cameras' footage as segment files."""
         self.snapshots = SnapshotService(

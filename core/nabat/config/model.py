@@ -86,8 +86,9 @@ class StorageSettings(_Table):
     retention_days: Annotated[float, msgspec.Meta(gt=0)] | None = 90.0
     """Events older than this are deleted once a day; unset keeps everything."""
     lease_ttl: Positive = 15.0
-    """Seconds a hub process holds a durable subscription without renewing it; after that,
-    another process takes the subscription over (a dead process's claims are released)."""
+    """Seconds a hub process holds a durable subscription or a camera's recording without
+    renewing it; after that, another process takes it over (a dead process's claims are
+    released)."""
     poll_interval: Positive = 1.0
     """Upper bound (seconds) on how long an event appended by another hub process waits before
     durable subscribers here notice it."""

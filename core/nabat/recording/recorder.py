@@ -16,6 +16,15 @@ write that fails (disk full, unwritable) or a disk that stops answering (an oper
 goes on elsewhere or stops; nothing else in the hub does — and the path is checked again
 every ``RECHECK_S``, on its own thread, until it works (``recording.storage.recovered``).
 Retention (per policy, in days) and each path's quota remove the oldest footage first.
+
+Several hub processes on one journal record each camera once: a camera is recorded only by
+the process holding its **lease**, a journal record (``recording-leases``, key the camera,
+body the process) taken and renewed every third of ``[storage] lease_ttl`` in one atomic
+statement and lapsing ``lease_ttl`` after its holder stopped renewing (a SIGKILL: another
+process records the camera within that long); a process that stops gives its leases up at
+once. A process
+that loses a lease (its renewals were late) ends that recording. While the journal cannot be
+reached, a recording under way goes on: a duplicate segment beats a hole in the evidence.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from typing import Any
 import msgspec
 
 from ..config.model import RecordingPolicy, RecordingSettings, RecordingStorage
+from ..delivery import process_identity
 from ..events import Event, Severity, site_of
 from ..instances import Instance, Instances
 from ..interfaces import Camera, Job
@@ -53,6 +63,7 @@ RECHECK_S = 30.0
 """How often a failed storage path is tried again."""
 RETRY_MIN_S, RETRY_MAX_S = 2.0, 120.0
 SOURCE = "/nabat/recording"
+LEASES = "recording-leases"
 
 
 @dataclass
@@ -120,8 +131,11 @@ class Recorder:
         instances: Instances,
         publish: Callable[[Event], Awaitable[None]],
         holds: Callable[[], Awaitable[list[Hold]]] | None = None,
+        lease_ttl: float = 15.0,
     ) -> None:
         self.settings = settings
+        self.lease_ttl = lease_ttl
+        """A camera's recording lease lapses this long after its holder's last renewal."""
         self.holds = holds
         self.video = video
         self.index = index
@@ -141,6 +155,10 @@ class Recorder:
         """What the disk threads report, indexed in order: finished segments, failures."""
         self._indexer: asyncio.Task[None] | None = None
         self._post: Callable[..., None] = lambda *item: None
+        self.owner = process_identity()
+        """This process's name in the cameras' recording leases."""
+        self.leases: set[str] = set()
+        """Cameras whose recording lease this process holds."""
         event_policies = [p for p in settings.policy if p.mode == "event"]
         if event_policies:  # open streams keep the longest pre-roll asked for
             video.ring_seconds = max(video.ring_seconds, *(p.pre_roll for p in event_policies))
@@ -181,6 +199,7 @@ class Recorder:
         self._indexer.set_name("recording-index")
         self._spawn(self._keep_cameras(), "recording-cameras")
         self._spawn(self._recheck_storage(), "recording-storage")
+        self._spawn(self._renew_leases(), "recording-leases")
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -215,6 +234,7 @@ class Recorder:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._give_up_leases()
         for storage in self.storages:
             disk, storage.disk = storage.disk, None
             if disk is not None:
@@ -284,6 +304,9 @@ class Recorder:
                 cam = self.cameras.pop(camera_id)
                 if cam.task:
                     cam.task.cancel()
+                    await asyncio.gather(cam.task, return_exceptions=True)
+                if camera_id not in self.events:
+                    await self._lease(camera_id, give_up=True)
             await asyncio.sleep(5.0)
 
     # -- events ---------------------------------------------------------------------------
@@ -379,11 +402,55 @@ class Recorder:
                 await asyncio.wait_for(asyncio.shield(stream), 10)
             if self.events.get(cam.id) is cam:
                 del self.events[cam.id]
+            if cam.id not in self.cameras and not self._stopping:
+                await self._lease(cam.id, give_up=True)
             log.info("recording.event_ended", camera=cam.id, segments=cam.segments)
 
     # -- one camera -----------------------------------------------------------------------
     def _wanted(self, cam: _Camera) -> bool:
         return not self._stopping and (cam.until is None or time.monotonic() < cam.until)
+
+    # -- leases ---------------------------------------------------------------------------
+    @property
+    def lease_renew(self) -> float:
+        return self.lease_ttl / 3
+
+    async def _lease(self, camera_id: str, give_up: bool = False) -> bool | None:
+        """Take or renew ``camera_id``'s lease (or give it up); None when the journal did
+        not answer."""
+        seconds = 0.0 if give_up else self.lease_ttl
+        expires = datetime.now(UTC) + timedelta(seconds=seconds)
+        try:
+            held = await self.index.journal.put_record(
+                LEASES, camera_id, self.owner.encode(), expires=expires, claim=True
+            )
+        except Exception as exc:  # the journal is down: nobody can take it over meanwhile
+            log.warning("recording.lease_unknown", camera=camera_id, error=str(exc))
+            return None
+        if held and not give_up:
+            if camera_id not in self.leases:
+                log.info("recording.lease_taken", camera=camera_id, owner=self.owner)
+            self.leases.add(camera_id)
+        else:
+            self.leases.discard(camera_id)
+        return held
+
+    async def _renew_leases(self) -> None:
+        """Renew the lease of every camera being recorded; a lost one ends its recording."""
+        while True:
+            await asyncio.sleep(self.lease_renew)
+            for cam in [*self.cameras.values(), *self.events.values()]:
+                if cam.id not in self.leases:
+                    continue
+                if await self._lease(cam.id) is False:
+                    log.warning("recording.lease_lost", camera=cam.id, owner=self.owner)
+                    if cam.viewer is not None:
+                        cam.viewer.stop("another hub process records this camera now")
+
+    async def _give_up_leases(self) -> None:
+        """The process stops: others may record its cameras at once."""
+        for camera_id in list(self.leases):
+            await self._lease(camera_id, give_up=True)
 
     async def _record(self, cam: _Camera) -> None:
         wait = RETRY_MIN_S
@@ -392,6 +459,12 @@ class Recorder:
             driver = rt.driver if rt is not None else None
             if not isinstance(driver, Camera) or not self.instances.running(cam.id):
                 cam.state, cam.reason = "waiting", "the camera's instance is not running"
+            elif not await self._lease(cam.id):
+                # Another process records it (or the journal is down: it may): wait, and
+                # take it over when that process's lease lapses.
+                cam.state, cam.reason = "elsewhere", "another hub process records this camera"
+                await asyncio.sleep(self.lease_renew)
+                continue
             else:
                 try:
                     ended = await self._stream(cam, driver)

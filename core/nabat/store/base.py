@@ -34,7 +34,7 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
@@ -519,13 +519,19 @@ class Journal(abc.ABC):
         *,
         expires: datetime | None = None,
         only_new: bool = False,
+        claim: bool = False,
     ) -> bool:
         """Write the record (insert, or replace body and expiry keeping ``created``). With
         ``only_new`` write it only if no unexpired record has that key (an expired one is
         replaced), atomically: of concurrent ``only_new`` puts of one key exactly one wins.
-        True when written."""
+        With ``claim`` also over an unexpired record whose body is this same body: a lease
+        whose body names its holder is taken, renewed (a later ``expires``) or given up
+        (``expires`` now) in one atomic statement, never over another holder's. True when
+        written."""
         check_aware("expires", expires)
-        return await self._put_record(collection, key, bytes(body), expires, only_new)
+        return await self._put_record(
+            collection, key, bytes(body), expires, "claim" if claim else only_new
+        )
 
     async def put_records(
         self, collection: str, items: Sequence[tuple[str, bytes, datetime | None]]
@@ -584,7 +590,12 @@ class Journal(abc.ABC):
     # -- storage primitives ----------------------------------------------------------------
     @abc.abstractmethod
     async def _put_record(
-        self, collection: str, key: str, body: bytes, expires: datetime | None, only_new: bool
+        self,
+        collection: str,
+        key: str,
+        body: bytes,
+        expires: datetime | None,
+        only_new: bool | Literal["claim"],
     ) -> bool: ...
 
     @abc.abstractmethod

@@ -64,7 +64,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -181,6 +181,7 @@ _PUT = (
     " VALUES ($1, $2, $3, now(), now(), $4)" + _UPSERT_SET
 )
 _PUT_NEW = _PUT + " WHERE r.expires <= now()"
+_PUT_CLAIM = _PUT_NEW + " OR r.body = EXCLUDED.body"  # free, or already this holder's
 # Keys unique and sorted (client-side): one statement may not update a row twice, and a fixed
 # order keeps concurrent batches from deadlocking.
 _PUT_MANY = (
@@ -420,6 +421,7 @@ class PostgresJournal(Journal):
         self._write_small_sql = _WRITE_SMALL.format(s=s, lock=self._write_lock)
         self._put_sql = _PUT.format(s=s)
         self._put_new_sql = _PUT_NEW.format(s=s)
+        self._put_claim_sql = _PUT_CLAIM.format(s=s)
         self._put_many_sql = _PUT_MANY.format(s=s)
         # After a batch met rows stored already (a producer replaying), look rows up first
         # until a batch has none; otherwise try the plain COPY first.
@@ -909,12 +911,24 @@ class PostgresJournal(Journal):
 
     # -- records ---------------------------------------------------------------------------
     async def _put_record(
-        self, collection: str, key: str, body: bytes, expires: datetime | None, only_new: bool
+        self,
+        collection: str,
+        key: str,
+        body: bytes,
+        expires: datetime | None,
+        only_new: bool | Literal["claim"],
     ) -> bool:
+        sql = (
+            self._put_claim_sql
+            if only_new == "claim"
+            else self._put_new_sql
+            if only_new
+            else self._put_sql
+        )
         status = await self._run(
             f"writing record {key!r} of {collection!r}",
             "execute",
-            self._put_new_sql if only_new else self._put_sql,
+            sql,
             collection,
             key,
             body,

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -139,6 +139,7 @@ _UPSERT = (
     " created_us = CASE WHEN records.expires_us <= ?4 THEN ?4 ELSE records.created_us END"
 )
 _INSERT_NEW = _UPSERT + " WHERE records.expires_us <= ?4"
+_INSERT_CLAIM = _INSERT_NEW + " OR records.body = excluded.body"  # free, or this holder's
 _UPSERT_MANY = (
     "INSERT INTO records (collection, key, body, created_us, updated_us, expires_us) VALUES {}"
     " ON CONFLICT (collection, key) DO UPDATE SET body = excluded.body,"
@@ -689,10 +690,15 @@ class SqliteJournal(Journal):
 
     # -- records ---------------------------------------------------------------------------
     async def _put_record(
-        self, collection: str, key: str, body: bytes, expires: datetime | None, only_new: bool
+        self,
+        collection: str,
+        key: str,
+        body: bytes,
+        expires: datetime | None,
+        only_new: bool | Literal["claim"],
     ) -> bool:
         until = None if expires is None else _exact_us(expires)
-        sql = _INSERT_NEW if only_new else _UPSERT
+        sql = _INSERT_CLAIM if only_new == "claim" else _INSERT_NEW if only_new else _UPSERT
 
         def put(conn: sqlite3.Connection) -> bool:
             # One statement under the write lock (BEGIN IMMEDIATE): check and write are atomic.

@@ -26,6 +26,7 @@ from nabat.recording import recorder as recorder_module
 from nabat.recording import segments as segments_module
 from nabat.testing import eventually, load_config_text, record, run_api, run_hub
 
+from ..test_multiprocess import PG_DSN, pg_schema  # noqa: F401 (a fixture)
 from ..video.test_live import _rtsp_sessions
 
 
@@ -311,3 +312,57 @@ async def test_a_disk_that_stops_answering_is_taken_out_and_live_view_goes_on(
             answer.set()
             viewer.close()
             watching.cancel()
+
+
+async def test_two_hub_processes_on_one_postgresql_record_a_camera_once(
+    tmp_path,
+    rtsp_server,
+    pg_schema,  # noqa: F811
+):
+    """Two ``nabat run`` processes with the same policy on one PostgreSQL: the camera's
+    recording lease lets one of them record it (one RTSP session, one set of files), and when
+    that one is SIGKILLed the other takes the camera over within ``[storage] lease_ttl``."""
+    procs: dict[str, asyncio.subprocess.Process] = {}
+    dirs: dict[str, Path] = {}
+
+    def files(name: str) -> list[Path]:
+        root = dirs[name] / "data" / "video"
+        return [*root.glob("*/*/*.mp4"), *root.glob("*/*/*.mp4.part")]
+
+    try:
+        for name in ("a", "b"):
+            workdir = dirs[name] = tmp_path / name
+            workdir.mkdir()
+            text = _config(rtsp_server, "video") + (
+                f'[storage]\nurl = "{PG_DSN}"\nschema = "{pg_schema}"\nlease_ttl = 1.5\n'
+            )
+            (workdir / "plugins.toml").write_text(text)
+            env = {**os.environ, "NABAT_CONFIG": str(workdir / "plugins.toml")}
+            with (workdir / "hub.log").open("ab") as log:
+                procs[name] = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "nabat", "run", cwd=workdir, env=env, stderr=log
+                )
+        # One of them records (a finished segment), the other never starts a file.
+        holder = await eventually(
+            lambda: next((n for n in dirs if any(p.suffix == ".mp4" for p in files(n))), None),
+            timeout=40,
+            what="a finished segment from one hub",
+        )
+        other = "b" if holder == "a" else "a"
+        await asyncio.sleep(3 * 1.5)  # well past a lease's life: the other still waits
+        assert files(other) == [], "both hub processes record the camera"
+        assert "recording.lease_taken" in (dirs[holder] / "hub.log").read_text()
+        procs[holder].send_signal(signal.SIGKILL)
+        await asyncio.wait_for(procs[holder].wait(), 10)
+        # The survivor takes the camera over once the dead one's lease lapses.
+        await eventually(
+            lambda: any(p.suffix == ".mp4" for p in files(other)),
+            timeout=30,
+            what="the survivor recording the camera",
+        )
+        assert "recording.lease_taken" in (dirs[other] / "hub.log").read_text()
+    finally:
+        for proc in procs.values():
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()

@@ -93,6 +93,34 @@ async def test_only_new_writes_only_when_no_live_record_has_the_key(make_journal
     assert (await journal.get_record("idem", "k")).body == b"third"
 
 
+async def test_a_claim_takes_renews_and_gives_up_a_lease_never_another_holders(make_journal):
+    """``claim``: the recording lease of a camera between hub processes (body = holder)."""
+    journal = await make_journal()
+    assert await journal.put_record("leases", "cam", b"hub-a", expires=soon(), claim=True)
+    # Another holder cannot take a live lease, nor overwrite it.
+    assert not await journal.put_record("leases", "cam", b"hub-b", expires=soon(), claim=True)
+    assert (await journal.get_record("leases", "cam")).body == b"hub-a"
+    # Its holder renews it: a later expiry.
+    before = (await journal.get_record("leases", "cam")).expires
+    assert await journal.put_record("leases", "cam", b"hub-a", expires=soon(7200), claim=True)
+    assert (await journal.get_record("leases", "cam")).expires > before
+    # Given up (expires now): another takes it; the old holder can no longer renew it.
+    assert await journal.put_record("leases", "cam", b"hub-a", expires=ago(0), claim=True)
+    assert await journal.put_record("leases", "cam", b"hub-b", expires=soon(), claim=True)
+    assert not await journal.put_record("leases", "cam", b"hub-a", expires=soon(), claim=True)
+    # An expired lease is free.
+    assert await journal.put_record("leases", "old", b"hub-a", expires=ago())
+    assert await journal.put_record("leases", "old", b"hub-b", expires=soon(), claim=True)
+    # Of concurrent claims of a free key exactly one wins.
+    won = await asyncio.gather(
+        *(
+            journal.put_record("leases", "race", f"hub-{i}".encode(), expires=soon(), claim=True)
+            for i in range(8)
+        )
+    )
+    assert sum(won) == 1
+
+
 async def test_expired_records_are_absent(make_journal):
     journal = await make_journal()
     assert await journal.put_record("c", "gone", b"x", expires=ago(1))
