@@ -18,7 +18,7 @@ import msgspec
 
 from .masking import is_secret_key, mask_value
 
-__all__ = ["StructLogger", "configure_logging", "get_logger"]
+__all__ = ["StructLogger", "configure_logging", "get_logger", "record_fields"]
 
 _encoder = msgspec.json.Encoder(enc_hook=lambda obj: str(obj))
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
@@ -47,7 +47,8 @@ def get_logger(name: str, **fields: Any) -> StructLogger:
     return StructLogger(logging.getLogger(name), fields)
 
 
-def _record_fields(record: logging.LogRecord) -> dict[str, Any]:
+def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """A record's structured fields, secrets masked (what a line shows)."""
     fields = getattr(record, "fields", None) or {}
     out: dict[str, Any] = {}
     for key, value in fields.items():
@@ -81,7 +82,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
-        line.update(_record_fields(record))
+        line.update(record_fields(record))
         if record.exc_info:
             line["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
         return _encoder.encode(line).decode()
@@ -105,7 +106,7 @@ class LogfmtFormatter(logging.Formatter):
             f"logger={record.name}",
             f"event={_logfmt_value(record.getMessage())}",
         ]
-        parts += [f"{k}={_logfmt_value(v)}" for k, v in _record_fields(record).items()]
+        parts += [f"{k}={_logfmt_value(v)}" for k, v in record_fields(record).items()]
         if record.exc_info:
             exc = "".join(traceback.format_exception(*record.exc_info)).rstrip()
             parts.append(f"exc={_logfmt_value(exc)}")

@@ -136,12 +136,12 @@ class _ToHub(logging.Handler):
         self.pid = os.getpid()
 
     def emit(self, record: logging.LogRecord) -> None:
-        from ..logs import _record_fields
+        from ..logs import record_fields
 
         try:
             fields = {
                 k: v if isinstance(v, int | float | str | bool) else str(v)
-                for k, v in _record_fields(record).items()
+                for k, v in record_fields(record).items()
             }
             fields["worker"] = self.pid
             if record.exc_info:
