@@ -11,12 +11,26 @@ from ..config.model import FederationSettings
 from ..logs import get_logger
 from ..masking import mask_url
 
-__all__ = ["RECONNECT_S", "Connection"]
+__all__ = ["RECONNECT_S", "Connection", "ensure_stream"]
 
 log = get_logger("nabat.federation")
 
 RECONNECT_S = 2.0
 """Between two connection attempts (and nats-py's own reconnects once connected)."""
+
+
+async def ensure_stream(js: Any, config: Any, **fields: Any) -> None:
+    """Create the JetStream stream ``config`` names, or bring an existing one to ``config``
+    (limits changed in ``[federation]`` apply at the next start)."""
+    from nats.js.errors import NotFoundError
+
+    try:
+        await js.stream_info(config.name)
+    except NotFoundError:
+        await js.add_stream(config)
+        log.info("federation.stream_created", stream=config.name, **fields)
+    else:
+        await js.update_stream(config)
 
 
 class Connection:

@@ -46,7 +46,7 @@ from ..events import SITE, Event, EventError, EventTypes, Severity, decode_event
 from ..logs import get_logger
 from ..store import Appended
 from ..subjects import matches
-from .connection import RECONNECT_S, Connection
+from .connection import RECONNECT_S, Connection, ensure_stream
 from .naming import stream_name, subject_for
 
 __all__ = ["BATCH", "LINK_CHECK_S", "REFUSED_FAMILIES", "Follower", "followed_stream"]
@@ -130,7 +130,6 @@ class Follower:
             StreamConfig,
             StreamSource,
         )
-        from nats.js.errors import NotFoundError
 
         name = followed_stream(self.site, followed)
         config = StreamConfig(
@@ -150,13 +149,7 @@ class Follower:
             duplicate_window=SOURCE_DUPLICATE_WINDOW_S,
             description=f"Nabat {self.site}: the events of site {followed}",
         )
-        try:
-            await js.stream_info(name)
-        except NotFoundError:
-            await js.add_stream(config)
-            log.info("federation.stream_created", stream=name, site=followed)
-        else:
-            await js.update_stream(config)
+        await ensure_stream(js, config, site=followed)
         await js.add_consumer(
             name,
             ConsumerConfig(

@@ -30,7 +30,7 @@ from ..events import Event, encode_event
 from ..interfaces import DeliveryResult, DeliveryStatus
 from ..logs import get_logger
 from ..store.delivery import Order, SubscriptionSpec
-from .connection import Connection
+from .connection import Connection, ensure_stream
 from .naming import msg_id, site_of, stream_name, subject_for, subjects_of, with_site
 
 __all__ = ["DUPLICATE_WINDOW_S", "Uplink"]
@@ -79,7 +79,6 @@ class Uplink:
 
     async def _ensure_stream(self, js: Any) -> None:
         from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-        from nats.js.errors import NotFoundError
 
         config = StreamConfig(
             name=stream_name(self.site),
@@ -92,13 +91,7 @@ class Uplink:
             duplicate_window=DUPLICATE_WINDOW_S,
             description=f"Nabat site {self.site}: events for the region",
         )
-        try:
-            await js.stream_info(config.name)
-        except NotFoundError:
-            await js.add_stream(config)
-            log.info("federation.stream_created", stream=config.name)
-        else:
-            await js.update_stream(config)
+        await ensure_stream(js, config)
 
     async def publish(self, event: Event) -> DeliveryResult:
         """The delivery target: delivered once the site's stream holds the event."""
