@@ -417,7 +417,7 @@ class LiveVideo:
     @property
     def worker_restarts(self) -> int:
         """Upstreams opened again because their worker process died."""
-        return getattr(self.host, "restarts", 0)
+        return self.host.restarts
 
     # -- a still from the open stream -------------------------------------------------------
     async def snapshot(self, camera_id: str, *, max_width: int | None = 640) -> Snapshot | None:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ..logs import get_logger
+from ..logs import get_logger, record_fields
 from .remux import Failure, Sink, UpstreamSettings, run_upstream
 
 __all__ = ["InProcess", "UpstreamHost", "VideoWorkers", "default_workers"]
@@ -62,6 +62,9 @@ def default_workers() -> int:
 
 class UpstreamHost:
     """Runs upstreams somewhere; :meth:`start` returns a function that stops one."""
+
+    restarts = 0
+    """Upstreams opened again because the process they ran in died."""
 
     def start(
         self,
@@ -136,8 +139,6 @@ class _ToHub(logging.Handler):
         self.pid = os.getpid()
 
     def emit(self, record: logging.LogRecord) -> None:
-        from ..logs import record_fields
-
         try:
             fields = {
                 k: v if isinstance(v, int | float | str | bool) else str(v)
@@ -324,8 +325,6 @@ class VideoWorkers(UpstreamHost):
         self.workers: list[_Worker] = []
         self.lock = threading.Lock()
         self.slots = 0
-        self.restarts = 0
-        """Upstreams opened again because their worker died."""
         self.closed = False
 
     def start(
@@ -388,12 +387,12 @@ class VideoWorkers(UpstreamHost):
             for hosted in orphans:
                 hosted.done()
             return
-        code = worker.process.poll()
+        with contextlib.suppress(Exception):  # its socket closed first: reap it for its code
+            worker.process.wait(timeout=1)
+        code = worker.process.returncode
         log.warning(
             "video.worker_died", pid=worker.process.pid, exitcode=code, upstreams=len(orphans)
         )
-        with contextlib.suppress(Exception):
-            worker.process.wait(timeout=1)
         for hosted in orphans:
             if hosted.stopped:
                 hosted.done()
