@@ -61,6 +61,10 @@ log = get_logger("nabat.store")
 MAX_PAGE = 1000
 _MAX_BATCH = 2000  # events per group-commit transaction
 
+PutMode = Literal["any", "new", "claim"]
+"""How a record is written: over anything, only where no live record is (``only_new``), or
+also over this same body (``claim``); see :meth:`Journal.put_record`."""
+
 
 class JournalError(RuntimeError):
     """The journal could not do what was asked (connection lost, disk full…)."""
@@ -529,9 +533,8 @@ class Journal(abc.ABC):
         (``expires`` now) in one atomic statement, never over another holder's. True when
         written."""
         check_aware("expires", expires)
-        return await self._put_record(
-            collection, key, bytes(body), expires, "claim" if claim else only_new
-        )
+        mode: PutMode = "claim" if claim else "new" if only_new else "any"
+        return await self._put_record(collection, key, bytes(body), expires, mode)
 
     async def put_records(
         self, collection: str, items: Sequence[tuple[str, bytes, datetime | None]]
@@ -595,7 +598,7 @@ class Journal(abc.ABC):
         key: str,
         body: bytes,
         expires: datetime | None,
-        only_new: bool | Literal["claim"],
+        mode: PutMode,
     ) -> bool: ...
 
     @abc.abstractmethod

@@ -64,7 +64,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -76,6 +76,7 @@ from .base import (
     EventQuery,
     Journal,
     JournalError,
+    PutMode,
     Record,
     SchemaTooNew,
     like_prefix,
@@ -419,9 +420,11 @@ class PostgresJournal(Journal):
         self._write_sql = _WRITE.format(s=s)
         self._bump_sql = _BUMP.format(s=s)
         self._write_small_sql = _WRITE_SMALL.format(s=s, lock=self._write_lock)
-        self._put_sql = _PUT.format(s=s)
-        self._put_new_sql = _PUT_NEW.format(s=s)
-        self._put_claim_sql = _PUT_CLAIM.format(s=s)
+        self._put_sql_by_mode: dict[PutMode, str] = {
+            "any": _PUT.format(s=s),
+            "new": _PUT_NEW.format(s=s),
+            "claim": _PUT_CLAIM.format(s=s),
+        }
         self._put_many_sql = _PUT_MANY.format(s=s)
         # After a batch met rows stored already (a producer replaying), look rows up first
         # until a batch has none; otherwise try the plain COPY first.
@@ -916,19 +919,12 @@ class PostgresJournal(Journal):
         key: str,
         body: bytes,
         expires: datetime | None,
-        only_new: bool | Literal["claim"],
+        mode: PutMode,
     ) -> bool:
-        sql = (
-            self._put_claim_sql
-            if only_new == "claim"
-            else self._put_new_sql
-            if only_new
-            else self._put_sql
-        )
         status = await self._run(
             f"writing record {key!r} of {collection!r}",
             "execute",
-            sql,
+            self._put_sql_by_mode[mode],
             collection,
             key,
             body,

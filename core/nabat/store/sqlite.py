@@ -16,13 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
 from ..events import Event, EventTypes
 from ..logs import get_logger
-from .base import EventQuery, Journal, JournalError, Record, like_prefix
+from .base import EventQuery, Journal, JournalError, PutMode, Record, like_prefix
 from .delivery import DeliveryIssue, IssueState, SubscriptionSpec, SubscriptionState
 
 __all__ = ["SqliteJournal"]
@@ -140,6 +140,7 @@ _UPSERT = (
 )
 _INSERT_NEW = _UPSERT + " WHERE records.expires_us <= ?4"
 _INSERT_CLAIM = _INSERT_NEW + " OR records.body = excluded.body"  # free, or this holder's
+_PUT_BY_MODE: dict[PutMode, str] = {"any": _UPSERT, "new": _INSERT_NEW, "claim": _INSERT_CLAIM}
 _UPSERT_MANY = (
     "INSERT INTO records (collection, key, body, created_us, updated_us, expires_us) VALUES {}"
     " ON CONFLICT (collection, key) DO UPDATE SET body = excluded.body,"
@@ -695,10 +696,10 @@ class SqliteJournal(Journal):
         key: str,
         body: bytes,
         expires: datetime | None,
-        only_new: bool | Literal["claim"],
+        mode: PutMode,
     ) -> bool:
         until = None if expires is None else _exact_us(expires)
-        sql = _INSERT_CLAIM if only_new == "claim" else _INSERT_NEW if only_new else _UPSERT
+        sql = _PUT_BY_MODE[mode]
 
         def put(conn: sqlite3.Connection) -> bool:
             # One statement under the write lock (BEGIN IMMEDIATE): check and write are atomic.
