@@ -22,9 +22,9 @@ the process holding its **lease**, a journal record (``recording-leases``, key t
 body the process) taken and renewed every third of ``[storage] lease_ttl`` in one atomic
 statement and lapsing ``lease_ttl`` after its holder stopped renewing (a SIGKILL: another
 process records the camera within that long); a process that stops gives its leases up at
-once. A process
-that loses a lease (its renewals were late) ends that recording. While the journal cannot be
-reached, a recording under way goes on: a duplicate segment beats a hole in the evidence.
+once. A process that loses a lease (its renewals were late) ends that recording. While the
+journal cannot be reached, a recording under way goes on: a duplicate segment beats a hole in
+the evidence.
 """
 
 from __future__ import annotations
@@ -439,13 +439,12 @@ class Recorder:
         """Renew the lease of every camera being recorded; a lost one ends its recording."""
         while True:
             await asyncio.sleep(self.lease_renew)
-            for cam in [*self.cameras.values(), *self.events.values()]:
-                if cam.id not in self.leases:
-                    continue
-                if await self._lease(cam.id) is False:
-                    log.warning("recording.lease_lost", camera=cam.id, owner=self.owner)
-                    if cam.viewer is not None:
-                        cam.viewer.stop("another hub process records this camera now")
+            for camera_id in list(self.leases):  # once per camera, recorded for any reason
+                if await self._lease(camera_id) is False:
+                    log.warning("recording.lease_lost", camera=camera_id, owner=self.owner)
+                    for cam in (self.cameras.get(camera_id), self.events.get(camera_id)):
+                        if cam is not None and cam.viewer is not None:
+                            cam.viewer.stop("another hub process records this camera now")
 
     async def _give_up_leases(self) -> None:
         """The process stops: others may record its cameras at once."""

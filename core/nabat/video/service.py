@@ -144,8 +144,7 @@ class _Upstream:
         self.stopped = False
         """Told to stop (every viewer left, or the hub stops)."""
         self.stopper: Callable[[], None] | None = None
-        self.running = False
-        """Started and not yet ended (an open RTSP session, or one being retried)."""
+        """Stops the upstream, once it is started."""
         self.loop = asyncio.get_running_loop()
         self.lock = threading.Lock()
         # -- under the lock (written by the upstream's thread) --
@@ -275,7 +274,6 @@ class _Upstream:
             viewer.queue.put_nowait(_End(failure.kind, str(failure)))
 
     def on_done(self) -> None:
-        self.running = False
         if not self.done.done():
             self.done.set_result(None)
         self.service.closing.discard(self)
@@ -343,7 +341,6 @@ class _Upstream:
             status=self.t_status,
             failed=lambda failure: self._post(self.on_failed, failure),
         )
-        self.running = True
         self.stopper = self.service.host.start(
             self.camera_id,
             url,
@@ -351,6 +348,11 @@ class _Upstream:
             sink,
             lambda: self._post(self.on_done),
         )
+
+    @property
+    def running(self) -> bool:
+        """Started and not yet ended (an open RTSP session, or one being retried)."""
+        return self.stopper is not None and not self.done.done()
 
     def halt(self) -> None:
         self.stopped = True
@@ -588,9 +590,9 @@ class LiveVideo:
             del self.upstreams[up.camera_id]
             self.bytes_closed += up.bytes_in
         up.halt()
-        if up.running and not up.done.done():
+        if up.running:
             self.closing.add(up)
-        elif not up.running and not up.done.done():
+        elif not up.done.done():
             up.done.set_result(None)
 
     async def close(self) -> None:
