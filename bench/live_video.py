@@ -159,17 +159,19 @@ def _video_workers() -> list[int]:
     return found
 
 
+def _stat_cpu(path: str) -> float:
+    """User + system CPU seconds from a ``/proc/.../stat`` file (a process or a thread); 0
+    when it has ended meanwhile."""
+    try:
+        with open(path) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _workers_cpu() -> float:
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in _video_workers():
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    return sum(_stat_cpu(f"/proc/{pid}/stat") for pid in _video_workers())
 
 
 def _cpu() -> float:
@@ -198,15 +200,9 @@ def _thread_cpu() -> dict[str, float]:
     the video worker processes, where the hub's upstreams run."""
     names = {t.native_id: t.name for t in threading.enumerate()}
     main = threading.main_thread().native_id
-    tick = os.sysconf("SC_CLK_TCK")
     groups = {"loop": 0.0, "upstreams": 0.0, "readers": 0.0, "other": 0.0}
     for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:  # the thread ended meanwhile
-            continue
-        cpu = (int(fields[11]) + int(fields[12])) / tick
+        cpu = _stat_cpu(f"/proc/self/task/{tid}/stat")
         name = names.get(int(tid), "")
         group = (
             "loop"
@@ -287,9 +283,7 @@ class RtspServer:
 
     def cpu(self) -> float:
         """CPU seconds of the server process so far (from /proc)."""
-        with open(f"/proc/{self.procs[0].pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _stat_cpu(f"/proc/{self.procs[0].pid}/stat")
 
     def __exit__(self, *exc: object) -> None:
         for p in reversed(self.procs):

@@ -78,6 +78,7 @@ from live_video import (  # the same server, anchor and probes' helpers
     _cpu,
     _delta,
     _rss,
+    _stat_cpu,
     _workers_cpu,
     pct,
 )
@@ -151,15 +152,9 @@ def _thread_cpu() -> dict[str, float]:
     executor's ``asyncio_*`` threads), ``other``; and ``workers``: the video worker processes."""
     names = {t.native_id: t.name for t in threading.enumerate()}
     main = threading.main_thread().native_id
-    tick = os.sysconf("SC_CLK_TCK")
     groups = {"loop": 0.0, "upstreams": 0.0, "readers": 0.0, "writers": 0.0, "other": 0.0}
     for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:  # the thread ended meanwhile
-            continue
-        cpu = (int(fields[11]) + int(fields[12])) / tick
+        cpu = _stat_cpu(f"/proc/self/task/{tid}/stat")
         name = names.get(int(tid), "")
         if int(tid) == main:
             group = "loop"
