@@ -37,6 +37,8 @@ __all__ = ["DeliveryService", "Dispatcher", "NotReady", "Target", "process_ident
 
 log = get_logger("nabat.delivery")
 Target = Callable[[Event], Awaitable[DeliveryResult | None]]
+STOP_TIMEOUT_S = 10.0
+"""How long a stopping dispatcher may finish the delivery under way before it is cancelled."""
 _PROGRESS_EVENTS = 10
 _PROGRESS_EVERY = 1.0
 """Ordered delivery records its cursor after this many delivered events or seconds, whichever
@@ -419,10 +421,19 @@ class DeliveryService:
             dispatcher.stop()
         if task is not None:
             try:
-                async with asyncio.timeout(10):
+                async with asyncio.timeout(STOP_TIMEOUT_S):
                     await task
             except TimeoutError:
                 task.cancel()
+                # Cancelled, its loop could not give the lease up: do it here, or the
+                # next process (a restarted hub) would wait out the lease's TTL.
+                if dispatcher is not None and dispatcher.stats.holding_lease:
+                    try:
+                        await self.journal.release_lease(subscription_id, dispatcher.owner)
+                    except Exception as exc:
+                        log.warning(
+                            "delivery.release_failed", subscription=subscription_id, error=repr(exc)
+                        )
 
     def notify(self) -> None:
         """New events were appended in this process: wake every dispatcher."""

@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
+from nabat import delivery as delivery_module
 from nabat.delivery import DeliveryService, NotReady
 from nabat.events import Event
 from nabat.interfaces import DeliveryResult, DeliveryStatus, TransientError
@@ -214,6 +215,35 @@ async def test_only_the_lease_holder_delivers_and_a_dead_holder_is_replaced(make
     await receiver.wait_until(lambda: len(set(receiver.received)) == 10, timeout=10)
     assert second.stats.delivered >= 5
     assert (await journal.subscription("shared")).lease_owner == "hub-b"
+    await b.stop()
+
+
+async def test_a_stop_that_must_cancel_a_hung_delivery_still_gives_the_lease_up(
+    make_journal, monkeypatch
+):
+    """A hub stopping while its target hangs (within the delivery's 30 s timeout) cancels
+    that delivery after STOP_TIMEOUT_S; it gives its lease up all the same, so the next
+    process delivers at once, not after the lease's TTL (30 s: waiting it out would fail)."""
+    monkeypatch.setattr(delivery_module, "STOP_TIMEOUT_S", 0.2)
+    journal = await make_journal()
+    spec = SubscriptionSpec(id="hung", patterns=("incident.>",), **{**FAST, "timeout": 30.0})
+    hung = asyncio.Event()
+
+    async def hanging(event: Event) -> None:
+        hung.set()
+        await asyncio.Event().wait()  # a receiver that never answers
+
+    a = DeliveryService(journal, "hub-a", lease_ttl=30, poll=0.05)
+    await a.add(spec, hanging)
+    await publish(journal, a, events(1))
+    await asyncio.wait_for(hung.wait(), 10)
+    async with asyncio.timeout(5):
+        await a.stop()
+    assert (await journal.subscription("hung")).lease_owner is None
+    receiver = Receiver()
+    b = DeliveryService(journal, "hub-b", lease_ttl=30, poll=0.05)
+    await b.add(spec, receiver)
+    await receiver.wait_until(lambda: receiver.received == ["e0"], timeout=5)
     await b.stop()
 
 
