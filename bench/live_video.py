@@ -115,6 +115,9 @@ log_level = "info"
 log_format = "json"
 [api]
 listen = "127.0.0.1:0"
+[api.rate_limit]
+# One token stands for every viewer here; at 64 x 8 its connects exceed the default burst.
+burst = {burst}
 [plugins.eventlog]
 enabled = false
 [plugins.watch]
@@ -404,6 +407,7 @@ async def _hub(conn: Any, directory: str, urls: list[str], viewers: int) -> None
         cameras=len(urls),
         viewers=viewers,
         streams=len(urls) * viewers,
+        burst=max(200, 2 * len(urls) * viewers),
         hub_extra=os.environ.get("BENCH_HUB_EXTRA", ""),
         video_extra=os.environ.get("BENCH_VIDEO_EXTRA", ""),
     )
