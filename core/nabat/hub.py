@@ -27,7 +27,7 @@ from .cameras.states import CameraStates
 from .config import ConfigIssue, LoadedConfig
 from .delivery import DeliveryService
 from .events import Event, EventTypes
-from .federation import Follower, Uplink
+from .federation import CommandTaker, Dispatcher, Follower, Uplink
 from .i18n import Messages
 from .incidents import IncidentService
 from .instances import Instance, InstanceContext, Instances
@@ -176,6 +176,27 @@ class Hub:
             instances=self.units,
         )
         """Issues alerts to warning devices and tracks every device's outcome."""
+        self.dispatcher = (
+            Dispatcher(
+                federation,
+                site=site,
+                hub_name=self.name,
+                journal=self.journal,
+                region=load_region(config.hub.region),
+                data_dir=self.data_dir,
+                reachable=self.follower.reachable.get,
+            )
+            if self.follower is not None and site is not None
+            else None
+        )
+        """The region's commands to the sites it follows (alerts there, remote cameras)."""
+        self.alerts.remote = self.dispatcher
+        self.commands = (
+            CommandTaker(federation, site=site, hub=self)
+            if federated and site is not None and federation.commands_from
+            else None
+        )
+        """A site's side: the region's commands and calls, acted on here."""
         self.readiness = ReadinessService(
             config.readiness,
             alerts=self.alerts,
@@ -356,6 +377,10 @@ class Hub:
             await self.uplink.start(self.delivery)
         if self.follower is not None:
             self.follower.start()
+        if self.dispatcher is not None:
+            await self.dispatcher.start(self.delivery)
+        if self.commands is not None:
+            self.commands.start()
         if self.recorder.event_policy() is not None:
             self.subscribe("incident.*", self.recorder.on_incident, name="core.recording")
         await self.loader.mark_starting()
@@ -396,6 +421,10 @@ class Hub:
         await self.scheduler.shutdown()
         if self.follower is not None:
             await self.follower.close()
+        if self.commands is not None:
+            await self.commands.close()
+        if self.dispatcher is not None:
+            await self.dispatcher.close()
         await self.alerts.close()
         await self.incidents.close()
         await self.recorder.stop()

@@ -268,3 +268,64 @@ def test_federation_follows_other_sites_with_a_secret_password(tmp_path, monkeyp
         """,
     )
     assert "own site" in {i.path: i.reason for i in issues_of(own)}["federation.follow"]
+
+
+def test_federation_commands_need_the_region_keys_and_known_municipalities(tmp_path):
+    district = write(
+        tmp_path,
+        """
+        [hub]
+        site = "cmd"
+        [federation]
+        servers = ["nats://127.0.0.1:4222"]
+        commands_from = "region"
+        """,
+    )
+    issues = {i.path: i.reason for i in issues_of(district)}
+    # Without the region's keys anyone on the site's NATS could sound its sirens.
+    assert "signing keys" in issues["federation.command_keys"]
+    assert "reserved" in issues["hub.site"]  # nabat.cmd.> carries the commands
+    bad_key = write(
+        tmp_path,
+        """
+        [hub]
+        site = "sochi"
+        [federation]
+        servers = ["nats://127.0.0.1:4222"]
+        commands_from = "region"
+        command_keys = ["not a key"]
+        """,
+    )
+    assert "Ed25519" in {i.path: i.reason for i in issues_of(bad_key)}["federation.command_keys"]
+    region = write(
+        tmp_path,
+        """
+        [hub]
+        site = "region"
+        [federation]
+        servers = ["nats://127.0.0.1:4222"]
+        follow = ["sochi", "anapa"]
+        [federation.municipalities]
+        sochi = ["sochi", "tuapsinsky"]
+        anapa = ["anapa", "sochi"]
+        elsewhere = ["krasnodar"]
+        """,
+    )
+    found = [(i.path, i.reason) for i in issues_of(region)]
+    assert (
+        "federation.municipalities.elsewhere",
+        "'elsewhere' is not a followed site (follow)",
+    ) in found
+    assert any("one site per municipality" in r for p, r in found if p.endswith(".anapa"))
+    ok = write(
+        tmp_path,
+        """
+        [hub]
+        site = "sochi"
+        [federation]
+        servers = ["nats://127.0.0.1:4222"]
+        commands_from = "region"
+        command_keys = ["E2cX+LtiN4kfc/gZtoefXk4i0oOKgaBDwU8/YqXry8Y="]
+        """,
+    )
+    assert load_config(ok).config.federation.commands_from == "region"

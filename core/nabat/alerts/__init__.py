@@ -5,7 +5,7 @@ each device's result, :mod:`.service` activates, confirms (two-person rule), can
 updates. The HTTP API is ``nabat.api.routes.alerts``.
 """
 
-from .model import AlertPhase, AlertRecord, DeviceOutcome, DeviceResult
+from .model import AlertPhase, AlertRecord, DeviceOutcome, DeviceResult, SiteResult, SiteState
 from .service import (
     AlertConflict,
     AlertError,
@@ -14,6 +14,7 @@ from .service import (
     AlertNotFound,
     AlertService,
     NoDevices,
+    RemoteSites,
 )
 
 __all__ = [
@@ -28,4 +29,7 @@ __all__ = [
     "DeviceOutcome",
     "DeviceResult",
     "NoDevices",
+    "RemoteSites",
+    "SiteResult",
+    "SiteState",
 ]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
@@ -40,7 +40,7 @@ from ..interfaces.payloads import UnitState
 from ..logs import get_logger
 from ..tasks import TaskSet
 from .area import covers
-from .model import AlertPhase, AlertRecord, DeviceOutcome, DeviceResult
+from .model import AlertPhase, AlertRecord, DeviceOutcome, DeviceResult, SiteResult
 
 if TYPE_CHECKING:
     from ..config.model import AlertSettings
@@ -55,6 +55,7 @@ __all__ = [
     "AlertNotFound",
     "AlertService",
     "NoDevices",
+    "RemoteSites",
 ]
 
 COLLECTION = "alerts"
@@ -127,6 +128,30 @@ class DeviceEvent(msgspec.Struct, kw_only=True):
     detail: str = ""
 
 
+class RemoteSites(Protocol):
+    """The region's way to other sites' warning devices (``nabat.federation.dispatch``)."""
+
+    def sites_for(
+        self, alert: Alert, allowed: Callable[[str | None], bool]
+    ) -> dict[str, list[str]]:
+        """The remote sites the alert's area reaches, each with the municipalities it covers
+        there that the caller may reach."""
+        ...
+
+    async def dispatch(self, record: AlertRecord) -> None:
+        """Send the alert to each of ``record.sites``; never raises (what NATS does not take
+        now is retried until its deadline)."""
+        ...
+
+    async def cancel(self, record: AlertRecord, *, by: str) -> None:
+        """Stop the alert at every site it was sent to (or keep it from being delivered)."""
+        ...
+
+    async def results(self, alert_id: str) -> list[SiteResult]:
+        """Each site's result, as far as the region knows."""
+        ...
+
+
 class AlertService:
     def __init__(
         self,
@@ -150,6 +175,8 @@ class AlertService:
         self._limit = asyncio.Semaphore(self.settings.concurrency)
         self._changed: dict[str, asyncio.Event] = {}
         self._failing = TaskSet("alerts:fail-instance")
+        self.remote: RemoteSites | None = None
+        """Set by a hub that follows other sites: their devices are reached through them."""
 
     # -- storage ----------------------------------------------------------------------------
     async def _save(self, record: AlertRecord) -> None:
@@ -161,10 +188,17 @@ class AlertService:
 
     async def get(self, alert_id: str) -> AlertRecord | None:
         record = self.records.get(alert_id)
-        if record is not None:
+        if record is None:
+            stored = await self.journal.get_record(COLLECTION, alert_id)
+            record = None if stored is None else _decoder.decode(stored.body)
+        return record
+
+    async def view(self, record: AlertRecord) -> AlertRecord:
+        """``record`` with each remote site's result (a copy: the results are not stored with
+        the record but apart, where the site's answers land)."""
+        if not record.sites or self.remote is None:
             return record
-        stored = await self.journal.get_record(COLLECTION, alert_id)
-        return None if stored is None else _decoder.decode(stored.body)
+        return msgspec.structs.replace(record, remote=await self.remote.results(record.id))
 
     async def recent(self, limit: int = 100) -> list[AlertRecord]:
         found: dict[str, AlertRecord] = {}
@@ -187,7 +221,10 @@ class AlertService:
 
     # -- events -----------------------------------------------------------------------------
     async def _announce(self, kind: str, record: AlertRecord, by: str | None = None) -> None:
-        municipalities = sorted({d.municipality for d in record.devices if d.municipality})
+        municipalities = sorted(
+            {d.municipality for d in record.devices if d.municipality}
+            | {m for reach in record.sites.values() for m in reach}
+        )
         info = record.alert.info[0] if record.alert.info else None
         await self.publish(
             Event(
@@ -230,16 +267,21 @@ class AlertService:
         *,
         by: str,
         allowed: Callable[[str | None], bool] = lambda m: True,
+        confirmed_by: str | None = None,
     ) -> AlertRecord:
         """Start an alert (or park it for confirmation). Raises AlertError when the area
-        covers no device or the identifier was used before."""
+        covers no device or the identifier was used before. ``confirmed_by``: the second
+        person confirmed it already (at the region, for an alert it sends here)."""
         if await self.get(alert.identifier) is not None:
             raise AlertExists(f"alert {alert.identifier!r} exists already")
         targets = self._targets(alert, allowed)
-        if not targets:
+        sites = self.remote.sites_for(alert, allowed) if self.remote is not None else {}
+        if not targets and not sites:
             raise NoDevices("the alert's area covers no warning device")
         now = datetime.now(UTC)
-        pending = self.settings.two_person_rule and alert.status is Status.ACTUAL
+        pending = (
+            self.settings.two_person_rule and alert.status is Status.ACTUAL and not confirmed_by
+        )
         record = AlertRecord(
             id=alert.identifier,
             phase=AlertPhase.PENDING_CONFIRMATION if pending else AlertPhase.ACTIVATING,
@@ -247,6 +289,7 @@ class AlertService:
             message=message,
             created=now,
             created_by=by,
+            confirmed_by=confirmed_by,
             confirm_by=now + timedelta(seconds=self.settings.confirm_within) if pending else None,
             devices=[
                 DeviceResult(
@@ -254,6 +297,7 @@ class AlertService:
                 )
                 for rt in targets
             ],
+            sites=sites,
         )
         await self._save(record)
         log.info(
@@ -261,6 +305,7 @@ class AlertService:
             alert=record.id,
             status=alert.status.value,
             devices=len(targets),
+            sites=sorted(sites) or None,
             by=by,
             pending_confirmation=pending or None,
         )
@@ -315,8 +360,9 @@ class AlertService:
         )
 
     async def _activate_all(self, record: AlertRecord) -> None:
+        remote = [self.remote.dispatch(record)] if record.sites and self.remote else []
         try:
-            await asyncio.gather(*(self._activate_one(record, d) for d in record.devices))
+            await asyncio.gather(*(self._activate_one(record, d) for d in record.devices), *remote)
         except asyncio.CancelledError:  # cancelled: cancel() records the outcome
             self._tasks.pop(record.id, None)
             raise
@@ -421,7 +467,8 @@ class AlertService:
             for d in record.devices
             if d.outcome in (DeviceOutcome.ACTIVATED, DeviceOutcome.PENDING)
         ]
-        await asyncio.gather(*(self._cancel_one(record, d) for d in sounding))
+        remote = [self.remote.cancel(record, by=by)] if record.sites and self.remote else []
+        await asyncio.gather(*(self._cancel_one(record, d) for d in sounding), *remote)
         record.finished = datetime.now(UTC)
         await self._save(record)
         log.info("alert.cancelled", alert=alert_id, by=by, devices=len(sounding))

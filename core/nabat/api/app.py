@@ -28,6 +28,7 @@ from .routes import (
     live,
     ops,
     recordings,
+    sites,
     subscriptions,
 )
 from .state import ApiState
@@ -96,6 +97,7 @@ def create_app(state: ApiState, plugin_routers: list[Router] = ()) -> ASGIApp:  
         *archive.HANDLERS,
         *recordings.HANDLERS,
         *alerts.HANDLERS,
+        *sites.HANDLERS,
         *incidents.HANDLERS,
         *ops.HANDLERS,
         *console_routes.HANDLERS,
@@ -131,6 +133,7 @@ def create_app(state: ApiState, plugin_routers: list[Router] = ()) -> ASGIApp:  
             Tag(name="subscriptions", description="Outbound webhooks"),
             Tag(name="alerts", description="Population warning: issue, confirm, cancel, follow"),
             Tag(name="cameras", description="Cameras, health, snapshots, PTZ, district reports"),
+            Tag(name="sites", description="Federated sites and their cameras (the region)"),
             Tag(name="operations", description="Health, readiness, metrics"),
             Tag(name="access", description="Tokens and the audit log"),
         ],

@@ -46,10 +46,18 @@ __all__ = ["ACCEPTED_TYPES", "HUB_FAMILIES", "ReservedTypes", "parse_events", "r
 NDJSON = ("application/x-ndjson", "application/ndjson")
 ACCEPTED_TYPES = (CONTENT_TYPE, CONTENT_TYPE_BATCH, "application/json", *NDJSON)
 MAX_REPORTED = 100
-HUB_FAMILIES = ("hub.>", "alert.>", "camera.>", "siren.>", "recording.>", "federation.>")
+HUB_FAMILIES = (
+    "hub.>",
+    "alert.>",
+    "camera.>",
+    "siren.>",
+    "recording.>",
+    "federation.>",
+    "command.>",
+)
 """Event families only the hub itself publishes: units' states, alerts and each device's
 outcome, cameras' health, clock and device events, sirens' status and readiness, recording's
-storage faults, federated sites' reachability."""
+storage faults, federated sites' reachability, answers to the region's commands."""
 MAX_ID = 256  # the id travels on as a Standard Webhooks webhook-id, which verifiers cap
 MAX_SOURCE = 1024
 

@@ -298,6 +298,9 @@ def _check_federation(
             validate_pattern(pattern)
         except ValueError as exc:
             bad("up", str(exc))
+    for name in {hub.site, *federation.follow}:
+        if name in ("cmd", "call"):  # nabat.<site>.> would take in commands or calls
+            issues.append(ConfigIssue(file, "hub.site", f"{name!r} is reserved, not a site name"))
     if len(set(federation.follow)) != len(federation.follow):
         bad("follow", "a site is listed twice")
     if hub.site is not None and hub.site in federation.follow:
@@ -306,6 +309,26 @@ def _check_federation(
         bad("password", "a password needs a user")
     if federation.token is not None and federation.user is not None:
         bad("token", "use a token or a user and password, not both")
+    if federation.commands_from is not None:
+        from ..evidence.keys import valid_pin  # here: the evidence package is not small
+
+        if federation.commands_from == hub.site:
+            bad("commands_from", f"{hub.site!r} is this hub's own site")
+        if not federation.command_keys:
+            bad(
+                "command_keys",
+                "taking commands needs the region's signing keys (nabat evidence key, "
+                "on each regional hub): an unsigned command could sound a siren",
+            )
+        for key in federation.command_keys:
+            if not valid_pin(key):
+                bad(
+                    "command_keys",
+                    f"{key!r} is neither a base64 Ed25519 public key nor its fingerprint",
+                )
+    for site in federation.municipalities:
+        if site not in federation.follow:
+            bad(f"municipalities.{site}", f"{site!r} is not a followed site (follow)")
     resolved: dict[str, Any] = {}
     for key in ("password", "token"):
         ref = getattr(federation, key)
@@ -457,6 +480,28 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
         )
         region = None
     if region is not None:
+        owner: dict[str, str] = {}
+        for site, slugs in federation.municipalities.items():
+            for slug in slugs:
+                where = ["federation", "municipalities", site]
+                if slug not in region:
+                    issues.append(
+                        ConfigIssue(
+                            file,
+                            f"federation.municipalities.{site}",
+                            f"{slug!r} is not a municipality of region {region.id}",
+                            index.line_of(where),
+                        )
+                    )
+                elif owner.setdefault(slug, site) != site:
+                    issues.append(
+                        ConfigIssue(
+                            file,
+                            f"federation.municipalities.{site}",
+                            f"{slug!r} is {owner[slug]!r}'s already: one site per municipality",
+                            index.line_of(where),
+                        )
+                    )
         for slug in cameras.targets:
             if slug not in region:
                 close = difflib.get_close_matches(slug, list(region.municipalities), 3)

@@ -356,7 +356,7 @@ class DeliveryOptions(_Table):
     backoff_max: Positive = 300.0
 
 
-UP_DEFAULT = ("camera.health.>", "incident.>", "alert.>", "siren.>", "device.>")
+UP_DEFAULT = ("camera.health.>", "incident.>", "alert.>", "siren.>", "device.>", "command.>")
 
 
 class FederationSettings(_Table):
@@ -380,6 +380,20 @@ class FederationSettings(_Table):
     stream_max_age_days: Positive = 7.0
     """How long the site's stream keeps events for the region: the longest cut it outlasts."""
     stream_max_mb: Positive = 1024.0
+    commands_from: Slug | None = None
+    """A district: the site (the region's JetStream domain) whose commands this hub takes —
+    alerts to sound, snapshots and PTZ for the region's operators (``docs/federation.md``)."""
+    command_keys: list[str] = []
+    """With ``commands_from``: the region's signing keys (base64 Ed25519 public keys, as
+    ``nabat evidence key`` prints them on each regional hub); a command signed by no other
+    key is refused."""
+    municipalities: dict[Slug, list[Slug]] = {}
+    """The region: each followed site's municipalities — where an alert's area sends it."""
+    command_ttl: Positive = 300.0
+    """The region: seconds a command waits for a cut-off site when it has no deadline of its
+    own (an alert's ``expires`` is its deadline when sooner); then it expires, never late."""
+    call_timeout: Positive = 10.0
+    """The region: seconds to wait for a site's answer to a snapshot or PTZ request."""
 
 
 class PluginEntry(_Table):

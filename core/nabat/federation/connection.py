@@ -11,7 +11,7 @@ from ..config.model import FederationSettings
 from ..logs import get_logger
 from ..masking import mask_url
 
-__all__ = ["RECONNECT_S", "Connection", "ensure_stream"]
+__all__ = ["RECONNECT_S", "Connection", "add_durable", "consume", "ensure_stream"]
 
 log = get_logger("nabat.federation")
 
@@ -31,6 +31,64 @@ async def ensure_stream(js: Any, config: Any, **fields: Any) -> None:
         log.info("federation.stream_created", stream=config.name, **fields)
     else:
         await js.update_stream(config)
+
+
+async def add_durable(js: Any, stream: str, durable: str, *, max_ack_pending: int) -> None:
+    """A durable pull consumer of ``stream`` from its first message, each acknowledged
+    explicitly (unacknowledged ones come again after a minute)."""
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    await js.add_consumer(
+        stream,
+        ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            max_ack_pending=max_ack_pending,
+            ack_wait=60.0,
+        ),
+    )
+
+
+async def consume(
+    connection: Connection,
+    *,
+    stream: str,
+    durable: str,
+    batch: int,
+    prepare: Callable[[Any], Awaitable[None]],
+    handle: Callable[[list[Any]], Awaitable[None]],
+    **fields: Any,
+) -> None:
+    """Read ``stream`` through its durable consumer in batches, until cancelled. Every
+    failure is logged and retried; ``prepare(js)`` makes the stream and consumer again each
+    time (a NATS store wiped, an operator's mistake). ``handle`` acknowledges what it took."""
+    from nats.errors import TimeoutError as NatsTimeout
+
+    subscription = None
+    while True:
+        try:
+            if subscription is None:
+                await prepare(connection.js)
+                subscription = await connection.js.pull_subscribe_bind(
+                    durable=durable, stream=stream
+                )
+            try:
+                messages = await subscription.fetch(batch, timeout=1.0)
+            except (NatsTimeout, TimeoutError):
+                continue  # nothing new
+            await handle(messages)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # NATS away (nats-py reconnects), the consumer gone
+            log.warning(
+                "federation.consume_failed", stream=stream, error=str(exc) or repr(exc), **fields
+            )
+            with contextlib.suppress(Exception):
+                if subscription is not None:
+                    await subscription.unsubscribe()
+            subscription = None
+            await asyncio.sleep(RECONNECT_S)
 
 
 class Connection:

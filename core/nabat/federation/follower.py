@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -46,7 +47,7 @@ from ..events import SITE, Event, EventError, EventTypes, Severity, decode_event
 from ..logs import get_logger
 from ..store import Appended
 from ..subjects import matches
-from .connection import RECONNECT_S, Connection, ensure_stream
+from .connection import RECONNECT_S, Connection, add_durable, consume, ensure_stream
 from .naming import stream_name, subject_for
 
 __all__ = ["BATCH", "LINK_CHECK_S", "REFUSED_FAMILIES", "Follower", "followed_stream"]
@@ -102,6 +103,9 @@ class Follower:
         self.received = 0
         self.stored = 0
         self.rejected = 0
+        self.last_event_at: dict[str, datetime] = {}
+        """When each site's last event was stored here (since this hub started)."""
+        self.stored_by_site: dict[str, int] = {}
         self.reachable: dict[str, bool] = {}
         """Each followed site: whether it answered the last check (absent: not asked yet)."""
         self._tasks: list[asyncio.Task[None]] = []
@@ -121,9 +125,6 @@ class Follower:
 
     async def _prepare_site(self, js: Any, followed: str) -> None:
         from nats.js.api import (
-            AckPolicy,
-            ConsumerConfig,
-            DeliverPolicy,
             ExternalStream,
             RetentionPolicy,
             StorageType,
@@ -150,16 +151,7 @@ class Follower:
             description=f"Nabat {self.site}: the events of site {followed}",
         )
         await ensure_stream(js, config, site=followed)
-        await js.add_consumer(
-            name,
-            ConsumerConfig(
-                durable_name=self.durable,
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                max_ack_pending=BATCH * 8,
-                ack_wait=60.0,
-            ),
-        )
+        await add_durable(js, name, self.durable, max_ack_pending=BATCH * 8)
 
     async def _run(self) -> None:
         await self.connection.open(self._prepare)
@@ -172,32 +164,16 @@ class Follower:
         self._tasks.append(watch)
 
     async def _follow(self, followed: str) -> None:
-        """One site's events, until the hub stops: every failure is logged and retried, the
-        consumer made again if it went (a NATS store wiped, an operator's mistake)."""
-        from nats.errors import TimeoutError as NatsTimeout
-
-        name = followed_stream(self.site, followed)
-        subscription = None
-        while True:
-            try:
-                if subscription is None:
-                    js = self.connection.js
-                    await self._prepare_site(js, followed)
-                    subscription = await js.pull_subscribe_bind(durable=self.durable, stream=name)
-                try:
-                    messages = await subscription.fetch(BATCH, timeout=1.0)
-                except (NatsTimeout, TimeoutError):
-                    continue  # nothing new
-                await self._take(followed, messages)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # NATS away (nats-py reconnects), the consumer gone
-                log.warning("federation.follow_failed", site=followed, error=str(exc) or repr(exc))
-                with contextlib.suppress(Exception):
-                    if subscription is not None:
-                        await subscription.unsubscribe()
-                subscription = None
-                await asyncio.sleep(RECONNECT_S)
+        """One site's events, until the hub stops."""
+        await consume(
+            self.connection,
+            stream=followed_stream(self.site, followed),
+            durable=self.durable,
+            batch=BATCH,
+            prepare=lambda js: self._prepare_site(js, followed),
+            handle=lambda messages: self._take(followed, messages),
+            site=followed,
+        )
 
     def _accept(self, followed: str, message: Any) -> Event | None:
         """The region's record of one message from ``followed``'s stream, or None (refused,
@@ -248,6 +224,8 @@ class Follower:
         if events:
             stored = await self._store(followed, events, kept)
             self.stored += stored
+            self.stored_by_site[followed] = self.stored_by_site.get(followed, 0) + stored
+            self.last_event_at[followed] = datetime.now(UTC)
         for message in kept:
             with contextlib.suppress(Exception):  # an ack lost: the redelivery is a duplicate
                 await message.ack()

@@ -57,6 +57,14 @@ class Uplink:
         self._recreated = -RECREATE_S
 
     @property
+    def patterns(self) -> tuple[str, ...]:
+        """``[federation] up``, and the answers to the region's commands when it sends any."""
+        up = tuple(self.settings.up)
+        if self.settings.commands_from and "command.>" not in up:
+            up += ("command.>",)
+        return up
+
+    @property
     def subscription_id(self) -> str:
         return f"federation-up:{self.site}"
 
@@ -67,7 +75,7 @@ class Uplink:
         self._task.set_name("federation-up-connect")
         spec = SubscriptionSpec(
             id=self.subscription_id,
-            patterns=tuple(self.settings.up),
+            patterns=self.patterns,
             order=Order.ORDERED,
             max_attempts=None,  # nothing accepted is ever dropped: NATS trouble only waits
             max_age=None,

@@ -220,7 +220,7 @@ async def _settled(api: ApiState, record: AlertRecord, wait: float) -> AlertReco
     if wait:
         with contextlib.suppress(TimeoutError):
             record = await api.hub.alerts.wait(record.id, wait) or record
-    return record
+    return await api.hub.alerts.view(record)
 
 
 async def _issue(
@@ -239,6 +239,7 @@ async def _issue(
         "alert": record.id,
         "status": alert.status.value,
         "devices": len(record.devices),
+        **({"sites": sorted(record.sites)} if record.sites else {}),
     }
     return await _settled(api, record, wait)
 
@@ -408,11 +409,21 @@ async def _cancel_referenced(
 AlertId = Annotated[str, PathParameter(max_length=128)]
 
 
+def _places(record: AlertRecord) -> list[str | None]:
+    """The municipalities the alert reaches: its own devices' and, at the region, each remote
+    site's covered municipalities."""
+    return [d.municipality for d in record.devices] + [
+        m for reach in record.sites.values() for m in reach
+    ]
+
+
+def _sees(token: TokenInfo, record: AlertRecord) -> bool:
+    return token.regional or any(token.sees(m) for m in _places(record))
+
+
 async def _visible(api: ApiState, token: TokenInfo, alert_id: str) -> AlertRecord:
     record = await api.hub.alerts.get(alert_id)
-    if record is None or not (
-        token.regional or any(token.sees(d.municipality) for d in record.devices)
-    ):
+    if record is None or not _sees(token, record):
         raise ProblemError(404, f"no alert {alert_id!r}", kind="not-found")
     return record
 
@@ -431,10 +442,8 @@ async def list_alerts(
 ) -> AlertPage:
     token = request.user
     records = await api.hub.alerts.recent(limit=10_000)
-    mine = [
-        r for r in records if token.regional or any(token.sees(d.municipality) for d in r.devices)
-    ]
-    return AlertPage(items=mine[:limit])
+    mine = [r for r in records if _sees(token, r)][:limit]
+    return AlertPage(items=[await api.hub.alerts.view(r) for r in mine])
 
 
 @get(
@@ -447,7 +456,7 @@ async def list_alerts(
 async def get_alert(
     request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState], alert_id: AlertId
 ) -> AlertRecord:
-    return await _visible(api, request.user, alert_id)
+    return await api.hub.alerts.view(await _visible(api, request.user, alert_id))
 
 
 def _whole(token: TokenInfo, record: AlertRecord) -> None:
@@ -455,9 +464,7 @@ def _whole(token: TokenInfo, record: AlertRecord) -> None:
     in them: a Sochi token must not stop (or supersede) what also sounds in Krasnodar."""
     if token.regional:
         return
-    others = sorted(
-        {d.municipality or "?" for d in record.devices if not token.sees(d.municipality)}
-    )
+    others = sorted({m or "?" for m in _places(record) if not token.sees(m)})
     if others:
         raise ProblemError(
             403,
@@ -471,9 +478,10 @@ async def _act(request: Request[TokenInfo, Any, Any], api: ApiState, alert_id: s
     _whole(request.user, await _visible(api, request.user, alert_id))
     request.scope["nabat.audit"] = {"alert": alert_id}  # type: ignore[typeddict-unknown-key]
     try:
-        return await act()
+        result = await act()
     except AlertError as exc:
         raise _fail(exc) from None
+    return await api.hub.alerts.view(result) if isinstance(result, AlertRecord) else result
 
 
 @post(
