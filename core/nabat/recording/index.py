@@ -206,13 +206,14 @@ class SegmentIndex:
                 return chains
             after = page[-1].key
 
-    async def verify_chain(self, camera: str) -> list[str]:
+    async def verify_chain(self, camera: str, segments: list[Segment] | None = None) -> list[str]:
         """What is wrong with the camera's chain: a record whose chain does not follow from
         its own fields (altered), a segment whose predecessor is neither there nor removed by
         retention (one removed or altered behind the hub's back), two segments claiming one
-        predecessor (two writers)."""
+        predecessor (two writers). ``segments``: all of the camera's, when read already."""
         problems = []
-        segments = [s async for s in self.all(camera)]
+        if segments is None:
+            segments = [s async for s in self.all(camera)]
         removed = await self.removed_chains(camera)
         known = {s.chain for s in segments} | removed | {GENESIS}
         followers: dict[str, int] = {}
