@@ -19,6 +19,7 @@ import os
 import selectors
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,3 +155,23 @@ def _rtsp_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Supervi
 @pytest.fixture
 def rtsp_server(_rtsp_process: _Supervised) -> RtspServer:
     return _rtsp_process.ensure()
+
+
+PG_DSN = os.environ.get("NABAT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+async def pg_schema():
+    """A PostgreSQL schema of the test's own (for hubs' journals), dropped afterwards. Without
+    PostgreSQL the test skips locally and fails under ``CI=true``."""
+    asyncpg = pytest.importorskip("asyncpg")
+    try:
+        conn = await asyncpg.connect(PG_DSN, timeout=3)
+    except Exception as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL unreachable: {exc!r}")
+        pytest.skip(f"PostgreSQL unreachable: {exc!r}")
+    schema = f"test_{uuid.uuid4().hex[:10]}"
+    yield schema
+    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    await conn.close()

@@ -9,6 +9,7 @@ import { Wall } from "./pages/Wall.jsx";
 import { Events } from "./pages/Events.jsx";
 import { Incidents } from "./pages/Incidents.jsx";
 import { Alerts } from "./pages/Alerts.jsx";
+import { Sites } from "./pages/Sites.jsx";
 
 // The map and the reports carry Leaflet and uPlot: loaded when first opened, so the wall and
 // the overview start without them.
@@ -33,7 +34,10 @@ const PAGES = {
   alerts: Alerts,
   map: Map,
   reports: Reports,
+  sites: Sites,
 };
+// Shown only on a hub that follows other sites (the region).
+const ONLY_WITH_SITES = new Set(["sites"]);
 
 function currentPage() {
   const [, , page, ...rest] = location.pathname.split("/");
@@ -66,6 +70,10 @@ function Shell({ user, onSignOut, onLanguage }) {
   useEffect(() => {
     loadRegion().then(setRegion);
   }, []);
+  const [hasSites, setHasSites] = useState(false);
+  useEffect(() => {
+    api("/api/v1/sites").then((page) => setHasSites(page.items.length > 0), () => {});
+  }, []);
   const Page = PAGES[route.page];
   const named = (slug) => {
     const found = region && region.municipalities.find((m) => m.id === slug);
@@ -77,7 +85,7 @@ function Shell({ user, onSignOut, onLanguage }) {
       <header>
         <span class="brand">{t("brand")}</span>
         <nav>
-          {Object.keys(PAGES).map((name) => (
+          {Object.keys(PAGES).filter((name) => hasSites || !ONLY_WITH_SITES.has(name)).map((name) => (
             <a
               href={`/console/${name}`}
               class={route.page === name ? "active" : ""}

@@ -28,6 +28,7 @@ from .config import ConfigIssue, LoadedConfig
 from .delivery import DeliveryService
 from .events import Event, EventTypes
 from .federation import CommandTaker, Dispatcher, Follower, Uplink
+from .federation.reports import SiteReporter
 from .i18n import Messages
 from .incidents import IncidentService
 from .instances import Instance, InstanceContext, Instances
@@ -146,6 +147,8 @@ class Hub:
                 append=self.publisher.publish_many,
                 publish=self.publish,
                 types=self.event_types,
+                journal=self.journal,
+                lease_ttl=config.storage.lease_ttl,
             )
             if federated and site is not None and federation.follow
             else None
@@ -197,6 +200,12 @@ class Hub:
             else None
         )
         """A site's side: the region's commands and calls, acted on here."""
+        self.site_reporter = (
+            SiteReporter(self, site=site, interval=federation.report_interval)
+            if self.uplink is not None and site is not None
+            else None
+        )
+        """A site's district reports, published for the region."""
         self.readiness = ReadinessService(
             config.readiness,
             alerts=self.alerts,
@@ -381,6 +390,8 @@ class Hub:
             await self.dispatcher.start(self.delivery)
         if self.commands is not None:
             self.commands.start()
+        if self.site_reporter is not None:
+            self.site_reporter.start()
         if self.recorder.event_policy() is not None:
             self.subscribe("incident.*", self.recorder.on_incident, name="core.recording")
         await self.loader.mark_starting()
@@ -423,6 +434,8 @@ class Hub:
             await self.follower.close()
         if self.commands is not None:
             await self.commands.close()
+        if self.site_reporter is not None:
+            await self.site_reporter.close()
         if self.dispatcher is not None:
             await self.dispatcher.close()
         await self.alerts.close()

@@ -7,11 +7,9 @@ import asyncio
 import os
 import signal
 import sys
-import uuid
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from nabat.store import EventQuery, decode_cursor
 from nabat.testing import connect_when_ready, free_port
 
@@ -57,21 +55,6 @@ async def log_shows(path: Path, wanted: str, timeout: float = 10) -> bool:
             return True
         await asyncio.sleep(0.1)
     return False
-
-
-@pytest.fixture
-async def pg_schema():
-    asyncpg = pytest.importorskip("asyncpg")
-    try:
-        conn = await asyncpg.connect(PG_DSN, timeout=3)
-    except Exception as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL unreachable: {exc!r}")
-        pytest.skip(f"PostgreSQL unreachable: {exc!r}")
-    schema = f"multi_{uuid.uuid4().hex[:10]}"
-    yield schema
-    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    await conn.close()
 
 
 async def test_two_hubs_share_one_postgresql(tmp_path, test_plugins, pg_schema):

@@ -20,6 +20,7 @@ from nabat.federation import follower as follower_module
 from nabat.federation.commands import Command, command_subject, sign
 from nabat.ids import uuid7
 from nabat.interfaces.alerting import Status, WarningMessage
+from nabat.interfaces.incident import Incident
 from nabat.testing import eventually, load_config_text, run_api, run_hub
 
 pytestmark = pytest.mark.timeout(240)
@@ -50,6 +51,7 @@ servers = ["{url}"]
 connect_timeout = 2
 publish_timeout = 2
 stream_max_mb = 64
+report_interval = 5
 commands_from = "region"
 command_keys = ["{key}"]
 [instances.siren-{site}]
@@ -297,13 +299,18 @@ async def test_a_remote_camera_through_the_region_api(
             "dispatcher", ["cameras:read", "cameras:control", "events:read"]
         )
         anapa_token, _ = await tokens.create(
-            "anapa", ["cameras:read", "cameras:control"], municipalities=["anapa"]
+            "anapa", ["cameras:read", "cameras:control", "events:read"], municipalities=["anapa"]
         )
         auth = {"Authorization": f"Bearer {regional_token}"}
         base = f"{api.url}/api/v1/sites"
         async with httpx.AsyncClient(timeout=10) as http:
             sites = (await http.get(base, headers=auth)).json()
             assert [s["site"] for s in sites["items"]] == ["site-a", "site-b"]
+            listed = await http.get(f"{base}/site-a/cameras", headers=auth)
+            assert listed.status_code == 200, listed.text
+            assert [(c["id"], c["municipality"]) for c in listed.json()] == [
+                ("cam-site-a", "abinsky")
+            ]
             shot = await http.get(f"{base}/site-a/cameras/cam-site-a/snapshot.jpg", headers=auth)
             assert shot.status_code == 200, shot.text
             assert shot.headers["content-type"] == "image/jpeg"
@@ -328,12 +335,53 @@ async def test_a_remote_camera_through_the_region_api(
             # Site B's hub is not running: nobody answers its calls.
             silent = await http.get(f"{base}/site-b/cameras/cam-site-b/snapshot.jpg", headers=auth)
             assert silent.status_code in (503, 504)
-            # Site A cut off: told so, not a picture from before.
+            # The region's district reports cover the site's district, as the site says.
+            reports = f"{api.url}/api/v1/reports"
+
+            async def district_row(kind: str, stale: bool = False):
+                rows = (await http.get(f"{reports}/{kind}", headers=auth)).json()["districts"]
+                row = next((r for r in rows if r["municipality"] == "abinsky"), None)
+                return (
+                    row
+                    if row and row["site"] == "site-a" and row.get("stale", False) == stale
+                    else None
+                )
+
+            row = await eventually(lambda: district_row("cameras"), timeout=20, what="site-a's row")
+            assert row["total"] == 1 and row["as_of"]
+            sirens = await eventually(lambda: district_row("sirens"), timeout=20, what="sirens")
+            assert sirens["devices"] == 1
+            # An incident at the district is in the region's list, with its site.
+            await edge.incidents.report(
+                "112-7",
+                Incident(title="ДТП на трассе", type="traffic_accident"),
+                source="/test/112",
+                municipality="abinsky",
+            )
+
+            async def remote_incident():
+                items = (await http.get(f"{api.url}/api/v1/incidents", headers=auth)).json()
+                return next((i for i in items["items"] if i["id"] == "site-a:112-7"), None)
+
+            found = await eventually(remote_incident, timeout=20, what="the remote incident")
+            assert found["site"] == "site-a" and found["incident"]["title"] == "ДТП на трассе"
+            one = await http.get(f"{api.url}/api/v1/incidents/site-a:112-7", headers=auth)
+            assert one.status_code == 200 and one.json()["municipality"] == "abinsky"
+            hidden = await http.get(
+                f"{api.url}/api/v1/incidents/site-a:112-7",
+                headers={"Authorization": f"Bearer {anapa_token}"},
+            )
+            assert hidden.status_code in (403, 404)  # another district's token
+            # Site A cut off: told so, not a picture from before; its figures shown as old.
             a.link.cut()
             a.wait_unlinked()
             cut = await http.get(f"{base}/site-a/cameras/cam-site-a/snapshot.jpg", headers=auth)
             assert cut.status_code in (503, 504), cut.text
             assert "site-a" in cut.json()["detail"]
+            stale = await eventually(
+                lambda: district_row("cameras", stale=True), timeout=20, what="a stale row"
+            )
+            assert any("site-a" in why for why in stale["why"])
         # The district's audit log names the region's operator for each call.
         await eventually(
             lambda: _audited(edge, "federation camera.ptz", "dispatcher"),

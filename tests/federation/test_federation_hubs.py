@@ -36,6 +36,7 @@ enabled = false
 servers = ["{url}"]
 connect_timeout = 2
 publish_timeout = 2
+stream_max_mb = 64
 {extra}
 """
 
@@ -199,3 +200,54 @@ async def test_a_site_cannot_speak_for_another(tmp_path, nats_federation):
         await _emit(edge, 2, 1)
         await eventually(lambda: _arrived(regional, 3), timeout=30, what="the event after it")
         assert await regional.journal.get(AT_REGION, "huge") is None
+
+
+async def test_two_regional_processes_follow_each_site_once(
+    tmp_path, nats_federation, pg_schema, monkeypatch
+):
+    """Two regional hubs on one PostgreSQL journal: one of them follows the site (its lease),
+    so the site's events go in once each and in order; when it stops, the other takes over
+    and nothing is lost."""
+    import contextlib
+    import os
+
+    dsn = os.environ.get("NABAT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+    monkeypatch.setattr(follower_module, "LINK_CHECK_S", 0.5)
+    site = nats_federation.site("site-a")
+    district = load_config_text(_config("district", "site-a", site.url), tmp_path)
+    regional = []
+    for name in ("region-1", "region-2"):
+        text = _config(
+            name, "region", nats_federation.region.url, 'up = []\nfollow = ["site-a"]'
+        ).replace(
+            f'url = "sqlite:///journal-{name}.sqlite3"',
+            f'url = "{dsn}"\nschema = "{pg_schema}"\nlease_ttl = 1.5',
+        )
+        regional.append(load_config_text(text, tmp_path, name=f"{name}.toml"))
+    stacks = [contextlib.AsyncExitStack(), contextlib.AsyncExitStack()]
+    try:
+        async with run_hub(district) as edge:
+            hubs = [
+                await s.enter_async_context(run_hub(c))
+                for s, c in zip(stacks, regional, strict=True)
+            ]
+            await _emit(edge, 0, 60)
+            got = await eventually(
+                lambda: _arrived(hubs[0], 60), timeout=30, what="60 events at the region"
+            )
+            assert _numbers(got) == list(range(60))  # in order, once each
+            # One process follows the site; the other waits for its lease.
+            holding = [i for i, hub in enumerate(hubs) if "site-a" in hub.follower.leases]
+            assert len(holding) == 1
+            leader = holding[0]
+            other = hubs[1 - leader]
+            await stacks[leader].aclose()  # the follower stops and gives its lease up
+            await _emit(edge, 60, 40)
+            got = await eventually(
+                lambda: _arrived(other, 100), timeout=60, what="the next events via the other"
+            )
+            assert _numbers(got) == list(range(100))
+            assert "site-a" in other.follower.leases
+    finally:
+        for stack in stacks:
+            await stack.aclose()

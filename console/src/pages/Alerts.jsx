@@ -33,7 +33,13 @@ function Results({ id }) {
     };
     load();
     const stop = live((event) => {
-      if ((event.subject === id || event.correlationid === id) && event.type.startsWith("alert.") && !pending) pending = setTimeout(load, 300);
+      // A remote site's answers (command.*) and devices land in the region's record a moment
+      // after their events: read again a little later too.
+      const ours = event.subject === id || event.correlationid === id;
+      if (ours && (event.type.startsWith("alert.") || event.type.startsWith("command.")) && !pending) {
+        pending = setTimeout(load, 300);
+        setTimeout(load, 1500);
+      }
     });
     return () => {
       alive = false;
@@ -43,7 +49,8 @@ function Results({ id }) {
   }, [id]);
   if (!record) return <p>{t("loading")}</p>;
   const counts = {};
-  for (const d of record.devices) counts[d.outcome] = (counts[d.outcome] || 0) + 1;
+  const remote = record.remote || [];
+  for (const d of [...record.devices, ...remote.flatMap((r) => r.devices)]) counts[d.outcome] = (counts[d.outcome] || 0) + 1;
   const [error, setError] = useState(null);
   const act = (what) =>
     api(`/api/v1/alerts/${encodeURIComponent(id)}/${what}`, { method: "POST" }).then(
@@ -86,6 +93,26 @@ function Results({ id }) {
           ))}
         </tbody>
       </table>
+      {remote.map((r) => (
+        <section class={`site-result site-${r.state}`} data-testid={`site-${r.site}`} data-state={r.state}>
+          <h4>{t("alerts.site", { site: r.site, state: t(`alerts.site_state.${r.state}`) })}</h4>
+          {r.detail && <p class="detail">{r.detail}</p>}
+          {r.devices.length > 0 && (
+            <table class="list">
+              <tbody>
+                {r.devices.map((d) => (
+                  <tr class={`outcome-${d.outcome}`} data-testid={`device-${r.site}-${d.device}`} data-outcome={d.outcome}>
+                    <td>{d.name || d.device}</td>
+                    <td>{d.municipality ? municipalityName(d.municipality) : ""}</td>
+                    <td>{t(`alerts.outcome.${d.outcome}`)}</td>
+                    <td>{d.detail}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          )}
+        </section>
+      ))}
     </div>
   );
 }

@@ -113,15 +113,18 @@ export function Reports() {
         </thead>
         <tbody>
           {[...report.districts, report.total].map((r) => (
-            <tr class={r.lagging ? "lagging-row" : ""} data-testid={`report-${r.municipality}`}>
-              <td>{r.name}</td>
+            <tr class={`${r.lagging ? "lagging-row" : ""} ${r.stale ? "stale-row" : ""}`} data-testid={`report-${r.municipality}`} data-site={r.site || ""}>
+              <td>
+                {r.name}
+                {r.site && <small class="site-tag" title={t("reports.site_as_of", { at: formatTime(r.as_of) })}> · {r.site}</small>}
+              </td>
               <td>{r.total}</td>
               <td>{r.ok}</td>
               <td>{r.degraded}</td>
               <td>{r.offline}</td>
               <td>{r.unknown}</td>
               <td>{r.availability_pct == null ? "—" : `${r.availability_pct.toFixed(1)}%`}</td>
-              <td>{r.lagging ? r.why.join("; ") : ""}</td>
+              <td>{r.lagging || r.stale ? r.why.join("; ") : ""}</td>
             </tr>
           ))}
         </tbody>
@@ -139,8 +142,11 @@ export function Reports() {
         </thead>
         <tbody>
           {sirens.districts.map((d) => (
-            <tr class={d.readiness_pct != null && d.readiness_pct < 100 ? "lagging-row" : ""}>
-              <td>{d.name}</td>
+            <tr class={d.readiness_pct != null && d.readiness_pct < 100 ? "lagging-row" : ""} data-site={d.site || ""}>
+              <td>
+                {d.name}
+                {d.site && <small class="site-tag" title={t("reports.site_as_of", { at: formatTime(d.as_of) })}> · {d.site}</small>}
+              </td>
               <td>{d.devices}</td>
               <td>{d.readiness_pct == null ? "—" : `${d.readiness_pct}%`}</td>
               <td>{formatTime(d.technical_at)}</td>

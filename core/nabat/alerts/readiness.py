@@ -84,6 +84,10 @@ class ReadinessRow(msgspec.Struct, kw_only=True):
     comprehensive_at: datetime | None = None
     failing: list[str] = []
     """``device: reason`` for each device not ready."""
+    site: str | None = None
+    """At the region: the site whose hub holds the district (None: this hub's own)."""
+    as_of: datetime | None = None
+    """A site's row: when its hub computed it."""
 
 
 class ReadinessService:

@@ -54,10 +54,12 @@ HUB_FAMILIES = (
     "recording.>",
     "federation.>",
     "command.>",
+    "site.>",
 )
 """Event families only the hub itself publishes: units' states, alerts and each device's
 outcome, cameras' health, clock and device events, sirens' status and readiness, recording's
-storage faults, federated sites' reachability, answers to the region's commands."""
+storage faults, federated sites' reachability, answers to the region's commands, sites'
+district reports."""
 MAX_ID = 256  # the id travels on as a Standard Webhooks webhook-id, which verifiers cap
 MAX_SOURCE = 1024
 

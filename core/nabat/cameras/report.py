@@ -58,6 +58,8 @@ CSV_COLUMNS = (
     "target",
     "lagging",
     "why",
+    "site",
+    "as_of",
 )
 
 
@@ -76,6 +78,12 @@ class DistrictRow(msgspec.Struct, kw_only=True):
     lagging: bool = False
     why: list[str] = []
     """Why the district is lagging, in words."""
+    site: str | None = None
+    """At the region: the site whose hub holds the district (None: this hub's own)."""
+    as_of: datetime | None = None
+    """A site's row: when its hub computed it."""
+    stale: bool = False
+    """A site's row from a report too old, or from a site cut off now."""
 
 
 class CameraReport(msgspec.Struct, kw_only=True):
@@ -367,6 +375,8 @@ def to_csv(report: CameraReport) -> str:
                 "" if r.target is None else r.target,
                 "yes" if r.lagging else "no",
                 "; ".join(r.why),
+                r.site or "",
+                r.as_of.isoformat() if r.as_of else "",
             ]
         )
     return buffer.getvalue()

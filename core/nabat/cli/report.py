@@ -94,7 +94,7 @@ def report_cameras(
         states = CameraStates(hub.journal)
         await states.load()
         cfg = loaded.config.cameras
-        return await build_report(
+        report = await build_report(
             hub.journal,
             cameras,
             states.all(),
@@ -107,6 +107,18 @@ def report_cameras(
             language=loaded.config.hub.language,
             municipalities=municipalities or None,
         )
+        if loaded.config.federation.follow:  # the region: the sites' districts as they said
+            from ..federation.reports import merge_camera_rows, site_reports
+
+            report = merge_camera_rows(
+                report,
+                await site_reports(hub.journal),
+                reachable={},
+                language=loaded.config.hub.language,
+                municipalities=list(municipalities) or None,
+                now=now,
+            )
+        return report
 
     result = with_prepared_hub(loaded, work)
     if fmt == "json":
@@ -137,7 +149,7 @@ def report_cameras(
         ],
         [
             [
-                r.name,
+                f"{r.name} [{r.site}]" if r.site else r.name,
                 str(r.total),
                 str(r.ok),
                 str(r.degraded),
@@ -242,13 +254,20 @@ def report_sirens(config_file: str | None, municipalities: tuple[str, ...], as_j
         for device, latest in results.items():  # checked, though its plugin is not here
             if device in hub.units and device not in devices:
                 devices[device] = next(iter(latest.values())).municipality or ""
-        return sirens_report(
+        rows = sirens_report(
             devices,
             results,
             region,
             language=messages(loaded).language,
             municipalities=list(municipalities) or None,
         )
+        if loaded.config.federation.follow:  # the region: the sites' districts too
+            from ..federation.reports import merge_siren_rows, site_reports
+
+            rows = merge_siren_rows(
+                rows, await site_reports(hub.journal), municipalities=list(municipalities) or None
+            )
+        return rows
 
     rows = with_prepared_hub(loaded, work)
     if as_json:
@@ -273,7 +292,7 @@ def report_sirens(config_file: str | None, municipalities: tuple[str, ...], as_j
         ],
         [
             [
-                r.name,
+                f"{r.name} [{r.site}]" if r.site else r.name,
                 str(r.devices),
                 str(r.ready),
                 "-" if r.readiness_pct is None else f"{r.readiness_pct:.0f}%",

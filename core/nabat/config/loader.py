@@ -305,6 +305,19 @@ def _check_federation(
         bad("follow", "a site is listed twice")
     if hub.site is not None and hub.site in federation.follow:
         bad("follow", f"{hub.site!r} is this hub's own site")
+    if federation.credentials is not None and (federation.user or federation.token):
+        bad("credentials", "use a credentials file or a user/token, not both")
+    if (federation.tls_cert is None) != (federation.tls_key is None):
+        bad("tls_cert", "a client certificate needs its key (tls_cert and tls_key)")
+    files: dict[str, str] = {}
+    for key in ("credentials", "tls_ca", "tls_cert", "tls_key"):
+        value = getattr(federation, key)
+        if value is None:
+            continue
+        path = Path(value) if Path(value).is_absolute() else base / value
+        if not path.is_file():
+            bad(key, f"{value!r}: no such file")
+        files[key] = str(path)
     if federation.password is not None and federation.user is None:
         bad("password", "a password needs a user")
     if federation.token is not None and federation.user is not None:
@@ -338,6 +351,7 @@ def _check_federation(
             resolved[key] = Secret.from_ref(ref, base)
         except ValueError as exc:
             bad(key, str(exc))
+    resolved.update(files)
     return msgspec.structs.replace(federation, **resolved) if resolved else federation
 
 

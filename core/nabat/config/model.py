@@ -370,6 +370,14 @@ class FederationSettings(_Table):
     """A secret reference (``{ env = "NAME" }``); with ``user``."""
     token: Any = None
     """A secret reference; instead of ``user`` and ``password``."""
+    credentials: str | None = None
+    """A NATS credentials file (``.creds``: the site's account JWT and nkey seed, as ``nsc``
+    makes them); instead of ``user``/``password``/``token``. Relative to the config file."""
+    tls_ca: str | None = None
+    """CA certificate (PEM) to trust for ``tls://`` servers; default: the system's."""
+    tls_cert: str | None = None
+    """This hub's client certificate (PEM), when the server asks for one; with ``tls_key``."""
+    tls_key: str | None = None
     up: list[str] = msgspec.field(default_factory=lambda: list(UP_DEFAULT))
     """Event types (patterns) that go up to the region: ``nabat.<site>.<type>``."""
     follow: list[Slug] = []
@@ -394,6 +402,8 @@ class FederationSettings(_Table):
     own (an alert's ``expires`` is its deadline when sooner); then it expires, never late."""
     call_timeout: Positive = 10.0
     """The region: seconds to wait for a site's answer to a snapshot or PTZ request."""
+    report_interval: Annotated[float, msgspec.Meta(ge=5)] = 60.0
+    """A site: seconds between its district reports for the region (``site.report``)."""
 
 
 class PluginEntry(_Table):

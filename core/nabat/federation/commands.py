@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 CommandKind = Literal["alert.issue", "alert.cancel"]
-CallKind = Literal["camera.snapshot", "camera.ptz", "camera.presets"]
+CallKind = Literal["camera.list", "camera.snapshot", "camera.ptz", "camera.presets"]
 SIGNER = "Nabat-Signer"
 SIGNATURE = "Nabat-Signature"
 DEADLINE = "Nabat-Deadline"
@@ -87,7 +87,8 @@ class Call(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     by: str
     reply: str
     """The inbox the answer must go to (checked by the site against the message's own)."""
-    camera: str
+    camera: str = ""
+    """The camera (not for ``camera.list``)."""
     municipalities: list[str] | None = None
     ptz: dict[str, Any] | None = None
     max_age: float | None = None

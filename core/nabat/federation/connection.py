@@ -17,6 +17,8 @@ log = get_logger("nabat.federation")
 
 RECONNECT_S = 2.0
 """Between two connection attempts (and nats-py's own reconnects once connected)."""
+ACK_WAIT_S = 30.0
+"""A message fetched and not acknowledged (its reader died) is delivered again after this."""
 IDLE_WAIT_S = 1.0
 """A consumer with nothing to read asks again this often."""
 DRAIN_WAIT_S = 0.02
@@ -39,19 +41,32 @@ async def ensure_stream(js: Any, config: Any, **fields: Any) -> None:
 
 async def add_durable(js: Any, stream: str, durable: str, *, max_ack_pending: int) -> None:
     """A durable pull consumer of ``stream`` from its first message, each acknowledged
-    explicitly (unacknowledged ones come again after a minute)."""
+    explicitly (unacknowledged ones come again after :data:`ACK_WAIT_S`)."""
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+    from nats.js.errors import APIError
 
-    await js.add_consumer(
-        stream,
-        ConsumerConfig(
-            durable_name=durable,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            max_ack_pending=max_ack_pending,
-            ack_wait=60.0,
-        ),
-    )
+    try:
+        await js.add_consumer(
+            stream,
+            ConsumerConfig(
+                durable_name=durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                max_ack_pending=max_ack_pending,
+                ack_wait=ACK_WAIT_S,
+            ),
+        )
+    except APIError as exc:
+        # One made by an earlier version with other settings: it still works (and holds
+        # the position); deleting it would deliver the whole stream again.
+        info = await js.consumer_info(stream, durable)  # raises if it is not there at all
+        log.warning(
+            "federation.consumer_kept",
+            stream=stream,
+            durable=durable,
+            max_ack_pending=info.config.max_ack_pending,
+            error=str(exc),
+        )
 
 
 async def consume(
@@ -118,6 +133,9 @@ class Connection:
         self.js: Any = None
         self.state = "connecting"
         """``connecting``, ``connected`` or ``disconnected``."""
+        self.failures = 0
+        """Connection attempts that failed and errors on the connection (each logged)."""
+        self.last_error = ""
 
     @property
     def connected(self) -> bool:
@@ -142,7 +160,20 @@ class Connection:
                 options["password"] = s.password.reveal()
         if s.token is not None:
             options["token"] = s.token.reveal()
+        if s.credentials is not None:
+            options["user_credentials"] = s.credentials
+        if s.tls_ca or s.tls_cert or any(u.startswith("tls://") for u in s.servers):
+            options["tls"] = self._tls()
         return options
+
+    def _tls(self) -> Any:
+        import ssl
+
+        s = self.settings
+        context = ssl.create_default_context(cafile=s.tls_ca)
+        if s.tls_cert is not None:
+            context.load_cert_chain(s.tls_cert, s.tls_key)
+        return context
 
     async def open(self, prepare: Callable[[Any], Awaitable[None]]) -> None:
         import nats
@@ -160,6 +191,8 @@ class Connection:
                         await nc.close()
                 raise
             except Exception as exc:  # NATS down, JetStream not there yet: try again
+                self.failures += 1
+                self.last_error = str(exc) or repr(exc)
                 log.warning(
                     "federation.connect_failed",
                     connection=self.name,
@@ -184,6 +217,8 @@ class Connection:
         log.info("federation.reconnected", connection=self.name)
 
     async def _error(self, exc: Exception) -> None:
+        self.failures += 1
+        self.last_error = str(exc) or repr(exc)
         log.warning("federation.nats_error", connection=self.name, error=str(exc) or repr(exc))
 
     async def close(self) -> None:

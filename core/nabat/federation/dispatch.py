@@ -53,6 +53,8 @@ from .commands import (
     sign,
 )
 from .connection import Connection, ensure_stream
+from .reports import keep as keep_report
+from .reports import keep_incident
 
 if TYPE_CHECKING:
     from ..evidence.keys import SigningKey
@@ -193,7 +195,13 @@ class Dispatcher:
         await delivery.add(
             SubscriptionSpec(
                 id=self.subscription_id,
-                patterns=("command.>", "alert.device.>", "alert.completed"),
+                patterns=(
+                    "command.>",
+                    "alert.device.>",
+                    "alert.completed",
+                    "site.report",
+                    "incident.*",
+                ),
                 order=Order.ORDERED,
                 max_attempts=None,
                 max_age=None,
@@ -477,6 +485,12 @@ class Dispatcher:
         return DeliveryResult(status=DeliveryStatus.DELIVERED, at=now)
 
     async def _take(self, site: str, event: Event) -> None:
+        if event.type == "site.report":
+            await keep_report(self.journal, site, event)
+            return
+        if event.type.startswith("incident."):
+            await keep_incident(self.journal, site, event)
+            return
         if event.type.startswith("command."):
             outcome = msgspec.convert(event.data, _Outcome)
             if outcome.alert is None:

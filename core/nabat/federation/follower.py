@@ -37,15 +37,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
 from ..config.model import FederationSettings
+from ..delivery import process_identity
 from ..events import SITE, Event, EventError, EventTypes, Severity, decode_event, site_of
 from ..logs import get_logger
-from ..store import Appended
+from ..store import Appended, Journal
 from ..subjects import matches
 from .connection import RECONNECT_S, Connection, add_durable, consume, ensure_stream
 from .naming import stream_name, subject_for
@@ -71,6 +72,10 @@ REFUSED_FAMILIES = ("hub.>", "federation.>")
 federation's own reports."""
 
 
+LEASES = "federation-leases"
+"""Which process follows which site (key the site, body the process), as recording leases."""
+
+
 def followed_stream(follower: str, site: str) -> str:
     return f"FOLLOWED_{follower}_{site}"
 
@@ -93,12 +98,20 @@ class Follower:
         append: Callable[[Sequence[Event]], Awaitable[list[Appended]]],
         publish: Callable[[Event], Awaitable[None]],
         types: EventTypes | None = None,
+        journal: Journal | None = None,
+        lease_ttl: float = 15.0,
     ) -> None:
         self.settings = settings
         self.site = site
         self.append = append
         self.publish = publish
         self.types = types
+        self.journal = journal
+        """Where the sites' leases are kept (None: this process follows every site alone)."""
+        self.lease_ttl = lease_ttl
+        self.owner = process_identity()
+        self.leases: set[str] = set()
+        """The followed sites this process consumes now (it holds their lease)."""
         self.connection = Connection(settings, name=f"nabat {hub_name} ({site}) follow")
         self.received = 0
         self.stored = 0
@@ -151,7 +164,9 @@ class Follower:
             description=f"Nabat {self.site}: the events of site {followed}",
         )
         await ensure_stream(js, config, site=followed)
-        await add_durable(js, name, self.durable, max_ack_pending=BATCH * 8)
+        # One batch outstanding at most: a process taking over after another died gets that
+        # one's unacknowledged batch again first (after ack_wait), never later ones before it.
+        await add_durable(js, name, self.durable, max_ack_pending=BATCH)
 
     async def _run(self) -> None:
         await self.connection.open(self._prepare)
@@ -164,16 +179,60 @@ class Follower:
         self._tasks.append(watch)
 
     async def _follow(self, followed: str) -> None:
-        """One site's events, until the hub stops."""
-        await consume(
-            self.connection,
-            stream=followed_stream(self.site, followed),
-            durable=self.durable,
-            batch=BATCH,
-            prepare=lambda js: self._prepare_site(js, followed),
-            handle=lambda messages: self._take(followed, messages),
-            site=followed,
-        )
+        """One site's events, until the hub stops, while this process holds the site's lease
+        (several regional hub processes on one journal: one consumes each site, so its
+        events go into the journal in the site's order)."""
+        while True:
+            if not await self._lease(followed):
+                await asyncio.sleep(self.lease_ttl / 3)
+                continue
+            reader = asyncio.ensure_future(
+                consume(
+                    self.connection,
+                    stream=followed_stream(self.site, followed),
+                    durable=self.durable,
+                    batch=BATCH,
+                    prepare=lambda js: self._prepare_site(js, followed),
+                    handle=lambda messages: self._take(followed, messages),
+                    site=followed,
+                )
+            )
+            try:
+                while not reader.done():
+                    await asyncio.sleep(self.lease_ttl / 3)
+                    if await self._lease(followed) is False:
+                        log.warning("federation.lease_lost", site=followed, owner=self.owner)
+                        break
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reader
+
+    async def _lease(self, followed: str, give_up: bool = False) -> bool | None:
+        """Take or renew the lease on following ``followed`` (or give it up); None when the
+        journal did not answer (then nobody can take it over, and appends fail anyway)."""
+        if self.journal is None:
+            self.leases.add(followed)
+            return True
+        seconds = 0.0 if give_up else self.lease_ttl
+        try:
+            held = await self.journal.put_record(
+                LEASES,
+                followed,
+                self.owner.encode(),
+                expires=datetime.now(UTC) + timedelta(seconds=seconds),
+                claim=True,
+            )
+        except Exception as exc:
+            log.warning("federation.lease_unknown", site=followed, error=str(exc))
+            return None
+        if held and not give_up:
+            if followed not in self.leases:
+                log.info("federation.lease_taken", site=followed, owner=self.owner)
+            self.leases.add(followed)
+        else:
+            self.leases.discard(followed)
+        return held
 
     def _accept(self, followed: str, message: Any) -> Event | None:
         """The region's record of one message from ``followed``'s stream, or None (refused,
@@ -282,7 +341,7 @@ class Follower:
                     self.reachable[site] = up
                     if before is None and up:
                         continue  # a site that answers at start is no news
-                    if before != up:
+                    if before != up and site in self.leases:  # said once, by its follower
                         await self._say(site, up)
             await asyncio.sleep(LINK_CHECK_S)
 
@@ -325,3 +384,5 @@ class Follower:
                 await task
         self._tasks.clear()
         await self.connection.close()
+        for followed in list(self.leases):  # another process may follow them at once
+            await self._lease(followed, give_up=True)

@@ -63,11 +63,12 @@ class Hub(Protocol):
     units: Instances
     supervisor: Supervisor
     snapshots: SnapshotService
+    camera_states: Any
 
     async def publish(self, event: Event) -> None: ...
 
 
-__all__ = ["CALLS_AT_ONCE", "CANCELLED", "CommandTaker"]
+__all__ = ["CALLS_AT_ONCE", "CANCELLED", "CommandTaker", "RemoteCamera"]
 
 log = get_logger("nabat.federation")
 
@@ -361,6 +362,27 @@ class CommandTaker:
                     headers={"Nabat-Status": str(status), "Content-Type": content_type, **extra},
                 )
 
+    def _cameras(self, reach: Callable[[str | None], bool]) -> list[RemoteCamera]:
+        from ..cameras.report import bucket
+
+        states = self.hub.camera_states.all()
+        found = []
+        for rt in self.hub.units.cameras():
+            if not reach(rt.entry.municipality):
+                continue
+            state = states.get(rt.id)
+            found.append(
+                RemoteCamera(
+                    id=rt.id,
+                    name=rt.entry.name or rt.id,
+                    municipality=rt.entry.municipality,
+                    status=bucket(state.state if state else None),
+                    since=state.since if state else None,
+                    reason=state.reason if state else "",
+                )
+            )
+        return sorted(found, key=lambda c: c.id)
+
     def _remember(self, call: Call) -> None:
         now = datetime.now(UTC)
         self._seen = {k: v for k, v in self._seen.items() if v > now}
@@ -368,12 +390,14 @@ class CommandTaker:
 
     async def _answer_call(self, call: Call) -> tuple[int, str, bytes, dict[str, str]]:
         hub = self.hub
-        rt = hub.units.get(call.camera)
         reach: Callable[[str | None], bool] = (
             (lambda m: True)
             if call.municipalities is None
             else (lambda m: m in (call.municipalities or ()))
         )
+        if call.kind == "camera.list":
+            return 200, "application/json", msgspec.json.encode(self._cameras(reach)), {}
+        rt = hub.units.get(call.camera)
         if rt is None or not rt.is_camera or not reach(rt.entry.municipality):
             return _problem(404, f"no camera {call.camera!r} at site {self.site}")
         unit = hub.supervisor.status(UnitKind.INSTANCE, rt.id)
@@ -408,6 +432,18 @@ class CommandTaker:
             return _problem(504, f"camera {rt.id} did not answer in time")
         except Exception as exc:
             return _problem(502, f"camera {rt.id}: {str(exc) or type(exc).__name__}")
+
+
+class RemoteCamera(msgspec.Struct, kw_only=True):
+    """A camera of a site as the region lists it."""
+
+    id: str
+    name: str
+    municipality: str | None
+    status: str
+    """``ok``, ``degraded``, ``offline`` or ``unknown``, as the site's own list says."""
+    since: datetime | None = None
+    reason: str = ""
 
 
 def _problem(status: int, detail: str) -> tuple[int, str, bytes, dict[str, str]]:

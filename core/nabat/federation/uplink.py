@@ -58,10 +58,13 @@ class Uplink:
 
     @property
     def patterns(self) -> tuple[str, ...]:
-        """``[federation] up``, and the answers to the region's commands when it sends any."""
+        """``[federation] up``, the answers to the region's commands when it sends any, and
+        the site's district reports."""
         up = tuple(self.settings.up)
         if self.settings.commands_from and "command.>" not in up:
             up += ("command.>",)
+        if "site.>" not in up:
+            up += ("site.>",)  # the site's district reports
         return up
 
     @property

@@ -150,6 +150,8 @@ class IncidentRecord(msgspec.Struct, frozen=True, kw_only=True):
     """Raised by every published change (created is 1)."""
     last_event: str | None = None
     """Id of the event that published this version."""
+    site: str | None = None
+    """At the region: the site whose hub keeps this incident (its id is ``<site>:<id>``)."""
 
 
 class Incidents(Protocol):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from nabat.alerts.model import AlertPhase, DeviceOutcome
+from nabat.alerts.model import AlertPhase, DeviceOutcome, SiteState
 from nabat.events import Severity
 from nabat.i18n import catalog
 from nabat.interfaces import DeviceState, HealthState, UnitState
@@ -98,8 +98,10 @@ EXPANSIONS = {
     ],
     "alerts.phase": [p.value for p in AlertPhase],
     "alerts.outcome": [o.value for o in DeviceOutcome],
+    "alerts.site_state": [s.value for s in SiteState],
+    "ptz": ["left", "right", "up", "down", "home"],
     "alerts.status": ["Actual", "Exercise", "Test"],
-    "nav": ["overview", "wall", "events", "incidents", "alerts", "map", "reports"],
+    "nav": ["overview", "wall", "events", "incidents", "alerts", "map", "reports", "sites"],
     "role": ["operator", "supervisor", "admin"],
     "service": list(SERVICES),
     "incidents": ["open", "closed"],

@@ -585,13 +585,18 @@ async def sirens_report_route(
     token = request.user
     hub = api.hub
     devices = {rt.id: rt.entry.municipality or "" for rt in hub.units.devices()}
+    wanted = None if token.regional else list(token.municipalities)
     rows = sirens_report(
         devices,
         await latest_results(hub.journal),
         load_region(hub.config.hub.region),
         language=hub.config.hub.language,
-        municipalities=None if token.regional else list(token.municipalities),
+        municipalities=wanted,
     )
+    if hub.follower is not None:  # the region: the sites' districts too
+        from ...federation.reports import merge_siren_rows, site_reports
+
+        rows = merge_siren_rows(rows, await site_reports(hub.journal), municipalities=wanted)
     return SirensReport(generated_at=datetime.now(UTC), districts=rows)
 
 

@@ -334,7 +334,7 @@ async def _report(
     wanted = _checked_period(request, api, since, until, now, municipalities)
     hub = api.hub
     cfg = hub.config.cameras
-    return await build_report(
+    report = await build_report(
         hub.journal,
         {rt.id: rt.entry.municipality or "" for rt in hub.units.cameras()},
         hub.camera_states.all(),
@@ -347,6 +347,18 @@ async def _report(
         language=hub.config.hub.language,
         municipalities=wanted,
     )
+    if hub.follower is not None:  # the region: every district, the sites' ones as they say
+        from ...federation.reports import merge_camera_rows, site_reports
+
+        report = merge_camera_rows(
+            report,
+            await site_reports(hub.journal),
+            reachable=hub.follower.reachable,
+            language=hub.config.hub.language,
+            municipalities=wanted,
+            now=now,
+        )
+    return report
 
 
 def _checked_period(

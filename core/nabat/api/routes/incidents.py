@@ -60,6 +60,12 @@ class IncidentRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 async def _visible(api: ApiState, token: TokenInfo, incident_id: str) -> IncidentRecord:
     record = await api.hub.incidents.get(incident_id)
+    if record is None and api.hub.follower is not None and ":" in incident_id:
+        from ...federation.reports import INCIDENTS
+
+        stored = await api.hub.journal.get_record(INCIDENTS, incident_id)
+        if stored is not None:
+            record = msgspec.json.decode(stored.body, type=IncidentRecord)
     if record is None or not token.sees(record.municipality):
         raise ProblemError(404, f"no incident {incident_id!r}", kind="not-found")
     return record
@@ -86,7 +92,17 @@ async def list_incidents(
             raise ProblemError(403, f"this token does not see {municipality!r}", kind="forbidden")
         wanted = {municipality}
     records = await api.hub.incidents.list(municipalities=wanted, status=status, limit=limit)
-    return IncidentPage(items=records)
+    if api.hub.follower is not None:  # the region: the sites' incidents too, with their site
+        from ...federation.reports import remote_incidents
+
+        records += [
+            r
+            for r in await remote_incidents(api.hub.journal)
+            if (wanted is None or r.municipality in wanted)
+            and (status is None or r.incident.status is status)
+        ]
+        records.sort(key=lambda r: (r.updated_at, r.id), reverse=True)
+    return IncidentPage(items=records[:limit])
 
 
 @get(

@@ -18,6 +18,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from ...federation.dispatch import CallAnswer, SiteUnavailable
+from ...federation.taker import RemoteCamera
 from ...interfaces.camera import PtzCommand, PtzPreset
 from ..problems import ProblemError, documented
 from ..state import ApiState
@@ -128,6 +129,22 @@ async def _call(api: ApiState, token: TokenInfo, site: str, kind: str, camera: s
 
 
 @get(
+    "/api/v1/sites/{site:str}/cameras",
+    opt={"scope": "cameras:read"},
+    summary="A site's cameras with their health, as its own hub knows them now",
+    description="Asked of the site across its link (503 when it is cut off: the district "
+    "report keeps its last figures).",
+    responses=documented(403, 404, 503, 504),
+    tags=["sites"],
+)
+async def remote_cameras(
+    request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState], site: SiteId
+) -> list[RemoteCamera]:
+    answer = await _call(api, request.user, site, "camera.list", "")
+    return msgspec.json.decode(answer.body, type=list[RemoteCamera])
+
+
+@get(
     "/api/v1/sites/{site:str}/cameras/{camera_id:str}/snapshot.jpg",
     opt={"scope": "cameras:read"},
     summary="A remote camera's current picture, from its own site's hub",
@@ -194,4 +211,4 @@ async def remote_presets(
     return msgspec.json.decode(answer.body, type=list[PtzPreset])
 
 
-HANDLERS = [list_sites, remote_snapshot, remote_ptz, remote_presets]
+HANDLERS = [list_sites, remote_cameras, remote_snapshot, remote_ptz, remote_presets]
