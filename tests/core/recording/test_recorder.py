@@ -26,7 +26,7 @@ from nabat.recording import recorder as recorder_module
 from nabat.recording import segments as segments_module
 from nabat.testing import eventually, load_config_text, record, run_api, run_hub
 
-from ..test_multiprocess import PG_DSN, pg_schema  # noqa: F401 (a fixture)
+from ..test_multiprocess import PG_DSN
 from ..video.test_live import _rtsp_sessions
 
 
@@ -317,7 +317,7 @@ async def test_a_disk_that_stops_answering_is_taken_out_and_live_view_goes_on(
 async def test_two_hub_processes_on_one_postgresql_record_a_camera_once(
     tmp_path,
     rtsp_server,
-    pg_schema,  # noqa: F811
+    pg_schema,
 ):
     """Two ``nabat run`` processes with the same policy on one PostgreSQL: the camera's
     recording lease lets one of them record it (one RTSP session, one set of files), and when
