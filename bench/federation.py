@@ -52,6 +52,7 @@ import msgspec
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 
+from federation_config import hub_config  # noqa: E402
 from nabat.events import Event, encode_event  # noqa: E402
 from nats_cluster import Federation, find_nats_server, free_port  # noqa: E402
 
@@ -218,47 +219,30 @@ async def run_raw(federation: Federation, site: Any, args: argparse.Namespace) -
 
 
 # -- hub ------------------------------------------------------------------------------------
-DISTRICT = """
-[hub]
-name = "bench-district"
-data_dir = "data"
-site = "site-a"
-log_format = "json"
-[api]
-listen = "127.0.0.1:{port}"
-[storage]
-url = "sqlite:///journal.sqlite3"
-[plugins.eventlog]
-enabled = false
-[plugins.watch]
-enabled = false
-[federation]
-servers = ["{nats}"]
-up = ["bench.>"]
-stream_max_mb = 512
-"""
+def _district(port: int, nats: str) -> str:
+    return hub_config(
+        name="bench-district",
+        site="site-a",
+        servers=nats,
+        hub=f'log_format = "json"\n[api]\nlisten = "127.0.0.1:{port}"',
+        federation='up = ["bench.>"]',
+        stream_max_mb=512,
+        timeouts=False,
+    )
 
-REGION = """
-[hub]
-name = "bench-region"
-data_dir = "data"
-site = "region"
-log_format = "json"
-[api]
-listen = "127.0.0.1:{port}"
-[storage]
-url = "{dsn}"
-schema = "{schema}"
-[plugins.eventlog]
-enabled = false
-[plugins.watch]
-enabled = false
-[federation]
-servers = ["{nats}"]
-up = []
-follow = ["site-a"]
-stream_max_mb = 512
-"""
+
+def _region(port: int, nats: str, schema: str) -> str:
+    return hub_config(
+        name="bench-region",
+        site="region",
+        servers=nats,
+        storage=PG_DSN,
+        schema=schema,
+        hub=f'log_format = "json"\n[api]\nlisten = "127.0.0.1:{port}"',
+        federation='up = []\nfollow = ["site-a"]',
+        stream_max_mb=512,
+        timeouts=False,
+    )
 
 
 class HubProcess:
@@ -415,12 +399,10 @@ async def run_hub(federation: Federation, site: Any, args: argparse.Namespace, w
 
     schema = f"bench_federation_{os.getpid()}"
     district_port, region_port = free_port(), free_port()
-    district = HubProcess(
-        work / "district", DISTRICT.format(port=district_port, nats=site.url), district_port
-    )
+    district = HubProcess(work / "district", _district(district_port, site.url), district_port)
     region = HubProcess(
         work / "region",
-        REGION.format(port=region_port, nats=federation.region.url, dsn=PG_DSN, schema=schema),
+        _region(region_port, federation.region.url, schema),
         region_port,
     )
     producer_token = district.token("producer", "events:write")

@@ -47,6 +47,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from .config import LoadedConfig, load_config
 from .events import Event
 from .hub import Hub
@@ -285,6 +287,16 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"{what} did not happen within {timeout:g}s")
         await asyncio.sleep(0.01)
+
+
+async def audited(hub: HubAPI, action: str, actor: str) -> bool:
+    """Whether the hub's audit log has an entry for ``action`` whose actor names ``actor``
+    (a login, a token's name): for :func:`eventually`."""
+    async for stored in hub.journal.all_records("audit"):
+        entry = msgspec.json.decode(stored.body)
+        if entry.get("action") == action and actor in entry.get("actor", ""):
+            return True
+    return False
 
 
 def run_cli(

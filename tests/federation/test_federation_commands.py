@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import msgspec
 import pytest
+from federation_config import district_config, region_config
 from nabat.alerts import AlertPhase, SiteState
 from nabat.alerts.compose import municipality_area, new_alert
 from nabat.evidence.keys import SigningKey, load_or_create_key
@@ -21,7 +22,7 @@ from nabat.federation.commands import Command, command_subject, sign
 from nabat.ids import uuid7
 from nabat.interfaces.alerting import Status, WarningMessage
 from nabat.interfaces.incident import Incident
-from nabat.testing import eventually, load_config_text, run_api, run_hub
+from nabat.testing import audited, eventually, load_config_text, run_api, run_hub
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -29,70 +30,27 @@ SITES = {"site-a": "abinsky", "site-b": "anapa"}
 
 
 def _district(site: str, url: str, key: str) -> str:
-    municipality = SITES[site]
-    return f"""
-[hub]
-name = "{site}-hub"
-language = "en"
-data_dir = "data-{site}"
-site = "{site}"
-[storage]
-url = "sqlite:///journal-{site}.sqlite3"
-[alerts]
-two_person_rule = true
-[plugins.eventlog]
-enabled = false
-[plugins.watch]
-enabled = false
-[plugins.simulator]
-enabled = true
-[federation]
-servers = ["{url}"]
-connect_timeout = 2
-publish_timeout = 2
-stream_max_mb = 64
-report_interval = 5
-commands_from = "region"
-command_keys = ["{key}"]
-[instances.siren-{site}]
-kind = "simulator.siren"
-municipality = "{municipality}"
-settings = {{ response_delay = 0.05, mains_failure_rate = 0.0, time_scale = 60.0 }}
-[instances.cam-{site}]
-kind = "simulator.camera"
-municipality = "{municipality}"
-settings = {{ fault_rate = 0.0, ptz = true }}
-"""
+    return district_config(
+        site,
+        SITES[site],
+        url,
+        camera=True,
+        data_dir=f"data-{site}",
+        storage=f"sqlite:///journal-{site}.sqlite3",
+        federation=f'report_interval = 5\ncommands_from = "region"\ncommand_keys = ["{key}"]',
+        after="[alerts]\ntwo_person_rule = true\n",
+    )
 
 
 def _region(url: str) -> str:
-    return f"""
-[hub]
-name = "region-hub"
-language = "en"
-data_dir = "data-region"
-site = "region"
-[storage]
-url = "sqlite:///journal-region.sqlite3"
-[alerts]
-two_person_rule = true
-[plugins.eventlog]
-enabled = false
-[plugins.watch]
-enabled = false
-[federation]
-servers = ["{url}"]
-connect_timeout = 2
-publish_timeout = 2
-stream_max_mb = 64
-up = []
-follow = ["site-a", "site-b"]
-command_ttl = 60
-call_timeout = 3
-[federation.municipalities]
-site-a = ["abinsky"]
-site-b = ["anapa"]
-"""
+    return region_config(
+        url,
+        {"site-a": ["abinsky"], "site-b": ["anapa"]},
+        data_dir="data-region",
+        storage="sqlite:///journal-region.sqlite3",
+        federation="command_ttl = 60\ncall_timeout = 3",
+        after="[alerts]\ntwo_person_rule = true\n",
+    )
 
 
 @pytest.fixture
@@ -384,15 +342,7 @@ async def test_a_remote_camera_through_the_region_api(
             assert any("site-a" in why for why in stale["why"])
         # The district's audit log names the region's operator for each call.
         await eventually(
-            lambda: _audited(edge, "federation camera.ptz", "dispatcher"),
+            lambda: audited(edge, "federation camera.ptz", "dispatcher"),
             timeout=10,
             what="the PTZ call in the district's audit log",
         )
-
-
-async def _audited(hub, action: str, actor: str) -> bool:
-    async for record in hub.journal.all_records("audit"):
-        entry = msgspec.json.decode(record.body)
-        if entry["action"] == action and actor in entry["actor"]:
-            return True
-    return False

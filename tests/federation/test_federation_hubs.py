@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+from federation_config import hub_config
 from nabat.events import Event, encode_event
 from nabat.federation import follower as follower_module
 from nabat.federation import site_of
@@ -20,25 +21,14 @@ AT_REGION = namespaced("site-a", SOURCE)
 
 
 def _config(name: str, site: str, url: str, extra: str = "") -> str:
-    return f"""
-[hub]
-name = "{name}"
-language = "en"
-data_dir = "data-{name}"
-site = "{site}"
-[storage]
-url = "sqlite:///journal-{name}.sqlite3"
-[plugins.eventlog]
-enabled = false
-[plugins.watch]
-enabled = false
-[federation]
-servers = ["{url}"]
-connect_timeout = 2
-publish_timeout = 2
-stream_max_mb = 64
-{extra}
-"""
+    return hub_config(
+        name=name,
+        site=site,
+        servers=url,
+        data_dir=f"data-{name}",
+        storage=f"sqlite:///journal-{name}.sqlite3",
+        federation=extra,
+    )
 
 
 async def _followed(hub, site: str) -> list[Event]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from federation_config import district_config, region_config
 from nabat.testing import free_port
 
 pytestmark = pytest.mark.timeout(300)
@@ -89,56 +90,25 @@ class HubProcess:
 
 
 def _district(site: str, municipality: str, nats_url: str) -> str:
-    return f"""
-[hub]
-name = "{site}-hub"
-site = "{site}"
-log_format = "json"
-[storage]
-url = "sqlite:///journal.sqlite3"
-[plugins.eventlog]
-enabled = false
-[plugins.watch]
-enabled = false
-[plugins.simulator]
-enabled = true
-[federation]
-servers = ["{nats_url}"]
-connect_timeout = 2
-publish_timeout = 2
-stream_max_mb = 64
-up = ["bench.>", "alert.>"]
-[instances.siren-{site}]
-kind = "simulator.siren"
-municipality = "{municipality}"
-settings = {{ response_delay = 0.05, mains_failure_rate = 0.0, time_scale = 60.0 }}
-"""
+    return district_config(
+        site,
+        municipality,
+        nats_url,
+        data_dir=None,
+        hub='log_format = "json"',
+        federation='up = ["bench.>", "alert.>"]',
+    )
 
 
 def _region(nats_url: str, schema: str) -> str:
-    return f"""
-[hub]
-name = "region-hub"
-site = "region"
-log_format = "json"
-[storage]
-url = "{PG_DSN}"
-schema = "{schema}"
-[plugins.eventlog]
-enabled = false
-[plugins.watch]
-enabled = false
-[federation]
-servers = ["{nats_url}"]
-connect_timeout = 2
-publish_timeout = 2
-stream_max_mb = 64
-up = []
-follow = ["site-a", "site-b"]
-[federation.municipalities]
-site-a = ["abinsky"]
-site-b = ["anapa"]
-"""
+    return region_config(
+        nats_url,
+        {"site-a": ["abinsky"], "site-b": ["anapa"]},
+        data_dir=None,
+        hub='log_format = "json"',
+        storage=PG_DSN,
+        schema=schema,
+    )
 
 
 class Producer:

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from federation_config import hub_config
 from nabat.events import Event
 from nabat.testing import eventually, load_config_text, run_hub
 
@@ -104,26 +105,12 @@ def _config(port: int, pki: Path, *, cert: bool = True, ca: str = "ca") -> str:
     client = (
         f'tls_cert = "{pki / "client.pem"}"\ntls_key = "{pki / "client.key"}"\n' if cert else ""
     )
-    return f"""
-[hub]
-name = "district"
-language = "en"
-data_dir = "data"
-site = "site-a"
-[storage]
-url = "sqlite:///journal.sqlite3"
-[plugins.eventlog]
-enabled = false
-[plugins.watch]
-enabled = false
-[federation]
-servers = ["tls://127.0.0.1:{port}"]
-connect_timeout = 2
-publish_timeout = 2
-stream_max_mb = 64
-up = ["camera.health.>"]
-tls_ca = "{pki / (ca + ".pem")}"
-{client}"""
+    return hub_config(
+        name="district",
+        site="site-a",
+        servers=f"tls://127.0.0.1:{port}",
+        federation=f'up = ["camera.health.>"]\ntls_ca = "{pki / (ca + ".pem")}"\n{client}',
+    )
 
 
 async def _failed(hub, n: int) -> bool:

@@ -47,11 +47,11 @@ function Results({ id }) {
       stop();
     };
   }, [id]);
+  const [error, setError] = useState(null);
   if (!record) return <p>{t("loading")}</p>;
   const counts = {};
   const remote = record.remote || [];
   for (const d of [...record.devices, ...remote.flatMap((r) => r.devices)]) counts[d.outcome] = (counts[d.outcome] || 0) + 1;
-  const [error, setError] = useState(null);
   const act = (what) =>
     api(`/api/v1/alerts/${encodeURIComponent(id)}/${what}`, { method: "POST" }).then(
       (found) => (setRecord(found), setError(null)),

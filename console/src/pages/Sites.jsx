@@ -2,8 +2,8 @@
 // lists them, and a remote camera's picture and PTZ — asked of the site when wanted, never a
 // picture from before (a cut site says so).
 import { useEffect, useState } from "preact/hooks";
-import { api, live } from "../api.js";
-import { formatTime, t } from "../i18n.js";
+import { api, live, loadRegion } from "../api.js";
+import { formatTime, language, t } from "../i18n.js";
 
 const MOVES = [
   ["left", { action: "continuous", pan: -0.5, tilt: 0, zoom: 0, timeout_s: 1 }],
@@ -12,6 +12,14 @@ const MOVES = [
   ["down", { action: "continuous", pan: 0, tilt: -0.5, zoom: 0, timeout_s: 1 }],
   ["home", { action: "home" }],
 ];
+
+// A failed call to a site, in the operator's language: 503 is a site that is cut off (or its
+// hub down), 504 one that did not answer in time; anything else is the site's own answer.
+function failure(site, status, detail) {
+  if (status === 503) return t("sites.unreachable", { site });
+  if (status === 504) return t("sites.no_answer", { site });
+  return detail;
+}
 
 function RemoteCamera({ site, camera }) {
   const base = `/api/v1/sites/${encodeURIComponent(site)}/cameras/${encodeURIComponent(camera.id)}`;
@@ -24,14 +32,15 @@ function RemoteCamera({ site, camera }) {
       setBusy(false);
       if (!response.ok) {
         const body = await response.json().catch(() => ({}));
-        setError(body.detail || response.statusText);
+        setError(failure(site, response.status, body.detail || response.statusText));
         return;
       }
       setError(null);
       setShot(URL.createObjectURL(await response.blob()));
     }, (err) => (setBusy(false), setError(err.message)));
   };
-  const move = (command) => api(`${base}/ptz`, { method: "POST", body: command }).then(() => setError(null), (err) => setError(err.message));
+  const move = (command) =>
+    api(`${base}/ptz`, { method: "POST", body: command }).then(() => setError(null), (err) => setError(failure(site, err.status, err.message)));
   return (
     <li class={`remote-camera status-${camera.status}`} data-testid={`remote-${camera.id}`}>
       <b>{camera.name}</b> · {t(`state.${camera.status}`)}
@@ -50,7 +59,7 @@ function Cameras({ site }) {
   const [cameras, setCameras] = useState(null);
   const [error, setError] = useState(null);
   useEffect(() => {
-    api(`/api/v1/sites/${encodeURIComponent(site)}/cameras`).then(setCameras, (err) => setError(err.message));
+    api(`/api/v1/sites/${encodeURIComponent(site)}/cameras`).then(setCameras, (err) => setError(failure(site, err.status, err.message)));
   }, [site]);
   if (error) return <p class="error" role="alert" data-testid={`site-error-${site}`}>{error}</p>;
   if (!cameras) return <p>{t("loading")}</p>;
@@ -64,6 +73,14 @@ function Cameras({ site }) {
 export function Sites() {
   const [page, setPage] = useState(null);
   const [open, setOpen] = useState(null);
+  const [region, setRegion] = useState(null);
+  useEffect(() => {
+    loadRegion().then(setRegion);
+  }, []);
+  const named = (slug) => {
+    const found = region && region.municipalities.find((m) => m.id === slug);
+    return found ? (language === "ru" ? found.name_ru : found.name_en) : slug;
+  };
   useEffect(() => {
     const load = () => api("/api/v1/sites").then(setPage, () => {});
     load();
@@ -91,7 +108,7 @@ export function Sites() {
             <tr class={s.reachable === false ? "lagging-row" : ""} data-testid={`site-row-${s.site}`} data-reachable={String(s.reachable)}>
               <td>{s.site}</td>
               <td>{s.reachable === false ? t("sites.cut_off") : s.reachable ? t("sites.reachable") : "—"}</td>
-              <td>{s.municipalities.join(", ")}</td>
+              <td>{s.municipalities.map(named).join(", ")}</td>
               <td>{s.last_event_at ? formatTime(s.last_event_at) : "—"}</td>
               <td>
                 <button onClick={() => setOpen(open === s.site ? null : s.site)} data-testid={`site-open-${s.site}`}>{t("sites.cameras")}</button>

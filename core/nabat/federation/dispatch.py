@@ -176,7 +176,6 @@ class Dispatcher:
         self.key: SigningKey | None = None
         self.sent = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self._lock = asyncio.Lock()
 
     @property
     def subscription_id(self) -> str:
@@ -345,25 +344,29 @@ class Dispatcher:
             if result is None or result.state in (SiteState.EXPIRED, SiteState.REFUSED):
                 continue
             pending = await self._outgoing_of(record.id, site)
-            never_sent = [o for o in pending if o.kind == "alert.issue" and o.seq is None]
+            never_sent = any(o.kind == "alert.issue" and o.seq is None for o in pending)
             for outgoing in pending:
                 if outgoing.kind == "alert.issue":
                     await self._withdraw(outgoing)
-            if result.state in (SiteState.UNSENT, SiteState.QUEUED):
-                result.state = SiteState.CANCELLED
-                result.detail = f"cancelled by {by} before the site took it"
-            if never_sent and result.state is SiteState.CANCELLED:
-                await self._put_result(result)
-                continue  # nothing reached NATS: nothing to stop
-            # The site may have it already (in its mirror, or sounding): tell it to stop.
+            # The site may have it already (in its mirror, or sounding): tell it to stop —
+            # unless the command never reached NATS.
             now = datetime.now(UTC)
-            _, outgoing = self._command(
+            _, stop = self._command(
                 "alert.cancel", site, record, by, now + timedelta(seconds=CANCEL_TTL_S)
             )
-            result.cancel = outgoing.command
-            await self._put_result(result)
-            await self._put_outgoing(outgoing)
-            await self._publish(outgoing)
+
+            def cancelled(result: SiteResult, never_sent=never_sent, stop=stop) -> bool:
+                if result.state in (SiteState.UNSENT, SiteState.QUEUED):
+                    result.state = SiteState.CANCELLED
+                    result.detail = f"cancelled by {by} before the site took it"
+                if not (never_sent and result.state is SiteState.CANCELLED):
+                    result.cancel = stop.command
+                return True
+
+            changed = await self._update(record.id, site, cancelled)
+            if changed is not None and changed.cancel == stop.command:
+                await self._put_outgoing(stop)
+                await self._publish(stop)
 
     async def _publish(self, outgoing: Outgoing) -> bool:
         """Publish one outgoing command; False when NATS did not take it (the sweep tries
@@ -393,17 +396,20 @@ class Dispatcher:
         outgoing.seq = ack.seq
         await self._put_outgoing(outgoing)
         if outgoing.kind == "alert.issue":
-            async with self._lock:
-                result = await self.result(outgoing.alert, outgoing.site)
-                if result is not None and result.state is SiteState.UNSENT:
-                    result.state = SiteState.QUEUED
-                    result.sent_at = datetime.now(UTC)
-                    if self.reachable(outgoing.site) is False:
-                        result.detail = (
-                            f"site {outgoing.site} is cut off: the alert waits for it until "
-                            f"{outgoing.deadline.isoformat()}, then expires"
-                        )
-                    await self._put_result(result)
+            sent_at, cut = datetime.now(UTC), self.reachable(outgoing.site) is False
+
+            def queued(result: SiteResult) -> bool:
+                if result.state is not SiteState.UNSENT:
+                    return False
+                result.state, result.sent_at = SiteState.QUEUED, sent_at
+                if cut:
+                    result.detail = (
+                        f"site {outgoing.site} is cut off: the alert waits for it until "
+                        f"{outgoing.deadline.isoformat()}, then expires"
+                    )
+                return True
+
+            await self._update(outgoing.alert, outgoing.site, queued)
         log.info(
             "federation.command_sent",
             alert=outgoing.alert,
@@ -456,17 +462,20 @@ class Dispatcher:
         if outgoing.kind != "alert.issue":
             log.warning("federation.cancel_expired", alert=outgoing.alert, site=outgoing.site)
             return
-        async with self._lock:
-            result = await self.result(outgoing.alert, outgoing.site)
-            if result is not None and result.state in (SiteState.UNSENT, SiteState.QUEUED):
-                result.state = SiteState.EXPIRED
-                result.answered_at = datetime.now(UTC)
-                result.detail = (
-                    f"site {outgoing.site} did not take the alert by its deadline "
-                    f"({outgoing.deadline.isoformat()}): not sounded there"
-                )
-                await self._put_result(result)
-                log.warning("federation.command_expired", alert=outgoing.alert, site=outgoing.site)
+        now = datetime.now(UTC)
+
+        def expired(result: SiteResult) -> bool:
+            if result.state not in (SiteState.UNSENT, SiteState.QUEUED):
+                return False
+            result.state, result.answered_at = SiteState.EXPIRED, now
+            result.detail = (
+                f"site {outgoing.site} did not take the alert by its deadline "
+                f"({outgoing.deadline.isoformat()}): not sounded there"
+            )
+            return True
+
+        if await self._update(outgoing.alert, outgoing.site, expired) is not None:
+            log.warning("federation.command_expired", alert=outgoing.alert, site=outgoing.site)
 
     # -- what the sites say -----------------------------------------------------------------
     async def on_event(self, event: Event) -> DeliveryResult:
@@ -496,11 +505,9 @@ class Dispatcher:
             if outcome.alert is None:
                 return
             await self.journal.delete_record(OUTBOX, f"{outcome.alert}/{site}/{outcome.command}")
-            async with self._lock:
-                result = await self.result(outcome.alert, site)
-                if result is None:
-                    return
-                answer = event.type.removeprefix("command.")
+            answer = event.type.removeprefix("command.")
+
+            def answered(result: SiteResult) -> bool:
                 if outcome.kind == "alert.cancel":
                     result.detail = f"stopped at the site: {outcome.detail}".rstrip(": ")
                 elif answer == "accepted":
@@ -514,37 +521,42 @@ class Dispatcher:
                 else:
                     result.state, result.detail = SiteState.REFUSED, outcome.detail
                 result.answered_at = result.answered_at or event.time
-                await self._put_result(result)
+                return True
+
+            await self._update(outcome.alert, site, answered)
             return
         if event.type == "alert.completed":
             alert = (event.data or {}).get("id") if isinstance(event.data, dict) else None
             if not alert:
                 return
-            async with self._lock:
-                result = await self.result(alert, site)
-                if result is not None and result.state is SiteState.ACCEPTED:
-                    result.state = SiteState.COMPLETED
-                    await self._put_result(result)
+
+            def completed(result: SiteResult) -> bool:
+                if result.state is not SiteState.ACCEPTED:
+                    return False
+                result.state = SiteState.COMPLETED
+                return True
+
+            await self._update(alert, site, completed)
             return
         device = msgspec.convert(event.data, _DeviceEvent)
-        async with self._lock:
-            result = await self.result(device.alert, site)
-            if result is None:
-                return
-            entry = DeviceResult(
-                device=device.device,
-                name=device.device,
-                municipality=event.municipality,
-                outcome=device.outcome,
-                attempts=device.attempts,
-                detail=device.detail,
-                at=event.time,
-            )
+        entry = DeviceResult(
+            device=device.device,
+            name=device.device,
+            municipality=event.municipality,
+            outcome=device.outcome,
+            attempts=device.attempts,
+            detail=device.detail,
+            at=event.time,
+        )
+
+        def reported(result: SiteResult) -> bool:
             result.devices = [d for d in result.devices if d.device != device.device] + [entry]
             result.devices.sort(key=lambda d: d.device)
             if result.state in (SiteState.UNSENT, SiteState.QUEUED):
                 result.state = SiteState.ACCEPTED  # the answer may have been lost; this says it
-            await self._put_result(result)
+            return True
+
+        await self._update(device.alert, site, reported)
 
     # -- storage ----------------------------------------------------------------------------
     async def result(self, alert: str, site: str) -> SiteResult | None:
@@ -554,6 +566,21 @@ class Dispatcher:
     async def results(self, alert_id: str) -> list[SiteResult]:
         found = await self.journal.records(SITES, prefix=f"{alert_id}/", limit=1000)
         return [_site_result.decode(r.body) for r in found]
+
+    async def _update(
+        self, alert: str, site: str, change: Callable[[SiteResult], bool]
+    ) -> SiteResult | None:
+        """Change one site's result for an alert atomically against every other regional
+        process on this journal (a compare-and-swap, ``change`` run again on a fresh copy
+        when another got there first). ``change`` edits the result and says whether it did;
+        the result written, or None when there is none or nothing changed."""
+
+        def apply(body: bytes) -> bytes | None:
+            result = _site_result.decode(body)
+            return msgspec.json.encode(result) if change(result) else None
+
+        written = await self.journal.update_record(SITES, f"{alert}/{site}", apply)
+        return None if written is None else _site_result.decode(written)
 
     async def _put_result(self, result: SiteResult) -> None:
         await self.journal.put_record(

@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 
 from ..alerts import AlertConflict, AlertError, AlertExists, AlertNotFound, NoDevices
+from ..cameras.failures import camera_failure
 from ..config.model import FederationSettings
 from ..events import Event, Severity
-from ..interfaces import AuthError, Camera, NotSupported
+from ..interfaces import Camera
 from ..interfaces.camera import PtzCommand
 from ..interfaces.payloads import UnitKind, UnitState
 from ..logs import get_logger
@@ -424,14 +425,9 @@ class CommandTaker:
             return 200, "application/json", msgspec.json.encode(presets), {}
         except msgspec.ValidationError as exc:
             return _problem(422, f"not a PTZ command: {exc}")
-        except NotSupported as exc:
-            return _problem(409, f"camera {rt.id}: {exc}")
-        except AuthError:
-            return _problem(502, f"camera {rt.id} rejected its credentials")
-        except TimeoutError:
-            return _problem(504, f"camera {rt.id} did not answer in time")
         except Exception as exc:
-            return _problem(502, f"camera {rt.id}: {str(exc) or type(exc).__name__}")
+            failure = camera_failure(rt.id, exc)
+            return _problem(failure.status, failure.detail)
 
 
 class RemoteCamera(msgspec.Struct, kw_only=True):

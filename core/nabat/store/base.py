@@ -32,7 +32,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -548,6 +548,37 @@ class Journal(abc.ABC):
         if latest:
             await self._put_records(collection, [(k, b, e) for k, (b, e) in latest.items()])
 
+    async def swap_record(self, collection: str, key: str, expected: bytes, body: bytes) -> bool:
+        """Replace an unexpired record's body with ``body`` only while it is still
+        ``expected``, atomically: of concurrent swaps from one body — in this process or any
+        other on the same journal — exactly one wins. ``created`` and ``expires`` stay. True
+        when written; False when the body had changed or the record is absent."""
+        return await self._swap_record(collection, key, bytes(expected), bytes(body))
+
+    async def update_record(
+        self,
+        collection: str,
+        key: str,
+        change: Callable[[bytes], bytes | None],
+        *,
+        attempts: int = 50,
+    ) -> bytes | None:
+        """Read, change and write one record, safe against every other writer: ``change``
+        gets the current body and returns the new one (None: leave it), and is called again
+        on the fresh body when someone else wrote in between. Returns the body written, or
+        None when the record is absent or ``change`` left it. Raises :class:`JournalError`
+        when ``attempts`` writers in a row got there first."""
+        for _ in range(attempts):
+            found = await self.get_record(collection, key)
+            if found is None:
+                return None
+            body = change(found.body)
+            if body is None:
+                return None
+            if await self.swap_record(collection, key, found.body, body):
+                return body
+        raise JournalError(f"record {key!r} of {collection!r}: {attempts} concurrent changes won")
+
     @abc.abstractmethod
     async def get_record(self, collection: str, key: str) -> Record | None:
         """The record, or None when there is none or it has expired."""
@@ -600,6 +631,10 @@ class Journal(abc.ABC):
         expires: datetime | None,
         mode: PutMode,
     ) -> bool: ...
+
+    @abc.abstractmethod
+    async def _swap_record(self, collection: str, key: str, expected: bytes, body: bytes) -> bool:
+        """One atomic statement: the body replaced where it is ``expected`` and live."""
 
     @abc.abstractmethod
     async def _put_records(

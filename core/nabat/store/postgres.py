@@ -932,6 +932,19 @@ class PostgresJournal(Journal):
         )
         return _rowcount(status) > 0
 
+    async def _swap_record(self, collection: str, key: str, expected: bytes, body: bytes) -> bool:
+        status = await self._run(
+            f"changing record {key!r} of {collection!r}",
+            "execute",
+            f"UPDATE {self._s}.records SET body = $3, updated = now()"
+            f" WHERE collection = $1 AND key = $2 AND body = $4 AND {_LIVE}",
+            collection,
+            key,
+            body,
+            expected,
+        )
+        return _rowcount(status) > 0
+
     async def _put_records(
         self, collection: str, rows: list[tuple[str, bytes, datetime | None]]
     ) -> None:

@@ -707,6 +707,20 @@ class SqliteJournal(Journal):
 
         return await self._w(put)
 
+    async def _swap_record(self, collection: str, key: str, expected: bytes, body: bytes) -> bool:
+        def swap(conn: sqlite3.Connection) -> bool:
+            now = _now_us()
+            return (
+                conn.execute(
+                    "UPDATE records SET body = ?, updated_us = ?"
+                    f" WHERE collection = ? AND key = ? AND body = ? AND {_LIVE}",
+                    (body, now, collection, key, expected, now),
+                ).rowcount
+                > 0
+            )
+
+        return await self._w(swap)
+
     async def _put_records(
         self, collection: str, rows: list[tuple[str, bytes, datetime | None]]
     ) -> None:

@@ -260,3 +260,38 @@ async def test_concurrent_only_new_puts_of_one_key_have_one_winner(make_journal)
         assert sum(results) == 1, results
         winner = results.index(True)
         assert (await journals[1].get_record("idem", key)).body == f"{winner}".encode()
+
+
+async def test_a_swap_writes_only_over_the_body_it_expects(make_journal):
+    journal = await make_journal()
+    await journal.put_record("c", "k", b"one", expires=soon())
+    before = await journal.get_record("c", "k")
+    assert not await journal.swap_record("c", "k", b"other", b"two")
+    assert await journal.swap_record("c", "k", b"one", b"two")
+    after = await journal.get_record("c", "k")
+    assert after.body == b"two" and after.created == before.created
+    assert after.expires == before.expires and after.updated >= before.updated
+    assert not await journal.swap_record("c", "k", b"one", b"three")  # changed already
+    assert not await journal.swap_record("c", "absent", b"", b"x")
+    await journal.put_record("c", "gone", b"one", expires=ago())
+    assert not await journal.swap_record("c", "gone", b"one", b"two")  # expired = absent
+
+
+async def test_concurrent_updates_from_two_processes_lose_no_change(make_journal):
+    """Read-modify-write from two journals on one storage (two hub processes): every
+    increment counts, as a per-process lock alone could not make it."""
+    journals = [await make_journal(), await make_journal()]
+    await journals[0].put_record("counters", "n", b"0")
+
+    def plus_one(body: bytes) -> bytes:
+        return str(int(body) + 1).encode()
+
+    written = await asyncio.gather(
+        *(journals[n % 2].update_record("counters", "n", plus_one) for n in range(40))
+    )
+    assert sorted(int(w) for w in written) == list(range(1, 41))
+    assert (await journals[1].get_record("counters", "n")).body == b"40"
+    # A change that leaves the record, and a record that is not there: nothing written.
+    assert await journals[0].update_record("counters", "n", lambda body: None) is None
+    assert await journals[0].update_record("counters", "absent", plus_one) is None
+    assert (await journals[0].get_record("counters", "n")).body == b"40"

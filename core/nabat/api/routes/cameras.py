@@ -16,6 +16,7 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
+from ...cameras.failures import camera_failure
 from ...cameras.report import (
     AvailabilitySeries,
     CameraReport,
@@ -25,7 +26,7 @@ from ...cameras.report import (
     to_csv,
 )
 from ...cameras.states import CameraState
-from ...interfaces import AuthError, Camera, NotSupported, TransientError
+from ...interfaces import Camera
 from ...interfaces.camera import HealthState, MediaProfile, ProfileRole, PtzCommand, PtzPreset
 from ...interfaces.payloads import UnitKind, UnitState
 from ...regions import load_region
@@ -151,15 +152,8 @@ def running_camera(api: ApiState, rt: Instance) -> Camera:
 
 
 def _camera_failed(rt: Instance, exc: BaseException) -> ProblemError:
-    if isinstance(exc, NotSupported):
-        return ProblemError(409, f"camera {rt.id}: {exc}", kind="not-supported")
-    if isinstance(exc, AuthError):
-        return ProblemError(502, f"camera {rt.id} rejected its credentials", kind="camera-auth")
-    if isinstance(exc, TimeoutError):
-        return ProblemError(504, f"camera {rt.id} did not answer in time", kind="camera-timeout")
-    detail = str(exc) or type(exc).__name__
-    kind = "camera-error" if isinstance(exc, TransientError) else "camera-fault"
-    return ProblemError(502, f"camera {rt.id}: {detail}", kind=kind)
+    failure = camera_failure(rt.id, exc)
+    return ProblemError(failure.status, failure.detail, kind=failure.kind)
 
 
 CameraId = Annotated[str, PathParameter(max_length=128)]
