@@ -33,10 +33,13 @@ from .logs import get_logger
 from .store import EventQuery, Journal, StoredEvent, decode_cursor
 from .store.delivery import DeliveryIssue, IssueState, Order, SubscriptionSpec
 
-__all__ = ["DeliveryService", "Dispatcher", "NotReady", "Target", "process_identity"]
+__all__ = ["DeliveryService", "Dispatcher", "NotReady", "OnFailure", "Target", "process_identity"]
 
 log = get_logger("nabat.delivery")
 Target = Callable[[Event], Awaitable[DeliveryResult | None]]
+OnFailure = Callable[[Event, DeliveryIssue], Awaitable[None]]
+"""Told of each failed attempt once it is recorded: the issue says how many attempts, the
+error, and whether it is now a dead letter (``state``) or when the next try is due."""
 STOP_TIMEOUT_S = 10.0
 """How long a stopping dispatcher may finish the delivery under way before it is cancelled."""
 _PROGRESS_EVENTS = 10
@@ -87,10 +90,12 @@ class Dispatcher:
         lease_ttl: float = 15.0,
         poll: float = 1.0,
         rng: random.Random | None = None,
+        on_failure: OnFailure | None = None,
     ) -> None:
         self.journal = journal
         self.spec = spec
         self.target = target
+        self.on_failure = on_failure
         self.owner = owner
         self.lease_ttl = lease_ttl
         self.poll = poll
@@ -189,6 +194,7 @@ class Dispatcher:
             None if dead else datetime.now(UTC) + timedelta(seconds=delay),
             dead,
         )
+        await self._tell_failure(event, issue)
         if dead:
             self.stats.dead += 1
             self._log.error(
@@ -208,6 +214,14 @@ class Dispatcher:
             error=outcome.error,
         )
         return issue
+
+    async def _tell_failure(self, event: Event, issue: DeliveryIssue) -> None:
+        if self.on_failure is None:
+            return
+        try:
+            await self.on_failure(event, issue)
+        except Exception as exc:  # the owner's report failing never stops delivery
+            self._log.warning("delivery.on_failure_failed", event_id=event.id, error=repr(exc))
 
     # -- the loop --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -399,13 +413,22 @@ class DeliveryService:
         self.dispatchers: dict[str, Dispatcher] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    async def add(self, spec: SubscriptionSpec, target: Target) -> Dispatcher:
-        """Create or update the subscription in the journal and start delivering it."""
+    async def add(
+        self, spec: SubscriptionSpec, target: Target, *, on_failure: OnFailure | None = None
+    ) -> Dispatcher:
+        """Create or update the subscription in the journal and start delivering it;
+        ``on_failure`` hears of every failed attempt (and of the dead letter)."""
         if spec.id in self.dispatchers:
             await self.remove(spec.id)
         await self.journal.save_subscription(spec)
         dispatcher = Dispatcher(
-            self.journal, spec, target, self.owner, lease_ttl=self.lease_ttl, poll=self.poll
+            self.journal,
+            spec,
+            target,
+            self.owner,
+            lease_ttl=self.lease_ttl,
+            poll=self.poll,
+            on_failure=on_failure,
         )
         self.dispatchers[spec.id] = dispatcher
         self._tasks[spec.id] = asyncio.get_running_loop().create_task(

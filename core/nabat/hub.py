@@ -35,6 +35,7 @@ from .instances import Instance, InstanceContext, Instances
 from .interfaces import CameraEvent, Driver, HealthState, IncidentStatus, Progress
 from .interfaces.payloads import UnitKind, UnitStatus
 from .logs import get_logger
+from .notifications import NotificationService, register_notification_types
 from .plugins import PluginHost
 from .plugins.loading import LoadedPlugin, PluginLoader
 from .publishing import Publisher
@@ -79,6 +80,7 @@ class Hub:
         self.event_types = EventTypes()
         self.event_types.register("camera.event.*", CameraEvent, owner="core")
         self.event_types.register("hub.unit.*", UnitStatus, owner="core")
+        register_notification_types(self.event_types)
         self.journal: Journal = journal_from_config(loaded, self.event_types)
         storage = config.storage
         self.delivery = DeliveryService(
@@ -225,12 +227,17 @@ class Hub:
             snapshots=self.snapshots,
         )
         """Incidents from 112, rules and connectors, with the nearest cameras' snapshots."""
+        self.notifications = NotificationService(
+            config.notifications, instances=self.units, publish_many=self.publish_many
+        )
+        """Notifications to people, delivered durably through notifier instances."""
         self.rules = RuleEngine(
             config.rules,
             RuleActions(
                 alerts=self.alerts,
                 publish_many=self.publish_many,
                 instances=self.units,
+                notifications=self.notifications,
                 record=self.recorder.record_for_rule,
             ),
         )
@@ -382,6 +389,7 @@ class Hub:
         await self.units.subscribe_connectors(self.delivery)
         await self.rules.subscribe(self.delivery)
         await self.incidents.subscribe(self.delivery)
+        await self.notifications.subscribe(self.delivery)
         if self.uplink is not None:
             await self.uplink.start(self.delivery)
         if self.follower is not None:

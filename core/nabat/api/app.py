@@ -26,6 +26,7 @@ from .routes import (
     exports,
     incidents,
     live,
+    notifications,
     ops,
     recordings,
     sites,
@@ -99,6 +100,7 @@ def create_app(state: ApiState, plugin_routers: list[Router] = ()) -> ASGIApp:  
         *alerts.HANDLERS,
         *sites.HANDLERS,
         *incidents.HANDLERS,
+        *notifications.HANDLERS,
         *ops.HANDLERS,
         *console_routes.HANDLERS,
     ]

@@ -32,6 +32,7 @@ from .model import (
     HubSettings,
     IncidentSettings,
     InstanceEntry,
+    NotificationSettings,
     PluginEntry,
     ReadinessSettings,
     RecordingSettings,
@@ -470,6 +471,10 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
         or FederationSettings()
     )
     federation = _check_federation(federation, hub, file, index, base, issues)
+    notifications = (
+        section(raw.get("notifications", {}), NotificationSettings, ["notifications"])
+        or NotificationSettings()
+    )
     plugins: dict[str, PluginEntry] = {}
     raw_plugins = raw.get("plugins", {})
     if not isinstance(raw_plugins, dict):
@@ -612,6 +617,7 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
         video=video,
         recording=recording,
         federation=federation,
+        notifications=notifications,
         plugins=plugins,
         instances=instances,
     )

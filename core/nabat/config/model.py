@@ -20,6 +20,7 @@ __all__ = [
     "HubSettings",
     "IncidentSettings",
     "InstanceEntry",
+    "NotificationSettings",
     "PluginEntry",
     "ReadinessSettings",
     "RecordingPolicy",
@@ -345,6 +346,23 @@ class IncidentSettings(_Table):
     """Days a closed incident and its snapshots stay listed; its events stay in the journal."""
 
 
+class NotificationSettings(_Table):
+    """``[notifications]``: delivering notifications to people through notifier instances
+    (docs/duty.md). Each destination of a notification is retried on its own."""
+
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 8
+    """Attempts per destination before it is a dead letter (``notification.failed``)."""
+    max_age: Positive = 21_600.0
+    """Seconds after the first failure at which a destination is given up (6 h)."""
+    backoff_initial: Positive = 5.0
+    """Seconds before the second attempt; doubled (with jitter) for each further one."""
+    backoff_max: Positive = 600.0
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=64)] = 8
+    """Sends in flight at once over all notifiers."""
+    timeout: Positive = 60.0
+    """Limit on one send attempt, seconds."""
+
+
 class DeliveryOptions(_Table):
     """``[instances.<id>.delivery]``: how the hub delivers events to a connector."""
 
@@ -442,6 +460,7 @@ class Config(_Table):
     video: VideoSettings = msgspec.field(default_factory=VideoSettings)
     recording: RecordingSettings = msgspec.field(default_factory=RecordingSettings)
     federation: FederationSettings = msgspec.field(default_factory=FederationSettings)
+    notifications: NotificationSettings = msgspec.field(default_factory=NotificationSettings)
     rules: list[Rule] = []
     plugins: dict[str, PluginEntry] = {}
     instances: dict[str, InstanceEntry] = {}

@@ -39,6 +39,8 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True):
     language: str = "ru"
     attachments: list[str] = []
     """URLs of attachments (snapshots) the notifier may fetch or link."""
+    destination: str = ""
+    """Which of :meth:`Notifier.destinations` this is for ("": the notifier as a whole)."""
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -61,8 +63,18 @@ class Notifier(Driver):
     """Delivers notifications."""
 
     interface: ClassVar[str] = "notifier"
+    language: str = "ru"
+    """The language of what it sends (``ru``/``en``): catalog templates render in it."""
+
+    def destinations(self, notification: Notification) -> list[tuple[str, list[str]]]:
+        """Where ``notification`` goes, as ``(destination, recipients)`` pairs, each delivered
+        and retried on its own (one mail server, one chat). The name is shown to operators
+        in the outcome events: never a secret. The default is the notifier as one
+        destination with every recipient."""
+        return [("", list(notification.recipients))]
 
     async def send(self, notification: Notification) -> DeliveryResult:
+        """Deliver to ``notification.destination``; return within ``timeout``."""
         raise NotImplementedError
 
 

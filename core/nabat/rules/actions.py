@@ -14,10 +14,11 @@ from ..alerts import AlertError, AlertExists, AlertService
 from ..alerts.compose import municipality_area, new_alert
 from ..events import Event, Severity
 from ..instances import Instances
-from ..interfaces import Connector, DeliveryStatus, Notification, Notifier, TransientError
+from ..interfaces import Connector
 from ..interfaces.alerting import Status, WarningMessage
 from ..logs import get_logger
-from .matching import RULE_SOURCE, render, stable_id
+from ..notifications import NotificationRequest, NotificationService
+from .matching import RULE_SOURCE, render, stable_id, template_fields
 from .model import Action, Rule
 
 __all__ = ["RuleActions"]
@@ -32,11 +33,13 @@ class RuleActions:
         alerts: AlertService,
         publish_many: Callable[[Sequence[Event]], Any],
         instances: Instances,
+        notifications: NotificationService,
         record: Callable[[list[str], str | None, float | None, str], int] | None = None,
     ) -> None:
         self.alerts = alerts
         self.publish_many = publish_many
         self.instances = instances
+        self.notifications = notifications
         self.record = record
         """(cameras, policy, seconds, reason) → how many cameras are now being recorded."""
 
@@ -46,21 +49,23 @@ class RuleActions:
         if action.alert is not None:
             await self._alert(rule, index, action, event)
         elif action.notify is not None:
-            driver = self.instances.driver(action.notify)
-            if not isinstance(driver, Notifier):
-                raise TypeError(f"rule {rule.name}: {action.notify} is not a notifier")
-            result = await driver.send(
-                Notification(
-                    id=stable_id(rule.name, event, index),
+            # Recorded as a request in the journal and delivered durably, each destination
+            # retried on its own: this rule's run is done once the request is kept.
+            await self.notifications.request(
+                NotificationRequest(
+                    notifier=action.notify,
                     recipients=list(action.recipients),
-                    title=f"{rule.name}: {event.type}",
+                    title=render(action.title, event, f"{rule.name}: {event.type}"),
                     body=render(action.text, event, f"{event.type} {event.subject or ''}".strip()),
+                    template=action.template,
+                    fields=template_fields(event),
                     severity=event.severity or Severity.INFO,
-                    event=event,
-                )
+                    cause=event.id,
+                ),
+                key=stable_id(rule.name, event, index),
+                municipality=event.municipality,
+                correlationid=correlation,
             )
-            if result.status is DeliveryStatus.RETRY:
-                raise TransientError(f"notifier {action.notify}: {result.detail or 'retry'}")
         elif action.incident is not None:
             incident_id = stable_id(rule.name, event, index)
             await self.publish_many(

@@ -15,10 +15,19 @@ from typing import Any
 import msgspec
 
 from ..events import Event
+from ..notifications.model import NOTIFICATION_SOURCE
 from ..subjects import matches as subject_matches
 from .model import Action, Condition, Rule
 
-__all__ = ["RULE_SOURCE", "Planned", "describe", "matches", "render", "stable_id"]
+__all__ = [
+    "RULE_SOURCE",
+    "Planned",
+    "describe",
+    "matches",
+    "render",
+    "stable_id",
+    "template_fields",
+]
 
 RULE_SOURCE = "/nabat/rules/"
 _MISSING = object()
@@ -66,7 +75,9 @@ def matches(rule: Rule, event: Event) -> bool:
     """Whether ``event`` satisfies the rule's ``when`` (cooldown aside)."""
     if not rule.enabled:
         return False
-    if event.source.startswith(RULE_SOURCE) and not rule.from_rules:
+    # Rules' own events, and the notifications they asked for, match only rules that say so:
+    # a rule notifying on notification.* would otherwise feed itself.
+    if event.source.startswith((RULE_SOURCE, NOTIFICATION_SOURCE)) and not rule.from_rules:
         return False
     when = rule.when
     if not any(subject_matches(p, event.type) for p in when.type):
@@ -109,6 +120,23 @@ def render(text: str | None, event: Event, default: str) -> str:
         return text.format_map(fields)
     except (KeyError, IndexError, ValueError, AttributeError):
         return text  # a template that does not fit this event: the text as written
+
+
+def template_fields(event: Event) -> dict[str, str]:
+    """An event's fields for a catalog template: ``type``, ``municipality``, ``subject``,
+    ``time`` and the top-level scalar ``data`` fields, all as text."""
+    fields = {
+        "type": event.type,
+        "municipality": event.municipality or "",
+        "subject": event.subject or "",
+        "time": event.time.isoformat(timespec="seconds"),
+    }
+    data = msgspec.to_builtins(event.data) if event.data is not None else {}
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(key, str) and isinstance(value, str | int | float | bool):
+                fields.setdefault(key, str(value))
+    return fields
 
 
 def stable_id(rule: str, event: Event, index: int) -> str:

@@ -95,8 +95,13 @@ class Action(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     notify: Name | None = None
     """A Notifier instance id."""
     recipients: list[str] = []
+    title: Text | None = None
+    """The notification's title, with the same fields as ``text``."""
     text: Text | None = None
     """Text with ``{type}``, ``{municipality}``, ``{subject}``, ``{data[field]}`` fields."""
+    template: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_]+$")] | None = None
+    """A message-catalog template (``notification.<template>``) rendered in the notifier's
+    language with the event's fields, instead of ``title`` and ``text``."""
     incident: IncidentAction | None = None
     forward: Name | None = None
     """A Connector instance id: the event is handed to its ``handle``."""

@@ -1,0 +1,1 @@
+"""Nabat's Apprise plugin: the ``apprise.notifier`` driver (see :mod:`.notifier`)."""
