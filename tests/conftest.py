@@ -175,3 +175,16 @@ async def pg_schema():
     yield schema
     await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     await conn.close()
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server on loopback (``tests/fixtures/smtp_server.py``): ``.port``, the
+    messages it took (``.to(address)``), the addresses it refuses (``.refuse``)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
+    from smtp_server import smtp_server
+
+    with smtp_server() as mailbox:
+        yield mailbox

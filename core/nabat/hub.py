@@ -26,6 +26,7 @@ from .cameras.snapshots import SnapshotService
 from .cameras.states import CameraStates
 from .config import ConfigIssue, LoadedConfig
 from .delivery import DeliveryService
+from .duty import DutyService
 from .events import Event, EventTypes
 from .federation import CommandTaker, Dispatcher, Follower, Uplink
 from .federation.reports import SiteReporter
@@ -231,6 +232,15 @@ class Hub:
             config.notifications, instances=self.units, publish_many=self.publish_many
         )
         """Notifications to people, delivered durably through notifier instances."""
+        self.duty = DutyService(
+            config.duty,
+            journal=self.journal,
+            publish_many=self.publish_many,
+            notifications=self.notifications,
+            site=config.hub.site,
+            hub_name=self.name,
+        )
+        """Incident handling norms: clocks, checklists, escalation."""
         self.rules = RuleEngine(
             config.rules,
             RuleActions(
@@ -390,6 +400,7 @@ class Hub:
         await self.rules.subscribe(self.delivery)
         await self.incidents.subscribe(self.delivery)
         await self.notifications.subscribe(self.delivery)
+        await self.duty.subscribe(self.delivery)
         if self.uplink is not None:
             await self.uplink.start(self.delivery)
         if self.follower is not None:
@@ -423,6 +434,7 @@ class Hub:
         """The journal's housekeeping; readiness checks when there are warning devices."""
         jobs = retention_jobs(self.journal, self.config.storage.retention_days)
         jobs += self.recorder.jobs()
+        jobs += self.duty.jobs()
         if self.units.devices():
             jobs += self.readiness.jobs()
         for job in jobs:

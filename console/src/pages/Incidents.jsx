@@ -3,6 +3,7 @@ import { useEffect, useState } from "preact/hooks";
 import { api, live } from "../api.js";
 import { formatTime, has, t } from "../i18n.js";
 import { go } from "../router.js";
+import { ClockBadge, Handling } from "./Handling.jsx";
 
 // An incident's type and services as the operator reads them; a value the catalog does not
 // know (a 112 platform's own type name) is shown as it came.
@@ -69,6 +70,7 @@ function Detail({ id }) {
         <dd>{i.origin || "—"}</dd>
       </dl>
       {i.description && <p class="description">{i.description}</p>}
+      <Handling id={id} />
       <h3>{t("incidents.cameras")}</h3>
       {(i.cameras || []).length > 0 && (
         <button onClick={() => go(`/console/wall?incident=${encodeURIComponent(id)}`)} data-testid="incident-live">
@@ -102,10 +104,42 @@ function Detail({ id }) {
   );
 }
 
+// The first clock still running (or missed) of each open incident under a norm.
+function useClocks(active) {
+  const [clocks, setClocks] = useState({});
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    if (!active) return undefined;
+    let alive = true;
+    const load = () =>
+      api("/api/v1/duty/incidents").then(
+        (page) => alive && setClocks(Object.fromEntries(page.items.map((h) => [h.incident, h]))),
+        () => {},
+      );
+    load();
+    const stop = live((event) => event.type.startsWith("duty.") && load());
+    const timer = setInterval(() => setNow(Date.now()), 1000);
+    return () => {
+      alive = false;
+      stop();
+      clearInterval(timer);
+    };
+  }, [active]);
+  return [clocks, now];
+}
+
+function FirstClock({ handling, now }) {
+  if (!handling) return "—";
+  const clock = handling.clocks.find((c) => !c.done_at);
+  if (!clock) return t("duty.done");
+  return <ClockBadge clock={clock} now={now} testid={`list-clock-${handling.incident}`} />;
+}
+
 export function Incidents({ rest }) {
   const [items, setItems] = useState(null);
   const [error, setError] = useState(null);
   const id = rest && rest[0];
+  const [clocks, now] = useClocks(!id);
 
   useEffect(() => {
     if (id) return undefined;
@@ -137,12 +171,13 @@ export function Incidents({ rest }) {
           <th>{t("incidents.address")}</th>
           <th>{t("incidents.services")}</th>
           <th>{t("incidents.status")}</th>
+          <th>{t("incidents.clock")}</th>
         </tr>
       </thead>
       <tbody>
         {sorted.length === 0 && (
           <tr>
-            <td colspan="6" class="muted">{t("incidents.none")}</td>
+            <td colspan="7" class="muted">{t("incidents.none")}</td>
           </tr>
         )}
         {sorted.map((r) => (
@@ -157,6 +192,7 @@ export function Incidents({ rest }) {
             <td>{r.incident.address || (r.incident.location ? `${r.incident.location.lat}, ${r.incident.location.lon}` : "—")}</td>
             <td>{serviceNames(r.incident.services) || "—"}</td>
             <td>{t(`incidents.${r.incident.status || "open"}`)}</td>
+            <td>{r.closed_at ? "" : <FirstClock handling={clocks[r.id]} now={now} />}</td>
           </tr>
         ))}
       </tbody>

@@ -28,6 +28,7 @@ from .model import (
     ApiSettings,
     CameraSettings,
     Config,
+    DutySettings,
     FederationSettings,
     HubSettings,
     IncidentSettings,
@@ -475,6 +476,7 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
         section(raw.get("notifications", {}), NotificationSettings, ["notifications"])
         or NotificationSettings()
     )
+    duty = section(raw.get("duty", {}), DutySettings, ["duty"]) or DutySettings()
     plugins: dict[str, PluginEntry] = {}
     raw_plugins = raw.get("plugins", {})
     if not isinstance(raw_plugins, dict):
@@ -618,6 +620,7 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
         recording=recording,
         federation=federation,
         notifications=notifications,
+        duty=duty,
         plugins=plugins,
         instances=instances,
     )

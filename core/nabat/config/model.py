@@ -16,10 +16,13 @@ __all__ = [
     "Config",
     "ConsoleSettings",
     "DeliveryOptions",
+    "DutySettings",
+    "EscalationStep",
     "FederationSettings",
     "HubSettings",
     "IncidentSettings",
     "InstanceEntry",
+    "NormSettings",
     "NotificationSettings",
     "PluginEntry",
     "ReadinessSettings",
@@ -363,6 +366,65 @@ class NotificationSettings(_Table):
     """Limit on one send attempt, seconds."""
 
 
+class NormSettings(_Table):
+    """``[[duty.norms]]``: how fast an incident of these types and severities must be
+    handled, seconds from when the hub learns of it."""
+
+    name: Slug
+    types: list[Annotated[str, msgspec.Meta(min_length=1, max_length=100)]] = []
+    """Incident types (``traffic_accident``, ``fire``…); empty: any."""
+    severities: list[Literal["unknown", "minor", "moderate", "severe", "extreme"]] = []
+    """Empty: any."""
+    acknowledge: Annotated[float, msgspec.Meta(ge=0)] = 120.0
+    """A person in the ЕДДС takes it (0: no such clock)."""
+    dispatch: Annotated[float, msgspec.Meta(ge=0)] = 600.0
+    """It is passed to the services, ДДС 01–04 (0: no such clock)."""
+    report: Annotated[float, msgspec.Meta(ge=0)] = 1800.0
+    """The first report on it goes out (0: no such clock)."""
+    escalation: Slug | None = None
+    """The ``[duty.escalation.<name>]`` chain a missed clock starts."""
+    checklist: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1, max_length=500)]],
+        msgspec.Meta(max_length=50),
+    ] = []
+    """The SOP: steps an operator ticks, shown on the incident."""
+
+
+class EscalationStep(_Table):
+    """One step of an escalation chain: whom to tell, how long after the step before."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    """Who this is (``старший оперативный дежурный``): shown on the incident and in the
+    notification."""
+    notify: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    """A notifier instance."""
+    recipients: list[Annotated[str, msgspec.Meta(min_length=1, max_length=320)]] = []
+    after: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    """Seconds after the previous step (the first: after the miss)."""
+
+
+class DutySettings(_Table):
+    """``[duty]``: incident handling norms, SOP checklists and escalation (docs/duty.md)."""
+
+    norms: list[NormSettings] = []
+    """The first whose ``types`` and ``severities`` take an incident applies."""
+    escalation: dict[Slug, Annotated[list[EscalationStep], msgspec.Meta(min_length=1)]] = {}
+    check_interval: Annotated[float, msgspec.Meta(ge=0.05, le=60)] = 5.0
+    """Seconds between looks at the clocks: how late a miss or a step can be noticed."""
+
+    def __post_init__(self) -> None:
+        names = [n.name for n in self.norms]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"norms named twice: {', '.join(repeated)}")
+        for norm in self.norms:
+            if norm.escalation is not None and norm.escalation not in self.escalation:
+                raise ValueError(
+                    f"norm {norm.name}: no escalation chain {norm.escalation!r} "
+                    f"(have: {', '.join(sorted(self.escalation)) or 'none'})"
+                )
+
+
 class DeliveryOptions(_Table):
     """``[instances.<id>.delivery]``: how the hub delivers events to a connector."""
 
@@ -461,6 +523,7 @@ class Config(_Table):
     recording: RecordingSettings = msgspec.field(default_factory=RecordingSettings)
     federation: FederationSettings = msgspec.field(default_factory=FederationSettings)
     notifications: NotificationSettings = msgspec.field(default_factory=NotificationSettings)
+    duty: DutySettings = msgspec.field(default_factory=DutySettings)
     rules: list[Rule] = []
     plugins: dict[str, PluginEntry] = {}
     instances: dict[str, InstanceEntry] = {}

@@ -29,6 +29,7 @@ def register_notification_types(types) -> None:
     for kind in (DELIVERED, RETRYING, FAILED):
         types.register(kind, NotificationOutcome, owner="core")
 
+
 __all__ = [
     "DELIVERED",
     "FAILED",

@@ -36,6 +36,9 @@ class NotificationRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     body: Text = ""
     template: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_]+$")] | None = None
     fields: dict[str, str] = {}
+    localized: dict[str, str] = {}
+    """Fields whose values are message-catalog keys, rendered in the notifier's language too
+    (``{"clock": "console.duty.clock.acknowledge"}``)."""
     severity: Severity = Severity.INFO
     attachments: list[str] = []
     cause: str | None = None

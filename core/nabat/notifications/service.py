@@ -149,6 +149,7 @@ class NotificationService:
         if request.template:
             messages = Messages(language)
             fields = dict(request.fields)
+            fields.update({name: messages(key) for name, key in request.localized.items()})
             title = messages(f"notification.{request.template}.title", **fields)
             body = messages(f"notification.{request.template}.body", **fields)
         proto = Notification(

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from nabat.alerts.model import AlertPhase, DeviceOutcome, SiteState
+from nabat.duty import ClockName
 from nabat.events import Severity
 from nabat.i18n import catalog
 from nabat.interfaces import DeviceState, HealthState, UnitState
@@ -106,6 +107,8 @@ EXPANSIONS = {
     "service": list(SERVICES),
     "incidents": ["open", "closed"],
     "map": ["cameras", "sirens", "incidents"],
+    "duty": ["done", "late"],  # a stopped clock: in time or late
+    "duty.clock": [c.value for c in ClockName],
 }
 
 

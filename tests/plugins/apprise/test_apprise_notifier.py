@@ -6,59 +6,19 @@ then dead-lettered with a severe event; secrets never show in events or logs."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import logging
-from dataclasses import dataclass, field
 
 import msgspec
 import pytest
 from aiohttp import web
-from aiosmtpd.controller import Controller
 from nabat.events import Event
 from nabat.notifications import NotificationRequest
 from nabat.store.delivery import IssueState
-from nabat.testing import free_port, load_config_text, record, run_cli, run_hub
+from nabat.testing import load_config_text, record, run_cli, run_hub
 
 pytestmark = pytest.mark.timeout(120)
 
 TOKEN = "hook-s3cret-token-4d9f"
-
-
-@dataclass
-class Mailbox:
-    """An SMTP server's handler: what it took, and the addresses it refuses (554)."""
-
-    messages: list[email.message.EmailMessage] = field(default_factory=list)
-    refuse: set[str] = field(default_factory=set)
-    refused: int = 0
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address in self.refuse:
-            self.refused += 1
-            return "554 5.7.1 mailbox refuses mail from this sender"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(
-            email.message_from_bytes(envelope.content, policy=email.policy.default)
-        )
-        return "250 OK"
-
-    def to(self, address: str) -> list[email.message.EmailMessage]:
-        return [m for m in self.messages if address in str(m["To"])]
-
-
-@pytest.fixture
-def smtp():
-    mailbox = Mailbox()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield mailbox, controller.port
-    finally:
-        controller.stop()
 
 
 class Receiver:
@@ -165,7 +125,7 @@ async def test_a_rule_notifies_each_recipient_in_the_notifiers_language(
 ):
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("NABAT_TEST_HOOK_TOKEN", TOKEN)
-    mailbox, smtp_port = smtp
+    mailbox, smtp_port = smtp, smtp.port
     async with Receiver() as receiver:
         loaded = load_config_text(config(smtp_port, receiver.port), tmp_path)
         async with run_hub(loaded) as hub:
@@ -234,7 +194,7 @@ async def _all(hub) -> str:
 
 async def test_a_refused_send_is_retried_then_dead_lettered(tmp_path, smtp, monkeypatch):
     monkeypatch.setenv("NABAT_TEST_HOOK_TOKEN", TOKEN)
-    mailbox, smtp_port = smtp
+    mailbox, smtp_port = smtp, smtp.port
     mailbox.refuse = {"petrova@edds.example"}
     async with Receiver() as receiver:
         receiver.fail = 1  # the webhook is busy once, then takes it
@@ -331,7 +291,7 @@ async def test_an_admin_lists_notifiers_and_sends_a_test_message(tmp_path, smtp,
     from nabat.testing import run_api
 
     monkeypatch.setenv("NABAT_TEST_HOOK_TOKEN", TOKEN)
-    mailbox, smtp_port = smtp
+    mailbox, smtp_port = smtp, smtp.port
     async with Receiver() as receiver:
         loaded = load_config_text(config(smtp_port, receiver.port), tmp_path)
         async with run_hub(loaded) as hub, run_api(hub) as server:

@@ -58,7 +58,7 @@ class IncidentRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     severity: Severity = Severity.MODERATE
 
 
-async def _visible(api: ApiState, token: TokenInfo, incident_id: str) -> IncidentRecord:
+async def visible_incident(api: ApiState, token: TokenInfo, incident_id: str) -> IncidentRecord:
     record = await api.hub.incidents.get(incident_id)
     if record is None and api.hub.follower is not None and ":" in incident_id:
         from ...federation.reports import INCIDENTS
@@ -115,7 +115,7 @@ async def list_incidents(
 async def get_incident(
     request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState], incident_id: IncidentId
 ) -> IncidentRecord:
-    return await _visible(api, request.user, incident_id)
+    return await visible_incident(api, request.user, incident_id)
 
 
 @get(
@@ -134,7 +134,7 @@ async def incident_snapshot(
     incident_id: IncidentId,
     camera_id: CameraId,
 ) -> Response[bytes]:
-    await _visible(api, request.user, incident_id)
+    await visible_incident(api, request.user, incident_id)
     stored = await api.hub.incidents.snapshot(incident_id, camera_id)
     if stored is None:
         raise ProblemError(
@@ -221,7 +221,7 @@ async def open_incident(
 async def close_incident(
     request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState], incident_id: IncidentId
 ) -> IncidentRecord:
-    await _visible(api, request.user, incident_id)
+    await visible_incident(api, request.user, incident_id)
     request.scope["nabat.audit"] = {"incident": incident_id}  # type: ignore[typeddict-unknown-key]
     done = await api.hub.incidents.close_incident(incident_id, source="/nabat/api")
     if done is None:
