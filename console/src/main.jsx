@@ -10,6 +10,7 @@ import { Events } from "./pages/Events.jsx";
 import { Incidents } from "./pages/Incidents.jsx";
 import { Alerts } from "./pages/Alerts.jsx";
 import { Sites } from "./pages/Sites.jsx";
+import { Shift } from "./pages/Shift.jsx";
 
 // The map and the reports carry Leaflet and uPlot: loaded when first opened, so the wall and
 // the overview start without them.
@@ -34,6 +35,7 @@ const PAGES = {
   alerts: Alerts,
   map: Map,
   reports: Reports,
+  shift: Shift,
   sites: Sites,
 };
 // Shown only on a hub that follows other sites (the region).
@@ -59,7 +61,7 @@ function LiveIndicator() {
   );
 }
 
-function Shell({ user, onSignOut, onLanguage }) {
+function Shell({ user, offShift, onSignOut, onLanguage }) {
   const [route, setRoute] = useState(currentPage());
   useEffect(() => {
     const on = () => setRoute(currentPage());
@@ -110,6 +112,11 @@ function Shell({ user, onSignOut, onLanguage }) {
           {t("sign_out")}
         </button>
       </header>
+      {offShift && (
+        <p class="warning-bar" role="alert" data-testid="off-shift">
+          {t("shift.off_shift")}
+        </p>
+      )}
       <main>
         <Page user={user} rest={route.rest} />
       </main>
@@ -119,6 +126,7 @@ function Shell({ user, onSignOut, onLanguage }) {
 
 function App({ session: asked }) {
   const [user, setUser] = useState(undefined); // undefined: asking; null: signed out
+  const [offShift, setOffShift] = useState(false);
   const [, setLang] = useState(language);
 
   useEffect(() => {
@@ -130,6 +138,7 @@ function App({ session: asked }) {
     window.addEventListener("nabat:signed-out", signedOut);
     asked.then((session) => {
       if (session) setCsrf(session.csrf);
+      setOffShift(!!(session && session.off_shift));
       setUser(session ? session.user : null);
     });
     return () => window.removeEventListener("nabat:signed-out", signedOut);
@@ -146,6 +155,7 @@ function App({ session: asked }) {
       <SignIn
         onSignedIn={async (session) => {
           setCsrf(session.csrf);
+          setOffShift(!!session.off_shift);
           // The account's language, unless the person chose one on this browser.
           if (!chosenLanguage() && session.user.language !== language) await changeLanguage(session.user.language, false);
           setUser(session.user);
@@ -157,6 +167,7 @@ function App({ session: asked }) {
   return (
     <Shell
       user={user}
+      offShift={offShift}
       onLanguage={changeLanguage}
       onSignOut={async () => {
         try {

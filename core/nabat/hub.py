@@ -27,13 +27,15 @@ from .cameras.states import CameraStates
 from .config import ConfigIssue, LoadedConfig
 from .delivery import DeliveryService
 from .duty import DutyService
+from .duty.handover import HandoverService
+from .duty.roster import Roster
 from .events import Event, EventTypes
 from .federation import CommandTaker, Dispatcher, Follower, Uplink
 from .federation.reports import SiteReporter
 from .i18n import Messages
 from .incidents import IncidentService
 from .instances import Instance, InstanceContext, Instances
-from .interfaces import CameraEvent, Driver, HealthState, IncidentStatus, Progress
+from .interfaces import CameraEvent, Driver, HealthState, IncidentStatus, Job, Progress
 from .interfaces.payloads import UnitKind, UnitStatus
 from .logs import get_logger
 from .notifications import NotificationService, register_notification_types
@@ -241,6 +243,10 @@ class Hub:
             hub_name=self.name,
         )
         """Incident handling norms: clocks, checklists, escalation."""
+        self.roster = Roster(self.journal, config.duty.posts, load_region(config.hub.region))
+        """Who is on duty at which post of which municipality."""
+        self.handovers = HandoverService(self, self.roster, self.publish)
+        """Shift handovers: what the outgoing shift passes on, accepted by the incoming."""
         self.rules = RuleEngine(
             config.rules,
             RuleActions(
@@ -435,6 +441,7 @@ class Hub:
         jobs = retention_jobs(self.journal, self.config.storage.retention_days)
         jobs += self.recorder.jobs()
         jobs += self.duty.jobs()
+        jobs.append(Job(id="duty-handovers", func=self.handovers.sweep, every=60.0))
         if self.units.devices():
             jobs += self.readiness.jobs()
         for job in jobs:

@@ -53,6 +53,7 @@ export function Reports() {
   const [report, setReport] = useState(null);
   const [sirens, setSirens] = useState(null);
   const [archive, setArchive] = useState(null);
+  const [staffing, setStaffing] = useState(null);
   const [error, setError] = useState(null);
   const [width, setWidth] = useState(Math.min(1100, window.innerWidth - 60));
 
@@ -70,12 +71,14 @@ export function Reports() {
       api(`/api/v1/reports/cameras?${query}`),
       api("/api/v1/reports/sirens"),
       api("/api/v1/reports/recording").catch(() => null),
+      api(`/api/v1/reports/staffing?${query}`).catch(() => null),
     ]).then(
-      ([s, r, sr, ar]) => {
+      ([s, r, sr, ar, st]) => {
         setSeries(s);
         setReport(r);
         setSirens(sr);
         setArchive(ar);
+        setStaffing(st);
         setError(null);
       },
       (err) => setError(err.message),
@@ -180,6 +183,35 @@ export function Reports() {
                   <td>{d.lagging ? d.why.join("; ") : ""}</td>
                 </tr>
               ))}
+            </tbody>
+          </table>
+        </>
+      )}
+      {staffing && staffing.districts.length > 0 && (
+        <>
+          <h2>{t("reports.staffing_title")}</h2>
+          <table class="list" data-testid="staffing-report">
+            <thead>
+              <tr>
+                <th>{t("reports.district")}</th>
+                <th>{t("reports.post")}</th>
+                <th>{t("reports.on_duty")}</th>
+                <th>{t("reports.uncovered")}</th>
+                <th>{t("reports.lagging")}</th>
+              </tr>
+            </thead>
+            <tbody>
+              {staffing.districts.flatMap((d) =>
+                d.posts.map((p, i) => (
+                  <tr class={d.lagging ? "lagging-row" : ""} data-testid={`staffing-${d.municipality}-${p.post}`} data-staffed={String(p.staffed_now)}>
+                    <td>{i === 0 ? d.name : ""}</td>
+                    <td>{p.name}</td>
+                    <td>{p.on_duty.join(", ") || "—"}</td>
+                    <td>{t("reports.hours", { n: p.uncovered_hours })}</td>
+                    <td>{i === 0 && d.lagging ? d.why.join("; ") : ""}</td>
+                  </tr>
+                )),
+              )}
             </tbody>
           </table>
         </>

@@ -30,6 +30,7 @@ from .routes import (
     notifications,
     ops,
     recordings,
+    roster,
     sites,
     subscriptions,
 )
@@ -102,6 +103,7 @@ def create_app(state: ApiState, plugin_routers: list[Router] = ()) -> ASGIApp:  
         *sites.HANDLERS,
         *incidents.HANDLERS,
         *duty.HANDLERS,
+        *roster.HANDLERS,
         *notifications.HANDLERS,
         *ops.HANDLERS,
         *console_routes.HANDLERS,

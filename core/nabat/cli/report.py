@@ -1,4 +1,5 @@
-"""``nabat report``: the region's ЕДДС reports (cameras, sirens) from the journal."""
+"""``nabat report``: the region's ЕДДС reports (cameras, sirens, recording, staffing) from the
+journal."""
 
 from __future__ import annotations
 
@@ -301,5 +302,71 @@ def report_sirens(config_file: str | None, municipalities: tuple[str, ...], as_j
                 "; ".join(r.failing),
             ]
             for r in rows
+        ],
+    )
+
+
+@command.command("staffing")
+@config_option
+@click.option("--since", default="7d", show_default=True, help="Start: a date, a time or 7d/24h.")
+@click.option("--until", default=None, help="End (default: now).")
+@click.option("--municipality", "municipalities", multiple=True, help="Only these (repeat).")
+@click.option("--json", "as_json", is_flag=True)
+def report_staffing(
+    config_file: str | None,
+    since: str,
+    until: str | None,
+    municipalities: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Per municipality: each duty post ([[duty.posts]]), who is on it now from the roster,
+    the hours it went uncovered over the period, and why a district lags."""
+    from ..duty.staffing import staffing_report
+    from ..regions import load_region
+
+    quiet_logs(False)
+    loaded = load_or_exit(config_path(config_file), strict=False)
+    now = datetime.now(UTC)
+    start, end = _moment(since, now), _moment(until, now) if until else now
+    if start >= end:
+        raise click.BadParameter("--since must be before --until")
+    region = load_region(loaded.config.hub.region)
+    unknown = [m for m in municipalities if m not in region]
+    if unknown:
+        raise click.BadParameter(f"not municipalities of {region.id}: {', '.join(unknown)}")
+    wanted = list(municipalities) or None
+
+    async def work(hub: Hub) -> Any:
+        return staffing_report(
+            hub.roster.posts(wanted),
+            await hub.roster.shifts(municipalities=wanted, since=start, until=end),
+            region,
+            since=start,
+            until=end,
+            now=now,
+            language=loaded.config.hub.language,
+        )
+
+    result = with_prepared_hub(loaded, work)
+    if as_json:
+        print_json(result)
+        return
+    t = messages(loaded)
+    click.echo(
+        f"{result.region}: {result.since:%Y-%m-%d %H:%M} … {result.until:%Y-%m-%d %H:%M} UTC, "
+        f"{t('cli.staffing_lagging', count=result.lagging, total=len(result.districts))}"
+    )
+    table(
+        ["MUNICIPALITY", "POST", "ON DUTY NOW", "UNCOVERED H", "LAGGING"],
+        [
+            [
+                row.name if i == 0 else "",
+                post.name,
+                ", ".join(post.on_duty) or "—",
+                f"{post.uncovered_hours:g}",
+                ("; ".join(row.why) if row.lagging else "") if i == 0 else "",
+            ]
+            for row in result.districts
+            for i, post in enumerate(row.posts)
         ],
     )

@@ -25,6 +25,7 @@ __all__ = [
     "NormSettings",
     "NotificationSettings",
     "PluginEntry",
+    "PostSettings",
     "ReadinessSettings",
     "RecordingPolicy",
     "RecordingSettings",
@@ -366,6 +367,23 @@ class NotificationSettings(_Table):
     """Limit on one send attempt, seconds."""
 
 
+class PostSettings(_Table):
+    """``[[duty.posts]]``: a duty post every (or each listed) municipality must staff."""
+
+    id: Slug
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    municipalities: list[Slug] = []
+    """Empty: every municipality of the region."""
+    seats: Annotated[int, msgspec.Meta(ge=1, le=50)] = 1
+    """People on this post at once."""
+
+
+DEFAULT_POSTS = [
+    PostSettings(id="edds", name="Оперативный дежурный ЕДДС"),
+    PostSettings(id="112", name="Оператор 112"),
+]
+
+
 class NormSettings(_Table):
     """``[[duty.norms]]``: how fast an incident of these types and severities must be
     handled, seconds from when the hub learns of it."""
@@ -411,12 +429,19 @@ class DutySettings(_Table):
     escalation: dict[Slug, Annotated[list[EscalationStep], msgspec.Meta(min_length=1)]] = {}
     check_interval: Annotated[float, msgspec.Meta(ge=0.05, le=60)] = 5.0
     """Seconds between looks at the clocks: how late a miss or a step can be noticed."""
+    posts: list[PostSettings] = msgspec.field(default_factory=lambda: list(DEFAULT_POSTS))
+    """The posts the roster staffs and the staffing report checks."""
 
     def __post_init__(self) -> None:
         names = [n.name for n in self.norms]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"norms named twice: {', '.join(repeated)}")
+        ids = [p.id for p in self.posts]
+        if len(set(ids)) != len(ids):
+            raise ValueError(
+                f"posts named twice: {', '.join(sorted({i for i in ids if ids.count(i) > 1}))}"
+            )
         for norm in self.norms:
             if norm.escalation is not None and norm.escalation not in self.escalation:
                 raise ValueError(

@@ -79,6 +79,16 @@ def _cookie(api: ApiState, request: Request[Any, Any, Any], value: str, max_age:
     )
 
 
+async def _shift(api: ApiState, user: Any) -> dict[str, Any]:
+    """The person's shift now, and whether an operator signs in outside the roster: warned,
+    never locked out (a shift that was not entered must not keep the duty officer out)."""
+    shift = await api.hub.roster.current(user.login)
+    return {
+        "shift": msgspec.to_builtins(shift) if shift else None,
+        "off_shift": shift is None and user.role == "operator",
+    }
+
+
 @post("/console/api/sign-in", opt=_PUBLIC, include_in_schema=False, status_code=200)
 async def sign_in(
     request: Request[Any, Any, Any], api: NamedDependency[ApiState], data: JSONBody[SignIn]
@@ -117,10 +127,23 @@ async def sign_in(
             ) from None
         raise ProblemError(401, exc.reason, kind="sign-in-failed") from None
     secret, session = await console.sessions.create(user.login)
-    api.audit.record(f"user:{user.login}", "console sign-in", status=200, remote=client)
-    log.info("console.signed_in", login=user.login, role=user.role, client=client)
+    shift = await _shift(api, user)
+    api.audit.record(
+        f"user:{user.login}",
+        "console sign-in",
+        status=200,
+        remote=client,
+        detail={"off_shift": True} if shift["off_shift"] else None,
+    )
+    log.info(
+        "console.signed_in",
+        login=user.login,
+        role=user.role,
+        client=client,
+        off_shift=shift["off_shift"],
+    )
     return Response(
-        {"user": user.public(), "csrf": session.csrf},
+        {"user": user.public(), "csrf": session.csrf, **shift},
         cookies=[_cookie(api, request, secret, int(console.settings.session_max))],
         headers={"Cache-Control": "no-store"},
     )
@@ -149,7 +172,12 @@ async def session(
         raise ProblemError(401, "not signed in", kind="session-ended")
     current, user = found
     return Response(
-        {"user": user.public(), "csrf": current.csrf, "expires": current.idle_until.isoformat()},
+        {
+            "user": user.public(),
+            "csrf": current.csrf,
+            "expires": current.idle_until.isoformat(),
+            **await _shift(api, user),
+        },
         headers={"Cache-Control": "no-store"},
     )
 

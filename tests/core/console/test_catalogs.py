@@ -102,7 +102,7 @@ EXPANSIONS = {
     "alerts.site_state": [s.value for s in SiteState],
     "ptz": ["left", "right", "up", "down", "home"],
     "alerts.status": ["Actual", "Exercise", "Test"],
-    "nav": ["overview", "wall", "events", "incidents", "alerts", "map", "reports", "sites"],
+    "nav": ["overview", "wall", "events", "incidents", "alerts", "map", "reports", "shift", "sites"],
     "role": ["operator", "supervisor", "admin"],
     "service": list(SERVICES),
     "incidents": ["open", "closed"],

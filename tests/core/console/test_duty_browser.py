@@ -2,11 +2,14 @@
 and the operator's console shows it with its clock counting down; nobody takes it, so the
 norm is missed and the supervisor's escalation e-mail arrives at a real SMTP server; the
 supervisor signs in, acknowledges in the console, the escalation stops and the incident shows
-the chain — as the audit log does. Screenshots in ``test-artifacts/console/duty-*.png``."""
+the chain — as the audit log does; the operator hands the shift over and the incoming one,
+warned she signed in before her shift, accepts it. Screenshots in
+``test-artifacts/console/duty-*.png``."""
 
 from __future__ import annotations
 
 import importlib.util
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -79,6 +82,19 @@ async def test_an_unacknowledged_incident_escalates_and_the_supervisor_takes_it(
             "ivanova", PASSWORD, role="operator", name="Иванова А.", municipalities=["krasnodar"]
         )
         await users.create("petrov", PASSWORD, role="supervisor", name="Петров Б.")
+        await users.create(
+            "sidorova", PASSWORD, role="operator", name="Сидорова В.", municipalities=["krasnodar"]
+        )
+        # Ivanova's shift ends in half an hour; Sidorova's begins then.
+        now = datetime.now(UTC)
+        change = now + timedelta(minutes=30)
+        for login, start, end in (
+            ("ivanova", now - timedelta(hours=7), change),
+            ("sidorova", change, change + timedelta(hours=12)),
+        ):
+            await hub.roster.add(
+                municipality="krasnodar", post="edds", login=login, start=start, end=end, by="test"
+            )
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
@@ -150,6 +166,32 @@ async def test_an_unacknowledged_incident_escalates_and_the_supervisor_takes_it(
                     "data-done", "true"
                 )
                 await shot(supervisor, "duty-3-acknowledged")
+
+                # Ivanova hands the shift over with a note; what is open goes with it.
+                await operator.get_by_test_id("nav-shift").click()
+                await operator.fill("textarea[name=notes]", "Камера на Северной не работает")
+                await operator.get_by_test_id("handover-create").click()
+                [made] = await eventually(lambda: hub.handovers.list(), what="the handover")
+                handover = operator.get_by_test_id(f"handover-{made.id}")
+                await expect(handover.get_by_test_id("handover-incidents")).to_contain_text(
+                    "ДТП, ул. Северная, 10"
+                )
+                await expect(handover.get_by_test_id("handover-accept")).to_have_count(0)
+                # Sidorova signs in early (before her shift: warned, not kept out), reads it
+                # and accepts.
+                incoming = await signed_in("sidorova")
+                await expect(incoming.get_by_test_id("off-shift")).to_be_visible()
+                await incoming.get_by_test_id("nav-shift").click()
+                theirs = incoming.get_by_test_id(f"handover-{made.id}")
+                await expect(theirs).to_contain_text("Камера на Северной не работает")
+                await expect(theirs).to_contain_text("sidorova")  # the incoming, from the roster
+                await theirs.get_by_test_id("handover-accept").click()
+                await expect(theirs).to_have_attribute("data-accepted", "true")
+                await expect(theirs.get_by_test_id("handover-accepted")).to_contain_text(
+                    "sidorova"
+                )
+                await shot(incoming, "duty-4-handover")
+                await expect(operator.get_by_test_id("off-shift")).to_have_count(0)
             finally:
                 await browser.close()
         # The audit log tells the chain, in order.
