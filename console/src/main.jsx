@@ -11,6 +11,7 @@ import { Incidents } from "./pages/Incidents.jsx";
 import { Alerts } from "./pages/Alerts.jsx";
 import { Sites } from "./pages/Sites.jsx";
 import { Shift } from "./pages/Shift.jsx";
+import { Admin } from "./pages/Admin.jsx";
 
 // The map and the reports carry Leaflet and uPlot: loaded when first opened, so the wall and
 // the overview start without them.
@@ -36,6 +37,7 @@ const PAGES = {
   map: Map,
   reports: Reports,
   shift: Shift,
+  admin: Admin,
   sites: Sites,
 };
 // Shown only on a hub that follows other sites (the region).
@@ -87,7 +89,9 @@ function Shell({ user, offShift, onSignOut, onLanguage }) {
       <header>
         <span class="brand">{t("brand")}</span>
         <nav>
-          {Object.keys(PAGES).filter((name) => hasSites || !ONLY_WITH_SITES.has(name)).map((name) => (
+          {Object.keys(PAGES)
+            .filter((name) => (hasSites || !ONLY_WITH_SITES.has(name)) && (name !== "admin" || user.role === "admin"))
+            .map((name) => (
             <a
               href={`/console/${name}`}
               class={route.page === name ? "active" : ""}

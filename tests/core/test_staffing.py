@@ -13,7 +13,7 @@ import httpx
 import msgspec
 import pytest
 from nabat.interfaces.incident import Incident
-from nabat.testing import load_config_text, run_api, run_cli, run_hub
+from nabat.testing import eventually, load_config_text, run_api, run_cli, run_hub
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -163,6 +163,7 @@ async def test_roster_staffing_sign_in_and_a_handover(tmp_path):
             source="/test/112",
             municipality="krasnodar",
         )
+        await eventually(lambda: hub.duty.get("112-5"), what="the incident's clocks")
         made = await ivanova.post(
             "/api/v1/handovers",
             json={

@@ -19,6 +19,7 @@ from ..console import routes as console_routes
 from .gate import AccessMiddleware, Gate
 from .problems import exception_handlers
 from .routes import (
+    accounts,
     alerts,
     archive,
     cameras,
@@ -106,6 +107,7 @@ def create_app(state: ApiState, plugin_routers: list[Router] = ()) -> ASGIApp:  
         *roster.HANDLERS,
         *notifications.HANDLERS,
         *ops.HANDLERS,
+        *accounts.HANDLERS,
         *console_routes.HANDLERS,
     ]
     _security(handlers)

@@ -258,22 +258,64 @@ class UserStore:
         password: str | None = None,
         disabled: bool | None = None,
         unlock: bool = False,
+        name: str | None = None,
+        role: str | None = None,
+        municipalities: Sequence[str] | None = None,
+        language: str | None = None,
+        known_municipalities: Sequence[str] | None = None,
     ) -> User:
-        async with self._lock(login.strip().lower()):
-            user = await self.get(login)
-            if user is None:
-                raise UserError(f"no user {login!r}")
-            changes: dict[str, object] = {}
-            if password is not None:
-                _check_password(password)
-                changes["password_hash"] = await asyncio.to_thread(_hasher.hash, password)
-            if disabled is not None:
-                changes["disabled"] = disabled
-            if unlock or password is not None:
-                changes.update(failures=0, locked_until=None)
-            user = msgspec.structs.replace(user, **changes)
-            await self._put(user)
-            return user
+        """Change an account. The write is a compare-and-swap of the record, so a sign-in's
+        failure count or another process's change made meanwhile is never overwritten."""
+        login = login.strip().lower()
+        changes: dict[str, object] = {}
+        if password is not None:
+            _check_password(password)
+            changes["password_hash"] = await asyncio.to_thread(_hasher.hash, password)
+        if disabled is not None:
+            changes["disabled"] = disabled
+        if unlock or password is not None:
+            changes.update(failures=0, locked_until=None)
+        if name is not None:
+            if not name.strip() or len(name) > 200:
+                raise UserError("a name is 1–200 characters")
+            changes["name"] = name.strip()
+        if language is not None:
+            if language not in ("ru", "en"):
+                raise UserError("language is ru or en")
+            changes["language"] = language
+        if role is not None and role not in ROLES:
+            raise UserError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+        if municipalities is not None and known_municipalities is not None:
+            bad = [m for m in municipalities if m not in known_municipalities]
+            if bad:
+                raise UserError(f"unknown municipality {', '.join(bad)} in this region")
+        problem: list[str] = []
+
+        def change(body: bytes) -> bytes | None:
+            user = _decoder.decode(body)
+            now_role = role or user.role
+            places = (
+                tuple(dict.fromkeys(municipalities))
+                if municipalities is not None
+                else (user.municipalities if role is None or role == "operator" else ())
+            )
+            if now_role == "operator" and not places:
+                problem.append("an operator works in a municipality: give municipalities")
+                return None
+            if now_role != "operator" and places:
+                problem.append(f"a {now_role} sees the whole region: no municipalities")
+                return None
+            extra: dict[str, object] = {"role": now_role, "municipalities": places}
+            return msgspec.json.encode(msgspec.structs.replace(user, **changes, **extra))
+
+        async with self._lock(login):
+            written = await self.journal.update_record(COLLECTION, login, change)
+        if problem:
+            raise UserError(problem[-1])
+        self._cache.pop(login, None)
+        if written is None:
+            raise UserError(f"no user {login!r}")
+        return _decoder.decode(written)
 
     async def delete(self, login: str) -> bool:
         return await self.journal.delete_record(COLLECTION, login.strip().lower())

@@ -19,7 +19,7 @@ from .model import (
     Notified,
     Step,
 )
-from .service import DutyError, DutyService
+from .service import DutyError, DutyService, EditedNorms
 
 __all__ = [
     "ACKNOWLEDGED",
@@ -36,6 +36,7 @@ __all__ = [
     "ClockName",
     "DutyError",
     "DutyService",
+    "EditedNorms",
     "Escalation",
     "Handling",
     "Notified",

@@ -15,6 +15,7 @@ process that loses the race publishes nothing new (the journal already has those
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from ..config.model import DutySettings, NormSettings
+from ..config.model import DutySettings, EscalationStep, NormSettings
 from ..delivery import DeliveryService
 from ..events import Event, Severity, site_of
 from ..ids import uuid7
@@ -52,9 +53,27 @@ from .model import (
     Step,
 )
 
-__all__ = ["DutyError", "DutyService"]
+__all__ = ["DutyError", "DutyService", "EditedNorms"]
 
 log = get_logger("nabat.duty")
+SETTINGS = "duty_settings"
+SETTINGS_KEY = "norms"
+REFRESH_S = 3.0
+"""How soon every process takes up norms an administrator changed."""
+CLOSED = "incident_handling_closed"
+CLOSED_KEEP_DAYS = 90
+
+
+class EditedNorms(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Norms and escalation chains an administrator set in the console, in place of the
+    configuration's ``[duty]`` ones (the posts and ``check_interval`` stay configured)."""
+
+    norms: list[NormSettings] = []
+    escalation: dict[str, list[EscalationStep]] = {}
+    by: str = ""
+    at: datetime | None = None
+
+
 AUDIT = "audit"
 _decoder = msgspec.json.Decoder(Handling)
 
@@ -91,7 +110,11 @@ class DutyService:
         site: str | None = None,
         hub_name: str = "nabat",
     ) -> None:
+        self.config = settings
         self.settings = settings
+        """The norms in force: ``[duty]`` from the configuration, or what an administrator
+        set in the console (journal record, re-read every few seconds by every process)."""
+        self._read_at = -1e9
         self.journal = journal
         self.publish_many = publish_many
         self.notifications = notifications
@@ -112,9 +135,43 @@ class DutyService:
     def _norm(self, name: str) -> NormSettings | None:
         return next((n for n in self.settings.norms if n.name == name), None)
 
+    # -- the norms in force ----------------------------------------------------------------
+    async def refresh(self, *, force: bool = False) -> DutySettings:
+        """The norms in force, re-read when older than ``REFRESH_S``."""
+        now = time.monotonic()
+        if not force and now - self._read_at < REFRESH_S:
+            return self.settings
+        stored = await self.journal.get_record(SETTINGS, SETTINGS_KEY)
+        if stored is None:
+            self.settings = self.config
+        else:
+            edited = msgspec.json.decode(stored.body, type=EditedNorms)
+            self.settings = msgspec.structs.replace(
+                self.config, norms=edited.norms, escalation=edited.escalation
+            )
+        self._read_at = now
+        return self.settings
+
+    async def edited(self) -> EditedNorms | None:
+        """What an administrator set in place of the configuration's norms, if anything."""
+        stored = await self.journal.get_record(SETTINGS, SETTINGS_KEY)
+        return None if stored is None else msgspec.json.decode(stored.body, type=EditedNorms)
+
+    async def set_norms(self, edited: EditedNorms | None) -> DutySettings:
+        """Put ``edited`` in force (None: back to the configuration's), for every process."""
+        if edited is None:
+            await self.journal.delete_record(SETTINGS, SETTINGS_KEY)
+        else:
+            # Validated as a whole: a chain a norm names must exist.
+            DutySettings(norms=edited.norms, escalation=edited.escalation)
+            await self.journal.put_record(SETTINGS, SETTINGS_KEY, msgspec.json.encode(edited))
+        return await self.refresh(force=True)
+
     # -- reading ---------------------------------------------------------------------------
     async def get(self, incident_id: str) -> Handling | None:
         stored = await self.journal.get_record(COLLECTION, incident_id)
+        if stored is None:
+            stored = await self.journal.get_record(CLOSED, incident_id)
         return None if stored is None else _decoder.decode(stored.body)
 
     async def open(self) -> list[Handling]:
@@ -127,8 +184,6 @@ class DutyService:
 
     # -- incidents arriving and closing ----------------------------------------------------
     async def subscribe(self, delivery: DeliveryService) -> None:
-        if not self.settings.norms:
-            return
         spec = SubscriptionSpec(
             id="duty",
             patterns=("incident.created", "incident.closed"),
@@ -151,6 +206,7 @@ class DutyService:
         if event.type == "incident.closed":
             await self._closed(event.subject, event.time)
             return DeliveryResult(status=DeliveryStatus.DELIVERED, at=now)
+        await self.refresh()
         norm = self.norm_for(incident.type, event.severity)
         if norm is None:
             return DeliveryResult(status=DeliveryStatus.DELIVERED, at=now, detail="no norm")
@@ -201,7 +257,16 @@ class DutyService:
                 running.stopped_at, running.stopped_by, running.next_at = at, "closed", None
             return _Change([], [])
 
-        await self._change(incident_id, close)
+        closed = await self._change(incident_id, close)
+        if closed is not None and closed.closed_at is not None:
+            # Out of the open records the sweep reads, kept for a while with the incident.
+            await self.journal.put_record(
+                CLOSED,
+                incident_id,
+                msgspec.json.encode(closed),
+                expires=closed.closed_at + timedelta(days=CLOSED_KEEP_DAYS),
+            )
+            await self.journal.delete_record(COLLECTION, incident_id)
 
     # -- people's actions ------------------------------------------------------------------
     async def acknowledge(self, incident_id: str, *, by: str) -> Handling:
@@ -285,18 +350,19 @@ class DutyService:
     ) -> Handling:
         handling = await self._change(incident_id, change)
         if handling is None:
+            if await self.journal.get_record(CLOSED, incident_id) is not None:
+                raise DutyError(409, f"incident {incident_id} is closed")
             raise DutyError(404, f"incident {incident_id!r} has no handling norm")
         return handling
 
     # -- the clocks ------------------------------------------------------------------------
     def jobs(self) -> list[Job]:
-        if not self.settings.norms:
-            return []
-        return [Job(id="duty-clocks", func=self.sweep, every=self.settings.check_interval)]
+        return [Job(id="duty-clocks", func=self.sweep, every=self.config.check_interval)]
 
     async def sweep(self, now: datetime | None = None) -> None:
         """Mark the clocks that ran out, take the escalation steps that are due."""
         now = now or datetime.now(UTC)
+        await self.refresh()
         for handling in await self.open():
             if self._due(handling, now):
                 try:

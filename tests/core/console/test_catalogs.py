@@ -102,13 +102,14 @@ EXPANSIONS = {
     "alerts.site_state": [s.value for s in SiteState],
     "ptz": ["left", "right", "up", "down", "home"],
     "alerts.status": ["Actual", "Exercise", "Test"],
-    "nav": ["overview", "wall", "events", "incidents", "alerts", "map", "reports", "shift", "sites"],
+    "nav": ["overview", "wall", "events", "incidents", "alerts", "map", "reports", "shift", "admin", "sites"],
     "role": ["operator", "supervisor", "admin"],
     "service": list(SERVICES),
     "incidents": ["open", "closed"],
     "map": ["cameras", "sirens", "incidents"],
     "duty": ["done", "late"],  # a stopped clock: in time or late
     "duty.clock": [c.value for c in ClockName],
+    "admin.tab": ["accounts", "roster", "norms"],
 }
 
 

@@ -9,6 +9,7 @@ is in the audit log with who did it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -16,7 +17,8 @@ from litestar import Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import PathParameter
 
-from ...duty import DutyError, Handling
+from ...config.model import EscalationStep, NormSettings, PostSettings
+from ...duty import DutyError, EditedNorms, Handling
 from ..problems import ProblemError, documented
 from ..state import ApiState
 from ..tokens import TokenInfo
@@ -188,4 +190,119 @@ async def tick_step(
     )
 
 
-HANDLERS = [list_handling, get_handling, acknowledge, dispatch, first_report, tick_step]
+class NormsInForce(msgspec.Struct, kw_only=True):
+    source: str
+    """``configuration`` ([duty] in plugins.toml) or ``console`` (set by an administrator)."""
+    norms: list[NormSettings]
+    escalation: dict[str, list[EscalationStep]]
+    posts: list[PostSettings]
+    check_interval: float
+    by: str = ""
+    at: datetime | None = None
+
+
+class NormsChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    norms: list[NormSettings] = []
+    escalation: dict[str, list[EscalationStep]] = {}
+
+
+async def _in_force(api: ApiState) -> NormsInForce:
+    duty = api.hub.duty
+    settings = await duty.refresh(force=True)
+    edited = await duty.edited()
+    return NormsInForce(
+        source="console" if edited else "configuration",
+        norms=settings.norms,
+        escalation=settings.escalation,
+        posts=settings.posts,
+        check_interval=settings.check_interval,
+        by=edited.by if edited else "",
+        at=edited.at if edited else None,
+    )
+
+
+@get(
+    "/api/v1/duty/norms",
+    opt={"scope": "events:read"},
+    summary="The handling norms, escalation chains and posts in force",
+    responses=documented(403),
+    tags=["duty"],
+)
+async def get_norms(api: NamedDependency[ApiState]) -> NormsInForce:
+    return await _in_force(api)
+
+
+@post(
+    "/api/v1/duty/norms",
+    opt={"scope": "admin"},
+    status_code=200,
+    summary="Set the handling norms and escalation chains",
+    description="In place of the configuration's `[duty]` norms and chains, for every hub "
+    "process within seconds; incidents already open keep the clocks they started with. Each "
+    "chain a norm names must exist and each step's `notify` must be a notifier instance.",
+    responses=documented(403, 422),
+    tags=["duty"],
+)
+async def set_norms(
+    request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState], data: NormsChange
+) -> NormsInForce:
+    from ...interfaces import Notifier
+
+    notifiers = {
+        rt.id
+        for rt in api.hub.units
+        if rt.driver_cls is not None and issubclass(rt.driver_cls, Notifier)
+    }
+    for chain, steps in data.escalation.items():
+        for index, step in enumerate(steps):
+            if step.notify not in notifiers:
+                raise ProblemError(
+                    422,
+                    f"escalation.{chain}[{index}]: no notifier instance {step.notify!r}",
+                    kind="invalid",
+                )
+    request.scope["nabat.audit"] = {  # type: ignore[typeddict-unknown-key]
+        "norms": [n.name for n in data.norms],
+        "chains": sorted(data.escalation),
+    }
+    try:
+        await api.hub.duty.set_norms(
+            EditedNorms(
+                norms=data.norms,
+                escalation=data.escalation,
+                by=_by(request.user),
+                at=datetime.now(UTC),
+            )
+        )
+    except (ValueError, msgspec.ValidationError) as exc:
+        raise ProblemError(422, str(exc), kind="invalid") from None
+    return await _in_force(api)
+
+
+@post(
+    "/api/v1/duty/norms/reset",
+    opt={"scope": "admin"},
+    status_code=200,
+    summary="Back to the configuration's handling norms",
+    responses=documented(403),
+    tags=["duty"],
+)
+async def reset_norms(
+    request: Request[TokenInfo, Any, Any], api: NamedDependency[ApiState]
+) -> NormsInForce:
+    request.scope["nabat.audit"] = {"norms": "configuration"}  # type: ignore[typeddict-unknown-key]
+    await api.hub.duty.set_norms(None)
+    return await _in_force(api)
+
+
+HANDLERS = [
+    get_norms,
+    set_norms,
+    reset_norms,
+    list_handling,
+    get_handling,
+    acknowledge,
+    dispatch,
+    first_report,
+    tick_step,
+]
