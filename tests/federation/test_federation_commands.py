@@ -309,6 +309,31 @@ async def test_a_remote_camera_through_the_region_api(
             assert row["total"] == 1 and row["as_of"]
             sirens = await eventually(lambda: district_row("sirens"), timeout=20, what="sirens")
             assert sirens["devices"] == 1
+            # The region's staffing report: the district's posts as its own roster says.
+            from nabat.api.users import UserStore
+
+            await UserStore(edge.journal).create(
+                "duty-a", "a long passphrase", role="operator", municipalities=["abinsky"]
+            )
+            now = datetime.now(UTC)
+            await edge.roster.add(
+                municipality="abinsky",
+                post="edds",
+                login="duty-a",
+                start=now - timedelta(hours=1),
+                end=now + timedelta(hours=1),
+                by="test",
+            )
+
+            async def staffed():
+                rows = (await http.get(f"{reports}/staffing", headers=auth)).json()["districts"]
+                row = next((r for r in rows if r["municipality"] == "abinsky"), None)
+                posts = {p["post"]: p for p in (row or {}).get("posts", [])}
+                on_duty = posts.get("edds", {}).get("on_duty")
+                return row if row and row["site"] == "site-a" and on_duty == ["duty-a"] else None
+
+            row = await eventually(staffed, timeout=20, what="site-a's staffing row")
+            assert row["unstaffed_now"] == ["112"] and row["lagging"]
             # An incident at the district is in the region's list, with its site.
             await edge.incidents.report(
                 "112-7",

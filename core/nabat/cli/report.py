@@ -337,15 +337,30 @@ def report_staffing(
     wanted = list(municipalities) or None
 
     async def work(hub: Hub) -> Any:
-        return staffing_report(
+        shifts = await hub.roster.shifts(municipalities=wanted, since=start, until=end)
+        report = staffing_report(
             hub.roster.posts(wanted),
-            await hub.roster.shifts(municipalities=wanted, since=start, until=end),
+            shifts,
             region,
             since=start,
             until=end,
             now=now,
             language=loaded.config.hub.language,
         )
+        if loaded.config.federation.follow:  # the region: the sites' districts as they said
+            from ..federation.reports import merge_staffing_rows, site_reports
+
+            report = merge_staffing_rows(
+                report,
+                await site_reports(hub.journal),
+                held=loaded.config.federation.municipalities,
+                kept_here={s.municipality for s in shifts},
+                reachable={},
+                language=loaded.config.hub.language,
+                municipalities=wanted,
+                now=now,
+            )
+        return report
 
     result = with_prepared_hub(loaded, work)
     if as_json:
@@ -360,7 +375,7 @@ def report_staffing(
         ["MUNICIPALITY", "POST", "ON DUTY NOW", "UNCOVERED H", "LAGGING"],
         [
             [
-                row.name if i == 0 else "",
+                (f"{row.name} [{row.site}]" if row.site else row.name) if i == 0 else "",
                 post.name,
                 ", ".join(post.on_duty) or "—",
                 f"{post.uncovered_hours:g}",

@@ -37,6 +37,10 @@ class StaffingRow(msgspec.Struct, kw_only=True):
     uncovered_hours: float = 0.0
     lagging: bool = False
     why: list[str] = []
+    site: str | None = None
+    """At the region: the site whose hub keeps this district's roster (None: this hub's)."""
+    as_of: datetime | None = None
+    stale: bool = False
 
 
 class StaffingReport(msgspec.Struct, kw_only=True):

@@ -25,6 +25,7 @@ import msgspec
 
 from ..alerts.readiness import ReadinessRow, latest_results, sirens_report
 from ..cameras.report import CameraReport, DistrictRow, build_report
+from ..duty.staffing import StaffingReport, StaffingRow, staffing_report
 from ..events import Event, Severity
 from ..i18n import Messages
 from ..logs import get_logger
@@ -51,6 +52,7 @@ log = get_logger("nabat.federation")
 REPORTS = "federation.reports"
 REPORT_TYPE = "site.report"
 PERIOD = timedelta(days=7)
+STAFFING_PERIOD = timedelta(days=1)
 STALE_AFTER = 3
 """A site's report is stale after this many report intervals without a newer one."""
 
@@ -63,6 +65,8 @@ class SiteReport(msgspec.Struct, kw_only=True):
     interval: float
     cameras: list[DistrictRow]
     sirens: list[ReadinessRow]
+    staffing: list[StaffingRow] = []
+    """The site's districts' duty posts over the last day, from its own roster."""
 
 
 _report = msgspec.json.Decoder(SiteReport)
@@ -122,12 +126,31 @@ class SiteReporter:
             region,
             language=hub.config.hub.language,
         )
+        # The districts this site keeps: those of its cameras, devices and roster.
+        shifts = await hub.roster.shifts(since=now - STAFFING_PERIOD, until=now)
+        mine = sorted(
+            (
+                {rt.entry.municipality for rt in [*hub.units.cameras(), *hub.units.devices()]}
+                | {s.municipality for s in shifts}
+            )
+            - {None}
+        )
+        staffing = staffing_report(
+            hub.roster.posts(mine),
+            shifts,
+            region,
+            since=now - STAFFING_PERIOD,
+            until=now,
+            now=now,
+            language=hub.config.hub.language,
+        )
         return SiteReport(
             site=self.site,
             generated_at=now,
             interval=self.interval,
             cameras=cameras.districts,
             sirens=sirens,
+            staffing=staffing.districts,
         )
 
     async def publish_once(self) -> None:
@@ -283,3 +306,43 @@ def merge_siren_rows(
                 continue
             merged.append(msgspec.structs.replace(row, site=site, as_of=remote.generated_at))
     return sorted(merged, key=lambda r: r.name)
+
+
+def merge_staffing_rows(
+    report: StaffingReport,
+    sites: dict[str, SiteReport],
+    *,
+    held: dict[str, list[str]],
+    kept_here: set[str],
+    reachable: dict[str, bool],
+    language: str,
+    municipalities: list[str] | None,
+    now: datetime,
+) -> StaffingReport:
+    """The region's staffing report with each followed site's rows for the municipalities
+    the site holds (``held``: ``[federation] municipalities``), or that the region's own
+    roster has no shift in (``kept_here`` has those it has): there the site's roster is the
+    one that counts."""
+    say = Messages(language)
+    site_of = {m: site for site, slugs in held.items() for m in slugs}
+    rows = {r.municipality: r for r in report.districts}
+    for site, remote in sorted(sites.items()):
+        stale = _stale(remote, reachable.get(site), now)
+        for row in remote.staffing:
+            if municipalities is not None and row.municipality not in municipalities:
+                continue
+            if site_of.get(row.municipality) != site and row.municipality in kept_here:
+                continue  # the region keeps this district's roster itself
+            row = msgspec.structs.replace(
+                row, site=site, as_of=remote.generated_at, stale=stale, why=list(row.why)
+            )
+            if stale:
+                row.why.append(
+                    say("report.site_stale", site=site, at=remote.generated_at.strftime("%H:%M"))
+                )
+                row.lagging = True
+            rows[row.municipality] = row
+    districts = sorted(rows.values(), key=lambda r: r.name)
+    return msgspec.structs.replace(
+        report, districts=districts, lagging=sum(r.lagging for r in districts)
+    )

@@ -167,15 +167,30 @@ async def staffing_route(
         raise ProblemError(422, "since must be before until", kind="invalid")
     hub = api.hub
     wanted = None if request.user.regional else list(request.user.municipalities)
-    return staffing_report(
+    shifts = await hub.roster.shifts(municipalities=wanted, since=start, until=end)
+    report = staffing_report(
         hub.roster.posts(wanted),
-        await hub.roster.shifts(municipalities=wanted, since=start, until=end),
+        shifts,
         load_region(hub.config.hub.region),
         since=start,
         until=end,
         now=now,
         language=hub.config.hub.language,
     )
+    if hub.follower is not None:  # the region: each site's districts as its roster says
+        from ...federation.reports import merge_staffing_rows, site_reports
+
+        report = merge_staffing_rows(
+            report,
+            await site_reports(hub.journal),
+            held=hub.config.federation.municipalities,
+            kept_here={s.municipality for s in shifts},
+            reachable=dict(hub.follower.reachable),
+            language=hub.config.hub.language,
+            municipalities=wanted,
+            now=now,
+        )
+    return report
 
 
 class HandoverPage(msgspec.Struct, kw_only=True):
