@@ -95,6 +95,9 @@ def register_jobs(hub: HubAPI, settings: Any) -> Sequence[Job]:
     carries on. With several hub processes sharing one journal (PostgreSQL) each scheduled run
     happens once: the processes claim its slot in the journal (a ``hub.job.claimed`` event only
     one of them can store) and the others skip it.
+    A job whose every change is atomic in the journal may say ``shared=True``: it then
+    runs in every process and writes no claim (a job every few seconds would otherwise
+    fill the journal with them).
     """
 
 

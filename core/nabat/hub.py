@@ -441,7 +441,7 @@ class Hub:
         jobs = retention_jobs(self.journal, self.config.storage.retention_days)
         jobs += self.recorder.jobs()
         jobs += self.duty.jobs()
-        jobs.append(Job(id="duty-handovers", func=self.handovers.sweep, every=60.0))
+        jobs.append(Job(id="duty-handovers", func=self.handovers.sweep, every=60.0, shared=True))
         if self.units.devices():
             jobs += self.readiness.jobs()
         for job in jobs:

@@ -72,7 +72,7 @@ class Scheduler:
 
         async def run() -> None:
             now = datetime.now(UTC)
-            if self.claim is not None:
+            if self.claim is not None and not job.shared:
                 try:
                     if not await self.claim(job_id, slot_of(job, now)):
                         stats.skipped += 1  # another hub process runs this slot

@@ -258,3 +258,38 @@ async def test_two_hub_processes_on_one_journal_take_each_step_once(tmp_path, sm
         await asyncio.sleep(1.0)  # let any duplicate mail arrive, were there one
         assert len(smtp.to("supervisor@edds.example")) == 1
         assert len(smtp.to("head@edds.example")) == 1
+
+
+async def test_a_late_dispatch_escalates_until_it_is_done(tmp_path, smtp):
+    text = config(smtp.port).replace(
+        "acknowledge = 0.6\ndispatch = 600", "acknowledge = 0\ndispatch = 0.4"
+    )
+    loaded = load_config_text(text, tmp_path)
+    async with run_hub(loaded) as hub:
+        escalated = record(hub, "duty.escalation.notified")
+        await _report(hub, "112-8")
+        await escalated.wait_for_count("duty.escalation.notified", 1, timeout=10)
+        [mail] = await eventually(lambda: smtp.to("supervisor@edds.example"), timeout=15)
+        assert "«передача в службы»" in smtp.text(mail) and "не передано в службы" in smtp.text(
+            mail
+        )
+        done = await hub.duty.dispatch("112-8", ["02"], by="user:ivanova")
+        [chain] = done.escalations
+        assert chain.stopped_by == "user:ivanova" and chain.next_at is None
+        await asyncio.sleep(1.0)  # the head's step was due 0.8 s later: it must not come
+        await hub.duty.sweep()
+        assert smtp.to("head@edds.example") == []
+
+
+def test_a_misspelt_escalation_notifier_is_a_configuration_error(tmp_path):
+    from nabat.config import ConfigInvalid
+
+    text = config(2525).replace(
+        'notify = "duty-mail"\nrecipients = ["head', 'notify = "duty-mial"\nrecipients = ["head'
+    )
+    with pytest.raises(ConfigInvalid) as err:
+        load_config_text(text, tmp_path)
+    [issue] = [i for i in err.value.issues if "duty-mial" in i.reason]
+    assert (
+        issue.path == "duty.escalation.edds.1.notify" and "did you mean duty-mail" in issue.reason
+    )

@@ -106,6 +106,10 @@ async def test_roster_staffing_sign_in_and_a_handover(tmp_path):
             assert nobody.status_code == 422 and "no account" in nobody.json()["detail"]
             no_post = await shift("orlova", "sochi", "112", now, now + timedelta(hours=1))
             assert no_post.status_code == 422 and "has no post '112'" in no_post.json()["detail"]
+            elsewhere = await shift(
+                "orlova", "krasnodar", "edds", now + timedelta(days=2), now + timedelta(days=3)
+            )
+            assert elsewhere.status_code == 422 and "not of krasnodar" in elsewhere.json()["detail"]
             backwards = await shift("orlova", "sochi", "edds", now, now - timedelta(hours=1))
             assert backwards.status_code == 422
             forbidden = await http.post(
@@ -138,6 +142,12 @@ async def test_roster_staffing_sign_in_and_a_handover(tmp_path):
             assert rows["krasnodar"]["lagging"] and rows["sochi"]["lagging"]
             assert any("112 operator: nobody on duty now" in w for w in rows["krasnodar"]["why"])
             assert report.json()["lagging"] == 2
+            only = await http.get("/api/v1/reports/staffing", params={"municipality": ["sochi"]})
+            assert [r["municipality"] for r in only.json()["districts"]] == ["sochi"]
+            nowhere = await http.get(
+                "/api/v1/reports/staffing", params={"municipality": ["atlantis"]}
+            )
+            assert nowhere.status_code == 422
             # A district's token sees its own district only.
             own = await http.get(
                 "/api/v1/reports/staffing", headers={"Authorization": f"Bearer {reader}"}
@@ -180,6 +190,12 @@ async def test_roster_staffing_sign_in_and_a_handover(tmp_path):
         assert handover["notes"] == "Камера на Мира не работает"
         assert (await orlova.get(f"/api/v1/handovers/{handover['id']}")).status_code == 404
         assert (await orlova.post(f"/api/v1/handovers/{handover['id']}/accept")).status_code == 404
+        own = await ivanova.post(f"/api/v1/handovers/{handover['id']}/accept")
+        assert own.status_code == 409 and "incoming" in own.json()["detail"]
+        no_post = await ivanova.post(
+            "/api/v1/handovers", json={"municipality": "krasnodar", "post": "fire"}
+        )
+        assert no_post.status_code == 422 and "no post 'fire'" in no_post.json()["detail"]
         petrova, _ = await _signed_in(server, "petrova")
         accepted = await petrova.post(f"/api/v1/handovers/{handover['id']}/accept")
         assert accepted.status_code == 200

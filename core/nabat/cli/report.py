@@ -368,7 +368,8 @@ def report_staffing(
         return
     t = messages(loaded)
     click.echo(
-        f"{result.region}: {result.since:%Y-%m-%d %H:%M} … {result.until:%Y-%m-%d %H:%M} UTC, "
+        f"{result.region}: {result.since.astimezone(UTC):%Y-%m-%d %H:%M} … "
+        f"{result.until.astimezone(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{t('cli.staffing_lagging', count=result.lagging, total=len(result.districts))}"
     )
     table(

@@ -605,6 +605,22 @@ def load_config(path: str | Path, *, strict: bool = True) -> LoadedConfig:
             bad(where, "set both lat and lon, or neither")
             continue
         instances[instance_id] = converted
+    # An escalation step's notifier must exist: a misspelt one would be found only when an
+    # incident escalates, and nobody would be told.
+    for chain, steps in duty.escalation.items():
+        for n, step in enumerate(steps):
+            if step.notify not in raw_instances:
+                close = difflib.get_close_matches(step.notify, list(raw_instances), 3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                path = ["duty", "escalation", chain, str(n), "notify"]
+                issues.append(
+                    ConfigIssue(
+                        file,
+                        ".".join(path),
+                        f"no instance {step.notify!r} in [instances]{hint}",
+                        index.line_of(["duty", "escalation", chain]),
+                    )
+                )
     if issues or (strict and broken):
         raise ConfigInvalid(issues + [i for found in broken.values() for i in found])
     config = Config(

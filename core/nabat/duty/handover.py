@@ -179,6 +179,9 @@ class HandoverService:
         now: datetime | None = None,
     ) -> Handover:
         now = now or datetime.now(UTC)
+        if post is not None and self.roster.post(municipality, post) is None:
+            known = ", ".join(p.id for p in self.roster.posts([municipality])) or "none"
+            raise HandoverError(422, f"{municipality} has no post {post!r} (posts: {known})")
         shifts = await self.roster.shifts(municipalities=[municipality])
         mine = [s for s in shifts if post is None or s.post == post]
         # Outgoing: on shift now (or ending now); incoming: starting within the hour.
@@ -230,6 +233,11 @@ class HandoverService:
 
     async def accept(self, handover_id: str, *, by: str) -> Handover:
         now = datetime.now(UTC)
+        known = await self.get(handover_id)
+        if known is None:
+            raise HandoverError(404, f"no handover {handover_id!r}")
+        if known.created_by == by:
+            raise HandoverError(409, "the incoming shift accepts a handover, not who made it")
 
         def take(body: bytes) -> bytes | None:
             found = _decoder.decode(body)

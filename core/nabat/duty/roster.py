@@ -105,8 +105,19 @@ class Roster:
             raise RosterError(422, "the shift ends before it starts")
         if end - start > MAX_SHIFT:
             raise RosterError(422, "a shift is at most 7 days long")
-        if await self.journal.get_record(USERS, login) is None:
+        account = await self.journal.get_record(USERS, login)
+        if account is None:
             raise RosterError(422, f"no account {login!r}")
+        person = msgspec.json.decode(account.body)
+        if person.get("disabled"):
+            raise RosterError(422, f"the account {login!r} is disabled")
+        places = person.get("municipalities") or []
+        if person.get("role") == "operator" and municipality not in places:
+            raise RosterError(
+                422,
+                f"{login} is an operator of {', '.join(places) or 'no municipality'}, "
+                f"not of {municipality}",
+            )
         for other in await self.shifts(logins=[login], since=start, until=end):
             raise RosterError(
                 409,

@@ -336,7 +336,19 @@ class DutyService:
                 return None
             clock.done_at, clock.done_by, clock.detail = now, by, detail
             data = {"by": by, "detail": detail, "late": _late(clock)}
-            return _Change([self._event(h, kind, data)], [])
+            events = [self._event(h, kind, data)]
+            running = h.escalation
+            if running is not None and running.reason is name:
+                # What was late is done: the chain it started stops with it.
+                running.stopped_at, running.stopped_by, running.next_at = now, by, None
+                events.append(
+                    self._event(
+                        h,
+                        ESCALATION_STOPPED,
+                        {"by": by, "chain": running.chain, "steps": len(running.notified)},
+                    )
+                )
+            return _Change(events, [])
 
         return await self._act(incident_id, finish)
 
@@ -357,7 +369,10 @@ class DutyService:
 
     # -- the clocks ------------------------------------------------------------------------
     def jobs(self) -> list[Job]:
-        return [Job(id="duty-clocks", func=self.sweep, every=self.config.check_interval)]
+        # Every process may sweep: each change is a compare-and-swap.
+        return [
+            Job(id="duty-clocks", func=self.sweep, every=self.config.check_interval, shared=True)
+        ]
 
     async def sweep(self, now: datetime | None = None) -> None:
         """Mark the clocks that ran out, take the escalation steps that are due."""
@@ -439,7 +454,10 @@ class DutyService:
                         recipients=list(step.recipients),
                         template="incident_escalation",
                         fields=fields,
-                        localized={"clock": f"console.duty.clock.{running.reason.value}"},
+                        localized={
+                            "clock": f"console.duty.clock.{running.reason.value}",
+                            "action": f"notification.duty_action.{running.reason.value}",
+                        },
                         severity=Severity.SEVERE,
                         cause=h.incident,
                     ),

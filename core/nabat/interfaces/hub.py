@@ -39,6 +39,9 @@ class Job:
     timeout: float | None = None
     """Cancel a run that takes longer (seconds); None: ``every`` or 10 minutes."""
     run_at_start: bool = False
+    shared: bool = False
+    """Safe to run in every hub process at once (its changes are atomic in the journal): no
+    claim of each run is written, so a job every few seconds does not fill the journal."""
 
     def __post_init__(self) -> None:
         if (self.every is None) == (self.cron is None):

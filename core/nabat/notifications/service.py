@@ -17,6 +17,7 @@ where the peer supports one).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -54,6 +55,8 @@ __all__ = ["NotificationService"]
 
 log = get_logger("nabat.notifications")
 SUBSCRIPTION = "notifications"
+STARTING_WAIT_S = 15.0
+"""How long a delivery waits for a notifier instance that is still starting."""
 _request = msgspec.json.Decoder(NotificationRequest)
 _delivery = msgspec.json.Decoder(NotificationDelivery)
 
@@ -119,10 +122,17 @@ class NotificationService:
         await delivery.add(spec, self._deliver, on_failure=self._failed)
 
     # -- delivery --------------------------------------------------------------------------
-    def _notifier(self, name: str) -> Notifier:
+    async def _notifier(self, name: str) -> Notifier:
         rt = self.instances.get(name)
         if rt is None:
             raise LookupError(f"no notifier instance {name!r} in plugins.toml")
+        # Just after the hub starts, deliveries come before the notifier is up: give it a
+        # moment rather than spend an attempt and a backoff on it.
+        for _ in range(int(STARTING_WAIT_S / 0.1)):
+            status = self.instances.status(name)
+            if rt.driver is not None or (status is not None and status.state.value != "starting"):
+                break
+            await asyncio.sleep(0.1)
         try:
             driver = self.instances.driver(name)
         except KeyError:
@@ -143,7 +153,7 @@ class NotificationService:
             return DeliveryResult(status=DeliveryStatus.REJECTED, at=now, detail=str(exc))
 
     async def _expand(self, event: Event, request: NotificationRequest) -> DeliveryResult:
-        notifier = self._notifier(request.notifier)
+        notifier = await self._notifier(request.notifier)
         language = notifier.language
         title, body = request.title, request.body
         if request.template:
@@ -192,7 +202,7 @@ class NotificationService:
         return DeliveryResult(status=DeliveryStatus.DELIVERED, at=datetime.now(UTC))
 
     async def _send(self, event: Event, delivery: NotificationDelivery) -> DeliveryResult:
-        notifier = self._notifier(delivery.notifier)
+        notifier = await self._notifier(delivery.notifier)
         result = await notifier.send(
             Notification(
                 id=event.id,

@@ -211,11 +211,15 @@ class AppriseNotifier(Notifier):
             )
         url = self._url(target, recipient or None)
         service = await asyncio.to_thread(self._apprise.Apprise.instantiate, url)
-        if service is None:
+        if service is None or (recipient and _len(service) == 0):
+            # Apprise drops a recipient it cannot read (a mail address without @) and would
+            # send to nobody: that never gets better by retrying.
             return DeliveryResult(
                 status=DeliveryStatus.REJECTED,
                 at=now,
-                detail=f"target {name}: Apprise does not take the URL for {recipient!r}",
+                detail=f"target {name}: Apprise takes no recipient from {recipient!r}"
+                if service is not None
+                else f"target {name}: Apprise does not take the URL for {recipient!r}",
             )
         capture = _Capture()
         logger = logging.getLogger("apprise")
@@ -258,3 +262,15 @@ def _load_apprise() -> Any:
 
     apprise.Apprise()  # loads the service plugins once, here
     return apprise
+
+
+def _len(service: Any) -> int:
+    """How many recipients Apprise took into ``service`` from the URL (its ``targets``; an
+    e-mail service without one would write to its own sender); one when it cannot say."""
+    targets = getattr(service, "targets", None)
+    if isinstance(targets, list | tuple | set):
+        return len(targets)
+    try:
+        return len(service)
+    except TypeError:
+        return 1

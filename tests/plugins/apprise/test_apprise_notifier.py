@@ -223,11 +223,23 @@ async def test_a_refused_send_is_retried_then_dead_lettered(tmp_path, smtp, monk
             issues = await hub.journal.issues("notifications", IssueState.DEAD, limit=10)
             assert len(issues) == 1 and "petrova" in issues[0].last_error
 
+            # A recipient Apprise cannot read: a dead letter at the first attempt.
+            await hub.notifications.request(
+                NotificationRequest(notifier="region-mail", recipients=["not an address"]),
+                key="unreadable",
+            )
+            await failed.wait_for_count("notification.failed", 2, timeout=30)
+            [bad] = [
+                o
+                for o in await _outcomes(hub, "notification.failed")
+                if o["destination"] == "mail:not an address"
+            ]
+            assert bad["attempts"] == 1 and "takes no recipient" in bad["detail"]
             # A notifier that does not exist: a dead letter at once, saying why.
             await hub.notifications.request(
                 NotificationRequest(notifier="nobody", title="x", body="y"), key="to-nobody"
             )
-            await failed.wait_for_count("notification.failed", 2, timeout=30)
+            await failed.wait_for_count("notification.failed", 3, timeout=30)
             failures = await _outcomes(hub, "notification.failed")
             lost = [o for o in failures if o["request"] == "to-nobody"]
             assert "no notifier instance 'nobody'" in lost[0]["detail"]

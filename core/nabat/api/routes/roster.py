@@ -157,6 +157,7 @@ async def staffing_route(
     api: NamedDependency[ApiState],
     since: Annotated[datetime | None, QueryParameter()] = None,
     until: Annotated[datetime | None, QueryParameter()] = None,
+    municipality: Annotated[list[str] | None, QueryParameter(max_items=100)] = None,
 ) -> StaffingReport:
     now = datetime.now(UTC)
     end = until or now
@@ -167,6 +168,14 @@ async def staffing_route(
         raise ProblemError(422, "since must be before until", kind="invalid")
     hub = api.hub
     wanted = None if request.user.regional else list(request.user.municipalities)
+    if municipality:
+        region = load_region(hub.config.hub.region)
+        unknown = [m for m in municipality if m not in region]
+        if unknown:
+            raise ProblemError(
+                422, f"not municipalities of {region.id}: {', '.join(unknown)}", kind="invalid"
+            )
+        wanted = [m for m in municipality if wanted is None or m in wanted]
     shifts = await hub.roster.shifts(municipalities=wanted, since=start, until=end)
     report = staffing_report(
         hub.roster.posts(wanted),
@@ -244,7 +253,7 @@ async def get_handover(
     description="What the shift passes on in `municipality` now — open incidents with their "
     "clocks, cameras down, sirens not ready, alerts in progress — with the outgoing "
     "operator's `notes`, for the incoming one to accept.",
-    responses=documented(403, 404),
+    responses=documented(403, 404, 422),
     tags=["duty"],
 )
 async def create_handover(
@@ -254,9 +263,12 @@ async def create_handover(
     if data.municipality not in load_region(api.hub.config.hub.region):
         raise ProblemError(404, f"no municipality {data.municipality!r}", kind="not-found")
     request.scope["nabat.audit"] = {"municipality": data.municipality}  # type: ignore[typeddict-unknown-key]
-    return await api.hub.handovers.create(
-        data.municipality, by=_by(request.user), notes=data.notes, post=data.post
-    )
+    try:
+        return await api.hub.handovers.create(
+            data.municipality, by=_by(request.user), notes=data.notes, post=data.post
+        )
+    except HandoverError as exc:
+        raise ProblemError(exc.status, str(exc), kind="invalid") from None
 
 
 @post(
