@@ -55,7 +55,10 @@ CHECKS = [
 # body cannot be validated against a schema anyway. It is covered by its own tests.
 SKIPPED = {("GET", "/api/v1/events/stream")}
 
-MAX_EXAMPLES = 40  # per operation and generation mode (60 took two minutes on a loaded 2-core VM)
+# Per operation and generation mode: every operation (but SKIPPED) is fuzzed in both modes,
+# the REGRESSIONS sent first on top. 20 x ~146 cases: ~3,000 requests (40 took about a
+# minute on a loaded 2-core VM, 60 two; the fixed seed makes each run send the same ones).
+MAX_EXAMPLES = 20
 SETTINGS = hypothesis.settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,  # requests cross a process boundary; their latency is not the point here
@@ -321,7 +324,7 @@ def _fuzz(
 KNOWN: set[tuple[str, str, int]] = set()
 
 
-@pytest.mark.timeout(300)  # ~4,000 requests: about a minute alone, longer on a busy machine
+@pytest.mark.timeout(300)  # ~3,000 requests: about half a minute alone, longer when busy
 def test_the_api_conforms_to_its_openapi_document_under_fuzzing(tmp_path):
     started = time.monotonic()
     findings = Findings()

@@ -12,6 +12,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from nabat.recording import recorder as recorder_module
 from nabat.testing import eventually, load_config_text, run_api, run_hub
 
 _spec = importlib.util.spec_from_file_location(
@@ -75,16 +76,23 @@ async def _segments(hub, n: int):
     return found if len(found) >= n else None
 
 
-async def test_the_timeline_shows_footage_and_plays_it_from_a_moment(tmp_path, rtsp_server):
+async def test_the_timeline_shows_footage_and_plays_it_from_a_moment(
+    tmp_path, rtsp_server, monkeypatch
+):
     _browser_or_skip()
     from playwright.async_api import async_playwright, expect
 
+    # The recorder's first look at the camera finds its instance starting: look again after
+    # 0.2 s, not 2 s. And 3 s segments (two key frames of the test server), below the
+    # configuration's 5 s floor (6 s of wall time each): the recorder rotates alike for any
+    # value, and four of them (12 s) are a bar one can click on the hour scale.
+    monkeypatch.setattr(recorder_module, "RETRY_MIN_S", 0.2)
     loaded = load_config_text(config(rtsp_server), tmp_path)
+    loaded.config.recording.segment_seconds = 3.0
     async with run_hub(loaded) as hub, run_api(hub) as server:
         await server.state.console.users.create(
             "ivanova", PASSWORD, role="operator", name="ivanova", municipalities=["krasnodar"]
         )
-        found = await eventually(lambda: _segments(hub, 3), timeout=60, what="three segments")
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             errors: list[str] = []
@@ -97,6 +105,10 @@ async def test_the_timeline_shows_footage_and_plays_it_from_a_moment(tmp_path, r
                 await page.fill("input[name=password]", PASSWORD)
                 await page.click("button[type=submit]")
                 await expect(page.get_by_test_id("who")).to_be_visible()
+                # The browser started and signed in while the camera was being recorded.
+                found = await eventually(
+                    lambda: _segments(hub, 4), timeout=60, what="four segments"
+                )
                 await page.goto(f"{server.url}/console/wall/krd-rec")
                 view = page.get_by_test_id("camera-view")
                 await expect(view.get_by_test_id("live-video")).to_have_attribute(

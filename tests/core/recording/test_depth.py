@@ -11,7 +11,9 @@ import sys
 from datetime import UTC, datetime
 
 import httpx
-from nabat.testing import eventually, load_config_text, run_api, run_hub
+from nabat.testing import eventually, run_api, run_hub
+
+from ._quick import short_segments
 
 CONFIG = """
 [hub]
@@ -26,7 +28,7 @@ enabled = false
 [plugins.rtsp]
 [recording]
 segment_seconds = 5
-depth_days = 0.0001
+depth_days = 0.00005
 [[recording.storage]]
 path = "video"
 quota_gb = 1
@@ -41,9 +43,12 @@ settings = {{ url = "{url}" }}
 """
 
 
+TARGET_DAYS = 0.00005  # 4.32 s
+
+
 async def _deep(hub, n: int):
     found = [s async for s in hub.footage.all("cam-d")]
-    if len(found) < n or (datetime.now(UTC) - found[0].start).total_seconds() < 12:
+    if len(found) < n or (datetime.now(UTC) - found[0].start).total_seconds() < 6:
         return None
     return found
 
@@ -59,15 +64,15 @@ async def _report(server, token: str) -> dict:
 
 async def test_archive_depth_per_district(tmp_path, rtsp_server):
     text = CONFIG.format(url=rtsp_server.url("/live?cam=depth"))
-    loaded = load_config_text(text, tmp_path)
+    loaded = short_segments(text, tmp_path)
     async with run_hub(loaded) as hub, run_api(hub) as server:
-        found = await eventually(lambda: _deep(hub, 3), timeout=60, what="three segments, 12 s")
+        found = await eventually(lambda: _deep(hub, 3), timeout=60, what="three segments, 6 s")
         sochi, _ = await server.state.tokens.create("s", ["cameras:read"], municipalities=["sochi"])
         report = await _report(server, sochi)
-        assert report["target_days"] == 0.0001
+        assert report["target_days"] == TARGET_DAYS
         [camera] = report["cameras"]
         assert camera["camera"] == "cam-d" and camera["policy"] == "always"
-        assert camera["depth_days"] >= 0.0001 and camera["chain_ok"], camera
+        assert camera["depth_days"] >= TARGET_DAYS and camera["chain_ok"], camera
         assert camera["missing_days"] == [] and camera["meets"], camera
         [district] = report["districts"]
         assert district["municipality"] == "sochi" and district["meeting"] == 1

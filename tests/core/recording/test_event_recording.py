@@ -89,8 +89,14 @@ async def test_an_incident_records_its_cameras_from_the_pre_roll(tmp_path, rtsp_
         # Someone is watching cam-a: its stream is open and its ring fills.
         token, _ = await server.state.tokens.create("viewer", ["cameras:read"])
         url = server.url.replace("http://", "ws://") + "/api/v1/cameras/cam-a/live"
+        # The test reads none of the fragments: max_queue=None, or the client stops reading the
+        # socket once 16 are queued, never sees the server's answer to its close frame and
+        # waits out close_timeout (10 s) on leaving the block.
         async with websockets.connect(
-            url, additional_headers={"Authorization": f"Bearer {token}"}, max_size=2**24
+            url,
+            additional_headers={"Authorization": f"Bearer {token}"},
+            max_size=2**24,
+            max_queue=None,
         ):
             await eventually(
                 lambda: _ring_age(hub, "cam-a") >= 4.0, timeout=20, what="4 s in the ring"

@@ -10,9 +10,17 @@ from datetime import timedelta
 
 import httpx
 import pytest
+import pytest_asyncio
 from nabat.api.users import ROLES
 from nabat.evidence import verify
-from nabat.testing import eventually, load_config_text, run_api, run_hub
+from nabat.recording import recorder as recorder_module
+from nabat.testing import eventually, run_api, run_hub
+
+from ._quick import RETRY_MIN_S, short_segments
+
+# One recording hub for the module (the tests only read its footage, each with tokens of its
+# own): its segments are recorded once, not again for each test.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 CONFIG = """
 [hub]
@@ -42,11 +50,15 @@ settings = {{ url = "{url}" }}
 """
 
 
-@pytest.fixture
-async def recording(tmp_path, rtsp_server):
-    loaded = load_config_text(CONFIG.format(url=rtsp_server.url("/live?cam=export")), tmp_path)
-    async with run_hub(loaded) as hub, run_api(hub) as server:
-        yield hub, server
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def recording(tmp_path_factory, _rtsp_process):
+    rtsp_server = _rtsp_process.ensure()
+    directory = tmp_path_factory.mktemp("exports")
+    loaded = short_segments(CONFIG.format(url=rtsp_server.url("/live?cam=export")), directory)
+    with pytest.MonkeyPatch.context() as patch:  # the conftest's, for a module-wide hub
+        patch.setattr(recorder_module, "RETRY_MIN_S", RETRY_MIN_S)
+        async with run_hub(loaded) as hub, run_api(hub) as server:
+            yield hub, server
 
 
 async def _two(hub):

@@ -13,7 +13,9 @@ import httpx
 from nabat.interfaces.camera import HealthState
 from nabat.interfaces.incident import Incident, LinkedCamera
 from nabat.interfaces.payloads import CameraHealthChange
-from nabat.testing import eventually, load_config_text, run_api, run_hub
+from nabat.testing import eventually, run_api, run_hub
+
+from ._quick import short_segments
 
 
 def _config(rtsp_server) -> str:
@@ -66,7 +68,7 @@ def _start_us(segment) -> str:
 
 
 async def test_footage_is_listed_served_by_range_and_played_from_a_moment(tmp_path, rtsp_server):
-    loaded = load_config_text(_config(rtsp_server), tmp_path)
+    loaded = short_segments(_config(rtsp_server), tmp_path)
     async with run_hub(loaded) as hub, run_api(hub) as server:
         sochi, _ = await server.state.tokens.create(
             "sochi-duty", ["cameras:read"], municipalities=["sochi"]

@@ -28,10 +28,13 @@ from nabat.testing import eventually, load_config_text, record, run_api, run_hub
 
 from ..test_multiprocess import PG_DSN
 from ..video.test_live import _rtsp_sessions
+from ._quick import short_segments
 
 
-def _config(rtsp_server, storage: str, *, cameras=("cam-live",), segment: float = 5.0) -> str:
-    text = f"""
+def _config(
+    rtsp_server, storage: str, *, cameras=("cam-live",), segment: float = 5.0, storage_table=""
+) -> str:
+    text = f"""{storage_table}
 [hub]
 language = "en"
 data_dir = "data"
@@ -78,7 +81,7 @@ async def _segments(hub, camera: str) -> list:
 
 
 async def test_a_camera_is_recorded_into_playable_chained_segments(tmp_path, rtsp_server):
-    loaded = load_config_text(_config(rtsp_server, "video"), tmp_path)
+    loaded = short_segments(_config(rtsp_server, "video"), tmp_path)
     async with run_hub(loaded) as hub, run_api(hub) as server:
         found = await eventually(
             lambda: _two_segments(hub), timeout=40, what="two finished segments"
@@ -147,7 +150,10 @@ async def test_a_killed_hub_leaves_playable_segments_and_repairs_the_last(tmp_pa
     written is cut at its last whole fragment, finished and indexed (``recovered``), no
     ``.part`` is left, and recording goes on."""
     workdir = tmp_path
-    (workdir / "plugins.toml").write_text(_config(rtsp_server, "video", segment=30.0))
+    # The killed process's lease on the camera (in the SQLite journal) lapses after
+    # ``lease_ttl`` (15 s by default): only then does the restarted hub record it again.
+    text = _config(rtsp_server, "video", segment=30.0, storage_table=LEASE_2S)
+    (workdir / "plugins.toml").write_text(text)
     env = {**os.environ, "NABAT_CONFIG": str(workdir / "plugins.toml")}
     with (workdir / "hub.log").open("ab") as log:
         proc = await asyncio.create_subprocess_exec(
@@ -170,7 +176,7 @@ async def test_a_killed_hub_leaves_playable_segments_and_repairs_the_last(tmp_pa
             proc.kill()
             await proc.wait()
     assert part.exists() and not list(root.glob("*/*/*.mp4"))
-    loaded = load_config_text(_config(rtsp_server, "video", segment=30.0), workdir)
+    loaded = load_config_text(text, workdir)
     async with run_hub(loaded) as hub:
         found = await _segments(hub, "cam-live")
         assert len(found) == 1 and found[0].recovered
@@ -182,6 +188,9 @@ async def test_a_killed_hub_leaves_playable_segments_and_repairs_the_last(tmp_pa
         await eventually(
             lambda: list(root.glob("*/*/*.mp4.part")), timeout=20, what="recording again"
         )
+
+
+LEASE_2S = "[storage]\nlease_ttl = 2.0\n"
 
 
 def _mount_tmpfs(path: Path, size: str) -> bool:
@@ -203,8 +212,8 @@ async def test_a_full_disk_stops_recording_there_and_it_resumes(tmp_path, rtsp_s
     disk = tmp_path / "disk"
     _mount_tmpfs(disk, "600k")
     try:
-        text = _config(rtsp_server, str(disk), cameras=("cam-noise",), segment=5.0)
-        loaded = load_config_text(text, tmp_path)
+        text = _config(rtsp_server, str(disk), cameras=("cam-noise",))
+        loaded = short_segments(text, tmp_path)
         async with run_hub(loaded) as hub, run_api(hub) as server:
             seen = record(hub, "recording.>")
             failed = await eventually(
@@ -272,7 +281,7 @@ async def test_a_disk_that_stops_answering_is_taken_out_and_live_view_goes_on(
         real_fsync(fd)
 
     monkeypatch.setattr(segments_module.os, "fsync", fsync)
-    loaded = load_config_text(_config(rtsp_server, "footage", segment=5.0), tmp_path)
+    loaded = short_segments(_config(rtsp_server, "footage"), tmp_path)
     async with run_hub(loaded) as hub:
         seen = record(hub, "recording.>")
         await eventually(
@@ -329,6 +338,11 @@ async def test_two_hub_processes_on_one_postgresql_record_a_camera_once(
         root = dirs[name] / "data" / "video"
         return [*root.glob("*/*/*.mp4"), *root.glob("*/*/*.mp4.part")]
 
+    def fragments(name: str) -> int:
+        """Fragments in the segment being written (its ``.idx`` sidecar's lines)."""
+        idx = [p.with_name(p.name + ".idx") for p in files(name) if p.suffix == ".part"]
+        return sum(len(i.read_text().splitlines()) for i in idx if i.exists())
+
     try:
         for name in ("a", "b"):
             workdir = dirs[name] = tmp_path / name
@@ -342,25 +356,36 @@ async def test_two_hub_processes_on_one_postgresql_record_a_camera_once(
                 procs[name] = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "nabat", "run", cwd=workdir, env=env, stderr=log
                 )
-        # One of them records (a finished segment), the other never starts a file.
+        # One of them records, the other never starts a file.
         holder = await eventually(
-            lambda: next((n for n in dirs if any(p.suffix == ".mp4" for p in files(n))), None),
+            lambda: next((n for n in dirs if files(n)), None),
             timeout=40,
-            what="a finished segment from one hub",
+            what="one hub recording",
         )
         other = "b" if holder == "a" else "a"
         await asyncio.sleep(3 * 1.5)  # well past a lease's life: the other still waits
+        # Meanwhile the holder's first segment is (being) finished: a whole file.
+        await eventually(
+            lambda: any(p.suffix == ".mp4" for p in files(holder)),
+            timeout=30,
+            what="a finished segment from one hub",
+        )
         assert files(other) == [], "both hub processes record the camera"
         assert "recording.lease_taken" in (dirs[holder] / "hub.log").read_text()
         procs[holder].send_signal(signal.SIGKILL)
         await asyncio.wait_for(procs[holder].wait(), 10)
         # The survivor takes the camera over once the dead one's lease lapses.
         await eventually(
-            lambda: any(p.suffix == ".mp4" for p in files(other)),
-            timeout=30,
-            what="the survivor recording the camera",
+            lambda: fragments(other) >= 4, timeout=30, what="the survivor recording the camera"
         )
         assert "recording.lease_taken" in (dirs[other] / "hub.log").read_text()
+        # Stopped, it finishes the segment it was writing: a whole file of its own.
+        procs[other].send_signal(signal.SIGTERM)
+        await asyncio.wait_for(procs[other].wait(), 40)
+        log = (dirs[other] / "hub.log").read_text()
+        assert procs[other].returncode == 0, log[-3000:]
+        survived = files(other)
+        assert survived and all(p.suffix == ".mp4" for p in survived), (survived, log[-3000:])
     finally:
         for proc in procs.values():
             if proc.returncode is None:
