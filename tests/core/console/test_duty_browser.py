@@ -187,9 +187,7 @@ async def test_an_unacknowledged_incident_escalates_and_the_supervisor_takes_it(
                 await expect(theirs).to_contain_text("sidorova")  # the incoming, from the roster
                 await theirs.get_by_test_id("handover-accept").click()
                 await expect(theirs).to_have_attribute("data-accepted", "true")
-                await expect(theirs.get_by_test_id("handover-accepted")).to_contain_text(
-                    "sidorova"
-                )
+                await expect(theirs.get_by_test_id("handover-accepted")).to_contain_text("sidorova")
                 await shot(incoming, "duty-4-handover")
                 await expect(operator.get_by_test_id("off-shift")).to_have_count(0)
             finally:
