@@ -220,24 +220,53 @@ class UserStore:
             if fresh is None or fresh.disabled or fresh.password_hash != user.password_hash:
                 raise SignInError("wrong login or password")
             if not ok:
-                failures = fresh.failures + 1
-                locked = (
-                    now + timedelta(seconds=self.lockout) if failures >= self.max_failures else None
-                )
-                await self._put(
-                    msgspec.structs.replace(
-                        fresh, failures=0 if locked else failures, locked_until=locked
+                # Counted by compare-and-swap: two hub processes refusing the same account at
+                # once each count their failure, and the lock-out comes after max_failures
+                # in all, not per process.
+                def failed(body: bytes) -> bytes | None:
+                    found = _decoder.decode(body)
+                    if found.disabled or found.password_hash != user.password_hash:
+                        return None
+                    failures = found.failures + 1
+                    until = (
+                        now + timedelta(seconds=self.lockout)
+                        if failures >= self.max_failures
+                        else found.locked_until
                     )
-                )
-                if locked:
-                    raise SignInError("account locked after repeated failures", locked)
+                    return msgspec.json.encode(
+                        msgspec.structs.replace(
+                            found,
+                            failures=0 if failures >= self.max_failures else failures,
+                            locked_until=until,
+                        )
+                    )
+
+                written = await self.journal.update_record(COLLECTION, login, failed)
+                self._cache.pop(login, None)
+                after = _decoder.decode(written) if written is not None else None
+                if after is not None and after.locked_until and after.locked_until > now:
+                    raise SignInError("account locked after repeated failures", after.locked_until)
                 raise SignInError("wrong login or password")
-            changes: dict[str, object] = {"failures": 0, "locked_until": None, "last_sign_in": now}
-            if rehash:
-                changes["password_hash"] = await asyncio.to_thread(_hasher.hash, password)
-            user = msgspec.structs.replace(fresh, **changes)
-            await self._put(user)
-            return user
+            new_hash = await asyncio.to_thread(_hasher.hash, password) if rehash else None
+
+            def signed(body: bytes) -> bytes | None:
+                found = _decoder.decode(body)
+                if found.disabled or found.password_hash != user.password_hash:
+                    return None
+                changes: dict[str, object] = {
+                    "failures": 0,
+                    "locked_until": None,
+                    "last_sign_in": now,
+                }
+                if new_hash is not None:
+                    changes["password_hash"] = new_hash
+                return msgspec.json.encode(msgspec.structs.replace(found, **changes))
+
+            written = await self.journal.update_record(COLLECTION, login, signed)
+            self._cache.pop(login, None)
+            if written is None:
+                raise SignInError("wrong login or password")
+            return _decoder.decode(written)
 
     def _count_unknown(self, login: str, now: datetime) -> None:
         """An unknown (or disabled) login's failures, kept in memory, answered with the same

@@ -238,3 +238,38 @@ async def test_a_session_ended_elsewhere_stays_ended_and_its_stream_closes(conso
         assert b"nabat event stream" in body
         r = await http.post("/console/api/sign-out", headers={"X-CSRF-Token": csrf})
         assert r.status_code == 401
+
+
+async def test_failed_sign_ins_count_across_hub_processes(tmp_path):
+    """Two hub processes on one journal (two journals on one SQLite file) refusing the same
+    account at once: every failure counts, and the lock-out comes after max_failures in all."""
+    import asyncio
+
+    from nabat.api.users import SignInError
+    from nabat.store.sqlite import SqliteJournal
+
+    journals = [SqliteJournal(tmp_path / "journal.sqlite3") for _ in range(2)]
+    for journal in journals:
+        await journal.open()
+    try:
+        stores = [UserStore(j, max_failures=13, lockout=600) for j in journals]
+        await stores[0].create("ivanova", "the right passphrase", role="admin")
+
+        async def wrong(store: UserStore) -> str:
+            try:
+                await store.sign_in("ivanova", "a wrong passphrase")
+            except SignInError as exc:
+                return exc.reason
+            return "signed in"
+
+        answers = await asyncio.gather(*(wrong(stores[n % 2]) for n in range(12)))
+        assert answers == ["wrong login or password"] * 12
+        assert (await stores[1].get("ivanova")).failures == 12  # none lost to the other
+        assert await wrong(stores[1]) == "account locked after repeated failures"
+        locked = await stores[0].get("ivanova")
+        assert locked.locked_until is not None and locked.failures == 0
+        with pytest.raises(SignInError, match="locked"):
+            await stores[0].sign_in("ivanova", "the right passphrase")
+    finally:
+        for journal in journals:
+            await journal.close()
