@@ -37,8 +37,14 @@ async def test_a_sweep_of_many_cameras_logs_its_progress(tmp_path, caplog):
         # ... and on /metrics: the sweep's progress, every camera's state, unit counts.
         from nabat.api.metrics import ApiMetrics
 
-        await hub.bus.drain()  # the health changes have reached the camera states
-        text = (await ApiMetrics(hub).render()).decode()
+        async def rendered() -> str | None:
+            # The sweep's health changes reach the camera states through the bus a moment
+            # after the sweep says it finished.
+            await hub.bus.drain()
+            text = (await ApiMetrics(hub).render()).decode()
+            return text if 'nabat_cameras{municipality="sochi",state="ok"} 150.0' in text else None
+
+        text = await eventually(rendered, timeout=10, what="every camera's state on /metrics")
         assert 'nabat_progress_total{task="sweep.camera"} 150.0' in text
         assert 'nabat_progress_done{task="sweep.camera"} 150.0' in text
         assert 'nabat_progress_running{task="sweep.camera"} 0.0' in text
