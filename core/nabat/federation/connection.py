@@ -192,7 +192,7 @@ class Connection:
                 raise
             except Exception as exc:  # NATS down, JetStream not there yet: try again
                 self.failures += 1
-                self.last_error = str(exc) or repr(exc)
+                self.last_error = self._why(exc)
                 log.warning(
                     "federation.connect_failed",
                     connection=self.name,
@@ -216,9 +216,22 @@ class Connection:
         self.state = "connected"
         log.info("federation.reconnected", connection=self.name)
 
+    def _why(self, exc: BaseException) -> str:
+        """The error as the operator reads it: a TLS server that drops the connection during
+        the handshake (no or an untrusted client certificate) shows only a broken pipe."""
+        text = str(exc) or repr(exc)
+        s = self.settings
+        uses_tls = s.tls_ca or s.tls_cert or any(u.startswith("tls://") for u in s.servers)
+        if uses_tls and isinstance(exc, BrokenPipeError | ConnectionResetError):
+            return (
+                f"{text}: the server closed the TLS connection — does it take this hub's "
+                "client certificate (tls_cert, tls_key), and does tls_ca trust its own?"
+            )
+        return text
+
     async def _error(self, exc: Exception) -> None:
         self.failures += 1
-        self.last_error = str(exc) or repr(exc)
+        self.last_error = self._why(exc)
         log.warning("federation.nats_error", connection=self.name, error=str(exc) or repr(exc))
 
     async def close(self) -> None:
