@@ -202,6 +202,14 @@ async def staffing_route(
     return report
 
 
+async def _visible_handover(api: ApiState, token: TokenInfo, handover_id: str) -> Handover:
+    """The handover, if the caller may see its municipality (404 otherwise)."""
+    found = await api.hub.handovers.get(handover_id)
+    if found is None or not token.sees(found.municipality):
+        raise ProblemError(404, f"no handover {handover_id!r}", kind="not-found")
+    return found
+
+
 class HandoverPage(msgspec.Struct, kw_only=True):
     items: list[Handover]
 
@@ -239,10 +247,7 @@ async def get_handover(
     api: NamedDependency[ApiState],
     handover_id: Annotated[str, PathParameter(max_length=128)],
 ) -> Handover:
-    found = await api.hub.handovers.get(handover_id)
-    if found is None or not request.user.sees(found.municipality):
-        raise ProblemError(404, f"no handover {handover_id!r}", kind="not-found")
-    return found
+    return await _visible_handover(api, request.user, handover_id)
 
 
 @post(
@@ -284,9 +289,7 @@ async def accept_handover(
     api: NamedDependency[ApiState],
     handover_id: Annotated[str, PathParameter(max_length=128)],
 ) -> Handover:
-    found = await api.hub.handovers.get(handover_id)
-    if found is None or not request.user.sees(found.municipality):
-        raise ProblemError(404, f"no handover {handover_id!r}", kind="not-found")
+    await _visible_handover(api, request.user, handover_id)
     request.scope["nabat.audit"] = {"handover": handover_id}  # type: ignore[typeddict-unknown-key]
     try:
         return await api.hub.handovers.accept(handover_id, by=_by(request.user))
