@@ -7,6 +7,7 @@ registry: several hubs in one process (tests) never share or clash.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,16 @@ class _HubCollector(Collector):
         )
         appended.add_metric([], hub.journal.appended)
         yield appended
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:  # collected outside the event loop's thread: nothing to count
+            pass
+        else:
+            gauge = GaugeMetricFamily(
+                "nabat_asyncio_tasks", "Asyncio tasks not yet done in this process's event loop"
+            )
+            gauge.add_metric([], tasks)
+            yield gauge
         if hub.bus is not None:
             published = CounterMetricFamily(
                 "nabat_bus_published", "Events published on this process's bus"

@@ -91,6 +91,7 @@ async def test_metrics_count_events_queues_deliveries_units_and_latency(api, ce)
     assert r.headers["content-type"].startswith("text/plain")
     text = r.text
     assert sample(text, "nabat_events_appended_total") >= 6
+    assert sample(text, "nabat_asyncio_tasks") >= 1  # this scrape's own request task at least
     assert sample(text, "nabat_api_events_ingested_total", outcome="new") == 6
     assert sample(text, "nabat_unit_state", kind="plugin", name="flaky", state="retrying") == 1
     assert sample(text, "nabat_unit_state", kind="plugin", name="flaky", state="running") == 0
