@@ -17,6 +17,15 @@ address at registration and to ``127.0.0.1`` later (DNS rebinding) is refused at
 The connection goes to the very address that was checked; TLS still verifies the host name.
 That connect-time half is :class:`nabat.netguard_http.GuardedTransport`, apart so that checking
 a policy (every configuration load does) does not import httpx.
+
+Cameras follow the same rule with one difference: they live on the districts' private
+networks, so their policy (``private=True``, ``[cameras] destinations``,
+:mod:`nabat.cameras.destinations`) also allows private addresses (10/8, 172.16/12,
+192.168/16, 100.64/10, fc00::/7) and refuses loopback, link-local (cloud metadata at
+169.254.169.254), multicast, reserved and unspecified ones. It guards what is not the
+integrator's own word: the addresses of an imported inventory (checked at import, and names
+again at every connection) and every address a camera *returns* (ONVIF service, stream and
+snapshot URIs, HTTP redirects), even from a camera configured in ``plugins.toml``.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from .logs import get_logger
 __all__ = [
     "DestinationPolicy",
     "DestinationRefused",
+    "DestinationUnresolved",
     "describe_address",
 ]
 
@@ -42,6 +52,13 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 _SHARED = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT: inside someone's network
+_PRIVATE = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
+"""What ``private=True`` allows: the ranges sites number their own networks from (cameras on an
+operator's LTE network often sit behind carrier-grade NAT). Not loopback or link-local: those
+are the hub's own host and its cloud metadata, never a camera."""
 RESOLVE_TIMEOUT = 10.0
 
 
@@ -51,6 +68,11 @@ class DestinationRefused(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class DestinationUnresolved(DestinationRefused):
+    """The name does not resolve (now): nothing was refused, there is nowhere to connect. A
+    caller that retries (a camera) tells it from a refusal by this class."""
 
 
 def _unwrap(ip: IPAddress) -> IPAddress:
@@ -94,7 +116,8 @@ async def system_resolver(host: str, port: int) -> list[str]:
 
 
 class DestinationPolicy:
-    """Public addresses, plus the networks and host names an integrator allowed."""
+    """Public addresses (and with ``private``, private ones), plus the networks and host names
+    an integrator allowed."""
 
     def __init__(
         self,
@@ -104,13 +127,39 @@ class DestinationPolicy:
         setting: str = "[api] webhook_destinations",
         resolver: Resolver = system_resolver,
         public: bool = True,
+        private: bool = False,
+        disclose: bool = False,
     ) -> None:
         self.public = public
         """Whether any public address is a destination (else only the listed ones)."""
+        self.private = private
+        """Whether private addresses (:data:`_PRIVATE`) are destinations too."""
+        self.disclose = disclose
+        """Whether refusing a name tells the address it resolved to (for the integrator's own
+        tools; an API caller must not learn internal addresses)."""
         self.networks = tuple(networks)
         self.hosts = frozenset(h.lower().rstrip(".") for h in hosts)
         self.setting = setting
         self.resolver = resolver
+
+    def extended(
+        self, networks: Iterable[IPNetwork] = (), hosts: Iterable[str] = ()
+    ) -> DestinationPolicy:
+        """This policy with more listed destinations. Names resolve through this policy's
+        resolver as it is at each lookup, so replacing it (a test) applies to both."""
+
+        async def resolve(host: str, port: int) -> list[str]:
+            return await self.resolver(host, port)
+
+        return DestinationPolicy(
+            (*self.networks, *networks),
+            (*self.hosts, *hosts),
+            setting=self.setting,
+            resolver=resolve,
+            public=self.public,
+            private=self.private,
+            disclose=self.disclose,
+        )
 
     @classmethod
     def parse(cls, entries: Sequence[str], **kw: Any) -> DestinationPolicy:
@@ -135,15 +184,23 @@ class DestinationPolicy:
         return any(inner in net or ip in net for net in self.networks)
 
     def check_address(self, ip: IPAddress) -> None:
-        """Raise :class:`DestinationRefused` unless ``ip`` is public (and public ones are
-        allowed) or listed."""
+        """Raise :class:`DestinationRefused` unless ``ip`` is listed, public (and public ones
+        are allowed) or private (and private ones are allowed)."""
         if self._listed(ip):
+            return
+        if self.private and any(_unwrap(ip) in net for net in _PRIVATE):
             return
         why = describe_address(ip)
         if why is not None:
             raise DestinationRefused(f"{why}; such destinations need {self.setting}")
         if not self.public:
             raise DestinationRefused(f"{ip} is not listed in {self.setting} (closed network)")
+
+    def _kinds(self) -> str:
+        """What an unlisted address must be to be allowed, for messages."""
+        if self.public and self.private:
+            return "public or private"
+        return "public" if self.public else "private" if self.private else "listed"
 
     async def allowed_addresses(self, host: str, port: int) -> list[str]:
         """The addresses of ``host`` that may be connected to, in the resolver's order.
@@ -163,7 +220,7 @@ class DestinationPolicy:
                 found = await self.resolver(host, port)
         except (OSError, TimeoutError) as exc:
             log.info("destination.unresolved", host=host, error=str(exc) or "timed out")
-            raise DestinationRefused(f"{host} does not resolve") from None
+            raise DestinationUnresolved(f"{host} does not resolve") from None
         allowed, refusals = [], []
         for address in found:
             try:
@@ -175,12 +232,14 @@ class DestinationPolicy:
         if refusals and not allowed:
             # Which internal address a name has is not the caller's to learn: the log says.
             log.info("destination.refused", host=host, reason=refusals[0])
+            if self.disclose:
+                raise DestinationRefused(f"{host}: {refusals[0]}")
             raise DestinationRefused(
-                f"{host} resolves to an address that is not public; such destinations "
+                f"{host} resolves to an address that is not {self._kinds()}; such destinations "
                 f"need {self.setting}"
             )
         if not allowed:
-            raise DestinationRefused(f"{host} resolves to no address")
+            raise DestinationUnresolved(f"{host} resolves to no address")
         return allowed
 
     async def check_url(self, url: str) -> None:

@@ -55,14 +55,19 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
 
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """An httpx transport whose every connection passes :class:`DestinationPolicy`; no proxy
-    from the environment (a proxy would connect for us, unchecked)."""
+    from the environment (a proxy would connect for us, unchecked). Every redirect a client
+    follows is a new connection, so it is checked too. ``verify=False`` is for cameras, whose
+    certificates are self-signed as a rule."""
 
-    def __init__(self, policy: DestinationPolicy, *, limits: httpx.Limits) -> None:
-        super().__init__(limits=limits, trust_env=False)
+    def __init__(
+        self, policy: DestinationPolicy, *, limits: httpx.Limits, verify: bool = True
+    ) -> None:
+        super().__init__(limits=limits, trust_env=False, verify=verify)
         # httpx builds its pool without a way to pass a network backend: rebuild it with ours
-        # (tests/core/api/test_destinations.py fails if this stops guarding connections).
+        # (tests/core/api/test_destinations.py and tests/core/test_netguard_cameras.py fail if
+        # this stops guarding connections).
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

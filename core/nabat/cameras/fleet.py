@@ -4,7 +4,9 @@ Cameras imported with ``nabat cameras import`` become driver instances next to t
 ``plugins.toml`` (which win on an id clash). :meth:`CameraFleet.sync` re-reads the inventory —
 every ``[cameras] inventory_refresh`` seconds — so imported cameras start, changed ones restart
 and deleted ones stop without a restart of the hub. Credentials are resolved from their secret
-reference at every (re)start, and at most ``[cameras] start_concurrency`` connect at once.
+reference at every (re)start, and at most ``[cameras] start_concurrency`` connect at once. The
+fleet holds the ``[cameras]`` destination rule and tells it which cameras are imported
+(:mod:`nabat.cameras.destinations`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..logs import get_logger
 from ..plugins.loading import PluginLoader, Unresolved
 from ..supervisor import Backoff
 from . import credentials
+from .destinations import CameraDestinations, destination_policy
 from .inventory import CameraRecord, Inventory
 from .states import CameraStates
 
@@ -52,6 +55,8 @@ class CameraFleet:
         self.shadowed: set[str] = set()
         """Inventory ids hidden by a ``plugins.toml`` instance of the same id."""
         self._start_limit = asyncio.Semaphore(cameras.start_concurrency)
+        self.destinations = CameraDestinations(destination_policy(cameras)).install()
+        """Where cameras may be connected to (``[cameras] destinations``)."""
 
     def camera_driver(self, kind: str) -> tuple[str, type[Camera]] | str:
         """The plugin and camera driver class of ``kind``, or why there is none."""
@@ -89,6 +94,7 @@ class CameraFleet:
             lat=record.lat,
             lon=record.lon,
         )
+        self.destinations.inventory.add(record.id)  # its row's names: checked at connect
         rt = Instance(
             record.id,
             entry,
@@ -136,6 +142,7 @@ class CameraFleet:
                 continue
             await self.instances.remove(rt)
             await self.states.forget(rt.id)
+            self.destinations.inventory.discard(rt.id)
             counts["removed" if new is None else "changed"] += 1
             if new is None:
                 gone.append(rt.id)

@@ -6,8 +6,9 @@ after ``fail_after`` consecutive bad probes and back after ``recover_after`` con
 ones; a down camera whose fault changes (black → unreachable) is reported again once the new
 fault has held for ``fail_after`` probes. The first probe of a camera never seen before is
 reported at once when it is good, and after ``fail_after`` when it is bad, so a hub restart
-neither hides nor invents an outage. Rejected credentials and an unsupported codec are
-reported at once: they are configuration faults, not flaps, and need an operator.
+neither hides nor invents an outage. Rejected credentials, an unsupported codec and a refused
+destination are reported at once: they are configuration faults, not flaps, and need an
+operator.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..interfaces.camera import CameraHealth, HealthState
 __all__ = ["HealthTracker"]
 
 _DEFINITE = frozenset({HealthState.AUTH_FAILED, HealthState.UNSUPPORTED_CODEC})
+_DEFINITE_CODES = frozenset({"destination_refused"})  # nabat.cameras.destinations.REASON_CODE
 
 
 @dataclass
@@ -45,7 +47,11 @@ class HealthTracker:
         else:
             self._candidate, self._streak = state, 1
         good = state is HealthState.OK
-        if (good and self.reported is None) or state in _DEFINITE:
+        if (
+            (good and self.reported is None)
+            or state in _DEFINITE
+            or health.reason_code in _DEFINITE_CODES
+        ):
             needed = 1
         elif good:
             needed = self.recover_after

@@ -25,7 +25,10 @@ lat, lon      no         decimal degrees (``45.0355`` or ``45,0355``); both or n
 driver        yes        driver kind ``<plugin>.<driver>``: ``rtsp.camera``, ``onvif.camera``
 url           yes        ``rtsp://``, ``rtsps://``, ``http://`` or ``https://`` URL, or
                          ``host[:port]`` (ONVIF); stored as given. A user name may appear, a
-                         password never (``rtsp://admin:pw@…`` and ``?password=…`` are refused)
+                         password never (``rtsp://admin:pw@…`` and ``?password=…`` are refused).
+                         ``nabat cameras import`` refuses hosts outside ``[cameras]
+                         destinations`` (loopback, link-local, …; see
+                         :mod:`nabat.cameras.destinations`)
 credentials   no         a secret *reference*: ``env:NAME`` or ``file:/absolute/path`` — never
                          the secret itself
 tags          no         separated by ``;`` or ``,`` (quote the cell when it holds the delimiter)
@@ -63,7 +66,9 @@ __all__ = [
     "CsvError",
     "ImportReport",
     "Inventory",
+    "ParsedRow",
     "parse_csv",
+    "read_csv",
 ]
 
 COLLECTION = "cameras"
@@ -141,6 +146,15 @@ class CsvError(NamedTuple):
     def format(self, file: str) -> str:
         where = f"{file}:{self.line}: "
         return f"{where}{self.column}: {self.reason}" if self.column else f"{where}{self.reason}"
+
+
+class ParsedRow(NamedTuple):
+    """A valid row with where it came from, for checks made after parsing."""
+
+    line: int
+    url_column: str
+    """The ``url`` column as the header wrote it (``url`` or ``host``)."""
+    record: CameraRecord
 
 
 class ImportReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -439,6 +453,15 @@ def parse_csv(
     url)`` adds the problems only the installed drivers can see (an unknown driver kind, an
     address a driver cannot use), as ``(column, reason)`` pairs. Header problems
     (unknown, repeated or missing columns) make every row unreadable: no rows are returned."""
+    rows, errors = read_csv(source, region_slugs, check)
+    return [row.record for row in rows], errors
+
+
+def read_csv(
+    source: str | bytes | Path, region_slugs: Collection[str], check: RowCheck | None = None
+) -> tuple[list[ParsedRow], list[CsvError]]:
+    """:func:`parse_csv` with each valid row's line and ``url`` column, so that a later check
+    (the destinations, which need name lookups) can name them too."""
     text, problem = _read_text(source)
     if problem is not None:
         return [], [problem]
@@ -450,7 +473,7 @@ def parse_csv(
     slugs = frozenset(region_slugs)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_detect_delimiter(text))
     errors: list[CsvError] = []
-    rows: list[CameraRecord] = []
+    rows: list[ParsedRow] = []
     now = datetime.now(UTC)
 
     # The header: the first non-blank line.
@@ -524,7 +547,7 @@ def parse_csv(
         }
         parsed = _parse_row(values, _RowContext(start, written, slugs, seen, now, check))
         if isinstance(parsed, CameraRecord):
-            rows.append(parsed)
+            rows.append(ParsedRow(start, written.get("url", "url"), parsed))
         else:
             errors.extend(parsed)
     return rows, errors

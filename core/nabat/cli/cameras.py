@@ -42,8 +42,10 @@ def command() -> None:
 def cameras_import(file: str, config_file: str | None, dry_run: bool, skip_invalid: bool) -> None:
     """Create or update cameras from FILE (CSV: id, name, municipality, address, lat, lon,
     driver, url, credentials, tags). Re-importing a file changes nothing; cameras not in
-    FILE are kept. A file with a bad row imports nothing unless --skip-invalid."""
-    from ..cameras.inventory import Inventory, parse_csv
+    FILE are kept. A file with a bad row imports nothing unless --skip-invalid. Every row's
+    address must pass [cameras] destinations (no loopback, link-local, ...)."""
+    from ..cameras.destinations import check_rows, destination_policy
+    from ..cameras.inventory import Inventory, read_csv
     from ..regions import load_region
 
     loaded = load_or_exit(config_path(config_file))
@@ -52,7 +54,12 @@ def cameras_import(file: str, config_file: str | None, dry_run: bool, skip_inval
     quiet_logs(False)
     hub = build_hub(loaded)
     asyncio.run(hub.prepare())
-    rows, errors = parse_csv(Path(file), region.municipalities, hub.check_inventory_row)
+    parsed, errors = read_csv(Path(file), region.municipalities, hub.check_inventory_row)
+    # A district's file must not point the hub at its own host or metadata: names looked up.
+    policy = destination_policy(loaded.config.cameras, disclose=True)
+    parsed, refused = asyncio.run(check_rows(parsed, policy))
+    errors = sorted([*errors, *refused], key=lambda e: e.line)
+    rows = [row.record for row in parsed]
     for error in errors:
         click.echo(error.format(file), err=True)
     if errors and (not skip_invalid or not rows):

@@ -200,6 +200,26 @@ class CameraSettings(_Table):
     targets: dict[str, Annotated[int, msgspec.Meta(ge=0)]] = {}
     """Working cameras each municipality should have (slug → count); fewer ``ok`` cameras
     than its target make a district lagging."""
+    destinations: list[str] = []
+    """Where cameras may be reached besides private and public addresses: networks
+    (``127.0.0.1/32`` for a restreamer on the hub's host) and host names. Imported inventory
+    rows and every address a camera returns (ONVIF URIs, redirects) are checked against it;
+    loopback, link-local (cloud metadata), multicast and unspecified addresses are refused
+    unless listed (``docs/cameras.md``, destinations)."""
+    allow_private: bool = True
+    """Whether cameras may be on any private network (10/8, 172.16/12, 192.168/16,
+    100.64/10, fc00::/7); ``false`` allows only those listed in ``destinations``."""
+    allow_public: bool = True
+    """Whether cameras may be on any public address; ``false`` with ``allow_private = false``
+    allows only ``destinations``."""
+
+    def __post_init__(self) -> None:
+        from ..netguard import DestinationPolicy
+
+        try:
+            DestinationPolicy.parse(self.destinations)
+        except ValueError as exc:
+            raise ValueError(f"destinations: {exc}") from None
 
 
 class VideoSettings(_Table):

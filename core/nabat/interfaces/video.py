@@ -15,6 +15,12 @@ every brand reports health the same way (the same states, reasons and ``reason_c
   :func:`classify_frames` (the verdict on sampled stats), with :data:`FRAMES_REASON_CODE`.
 * :class:`ProbeSettings` (``ProbeSettings.for_camera(settings, timeout)``) holds the limits and
   thresholds.
+* :func:`camera_guard` ``(context, *own_addresses) -> CameraGuard``: where the hub may connect
+  for this camera (``[cameras] destinations``). Check every address a camera *returns* (ONVIF
+  URIs) and an imported camera's own, before connecting: ``await guard.url(url)`` (the URL to
+  open; for ``rtsp://`` the checked address), ``guard.client(...)`` (httpx, every connection
+  and redirect checked), ``await guard.addresses(host, port)``. A refusal raises
+  :class:`CameraDestinationRefused`; a probe returns :func:`refused_health` for it.
 
 These calls block (they decode video): run them with ``await in_camera_worker(fn, *args)``,
 which runs a module-level function in the hub's camera workers (``[cameras] workers``
@@ -25,6 +31,12 @@ process: pass the functions of this module and plain values.
 
 from __future__ import annotations
 
+from ..cameras.destinations import (
+    CameraDestinationRefused,
+    CameraGuard,
+    camera_guard,
+    refused_health,
+)
 from ..cameras.probe import (
     FRAMES_REASON_CODE,
     FrameStats,
@@ -39,8 +51,11 @@ from ..cameras.workers import in_camera_worker
 
 __all__ = [
     "FRAMES_REASON_CODE",
+    "CameraDestinationRefused",
+    "CameraGuard",
     "FrameStats",
     "ProbeSettings",
+    "camera_guard",
     "classify_frames",
     "encode_jpeg",
     "frame_stats",
@@ -48,4 +63,5 @@ __all__ = [
     "in_camera_worker",
     "luma_thumbnail",
     "probe_stream",
+    "refused_health",
 ]

@@ -21,6 +21,13 @@
 
 Errors are classified by :mod:`nabat_onvif.errors` (rejected credentials → ``needs_auth``;
 unreachable → ``retrying``; SOAP faults named with their subcode).
+
+**Destinations.** Every address the camera *returns* — service addresses (GetServices), stream
+and snapshot URIs, event subscription addresses — is checked against ``[cameras]
+destinations`` before the hub connects there, unless it is on the camera's own host: a camera
+must not point the hub's signed requests or its stream reader at the hub's loopback or the
+cloud metadata address. A refused media service or stream URI fails the camera (or its probe)
+with the reason; another refused service is left out (logged ``onvif.destination_refused``).
 """
 
 from __future__ import annotations
@@ -65,7 +72,14 @@ from nabat.interfaces import (
     TransientError,
 )
 from nabat.interfaces.camera import ProfileRole
-from nabat.interfaces.video import ProbeSettings, in_camera_worker, probe_stream
+from nabat.interfaces.video import (
+    CameraDestinationRefused,
+    ProbeSettings,
+    camera_guard,
+    in_camera_worker,
+    probe_stream,
+    refused_health,
+)
 from onvif import ONVIFCamera
 
 from .errors import UnreadableAnswer, as_driver_error
@@ -154,6 +168,12 @@ def _without_userinfo(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
+def _service(namespace: str) -> str:
+    """``media`` of ``http://www.onvif.org/ver10/media/wsdl``, for messages."""
+    parts = [p for p in namespace.split("/") if p]
+    return parts[-2] if len(parts) >= 2 and parts[-1] == "wsdl" else namespace
+
+
 def _duration(seconds: float) -> str:
     return f"PT{max(0, int(seconds))}S"
 
@@ -213,6 +233,8 @@ class OnvifCamera(Camera):
         """The address of the live PullPoint subscription on the camera, if any."""
         self.resubscriptions = 0
         self.probe_settings = ProbeSettings.for_camera(settings, context.timeout)
+        self.guard = camera_guard(context, settings.host)
+        """Where the hub may connect for this camera: its own host, else by the rule."""
 
     # -- plumbing ---------------------------------------------------------------------------
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -285,13 +307,17 @@ class OnvifCamera(Camera):
         # strings to build one. The WSDL cache stays in memory (no file under $HOME).
         # The clock is measured here, not by the library (adjust_time): it would ask again in
         # update_xaddrs, signed without the offset, which a camera with a wrong clock refuses.
+        # An imported camera's name is checked now and its checked address used (no second
+        # lookup for the device service); a host of plugins.toml is used as written.
+        host = (await self.guard.addresses(s.host, s.port, what="the camera's address"))[0]
         self.device = device = ONVIFCamera(
-            s.host, s.port, s.username or "", password, no_cache=True, adjust_time=False
+            host, s.port, s.username or "", password, no_cache=True, adjust_time=False
         )
         await self._measure_clock()
         await self._call("GetServices", device.update_xaddrs)
         if self._offset is not None:
             device.dt_diff = self._offset  # update_xaddrs forgets it; new services need it
+        await self._check_services()
         mgmt = await self._call("device service", device.create_devicemgmt_service)
         info = await self._call("GetDeviceInformation", mgmt.GetDeviceInformation)
         if not self._has(MEDIA_NS):
@@ -336,6 +362,20 @@ class OnvifCamera(Camera):
             roles=self.roles,
             capabilities=sorted(capabilities),
         )
+
+    async def _check_services(self) -> None:
+        """Keep the service addresses the camera gave that the hub may connect to: its SOAP
+        requests carry signed credentials. A refused media service fails the camera."""
+        assert self.device is not None
+        for namespace, xaddr in list(self.device.xaddrs.items()):
+            what = f"the camera's {_service(namespace)} service address"
+            try:
+                await self.guard.url(str(xaddr), what=what)
+            except CameraDestinationRefused as exc:
+                if namespace == MEDIA_NS:
+                    raise
+                del self.device.xaddrs[namespace]
+                self.context.log.warning("onvif.destination_refused", error=str(exc))
 
     async def stop(self) -> None:
         if self.subscription is not None and self.device is not None:
@@ -392,12 +432,12 @@ class OnvifCamera(Camera):
         """The camera's clock minus ours from the ``Date`` of any answer of its web server."""
         timeout = httpx.Timeout(self.settings.request_timeout_s)
         try:
-            async with httpx.AsyncClient(timeout=timeout, verify=False) as http:
+            async with self.guard.client(timeout=timeout, verify=False) as http:
                 sent = time.time()
                 answer = await http.post(url, headers={"Content-Type": "application/soap+xml"})
                 middle = (sent + time.time()) / 2
             return parsedate_to_datetime(answer.headers["date"]).timestamp() - middle
-        except (httpx.HTTPError, KeyError, TypeError, ValueError):
+        except (httpx.HTTPError, DriverError, KeyError, TypeError, ValueError):
             return None
 
     def _use_offset(self, offset_s: float) -> None:
@@ -463,8 +503,8 @@ class OnvifCamera(Camera):
     async def profiles(self) -> list[MediaProfile]:
         return list(self.media_profiles)
 
-    async def stream_uri(self, profile: str | None = None) -> StreamUri:
-        token = self._profile(profile).token
+    async def _stream_address(self, token: str) -> str:
+        """The profile's stream URI as the camera gave it (asked once, then remembered)."""
         uri = self._stream_uris.get(token)
         if uri is None:
             assert self.device is not None
@@ -475,12 +515,26 @@ class OnvifCamera(Camera):
                 lambda: media.GetStreamUri({"StreamSetup": setup, "ProfileToken": token}),
             )
             uri = self._stream_uris[token] = _without_userinfo(str(answer.Uri))
+        return uri
+
+    async def stream_uri(self, profile: str | None = None) -> StreamUri:
+        token = self._profile(profile).token
+        uri = await self._stream_address(token)
+        # Checked for live video and recording, which open it themselves.
+        await self.guard.url(uri, what="the stream URI the camera gave")
         return StreamUri(uri=uri, transport=self.settings.transport, profile=token)
 
     async def probe(self) -> CameraHealth:
         now = dt.datetime.now(dt.UTC)
         try:
-            uri = (await self.stream_uri(self.roles.get("probe"))).uri
+            token = self._profile(self.roles.get("probe")).token
+            # rtsp:// at the address just checked: FFmpeg does not look the name up again.
+            uri = await self.guard.url(
+                await self._stream_address(token), what="the stream URI the camera gave"
+            )
+        except CameraDestinationRefused as exc:
+            self._stream_uris.clear()  # asked again next time: the camera may be fixed
+            return refused_health(exc)
         except AuthError as exc:
             return CameraHealth(
                 state=HealthState.AUTH_FAILED,
@@ -523,6 +577,8 @@ class OnvifCamera(Camera):
         uri = self._snapshot_uris[token]
         if uri is None:
             raise NotSupported("the camera offers no snapshot URI")
+        # The clear reason first; the client then checks every connection (the name again).
+        await self.guard.url(uri, what="the snapshot URI the camera gave")
         return await self._fetch_snapshot(uri)
 
     def _auth(self, scheme: str | None) -> httpx.Auth | None:
@@ -539,7 +595,7 @@ class OnvifCamera(Camera):
         scheme = self._snapshot_scheme or (None if wanted == "auto" else wanted)
         timeout = httpx.Timeout(self.settings.request_timeout_s)
         try:
-            async with httpx.AsyncClient(timeout=timeout, verify=False) as http:
+            async with self.guard.client(timeout=timeout, verify=False) as http:
                 response = await http.get(uri, auth=self._auth(scheme))
                 if response.status_code == 401 and wanted == "auto" and self.settings.username:
                     challenge = response.headers.get("www-authenticate", "").lower()
@@ -681,6 +737,7 @@ class OnvifCamera(Camera):
                 )
             raise
         address = str(answer.SubscriptionReference.Address._value_1)
+        await self.guard.url(address, what="the event subscription address the camera gave")
         device.xaddrs[PULLPOINT] = device.rewrite_url(address)
         self.subscription = address
         pull = await self._call("pull point", device.create_pullpoint_service)
@@ -700,6 +757,7 @@ class OnvifCamera(Camera):
     async def _unsubscribe_address(self, device: ONVIFCamera, address: str) -> None:
         try:
             async with asyncio.timeout(min(3.0, self.settings.request_timeout_s)):
+                await self.guard.url(address, what="the event subscription address")
                 device.xaddrs[PULLPOINT] = device.rewrite_url(address)
                 manager = await device.create_subscription_service("PullPointSubscription")
                 await manager.Unsubscribe()

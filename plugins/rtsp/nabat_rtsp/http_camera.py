@@ -3,7 +3,9 @@
 Health: two snapshots ``frame_gap`` seconds apart are fetched (Basic or Digest auth) and
 decoded; black and frozen pictures are found the same way as for streams. 401/403 →
 ``auth_failed``, refused/timeouts → ``unreachable``, anything that is not a picture →
-``no_signal``.
+``no_signal``. Every connection, each redirect too, passes the camera's destination guard
+(``[cameras] destinations``): a redirect to the hub's loopback is refused, and so is an
+imported camera's name that resolves there now.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from nabat.interfaces import (
     Camera,
     CameraHealth,
     CameraInfo,
+    DriverContext,
     HealthState,
     MediaProfile,
     Secret,
@@ -30,12 +33,16 @@ from nabat.interfaces import (
 )
 from nabat.interfaces.video import (
     FRAMES_REASON_CODE,
+    CameraDestinationRefused,
+    CameraGuard,
     FrameStats,
     ProbeSettings,
+    camera_guard,
     classify_frames,
     frame_stats,
     in_camera_worker,
     luma_thumbnail,
+    refused_health,
 )
 
 __all__ = ["HttpSnapshotCamera", "HttpSnapshotSettings", "fetch_jpeg"]
@@ -75,11 +82,13 @@ async def fetch_jpeg(
     username: str | None,
     password: Secret | None,
     *,
+    guard: CameraGuard,
     timeout: float = 5.0,
     auth: str = "auto",
 ) -> Snapshot:
-    """GET a JPEG; raise AuthError for rejected credentials, TransientError otherwise."""
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client:
+    """GET a JPEG, every connection through ``guard``; raise AuthError for rejected
+    credentials, CameraDestinationRefused for a refused address, TransientError otherwise."""
+    async with guard.client(timeout=timeout, follow_redirects=True) as client:
         try:
             # auto: Basic first; a Digest challenge in the 401 answer gets a Digest retry.
             response = await client.get(url, auth=_auth(username, password, auth))
@@ -118,6 +127,10 @@ class HttpSnapshotCamera(Camera):
             raise ValueError("rtsp.http_camera needs the snapshot's http(s):// URL")
         return {"snapshot_url": address, "username": username, "password": password}
 
+    def __init__(self, context: DriverContext, settings: HttpSnapshotSettings) -> None:
+        super().__init__(context, settings)
+        self.guard = camera_guard(context, settings.snapshot_url)
+
     async def describe(self) -> CameraInfo:
         return CameraInfo(model="HTTP snapshot camera", capabilities=frozenset({"snapshot"}))
 
@@ -130,7 +143,7 @@ class HttpSnapshotCamera(Camera):
     async def snapshot(self, profile: str | None = None) -> Snapshot:
         s = self.settings
         return await fetch_jpeg(
-            s.snapshot_url, s.username, s.password, timeout=s.timeout, auth=s.auth
+            s.snapshot_url, s.username, s.password, guard=self.guard, timeout=s.timeout, auth=s.auth
         )
 
     async def probe(self) -> CameraHealth:
@@ -145,6 +158,8 @@ class HttpSnapshotCamera(Camera):
                 await asyncio.sleep(s.frame_gap)
             try:
                 shot = await self.snapshot()
+            except CameraDestinationRefused as exc:
+                return refused_health(exc)
             except AuthError as exc:
                 return CameraHealth(
                     state=HealthState.AUTH_FAILED,

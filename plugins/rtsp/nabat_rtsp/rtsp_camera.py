@@ -4,10 +4,14 @@ Health comes from decoding the stream (:func:`nabat.interfaces.video.probe_strea
 frozen and dying streams count as down, not just unreachable ones. Snapshots come from the
 camera's own JPEG URL when ``snapshot_url`` is set, else are encoded from a decoded frame.
 Blocking decode work runs in worker threads; every call is bounded by the instance timeout.
+Every connection passes the camera's destination guard (``[cameras] destinations``): an
+imported camera's name is resolved and checked each time, and an ``rtsp://`` stream is opened
+at the address checked, not by its name again.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Literal
 
 import msgspec
@@ -16,12 +20,22 @@ from nabat.interfaces import (
     CameraHealth,
     CameraInfo,
     DriverContext,
+    HealthState,
     MediaProfile,
     Secret,
     Snapshot,
     StreamUri,
+    TransientError,
 )
-from nabat.interfaces.video import ProbeSettings, grab_snapshot, in_camera_worker, probe_stream
+from nabat.interfaces.video import (
+    CameraDestinationRefused,
+    ProbeSettings,
+    camera_guard,
+    grab_snapshot,
+    in_camera_worker,
+    probe_stream,
+    refused_health,
+)
 
 from .credentials import with_credentials
 from .http_camera import fetch_jpeg
@@ -60,9 +74,11 @@ class RtspCamera(Camera):
     def __init__(self, context: DriverContext, settings: RtspSettings) -> None:
         super().__init__(context, settings)
         self.probe_settings = ProbeSettings.for_camera(settings, context.timeout)
+        self.guard = camera_guard(context, settings.url, settings.snapshot_url)
 
-    def _url(self) -> str:
-        return self.authenticated_uri(self.settings.url)
+    async def _url(self) -> str:
+        """The stream URL to open now: checked, with the credentials."""
+        return self.authenticated_uri(await self.guard.url(self.settings.url))
 
     def authenticated_uri(self, uri: str) -> str:
         """``uri`` with the camera's credentials from its settings, for a stream decoder (the
@@ -79,20 +95,33 @@ class RtspCamera(Camera):
         return [MediaProfile(token="main", name="main")]
 
     async def stream_uri(self, profile: str | None = None) -> StreamUri:
+        # Checked for live video and recording, which open it themselves (by its name).
+        await self.guard.url(self.settings.url)
         transport = "http" if self.settings.url.startswith("http") else self.settings.transport
         return StreamUri(uri=self.settings.url, transport=transport, profile="main")
 
     async def probe(self) -> CameraHealth:
-        return await in_camera_worker(probe_stream, self._url(), self.probe_settings)
+        try:
+            url = await self._url()
+        except CameraDestinationRefused as exc:
+            return refused_health(exc)
+        except TransientError:  # the name does not resolve (now)
+            return CameraHealth(
+                state=HealthState.UNREACHABLE,
+                checked_at=datetime.now(UTC),
+                reason="the camera's address does not resolve",
+                reason_code="host_unreachable",
+            )
+        return await in_camera_worker(probe_stream, url, self.probe_settings)
 
     async def snapshot(self, profile: str | None = None) -> Snapshot:
         s = self.settings
         if s.snapshot_url:
             return await fetch_jpeg(
-                s.snapshot_url, s.username, s.password, timeout=s.connect_timeout
+                s.snapshot_url, s.username, s.password, guard=self.guard, timeout=s.connect_timeout
             )
         return await in_camera_worker(
-            grab_snapshot, self._url(), self.probe_settings, max_width=s.snapshot_width
+            grab_snapshot, await self._url(), self.probe_settings, max_width=s.snapshot_width
         )
 
 
