@@ -13,11 +13,18 @@ With ``[alerts] two_person_rule`` an ``Actual`` alert waits in ``pending_confirm
 second, different caller confirms it within ``confirm_within`` seconds (else ``expired``).
 ``cancel`` stops the signal on every device that activated; ``update`` issues a CAP ``Update``
 referencing the original, with a new message or area.
+
+Several hub processes may serve one journal: every change of phase (confirm, reject, expire,
+cancel, an update's claim on its original) is a compare-and-swap of the stored record, so of
+two processes confirming one alert at once exactly one starts it, and an expiry or a completion
+never writes over a cancel made elsewhere. The process that activates keeps the live record
+(devices' outcomes as they come) and merges it into the stored one when it finishes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
@@ -170,7 +177,8 @@ class AlertService:
         self.journal = journal
         self.publish = publish
         self.instances = instances
-        self.records: dict[str, AlertRecord] = {}
+        self._live: dict[str, AlertRecord] = {}
+        """Alerts activating in this process: their devices' outcomes as they come."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._limit = asyncio.Semaphore(self.settings.concurrency)
         self._changed: dict[str, asyncio.Event] = {}
@@ -179,19 +187,43 @@ class AlertService:
         """Set by a hub that follows other sites: their devices are reached through them."""
 
     # -- storage ----------------------------------------------------------------------------
-    async def _save(self, record: AlertRecord) -> None:
-        self.records[record.id] = record
-        await self.journal.put_record(COLLECTION, record.id, _encoder.encode(record))
-        event = self._changed.pop(record.id, None)
+    def _notify(self, alert_id: str) -> None:
+        event = self._changed.pop(alert_id, None)
         if event is not None:
             event.set()
 
+    async def _create(self, record: AlertRecord) -> None:
+        """Store a new alert; of two processes issuing one identifier, one wins."""
+        if not await self.journal.put_record(
+            COLLECTION, record.id, _encoder.encode(record), only_new=True
+        ):
+            raise AlertExists(f"alert {record.id!r} exists already")
+        self._notify(record.id)
+
+    async def _change(
+        self, alert_id: str, change: Callable[[AlertRecord], bool | None]
+    ) -> AlertRecord | None:
+        """Change the stored record by compare-and-swap against every process on the journal:
+        ``change`` edits a fresh copy (called again if another writer came first), returns
+        False to leave it, or raises :class:`AlertError` to refuse. The record written, or
+        None when left (or absent)."""
+
+        def apply(body: bytes) -> bytes | None:
+            record = _decoder.decode(body)
+            return None if change(record) is False else _encoder.encode(record)
+
+        written = await self.journal.update_record(COLLECTION, alert_id, apply)
+        if written is None:
+            return None
+        self._notify(alert_id)
+        return _decoder.decode(written)
+
+    async def _stored(self, alert_id: str) -> AlertRecord | None:
+        stored = await self.journal.get_record(COLLECTION, alert_id)
+        return None if stored is None else _decoder.decode(stored.body)
+
     async def get(self, alert_id: str) -> AlertRecord | None:
-        record = self.records.get(alert_id)
-        if record is None:
-            stored = await self.journal.get_record(COLLECTION, alert_id)
-            record = None if stored is None else _decoder.decode(stored.body)
-        return record
+        return self._live.get(alert_id) or await self._stored(alert_id)
 
     async def view(self, record: AlertRecord) -> AlertRecord:
         """``record`` with each remote site's result (a copy: the results are not stored with
@@ -207,17 +239,21 @@ class AlertService:
                 found[stored.key] = _decoder.decode(stored.body)
             except msgspec.DecodeError:
                 continue
-        found.update(self.records)
+        found.update(self._live)
         return sorted(found.values(), key=lambda r: r.created, reverse=True)[:limit]
 
     async def wait(self, alert_id: str, timeout: float) -> AlertRecord | None:
-        """The record once it is no longer activating (or after ``timeout``)."""
+        """The stored record once it is no longer activating (or after ``timeout``). Another
+        process may finish it: the journal is asked again every second too."""
         async with asyncio.timeout(timeout):
             while True:
-                record = await self.get(alert_id)
+                changed = self._changed.setdefault(alert_id, asyncio.Event())
+                record = await self._stored(alert_id)
                 if record is None or record.phase is not AlertPhase.ACTIVATING:
                     return record
-                await self._changed.setdefault(alert_id, asyncio.Event()).wait()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await changed.wait()
 
     # -- events -----------------------------------------------------------------------------
     async def _announce(self, kind: str, record: AlertRecord, by: str | None = None) -> None:
@@ -299,7 +335,7 @@ class AlertService:
             ],
             sites=sites,
         )
-        await self._save(record)
+        await self._create(record)
         log.info(
             "alert.issued",
             alert=record.id,
@@ -312,7 +348,8 @@ class AlertService:
         if pending:
             await self._announce("confirmation_required", record, by)
             self._tasks[record.id] = asyncio.get_running_loop().create_task(
-                self._expire(record.id), name=f"alert-expiry:{record.id}"
+                self._expire(record.id, record.confirm_by),
+                name=f"alert-expiry:{record.id}",  # type: ignore[arg-type]
             )
         else:
             await self._announce("issued", record, by)
@@ -320,41 +357,59 @@ class AlertService:
         return record
 
     async def confirm(self, alert_id: str, *, by: str, reject: bool = False) -> AlertRecord:
-        record = await self.get(alert_id)
-        if record is None:
+        if await self._stored(alert_id) is None:
             raise AlertNotFound(f"no alert {alert_id!r}")
-        if record.phase is not AlertPhase.PENDING_CONFIRMATION:
-            raise AlertConflict(f"alert {alert_id} is {record.phase.value}, not waiting")
-        if by == record.created_by:
-            raise AlertForbidden("the two-person rule needs a second person to confirm")
+        now = datetime.now(UTC)
+
+        def confirming(record: AlertRecord) -> None:
+            if record.phase is not AlertPhase.PENDING_CONFIRMATION:
+                raise AlertConflict(f"alert {alert_id} is {record.phase.value}, not waiting")
+            if by == record.created_by:
+                raise AlertForbidden("the two-person rule needs a second person to confirm")
+            if record.confirm_by is not None and now >= record.confirm_by:
+                record.phase, record.finished = AlertPhase.EXPIRED, now
+            elif reject:
+                record.phase, record.cancelled_by, record.finished = AlertPhase.REJECTED, by, now
+            else:
+                record.phase, record.confirmed_by = AlertPhase.ACTIVATING, by
+
+        record = await self._change(alert_id, confirming)
+        assert record is not None  # confirming never leaves the record
         expiry = self._tasks.pop(alert_id, None)
         if expiry is not None:
             expiry.cancel()
-        if reject:
-            record.phase, record.cancelled_by = AlertPhase.REJECTED, by
-            record.finished = datetime.now(UTC)
-            await self._save(record)
+        if record.phase is AlertPhase.EXPIRED:  # its expiry's process is gone, or late
+            await self._expired(record)
+            raise AlertConflict(f"alert {alert_id} was not confirmed in time")
+        if record.phase is AlertPhase.REJECTED:
             await self._release_originals(record)
             await self._announce("rejected", record, by)
             return record
-        record.phase, record.confirmed_by = AlertPhase.ACTIVATING, by
-        await self._save(record)
         await self._announce("issued", record, by)
         self._start(record)
         return record
 
-    async def _expire(self, alert_id: str) -> None:
-        record = self.records[alert_id]
-        assert record.confirm_by is not None
-        await asyncio.sleep(max(0.0, (record.confirm_by - datetime.now(UTC)).total_seconds()))
-        if record.phase is AlertPhase.PENDING_CONFIRMATION:
+    async def _expire(self, alert_id: str, confirm_by: datetime) -> None:
+        await asyncio.sleep(max(0.0, (confirm_by - datetime.now(UTC)).total_seconds()))
+        self._tasks.pop(alert_id, None)
+
+        def expiring(record: AlertRecord) -> bool:
+            if record.phase is not AlertPhase.PENDING_CONFIRMATION:
+                return False  # confirmed or rejected meanwhile, maybe in another process
             record.phase, record.finished = AlertPhase.EXPIRED, datetime.now(UTC)
-            await self._save(record)
-            await self._release_originals(record)
-            await self._announce("confirmation_expired", record)
-            log.warning("alert.confirmation_expired", alert=alert_id)
+            return True
+
+        record = await self._change(alert_id, expiring)
+        if record is not None:
+            await self._expired(record)
+
+    async def _expired(self, record: AlertRecord) -> None:
+        await self._release_originals(record)
+        await self._announce("confirmation_expired", record)
+        log.warning("alert.confirmation_expired", alert=record.id)
 
     def _start(self, record: AlertRecord) -> None:
+        self._live[record.id] = record
         self._tasks[record.id] = asyncio.get_running_loop().create_task(
             self._activate_all(record), name=f"alert:{record.id}"
         )
@@ -369,10 +424,34 @@ class AlertService:
         if record.phase is AlertPhase.ACTIVATING:
             record.phase = AlertPhase.COMPLETED
         record.finished = datetime.now(UTC)
-        log.info("alert.completed", alert=record.id, **record.counts())
-        await self._announce("completed", record)  # before the state waiters see
-        await self._save(record)
-        self._tasks.pop(record.id, None)
+        if record.phase is AlertPhase.COMPLETED:
+            log.info("alert.completed", alert=record.id, **record.counts())
+            await self._announce("completed", record)  # before the state waiters see
+
+        def finishing(stored: AlertRecord) -> None:
+            # A cancel made in another process meanwhile stands, with its devices' outcomes.
+            cancelled = {
+                d.device: d for d in stored.devices if d.outcome is DeviceOutcome.CANCELLED
+            }
+            stored.devices = [cancelled.get(d.device, d) for d in record.devices]
+            if stored.phase is AlertPhase.ACTIVATING:
+                stored.phase = record.phase
+            stored.finished = stored.finished or record.finished
+
+        try:
+            await self._change(record.id, finishing)
+        finally:
+            self._live.pop(record.id, None)
+            self._tasks.pop(record.id, None)
+
+    async def _cancelled_elsewhere(self, record: AlertRecord) -> bool:
+        """Whether another process cancelled the alert this one is activating; the local
+        record learns it, so every device's loop stops."""
+        if record.phase is not AlertPhase.CANCELLED:
+            stored = await self._stored(record.id)
+            if stored is not None and stored.phase is AlertPhase.CANCELLED:
+                record.phase, record.cancelled_by = AlertPhase.CANCELLED, stored.cancelled_by
+        return record.phase is AlertPhase.CANCELLED
 
     async def _activate_one(self, record: AlertRecord, result: DeviceResult) -> None:
         rt = self.instances.get(result.device)
@@ -386,7 +465,9 @@ class AlertService:
         delay = self.settings.retry_delay
         detail = ""
         for attempt in range(1, attempts + 1):
-            if record.phase is AlertPhase.CANCELLED:
+            if record.phase is AlertPhase.CANCELLED or (
+                attempt > 1 and await self._cancelled_elsewhere(record)
+            ):
                 return
             try:
                 async with self._limit:
@@ -407,6 +488,11 @@ class AlertService:
                 outcome = _OUTCOME[answer.outcome]
                 if outcome is not DeviceOutcome.UNREACHABLE or attempt == attempts:
                     await self._settle(record, result, outcome, attempt, answer.detail)
+                    if outcome is DeviceOutcome.ACTIVATED and await self._cancelled_elsewhere(
+                        record
+                    ):
+                        # Sounding after a cancel elsewhere had sent its own: stop it here.
+                        await self._cancel_one(record, result)
                     return
                 detail = answer.detail or "unreachable"
             if attempt < attempts:
@@ -452,12 +538,21 @@ class AlertService:
 
     # -- cancel and update ------------------------------------------------------------------
     async def cancel(self, alert_id: str, *, by: str) -> AlertRecord:
-        record = await self.get(alert_id)
-        if record is None:
+        if await self._stored(alert_id) is None:
             raise AlertNotFound(f"no alert {alert_id!r}")
-        if record.phase in (AlertPhase.CANCELLED, AlertPhase.EXPIRED, AlertPhase.REJECTED):
-            raise AlertConflict(f"alert {alert_id} is {record.phase.value} already")
+
+        def cancelling(stored: AlertRecord) -> None:
+            if stored.phase in (AlertPhase.CANCELLED, AlertPhase.EXPIRED, AlertPhase.REJECTED):
+                raise AlertConflict(f"alert {alert_id} is {stored.phase.value} already")
+            stored.phase, stored.cancelled_by = AlertPhase.CANCELLED, by
+
+        stored = await self._change(alert_id, cancelling)
+        assert stored is not None  # cancelling never leaves the record
         task = self._tasks.pop(alert_id, None)
+        # Activating here: this process knows each device's outcome as it is now. Elsewhere
+        # (or done): the stored record's, and the activating process cancels what sounds
+        # after this.
+        record = self._live.pop(alert_id, None) or stored
         record.phase, record.cancelled_by = AlertPhase.CANCELLED, by
         if task is not None:
             task.cancel()
@@ -470,7 +565,11 @@ class AlertService:
         remote = [self.remote.cancel(record, by=by)] if record.sites and self.remote else []
         await asyncio.gather(*(self._cancel_one(record, d) for d in sounding), *remote)
         record.finished = datetime.now(UTC)
-        await self._save(record)
+
+        def finishing(stored: AlertRecord) -> None:
+            stored.devices, stored.finished = record.devices, record.finished
+
+        record = await self._change(alert_id, finishing) or record
         log.info("alert.cancelled", alert=alert_id, by=by, devices=len(sounding))
         await self._announce("cancelled", record, by)
         return record
@@ -512,7 +611,7 @@ class AlertService:
         ids = [alert_id] if isinstance(alert_id, str) else list(alert_id)
         originals = []
         for one in ids:
-            original = await self.get(one)
+            original = await self._stored(one)
             if original is None:
                 raise AlertNotFound(f"no alert {one!r}")
             if original.updated_by is not None:
@@ -526,11 +625,35 @@ class AlertService:
             msg_type=MsgType.UPDATE,
             references=" ".join(reference_to(o.alert) for o in originals),
         )
-        record = await self.issue(updated, message or originals[-1].message, by=by, allowed=allowed)
-        for original in originals:
-            original.updated_by = record.id
-            await self._save(original)
-        return record
+        # Each original is claimed before the update is issued: of two updates of one alert
+        # (in any two processes) one gets it, the other is refused before it sounds.
+        claimed: list[str] = []
+
+        def claiming(stored: AlertRecord) -> None:
+            if stored.updated_by is not None:
+                raise AlertConflict(f"alert {stored.id} was updated by {stored.updated_by}")
+            stored.updated_by = updated.identifier
+
+        try:
+            for original in originals:
+                await self._change(original.id, claiming)
+                claimed.append(original.id)
+            return await self.issue(
+                updated, message or originals[-1].message, by=by, allowed=allowed
+            )
+        except BaseException:
+            for one in claimed:
+                await self._unclaim(one, updated.identifier)
+            raise
+
+    async def _unclaim(self, alert_id: str, by_update: str) -> None:
+        def releasing(stored: AlertRecord) -> bool:
+            if stored.updated_by != by_update:
+                return False
+            stored.updated_by = None
+            return True
+
+        await self._change(alert_id, releasing)
 
     async def _release_originals(self, record: AlertRecord) -> None:
         """An Update that never sounded (refused, or not confirmed in time) supersedes
@@ -538,10 +661,7 @@ class AlertService:
         if record.alert.msg_type is not MsgType.UPDATE:
             return
         for reference in parse_references(record.alert.references):
-            original = await self.get(reference.identifier)
-            if original is not None and original.updated_by == record.id:
-                original.updated_by = None
-                await self._save(original)
+            await self._unclaim(reference.identifier, record.id)
 
     async def close(self) -> None:
         tasks = list(self._tasks.values())

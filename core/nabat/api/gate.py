@@ -533,7 +533,7 @@ class AccessMiddleware(ASGIMiddleware):
                 headers={"WWW-Authenticate": 'Bearer realm="nabat", error="invalid_token"'},
                 kind="invalid-token",
             )
-        wait = self.state.limiter.acquire(info.id, rate=info.rate, burst=info.burst)
+        wait = await self.state.limiter.acquire(info.id, rate=info.rate, burst=info.burst)
         if wait is not None:
             raise ProblemError(
                 429,
@@ -548,8 +548,15 @@ class AccessMiddleware(ASGIMiddleware):
         must carry the session's CSRF token too."""
         console = self.state.console
         assert console is not None
-        session = await console.sessions.get(cookie)
-        user = await console.users.cached(session.login) if session is not None else None
+        # A state-changing request asks the journal, not the caches: a session ended or an
+        # account disabled in another hub process acts no more from that moment.
+        acting = scope.get("method", "GET") not in _READ_METHODS
+        session = await console.sessions.get(cookie, fresh=acting)
+        user = (
+            None
+            if session is None
+            else await (console.users.get if acting else console.users.cached)(session.login)
+        )
         if session is None or user is None or user.disabled:
             raise ProblemError(401, "the session has ended: sign in again", kind="session-ended")
         if scope.get("method", "GET") not in _READ_METHODS:
@@ -567,7 +574,7 @@ class AccessMiddleware(ASGIMiddleware):
                 kind="cross-origin",
             )
         info = user.identity()
-        wait = self.state.limiter.acquire(info.id, rate=console.rate, burst=console.burst)
+        wait = await self.state.limiter.acquire(info.id, rate=console.rate, burst=console.burst)
         if wait is not None:
             raise ProblemError(
                 429,

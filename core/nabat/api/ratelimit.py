@@ -1,33 +1,60 @@
-"""Per-token rate limits: a token bucket each, refilled continuously.
+"""Rate limits: a token bucket per key, refilled continuously.
 
 A client over its limit gets 429 with ``Retry-After`` (whole seconds until one request's worth
-has refilled). Buckets live in this process: with several hub processes behind a balancer a
-token may get up to N times its rate, which is what a limit meant to stop runaway clients (not
-to meter them) can accept.
+has refilled). On a journal several hub processes share (PostgreSQL behind a balancer) a key's
+limit holds for all of them together: after the process's own bucket, each request takes from
+the journal's (one atomic statement, :meth:`nabat.store.Journal.take_allowance`), so N
+processes do not let a token, a console or a sign-in address through N times its rate. The
+own bucket goes first and refuses alone, without asking the journal, when this process alone
+is over. A journal that cannot answer lets the request through (logged): a limit meant to stop
+runaway clients must not take the API down with the database.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
+
+from ..logs import get_logger
+from ..store import JournalError
+
+if TYPE_CHECKING:
+    from ..store import Journal
 
 __all__ = ["RateLimiter"]
 
+log = get_logger("nabat.api.ratelimit")
+
 
 class RateLimiter:
-    def __init__(self, rate: float, burst: int, *, max_keys: int = 100_000) -> None:
+    def __init__(
+        self, rate: float, burst: int, *, journal: Journal | None = None, max_keys: int = 100_000
+    ) -> None:
         self.rate = rate
         self.burst = burst
         self.max_keys = max_keys
+        self.journal = journal if journal is not None and journal.shared else None
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last refill)
 
-    def acquire(
+    async def acquire(
         self, key: str, *, rate: float | None = None, burst: int | None = None
     ) -> float | None:
         """Take one request from ``key``'s bucket. None when allowed; otherwise the seconds
         to wait before the next request would be."""
         rate = rate or self.rate
-        capacity = float(burst or self.burst)
+        burst = burst or self.burst
+        wait = self._local(key, rate, burst)
+        if wait is not None or self.journal is None:
+            return wait
+        try:
+            return await self.journal.take_allowance(key, rate=rate, burst=burst)
+        except JournalError as exc:
+            log.warning("ratelimit.unshared", key=key, error=str(exc))
+            return None
+
+    def _local(self, key: str, rate: float, burst: int) -> float | None:
+        capacity = float(burst)
         now = time.monotonic()
         tokens, last = self._buckets.get(key, (capacity, now))
         tokens = min(capacity, tokens + (now - last) * rate)

@@ -6,6 +6,11 @@ shift ends). Sign-out and ``nabat users disable`` end sessions at once (within t
 seconds). Every state-changing request made with the cookie must echo the session's CSRF token
 in ``X-CSRF-Token`` (the console does; another site cannot read it), on top of the cookie's
 ``SameSite=Strict``.
+
+With several hub processes, a session ended in one (sign-out, an account disabled) may still
+read in another for the few seconds its cache remembers it, but never act: a state-changing
+request asks the journal (``fresh``), and moving the idle deadline on is a compare-and-swap
+that cannot write an ended session back to life.
 """
 
 from __future__ import annotations
@@ -89,15 +94,15 @@ class SessionStore:
             expires=min(session.idle_until, session.absolute_until),
         )
 
-    async def get(self, secret: str) -> Session | None:
+    async def get(self, secret: str, *, fresh: bool = False) -> Session | None:
         """The live session of a cookie, its idle deadline moved on; None when unknown or
-        expired."""
+        expired. ``fresh``: from the journal, not the cache."""
         if not secret or len(secret) > 100:
             return None
         key = _key(secret)
         now_mono = time.monotonic()
         cached = self._cache.get(key)
-        if cached is not None and now_mono - cached[0] < self.cache_ttl:
+        if not fresh and cached is not None and now_mono - cached[0] < self.cache_ttl:
             session = cached[1]
         else:
             stored = await self.journal.get_record(COLLECTION, key)
@@ -112,16 +117,26 @@ class SessionStore:
             self._touched[key] = now_mono
             if len(self._touched) > 10_000:
                 self._touched.clear()
-            # Re-read before moving the deadline on: a session ended elsewhere (sign-out in
-            # another process, `nabat users passwd`) must not be written back to life.
-            stored = await self.journal.get_record(COLLECTION, key)
-            if stored is None:
+
+            # A swap of the body as stored: a session ended elsewhere meanwhile (sign-out in
+            # another process, `nabat users passwd`) is not written back to life.
+            def touched(body: bytes) -> bytes:
+                return msgspec.json.encode(
+                    msgspec.structs.replace(
+                        _decoder.decode(body), idle_until=now + timedelta(seconds=self.idle)
+                    )
+                )
+
+            written = await self.journal.update_record(
+                COLLECTION,
+                key,
+                touched,
+                expires=min(now + timedelta(seconds=self.idle), session.absolute_until),
+            )
+            if written is None:
                 self._cache[key] = (now_mono, None)
                 return None
-            session = msgspec.structs.replace(
-                _decoder.decode(stored.body), idle_until=now + timedelta(seconds=self.idle)
-            )
-            await self._put(key, session)
+            session = _decoder.decode(written)
             self._cache[key] = (now_mono, session)
         return session
 

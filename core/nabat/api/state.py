@@ -69,7 +69,9 @@ class ApiState:
             hub=hub,
             settings=settings,
             tokens=TokenStore(hub.journal),
-            limiter=RateLimiter(settings.rate_limit.rate, settings.rate_limit.burst),
+            limiter=RateLimiter(
+                settings.rate_limit.rate, settings.rate_limit.burst, journal=hub.journal
+            ),
             audit=AuditLog(hub.journal, retention_days=settings.audit_retention_days),
             idempotency=IdempotencyStore(hub.journal, settings.idempotency_ttl),
             metrics=ApiMetrics(hub),

@@ -32,6 +32,8 @@ from .tokens import TokenInfo
 __all__ = ["ROLES", "SignInError", "User", "UserError", "UserStore"]
 
 COLLECTION = "users"
+UNKNOWN = "sign_in_unknown"
+"""Failure counts of logins that are no account (or a disabled one), shared by every process."""
 Role = Literal["operator", "supervisor", "admin"]
 ROLES: dict[str, tuple[str, ...]] = {
     "operator": (
@@ -108,6 +110,14 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
 _decoder = msgspec.json.Decoder(User)
 
 
+class _Unknown(msgspec.Struct, frozen=True, kw_only=True):
+    failures: int = 0
+    locked_until: datetime | None = None
+
+
+_unknown_decoder = msgspec.json.Decoder(_Unknown)
+
+
 class UserStore:
     """Accounts in the journal's record store, keyed by login."""
 
@@ -117,7 +127,6 @@ class UserStore:
         self.lockout = lockout
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._cache: dict[str, tuple[float, User | None]] = {}
-        self._unknown: dict[str, tuple[int, datetime | None]] = {}
 
     async def cached(self, login: str, ttl: float = 5.0) -> User | None:
         """:meth:`get` through a few seconds' cache: every console request asks."""
@@ -204,13 +213,13 @@ class UserStore:
             locked = (
                 user.locked_until
                 if known and user is not None
-                else self._unknown.get(login, (0, None))[1]
+                else await self._unknown_locked(login)
             )
             if locked is not None and locked > now:  # answered at once, known or not
                 raise SignInError("account locked after repeated failures", locked)
             if not known:
                 await asyncio.to_thread(_verify, _DUMMY, password)  # the same time either way
-                self._count_unknown(login, now)
+                await self._count_unknown(login, now)
                 raise SignInError("wrong login or password")
             assert user is not None
             ok, rehash = await asyncio.to_thread(_verify, user.password_hash, password)
@@ -268,17 +277,40 @@ class UserStore:
                 raise SignInError("wrong login or password")
             return _decoder.decode(written)
 
-    def _count_unknown(self, login: str, now: datetime) -> None:
-        """An unknown (or disabled) login's failures, kept in memory, answered with the same
-        lock-out as a real account's."""
-        failures = self._unknown.get(login, (0, None))[0] + 1
-        if failures >= self.max_failures:
-            locked = now + timedelta(seconds=self.lockout)
-            self._unknown[login] = (0, locked)
-            raise SignInError("account locked after repeated failures", locked)
-        if len(self._unknown) > 10_000:
-            self._unknown.clear()
-        self._unknown[login] = (failures, None)
+    async def _unknown_locked(self, login: str) -> datetime | None:
+        stored = await self.journal.get_record(UNKNOWN, login)
+        return _unknown_decoder.decode(stored.body).locked_until if stored is not None else None
+
+    async def _count_unknown(self, login: str, now: datetime) -> None:
+        """An unknown (or disabled) login's failure, counted in the journal by every process
+        alike and answered with the same lock-out as a real account's. The count lives for
+        two lock-out periods from its first failure: long enough to hold a lock it leads to,
+        and an attacker's spray of made-up logins leaves nothing behind for long."""
+
+        def counted(found: _Unknown) -> _Unknown:
+            failures = found.failures + 1
+            if failures >= self.max_failures:
+                return _Unknown(locked_until=now + timedelta(seconds=self.lockout))
+            return _Unknown(failures=failures, locked_until=found.locked_until)
+
+        first = msgspec.json.encode(counted(_Unknown()))
+        if await self.journal.put_record(
+            UNKNOWN,
+            login,
+            first,
+            expires=now + timedelta(seconds=2 * self.lockout),
+            only_new=True,
+        ):
+            written: bytes | None = first
+        else:
+            written = await self.journal.update_record(
+                UNKNOWN,
+                login,
+                lambda body: msgspec.json.encode(counted(_unknown_decoder.decode(body))),
+            )
+        after = _unknown_decoder.decode(written) if written is not None else _Unknown()
+        if after.locked_until is not None and after.locked_until > now:
+            raise SignInError("account locked after repeated failures", after.locked_until)
 
     async def update(
         self,

@@ -96,7 +96,7 @@ async def sign_in(
     console = _console(api)
     _same_origin(request)
     client = request.client.host if request.client else None
-    wait = api.limiter.acquire(
+    wait = await api.limiter.acquire(
         f"sign-in:{client}", rate=console.sign_in_rate, burst=console.sign_in_burst
     )
     if wait is not None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import weakref
 from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -43,6 +42,7 @@ from ..interfaces.incident import (
 from ..interfaces.payloads import UnitState
 from ..logs import get_logger
 from ..store.delivery import Order, SubscriptionSpec
+from ..store.mutex import JournalMutex
 from ..tasks import TaskSet
 
 if TYPE_CHECKING:
@@ -100,8 +100,9 @@ class IncidentService:
         self.instances = instances
         self.camera_states = camera_states
         self.snapshots = snapshots
-        # A lock lives while a report holds or awaits it, and no longer.
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        # One incident is changed by one report at a time, in every hub process on the
+        # journal: two processes reading version n would each write n + 1 and lose a change.
+        self._mutex = JournalMutex(journal, "incidents")
         self._tasks = TaskSet("incident-snapshots")
 
     # -- reading ---------------------------------------------------------------------------
@@ -133,12 +134,6 @@ class IncidentService:
         return await self.journal.get_record(SNAPSHOTS, f"{incident_id}/{camera_id}")
 
     # -- reporting -------------------------------------------------------------------------
-    def _lock(self, incident_id: str) -> asyncio.Lock:
-        lock = self._locks.get(incident_id)
-        if lock is None:
-            lock = self._locks[incident_id] = asyncio.Lock()
-        return lock
-
     def municipality_at(self, point: GeoPoint) -> str | None:
         return self.region.municipality_at(point.lat, point.lon)
 
@@ -147,7 +142,7 @@ class IncidentService:
     ) -> tuple[IncidentChange, IncidentRecord] | None:
         """Close an incident as it stands (read and written under its lock); None when there
         is no such incident."""
-        async with self._lock(incident_id):
+        async with self._mutex.hold(incident_id):
             current = await self.get(incident_id)
             if current is None:
                 return None
@@ -176,7 +171,7 @@ class IncidentService:
         ``.updated``, ``.closed``); nothing when it is the same as known. ``source`` is the
         reporter's event source (a connector's own source: its incidents are not sent back to
         it). The municipality defaults to the one the location lies in."""
-        async with self._lock(incident_id):
+        async with self._mutex.hold(incident_id):
             current = await self.get(incident_id)
             return await self._apply(
                 incident_id,
@@ -346,7 +341,7 @@ class IncidentService:
     ) -> bool:
         """Publish what a round of snapshots gave (a failure only once it is final); False
         when the incident is gone or its cameras were linked anew meanwhile."""
-        async with self._lock(incident_id):
+        async with self._mutex.hold(incident_id):
             current = await self.get(incident_id)
             if current is None or not {c.id for c in current.incident.cameras} >= set(results):
                 return False
@@ -424,7 +419,7 @@ class IncidentService:
             return DeliveryResult(
                 status=DeliveryStatus.REJECTED, at=datetime.now(UTC), detail=str(exc)[:200]
             )
-        async with self._lock(incident_id):
+        async with self._mutex.hold(incident_id):
             current = await self.get(incident_id)
             if current is not None and (
                 current.last_event == event.id or event.time < current.updated_at

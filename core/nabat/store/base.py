@@ -34,6 +34,7 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
+from types import EllipsisType
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
@@ -219,6 +220,10 @@ class Journal(abc.ABC):
     """With several commits in flight: a backlog of at least this many events, found when no
     commit is under way, goes out as two batches, so the server writes one while this process
     answers the producers of the other (0: never split)."""
+
+    shared: bool = False
+    """Whether several hub processes may use this journal at once (PostgreSQL): state they
+    share (rate limits) must then live in it, not in one process."""
 
     def __init__(self, *, types: EventTypes | None = None) -> None:
         self.types = types
@@ -548,12 +553,23 @@ class Journal(abc.ABC):
         if latest:
             await self._put_records(collection, [(k, b, e) for k, (b, e) in latest.items()])
 
-    async def swap_record(self, collection: str, key: str, expected: bytes, body: bytes) -> bool:
+    async def swap_record(
+        self,
+        collection: str,
+        key: str,
+        expected: bytes,
+        body: bytes,
+        *,
+        expires: datetime | EllipsisType | None = ...,
+    ) -> bool:
         """Replace an unexpired record's body with ``body`` only while it is still
         ``expected``, atomically: of concurrent swaps from one body — in this process or any
-        other on the same journal — exactly one wins. ``created`` and ``expires`` stay. True
-        when written; False when the body had changed or the record is absent."""
-        return await self._swap_record(collection, key, bytes(expected), bytes(body))
+        other on the same journal — exactly one wins. ``created`` stays, and ``expires``
+        unless given. True when written; False when the body had changed or the record is
+        absent."""
+        if expires is not ...:
+            check_aware("expires", expires)
+        return await self._swap_record(collection, key, bytes(expected), bytes(body), expires)
 
     async def update_record(
         self,
@@ -562,6 +578,7 @@ class Journal(abc.ABC):
         change: Callable[[bytes], bytes | None],
         *,
         attempts: int = 50,
+        expires: datetime | EllipsisType | None = ...,
     ) -> bytes | None:
         """Read, change and write one record, safe against every other writer: ``change``
         gets the current body and returns the new one (None: leave it), and is called again
@@ -575,9 +592,23 @@ class Journal(abc.ABC):
             body = change(found.body)
             if body is None:
                 return None
-            if await self.swap_record(collection, key, found.body, body):
+            if await self.swap_record(collection, key, found.body, body, expires=expires):
                 return body
         raise JournalError(f"record {key!r} of {collection!r}: {attempts} concurrent changes won")
+
+    async def take_allowance(self, key: str, *, rate: float, burst: int) -> float | None:
+        """One request from the rate limit ``key``, counted for every process on the
+        journal: ``burst`` requests at once, then ``rate`` a second (GCRA, its state one
+        record of ``rate_limits``, changed in one atomic statement). None when allowed;
+        otherwise the seconds until a request would be."""
+        if rate <= 0 or burst < 1:
+            raise ValueError("a rate limit needs rate > 0 and burst >= 1")
+        return await self._take_allowance(key, 1.0 / rate, burst / rate)
+
+    @abc.abstractmethod
+    async def _take_allowance(self, key: str, interval: float, window: float) -> float | None:
+        """The next allowed time moves on by ``interval`` (from now at the latest) unless it
+        would lie more than ``window`` ahead; then the seconds it is over."""
 
     @abc.abstractmethod
     async def get_record(self, collection: str, key: str) -> Record | None:
@@ -633,8 +664,16 @@ class Journal(abc.ABC):
     ) -> bool: ...
 
     @abc.abstractmethod
-    async def _swap_record(self, collection: str, key: str, expected: bytes, body: bytes) -> bool:
-        """One atomic statement: the body replaced where it is ``expected`` and live."""
+    async def _swap_record(
+        self,
+        collection: str,
+        key: str,
+        expected: bytes,
+        body: bytes,
+        expires: datetime | EllipsisType | None,
+    ) -> bool:
+        """One atomic statement: the body (and the expiry, unless ``...``) replaced where it
+        is ``expected`` and live."""
 
     @abc.abstractmethod
     async def _put_records(

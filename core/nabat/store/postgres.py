@@ -64,6 +64,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from datetime import datetime
+from types import EllipsisType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -170,6 +171,26 @@ _ISSUE_COLUMNS = (
 )
 _RECORD_COLUMNS = "collection, key, body, created, updated, expires"
 _LIVE = "(expires IS NULL OR expires > now())"
+# GCRA in one statement: the next allowed time (seconds since the epoch, the body as text)
+# moves on by $2 from now at the latest, unless that lies more than $3 ahead: then no row.
+_DUE = (
+    "GREATEST(CASE WHEN r.expires <= now() THEN 0"
+    " ELSE convert_from(r.body, 'UTF8')::float8 END + $2,"
+    " convert_from(EXCLUDED.body, 'UTF8')::float8)"
+)
+_TAKE = (
+    "INSERT INTO {s}.records AS r (collection, key, body, created, updated, expires)"
+    " SELECT 'rate_limits', $1, convert_to(n.due::text, 'UTF8'), now(), now(), to_timestamp(n.due)"
+    " FROM (SELECT extract(epoch FROM now())::float8 + $2 AS due) AS n"
+    " ON CONFLICT (collection, key) DO UPDATE SET"
+    f" body = convert_to(({_DUE})::text, 'UTF8'), updated = now(), expires = to_timestamp({_DUE})"
+    f" WHERE {_DUE} - extract(epoch FROM now())::float8 <= $3"
+    " RETURNING 1"
+)
+_OVER = (
+    "SELECT convert_from(body, 'UTF8')::float8 - extract(epoch FROM now())::float8"
+    " FROM {s}.records WHERE collection = 'rate_limits' AND key = $1"
+)
 # Insert, or replace body and expiry; ``created`` restarts when the stored row had expired
 # (it was absent). ``_PUT_NEW`` writes only over an expired row.
 _UPSERT_SET = (
@@ -384,6 +405,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 class PostgresJournal(Journal):
     kind = "postgres"
+    shared = True
     # The write lock queues a second batch at the server while one commits (see
     # Journal._flush_loop and the module docstring): PostgreSQL writes one batch while this
     # process answers the producers of the other. 100 producers appending one event each:
@@ -932,16 +954,34 @@ class PostgresJournal(Journal):
         )
         return _rowcount(status) > 0
 
-    async def _swap_record(self, collection: str, key: str, expected: bytes, body: bytes) -> bool:
+    async def _take_allowance(self, key: str, interval: float, window: float) -> float | None:
+        action = f"taking from rate limit {key!r}"
+        if await self._run(action, "fetchval", _TAKE.format(s=self._s), key, interval, window):
+            return None
+        ahead = await self._run(action, "fetchval", _OVER.format(s=self._s), key)
+        return max(0.001, (ahead or 0.0) + interval - window)
+
+    async def _swap_record(
+        self,
+        collection: str,
+        key: str,
+        expected: bytes,
+        body: bytes,
+        expires: datetime | EllipsisType | None,
+    ) -> bool:
+        keep = expires is ...
         status = await self._run(
             f"changing record {key!r} of {collection!r}",
             "execute",
-            f"UPDATE {self._s}.records SET body = $3, updated = now()"
+            f"UPDATE {self._s}.records SET body = $3, updated = now(),"
+            " expires = CASE WHEN $5 THEN expires ELSE $6 END"
             f" WHERE collection = $1 AND key = $2 AND body = $4 AND {_LIVE}",
             collection,
             key,
             body,
             expected,
+            keep,
+            None if keep else expires,
         )
         return _rowcount(status) > 0
 

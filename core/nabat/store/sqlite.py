@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 
 import msgspec
@@ -129,6 +130,7 @@ def _prefix_end(prefix: str) -> str | None:
 
 _RECORD_COLUMNS = "collection, key, body, created_us, updated_us, expires_us"
 _LIVE = "(expires_us IS NULL OR expires_us > ?)"
+RATE_LIMITS = "rate_limits"
 # Insert, or replace body and expiry; ``created`` restarts when the old row had expired
 # (it was absent). ``?1``… are numbered: collection, key, body, now, expires.
 _UPSERT = (
@@ -707,19 +709,46 @@ class SqliteJournal(Journal):
 
         return await self._w(put)
 
-    async def _swap_record(self, collection: str, key: str, expected: bytes, body: bytes) -> bool:
+    async def _swap_record(
+        self,
+        collection: str,
+        key: str,
+        expected: bytes,
+        body: bytes,
+        expires: datetime | EllipsisType | None,
+    ) -> bool:
+        keep = expires is ...
+        until = None if keep or expires is None else _micros(expires)  # type: ignore[arg-type]
+
         def swap(conn: sqlite3.Connection) -> bool:
             now = _now_us()
             return (
                 conn.execute(
-                    "UPDATE records SET body = ?, updated_us = ?"
+                    "UPDATE records SET body = ?, updated_us = ?,"
+                    " expires_us = CASE WHEN ? THEN expires_us ELSE ? END"
                     f" WHERE collection = ? AND key = ? AND body = ? AND {_LIVE}",
-                    (body, now, collection, key, expected, now),
+                    (body, now, keep, until, collection, key, expected, now),
                 ).rowcount
                 > 0
             )
 
         return await self._w(swap)
+
+    async def _take_allowance(self, key: str, interval: float, window: float) -> float | None:
+        def take(conn: sqlite3.Connection) -> float | None:
+            now_us = _now_us()
+            now = now_us / 1_000_000
+            row = conn.execute(
+                f"SELECT body FROM records WHERE collection = ? AND key = ? AND {_LIVE}",
+                (RATE_LIMITS, key, now_us),
+            ).fetchone()
+            due = max(float(row[0]) if row else 0.0, now) + interval
+            if due - now > window:
+                return due - now - window
+            conn.execute(_UPSERT, (RATE_LIMITS, key, repr(due).encode(), now_us, int(due * 1e6)))
+            return None
+
+        return await self._w(take)
 
     async def _put_records(
         self, collection: str, rows: list[tuple[str, bytes, datetime | None]]

@@ -325,9 +325,12 @@ async def test_the_two_person_rule(api):
     # Not confirmed in time: expired, nothing sounded.
     api.hub.config.alerts.confirm_within = 0.2  # type: ignore[misc]
     late = (await first.post("/api/v1/alerts", json=FLOOD)).json()
-    expired = await eventually(
-        lambda: api.hub.alerts.records[late["id"]].phase.value == "expired", what="expiry"
-    )
+
+    async def expired_now() -> bool:
+        record = await api.hub.alerts.get(late["id"])
+        return record is not None and record.phase.value == "expired"
+
+    expired = await eventually(expired_now, what="expiry")
     assert expired
     assert not [c for c in ScriptedSiren.log if c[2] == late["id"]]
     refused = await second.post(f"/api/v1/alerts/{late['id']}/confirm")

@@ -295,3 +295,24 @@ async def test_concurrent_updates_from_two_processes_lose_no_change(make_journal
     assert await journals[0].update_record("counters", "n", lambda body: None) is None
     assert await journals[0].update_record("counters", "absent", plus_one) is None
     assert (await journals[0].get_record("counters", "n")).body == b"40"
+
+
+async def test_a_rate_limit_holds_for_two_processes_together(make_journal):
+    """Two journals on one storage (two hub processes behind a balancer) take from one
+    allowance: a burst of 5 lets 5 of 12 requests through in all, not 5 in each; the refused
+    learn how long to wait, and after that wait one more gets through."""
+    journals = [await make_journal(), await make_journal()]
+    answers = await asyncio.gather(
+        *(journals[n % 2].take_allowance("token:t1", rate=2.0, burst=5) for n in range(12))
+    )
+    allowed = [a for a in answers if a is None]
+    waits = [a for a in answers if a is not None]
+    assert len(allowed) == 5
+    assert all(0 < w <= 0.51 for w in waits), waits
+    # Another key has its own allowance.
+    assert await journals[1].take_allowance("token:t2", rate=2.0, burst=5) is None
+    await asyncio.sleep(min(waits) + 0.05)
+    assert await journals[1].take_allowance("token:t1", rate=2.0, burst=5) is None
+    assert await journals[0].take_allowance("token:t1", rate=2.0, burst=5) is not None
+    with pytest.raises(ValueError):
+        await journals[0].take_allowance("k", rate=0, burst=1)

@@ -536,6 +536,7 @@ async def cancel_alert(
     opt={"scope": "alerts:activate"},
     status_code=202,
     summary="Update an alert: a new message or area (CAP Update referencing it)",
+    description="`wait` (s) answers once every device answered the update.",
     responses=documented(403, 404, 409, 422),
     tags=["alerts"],
 )
@@ -544,6 +545,7 @@ async def update_alert(
     api: NamedDependency[ApiState],
     alert_id: AlertId,
     data: JSONBody[AlertUpdate],
+    wait: Annotated[float, QueryParameter(ge=0, le=60)] = 0,
 ) -> AlertRecord:
     token = request.user
     original = await _visible(api, token, alert_id)
@@ -554,7 +556,7 @@ async def update_alert(
         info = msgspec.structs.replace(original.alert.info[0], area=[area])
         alert = msgspec.structs.replace(original.alert, info=[info])
     message = data.message.build() if data.message is not None else None
-    return await _act(
+    record = await _act(
         request,
         api,
         alert_id,
@@ -562,6 +564,7 @@ async def update_alert(
             alert_id, message=message, alert=alert, by=_by(token), allowed=token.sees
         ),
     )
+    return await _settled(api, record, wait)
 
 
 class SirensReport(msgspec.Struct, kw_only=True):
