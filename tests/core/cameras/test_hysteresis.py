@@ -56,3 +56,13 @@ def test_thresholds_must_be_positive():
 def test_rejected_credentials_are_reported_at_once():
     tracker = HealthTracker(fail_after=3)
     assert run(tracker, [OK, HealthState.AUTH_FAILED]) == [OK, HealthState.AUTH_FAILED]
+
+
+def test_a_refused_destination_is_reported_at_once_and_a_plain_outage_is_not():
+    tracker = HealthTracker(fail_after=3)
+    now = datetime.now(UTC)
+    refused = CameraHealth(state=GONE, checked_at=now, reason_code="destination_refused")
+    assert run(tracker, [OK]) == [OK]
+    assert tracker.observe(refused) is GONE
+    other = HealthTracker(fail_after=3, reported=OK)
+    assert run(other, [GONE]) == [None]

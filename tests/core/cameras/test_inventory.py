@@ -361,3 +361,35 @@ def test_cli_refuses_a_file_without_a_required_column_even_with_skip_invalid(hub
     out = nabat("cameras", "import", "nourl.csv", "--skip-invalid", cwd=hub_dir)
     assert out.returncode == 1
     assert "nourl.csv:1: url: required column is missing from the header" in out.stderr
+
+
+def test_cli_refuses_rows_that_point_inside_the_hub_and_imports_the_others(hub_dir):
+    """A district's file cannot make the hub connect to its own host or cloud metadata
+    (``[cameras] destinations``); private networks, where cameras live, stay allowed."""
+    rows = "\n".join(
+        [
+            "id;name;municipality;driver;url",
+            "a1;Private;sochi;rtsp.camera;rtsp://10.20.0.7:554/live",
+            "a2;Metadata;sochi;rtsp.http_camera;http://169.254.169.254/latest/meta-data/x.jpg",
+            "a3;The hub's database;sochi;rtsp.camera;rtsp://127.0.0.1:5432/x",
+            "a4;Localhost;sochi;onvif.camera;localhost:8080",
+            "a5;Private too;sochi;onvif.camera;192.168.1.64:80",
+        ]
+    )
+    (hub_dir / "evil.csv").write_text(rows + "\n", encoding="utf-8")
+    rule = "such destinations need [cameras] destinations"
+    out = nabat("cameras", "import", "evil.csv", "--skip-invalid", cwd=hub_dir)
+    assert out.returncode == 0, out.stderr
+    errors = out.stderr.splitlines()
+    assert errors[0] == (
+        f"evil.csv:3: url: destination refused: 169.254.169.254 is a link-local address; {rule}"
+    )
+    assert (
+        errors[1]
+        == f"evil.csv:4: url: destination refused: 127.0.0.1 is a loopback address; {rule}"
+    )
+    assert errors[2].startswith("evil.csv:5: url: destination refused: localhost: ")
+    assert "is a loopback address" in errors[2]
+    assert out.stdout.strip() == "2 created, 0 updated, 0 unchanged; 3 invalid row(s) skipped"
+    listed = json.loads(nabat("cameras", "list", "--json", cwd=hub_dir).stdout)
+    assert sorted(c["id"] for c in listed) == ["a1", "a5"]
