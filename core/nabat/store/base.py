@@ -33,7 +33,7 @@ import abc
 import asyncio
 import base64
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from types import EllipsisType
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -289,6 +289,24 @@ class Journal(abc.ABC):
             await self._disconnect()
 
     # -- writing ---------------------------------------------------------------------------
+    async def peek_lease_holders(self) -> list[str]:
+        """Owners of live delivery leases — hub processes running on this journal — read
+        without opening (or migrating) it."""
+        await self._connect()
+        try:
+            if await self._schema_version() == 0:
+                return []
+            now = datetime.now(UTC)
+            return sorted(
+                {
+                    s.lease_owner
+                    for s in await self.subscriptions()
+                    if s.lease_owner and s.lease_until is not None and s.lease_until > now
+                }
+            )
+        finally:
+            await self._disconnect()
+
     async def append(self, events: Sequence[Event]) -> list[int]:
         """Store ``events`` durably; return their sequence numbers, in order."""
         return await self._enqueue(events, checked=False)

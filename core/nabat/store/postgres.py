@@ -462,6 +462,11 @@ class PostgresJournal(Journal):
             f"PostgreSQL: {action} failed ({self.where}): {type(exc).__name__}: {reason}"
         )
 
+    def dsn(self) -> str:
+        """The connection URL with its password, for PostgreSQL's own tools (``nabat db
+        backup``): never for a log."""
+        return self._dsn
+
     def _pool_or_fail(self) -> asyncpg.Pool:
         if self._pool is None:
             raise JournalError("the journal is not open")
