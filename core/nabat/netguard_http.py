@@ -4,6 +4,8 @@ the policy, checked whenever a configuration is loaded, does not import httpx.""
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Iterable
 from typing import Any
 
@@ -53,6 +55,13 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
+@functools.cache
+def _ssl_context(verify: bool) -> ssl.SSLContext:
+    # Loading the CA bundle costs tens of milliseconds: once per process, not per client (a
+    # camera wall's snapshots make a client per fetch).
+    return httpx.create_ssl_context(verify=verify, trust_env=False)
+
+
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """An httpx transport whose every connection passes :class:`DestinationPolicy`; no proxy
     from the environment (a proxy would connect for us, unchecked). Every redirect a client
@@ -62,12 +71,13 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     def __init__(
         self, policy: DestinationPolicy, *, limits: httpx.Limits, verify: bool = True
     ) -> None:
-        super().__init__(limits=limits, trust_env=False, verify=verify)
+        context = _ssl_context(verify)
+        super().__init__(limits=limits, trust_env=False, verify=context)
         # httpx builds its pool without a way to pass a network backend: rebuild it with ours
         # (tests/core/api/test_destinations.py and tests/core/test_netguard_cameras.py fail if
         # this stops guarding connections).
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            ssl_context=context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
