@@ -240,8 +240,11 @@ class Dispatcher:
                 await self._pause(1.0)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the journal is unreachable: keep trying, loudly
-                self._log.error("delivery.loop_failed", error=repr(exc), exc_info=exc)
+            except Exception as exc:  # the journal is unreachable: keep trying
+                if getattr(exc, "outage", False):  # told once, by the journal's health
+                    self._log.debug("delivery.loop_failed", error=repr(exc))
+                else:
+                    self._log.error("delivery.loop_failed", error=repr(exc), exc_info=exc)
                 await self._pause(min(5.0, self.poll * 5))
         if self.stats.holding_lease:
             try:

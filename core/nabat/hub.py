@@ -12,6 +12,7 @@ hub through :class:`nabat.interfaces.HubAPI`, which this class implements.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +30,7 @@ from .delivery import DeliveryService
 from .duty import DutyService
 from .duty.handover import HandoverService
 from .duty.roster import Roster
-from .events import Event, EventTypes
+from .events import Event, EventTypes, Severity
 from .federation import CommandTaker, Dispatcher, Follower, Uplink
 from .federation.reports import SiteReporter
 from .i18n import Messages
@@ -48,8 +49,9 @@ from .regions import load_region
 from .rules.actions import RuleActions
 from .rules.engine import RuleEngine
 from .scheduler import Scheduler
-from .store import Appended, Journal
+from .store import Appended, Journal, JournalError
 from .store.factory import journal_from_config
+from .store.health import Outage
 from .store.retention import retention_jobs
 from .supervisor import Supervisor
 from .tasks import TaskSet
@@ -85,6 +87,8 @@ class Hub:
         self.event_types.register("hub.unit.*", UnitStatus, owner="core")
         register_notification_types(self.event_types)
         self.journal: Journal = journal_from_config(loaded, self.event_types)
+        self.event_types.register("hub.journal.recovered", Outage, owner="core")
+        self.journal.health.on_recovered(self._journal_recovered)
         storage = config.storage
         self.delivery = DeliveryService(
             self.journal, lease_ttl=storage.lease_ttl, poll=storage.poll_interval
@@ -301,6 +305,27 @@ class Hub:
     @property
     def warnings(self) -> list[str]:
         return self.loader.warnings
+
+    def _journal_recovered(self, outage: Outage) -> None:
+        """The journal answers again after an outage: say so, once it is stored."""
+        event = Event(
+            type="hub.journal.recovered",
+            source=f"/nabat/hubs/{self.name}",
+            subject=self.name,
+            severity=Severity.SEVERE,  # events were refused meanwhile: someone must know
+            data=outage,
+        )
+        self.tasks.spawn(self._announce_outage(event), name="journal-outage")
+
+    async def _announce_outage(self, event: Event) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await self.publish(event)
+                return
+            except JournalError:  # down again: its own outage; this one is told after it
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
 
     # -- HubAPI ----------------------------------------------------------------------------
     async def publish(self, event: Event) -> None:

@@ -133,4 +133,5 @@ class Publisher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("journal.tail_failed", error=repr(exc))
+                quiet = getattr(exc, "outage", False)  # told once, by the journal's health
+                (log.debug if quiet else log.warning)("journal.tail_failed", error=repr(exc))

@@ -17,7 +17,7 @@ import msgspec
 
 from ..ids import uuid7
 from ..logs import get_logger
-from ..store import Journal
+from ..store import Journal, JournalError
 
 __all__ = ["AuditEntry", "AuditLog"]
 
@@ -120,7 +120,10 @@ class AuditLog:
                 # Keep them for the next round: the journal's trouble is usually brief.
                 self._queue[:0] = entries
                 self.failed += 1
-                log.error("audit.write_failed", entries=len(entries), error=repr(exc))
+                quiet = isinstance(exc, JournalError) and exc.outage
+                (log.debug if quiet else log.error)(
+                    "audit.write_failed", entries=len(entries), error=repr(exc)
+                )
                 if len(self._queue) > 100_000:
                     dropped = len(self._queue) - 100_000
                     del self._queue[:dropped]

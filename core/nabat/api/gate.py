@@ -302,7 +302,9 @@ class Gate:
             )
         except JournalError as exc:
             status = 503
-            log.error("http.journal_error", error=str(exc), request_id=request_id)
+            (log.debug if exc.outage else log.error)(
+                "http.journal_error", error=str(exc), request_id=request_id
+            )
             await _send_problem(
                 send,
                 503,

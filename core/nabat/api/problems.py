@@ -209,7 +209,9 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[byt
 
 
 def _journal_down(request: Request[Any, Any, Any], exc: JournalError) -> Response[bytes]:
-    log.error("http.journal_error", error=str(exc), request_id=_request_id(request))
+    (log.debug if exc.outage else log.error)(
+        "http.journal_error", error=str(exc), request_id=_request_id(request)
+    )
     return problem_response(
         503,
         "the journal is unavailable; nothing of this request was stored, retry later",

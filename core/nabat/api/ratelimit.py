@@ -50,7 +50,8 @@ class RateLimiter:
         try:
             return await self.journal.take_allowance(key, rate=rate, burst=burst)
         except JournalError as exc:
-            log.warning("ratelimit.unshared", key=key, error=str(exc))
+            quiet = exc.outage  # the journal's health told of the outage once
+            (log.debug if quiet else log.warning)("ratelimit.unshared", key=key, error=str(exc))
             return None
 
     def _local(self, key: str, rate: float, burst: int) -> float | None:

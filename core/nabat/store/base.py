@@ -43,6 +43,7 @@ from ..events import Event, EventTypes, decode_event, encode_event
 from ..logs import get_logger
 from ..subjects import compile_pattern, validate_pattern
 from .delivery import DeliveryIssue, IssueState, SubscriptionSpec, SubscriptionState
+from .health import JournalHealth
 
 __all__ = [
     "MAX_PAGE",
@@ -69,6 +70,10 @@ also over this same body (``claim``); see :meth:`Journal.put_record`."""
 
 class JournalError(RuntimeError):
     """The journal could not do what was asked (connection lost, disk full…)."""
+
+    outage = False
+    """The database is unavailable (its health logged that once): callers log this failure
+    quietly instead of once per request."""
 
 
 class SchemaTooNew(JournalError):
@@ -233,6 +238,13 @@ class Journal(abc.ABC):
         self._closed = False
         self.batches = 0
         self.appended = 0
+        self.health = JournalHealth(type(self).__name__)
+        """Whether the database answers, as this journal's calls find (outages)."""
+
+    def is_outage(self, exc: BaseException) -> bool:
+        """Whether a failure means the database is unavailable (not that one statement was
+        refused)."""
+        return True
 
     # -- lifecycle -------------------------------------------------------------------------
     async def open(self, *, migrate: bool = True) -> None:
@@ -413,7 +425,9 @@ class Journal(abc.ABC):
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(error)
-            log.error("journal.append_failed", kind=self.kind, events=len(rows), error=repr(exc))
+            (log.debug if error.outage else log.error)(
+                "journal.append_failed", kind=self.kind, events=len(rows), error=repr(exc)
+            )
             return
         self.batches += 1
         self.appended += len(rows)

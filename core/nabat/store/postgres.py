@@ -432,6 +432,7 @@ class PostgresJournal(Journal):
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         self.where = f"{describe_dsn(dsn)}, schema {quote_ident(schema)}"
+        self.health.where = self.where
         self._secrets = _secrets_of(dsn)
         self._pool: asyncpg.Pool | None = None
         s = quote_ident(schema)
@@ -458,9 +459,20 @@ class PostgresJournal(Journal):
         reason = str(exc) or "no detail"
         for secret in self._secrets:
             reason = reason.replace(secret, MASK)
-        return JournalError(
+        error = JournalError(
             f"PostgreSQL: {action} failed ({self.where}): {type(exc).__name__}: {reason}"
         )
+        if self.is_outage(exc):
+            error.outage = True
+            self.health.failed(str(error))
+        return error
+
+    def is_outage(self, exc: BaseException) -> bool:
+        if isinstance(exc, asyncpg.PostgresError):
+            # Connection exceptions, operator intervention (shutdown, crash recovery),
+            # insufficient resources (disk full, too many connections), system errors.
+            return (getattr(exc, "sqlstate", "") or "")[:2] in ("08", "57", "53", "58", "XX")
+        return True  # refused connections, timeouts, a connection lost mid-statement
 
     def dsn(self) -> str:
         """The connection URL with its password, for PostgreSQL's own tools (``nabat db
@@ -475,9 +487,11 @@ class PostgresJournal(Journal):
     async def _run(self, action: str, method: str, sql: str, *args: Any) -> Any:
         pool = self._pool_or_fail()
         try:
-            return await getattr(pool, method)(sql, *args)
+            result = await getattr(pool, method)(sql, *args)
         except _DB_ERRORS as exc:
             raise self._error(action, exc) from exc
+        self.health.succeeded()
+        return result
 
     # -- lifecycle -------------------------------------------------------------------------
     async def _connect(self) -> None:
@@ -598,6 +612,7 @@ class PostgresJournal(Journal):
             raise self._error(f"appending {len(rows)} events", exc) from exc
         finally:
             self._writing -= 1
+        self.health.succeeded()
         if not repeats:  # the common case: the unique rows are the rows
             return seqs, new
         new = [new[first[key]] for key in keys]

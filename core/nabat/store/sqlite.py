@@ -203,6 +203,7 @@ class SqliteJournal(Journal):
     def __init__(self, path: str | Path, *, types: EventTypes | None = None) -> None:
         super().__init__(types=types)
         self.path = Path(path)
+        self.health.where = str(self.path)
         self._writer: ThreadPoolExecutor | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._wconn: sqlite3.Connection | None = None
@@ -223,9 +224,20 @@ class SqliteJournal(Journal):
         if pool is None:
             raise JournalError("the journal is not open")
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+            result = await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
         except sqlite3.Error as exc:
-            raise JournalError(f"SQLite: {exc}") from exc
+            error = JournalError(f"SQLite: {exc} ({self.path})")
+            if self.is_outage(exc):
+                error.outage = True
+                self.health.failed(str(error))
+            raise error from exc
+        self.health.succeeded()
+        return result
+
+    def is_outage(self, exc: BaseException) -> bool:
+        # Disk full, I/O errors, a file that cannot be opened or stays locked; not a
+        # constraint or a statement of ours that SQLite refused.
+        return isinstance(exc, sqlite3.OperationalError | OSError)
 
     async def _connect(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

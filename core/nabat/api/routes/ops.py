@@ -41,6 +41,10 @@ class Readiness(msgspec.Struct, kw_only=True):
     journal: str
     """``ok`` or the error."""
     journal_ms: float | None = None
+    journal_down_since: datetime | None = None
+    """When the journal stopped answering (the outage this process saw), while it lasts."""
+    paused: list[str] = []
+    """What waits for the journal meanwhile (each retries by itself; nothing is lost)."""
     degraded: list[str] = []
     """Units that are not running (failed, retrying, needs_auth)."""
     units: list[UnitReport] = []
@@ -64,6 +68,12 @@ async def health(api: NamedDependency[ApiState]) -> Health:
     return Health(status="ok", hub=api.hub.name)
 
 
+_PAUSED = (
+    "ingest (503 with Retry-After)",
+    "deliveries (subscriptions resume from their cursors)",
+    "events from other hub processes (journal tail)",
+    "scheduled jobs and sweeps (their results cannot be stored)",
+)
 _BAD = {UnitState.FAILED, UnitState.RETRYING, UnitState.NEEDS_AUTH}
 
 
@@ -90,6 +100,8 @@ async def ready(api: NamedDependency[ApiState]) -> Response[Readiness]:
         ready=ok,
         journal=journal,
         journal_ms=elapsed if ok else None,
+        journal_down_since=None if ok else api.hub.journal.health.down_since,
+        paused=[] if ok else list(_PAUSED),
         degraded=[f"{u.kind.value}:{u.name}" for u in units if u.state in _BAD],
         units=[
             UnitReport(

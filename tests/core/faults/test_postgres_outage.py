@@ -1,0 +1,246 @@
+"""PostgreSQL goes away under a real hub taking events, and comes back.
+
+The test runs its own PostgreSQL (initdb + pg_ctl, tests/fixtures/private_pg.py) so it can
+crash it (``pg_ctl -m immediate``: mid group commit, as producers never stop) and restart it
+cleanly (``-m fast``). Producers post batches over HTTP the whole time and retry a refused
+batch with the same ids, as a real producer would. Meanwhile every answer is a 202 or a 503
+problem with Retry-After (never a 500), /ready says what is paused, and after each outage the
+hub reconnects by itself, tells of the outage in a ``hub.journal.recovered`` event, and every
+acknowledged event is in the journal once and delivered by the durable subscription."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from nabat.testing import free_port, run_cli
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fixtures"))
+from private_pg import find_bin, private_postgres
+
+BATCH = 5
+PRODUCERS = 4
+
+
+class Forwarded:
+    """The durable subscription's far end (tp_ingest.forwarder): records and confirms."""
+
+    def __init__(self) -> None:
+        self.got: set[str] = set()
+        self.changed = asyncio.Condition()
+
+    async def handle(self, reader, writer) -> None:
+        event_id, _ = (await reader.readline()).decode().split()
+        self.got.add(event_id)
+        writer.write(b"OK\n")
+        await writer.drain()
+        writer.close()
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def wait_for(self, ids: set[str], timeout: float = 60) -> None:
+        async with asyncio.timeout(timeout):
+            async with self.changed:
+                await self.changed.wait_for(lambda: ids <= self.got)
+
+
+class Producers:
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self.acked: list[str] = []
+        self.refused = 0
+        self.wrong: list[str] = []
+        self.stopping = asyncio.Event()
+        self.progress = asyncio.Condition()
+
+    async def run_one(self, n: int) -> None:
+        while not self.stopping.is_set():
+            batch = [
+                {
+                    "specversion": "1.0",
+                    "id": str(uuid.uuid4()),
+                    "source": f"urn:agency:producer-{n}",
+                    "type": "ingest.item",
+                    "subject": str(n),
+                    "data": {"n": n},
+                }
+                for _ in range(BATCH)
+            ]
+            body = json.dumps(batch)
+            while True:  # the same batch, the same ids, until it is accepted
+                try:
+                    r = await self.client.post(
+                        "/api/v1/events",
+                        content=body,
+                        headers={"Content-Type": "application/cloudevents-batch+json"},
+                    )
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+                    continue
+                if r.status_code == 202:
+                    self.acked.extend(e["id"] for e in batch)
+                    async with self.progress:
+                        self.progress.notify_all()
+                    break
+                problem = r.json() if r.headers.get("content-type", "").endswith("json") else {}
+                if (
+                    r.status_code != 503
+                    or not r.headers.get("retry-after", "").isdigit()
+                    or r.headers.get("content-type") != "application/problem+json"
+                    or not str(problem.get("type", "")).endswith("/journal-unavailable")
+                ):
+                    self.wrong.append(f"{r.status_code} {r.headers} {r.text[:300]}")
+                self.refused += 1
+                async with self.progress:
+                    self.progress.notify_all()
+                # A real producer waits Retry-After; the test retries sooner to stay short.
+                await asyncio.sleep(0.1)
+
+    async def wait_refused(self, count: int, timeout: float = 30) -> None:
+        async with asyncio.timeout(timeout):
+            async with self.progress:
+                await self.progress.wait_for(lambda: self.refused >= count)
+
+    async def wait_acked(self, count: int, timeout: float = 60) -> None:
+        async with asyncio.timeout(timeout):
+            async with self.progress:
+                await self.progress.wait_for(lambda: len(self.acked) >= count)
+
+
+async def _journal_rows(dsn: str, schema: str) -> tuple[list[str], list[dict]]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        ids = [
+            r["id"]
+            for r in await conn.fetch(
+                f'SELECT id FROM "{schema}".events WHERE type = $1', "ingest.item"
+            )
+        ]
+        outages = [
+            json.loads(r["body"])
+            for r in await conn.fetch(
+                f'SELECT body FROM "{schema}".events WHERE type = $1', "hub.journal.recovered"
+            )
+        ]
+    finally:
+        await conn.close()
+    return ids, outages
+
+
+@pytest.fixture
+def postgres():
+    if find_bin() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL's server binaries (initdb, pg_ctl) are not installed")
+        pytest.skip("PostgreSQL's server binaries (initdb, pg_ctl) are not installed")
+    with private_postgres(free_port()) as server:
+        yield server
+
+
+async def test_the_hub_rides_out_a_postgresql_crash_and_a_restart(tmp_path, test_plugins, postgres):
+    api_port, forward_port = free_port(), free_port()
+    schema = "nabat"
+    (tmp_path / "plugins.toml").write_text(f"""
+[hub]
+name = "outage"
+log_format = "json"
+
+[storage]
+url = "{postgres.dsn}"
+schema = "{schema}"
+poll_interval = 0.2
+
+[api]
+listen = "127.0.0.1:{api_port}"
+
+[api.rate_limit]
+rate = 10000
+burst = 10000
+
+[plugins.tp_ingest]
+
+[instances.forwarder]
+kind = "tp_ingest.forwarder"
+delivery = {{ backoff_initial = 0.05, backoff_max = 0.5 }}
+settings = {{ port = {forward_port} }}
+""")
+    env = {**os.environ, "NABAT_LANG": "en", "PYTHONPATH": str(test_plugins)}
+    made = run_cli(
+        "tokens", "create", "--name", "producer", "--scopes", "events:write,ops:read", "--json",
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    token = json.loads(made.stdout)["secret"]
+    forwarded = Forwarded()
+    server = await asyncio.start_server(forwarded.handle, "127.0.0.1", forward_port)
+    with (tmp_path / "hub.log").open("wb") as log:
+        hub = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "nabat", "run", cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
+    client = httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{api_port}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    producers = Producers(client)
+    running: list[asyncio.Task[None]] = []
+    try:
+        async with server:
+            async with asyncio.timeout(60):
+                while True:
+                    try:
+                        if (await client.get("/ready")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(0.1)
+            running = [asyncio.create_task(producers.run_one(n)) for n in range(PRODUCERS)]
+            for mode in ("immediate", "fast"):  # a crash mid group commit; a clean restart
+                await producers.wait_acked(len(producers.acked) + 50)
+                refused_before = producers.refused
+                await asyncio.to_thread(postgres.stop, mode)
+                await producers.wait_refused(refused_before + 1)
+                ready = await client.get("/ready")
+                assert ready.status_code == 503
+                state = ready.json()
+                assert state["ready"] is False and state["journal_down_since"]
+                assert any("deliveries" in p for p in state["paused"])
+                await asyncio.to_thread(postgres.start)
+                # Back by itself: events are taken again, /ready says so.
+                await producers.wait_acked(len(producers.acked) + 50)
+                assert (await client.get("/ready")).json()["paused"] == []
+            producers.stopping.set()
+            await asyncio.gather(*running)
+            assert producers.wrong == []
+            assert producers.refused > 0
+            acked = set(producers.acked)
+            await forwarded.wait_for(acked)  # deliveries resumed: every acked event out
+    finally:
+        producers.stopping.set()
+        for task in running:
+            task.cancel()
+        await client.aclose()
+        if hub.returncode is None:
+            hub.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(30):
+                await hub.wait()
+    ids, outages = await _journal_rows(postgres.dsn, schema)
+    assert acked <= set(ids), f"{len(acked - set(ids))} acknowledged events lost"
+    assert len(ids) == len(set(ids))  # a retried batch is stored once
+    assert len(outages) >= 2  # one per outage, told after it
+    for outage in outages:
+        data = outage["data"]
+        assert data["failures"] >= 1 and data["seconds"] > 0 and data["error"]
+    log_text = (tmp_path / "hub.log").read_text(errors="replace")
+    # The outage is logged once each, not once per refused request.
+    assert log_text.count('"event":"journal.unavailable"') == len(outages)
