@@ -44,12 +44,12 @@ import asyncio
 import ipaddress
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from ..interfaces.camera import CameraHealth, HealthState
 from ..interfaces.errors import ConfigError, TransientError
-from ..netguard import DestinationPolicy, DestinationRefused, DestinationUnresolved
+from ..netguard import DestinationPolicy, DestinationRefused, DestinationUnresolved, IPNetwork
 from .inventory import CsvError, ParsedRow
 
 if TYPE_CHECKING:
@@ -133,14 +133,14 @@ def camera_guard(context: DriverContext, *own: str | None) -> CameraGuard:
     every connection. Addresses the camera returns pass only on those hosts or by the rule."""
     destinations = _current
     inventory = context.instance_id in destinations.inventory
-    networks: list[Any] = []
+    networks: list[IPNetwork] = []
     hosts: list[str] = []
     for item in own:
         host = _host(item) if item else ""
         if not host:
             continue
         if _is_ip(host):
-            networks.append(ipaddress.ip_network(host))
+            networks.append(ipaddress.ip_network(host.split("%", 1)[0]))
         elif not inventory:
             hosts.append(host)
     return CameraGuard(destinations.policy.extended(networks, hosts))

@@ -365,13 +365,14 @@ class OnvifCamera(Camera):
 
     async def _check_services(self) -> None:
         """Keep the service addresses the camera gave that the hub may connect to: its SOAP
-        requests carry signed credentials. A refused media service fails the camera."""
+        requests carry signed credentials. A refused (or, now, unresolvable) media service
+        fails the camera; another is left out rather than connected to unchecked later."""
         assert self.device is not None
         for namespace, xaddr in list(self.device.xaddrs.items()):
             what = f"the camera's {_service(namespace)} service address"
             try:
                 await self.guard.url(str(xaddr), what=what)
-            except CameraDestinationRefused as exc:
+            except (CameraDestinationRefused, TransientError) as exc:
                 if namespace == MEDIA_NS:
                     raise
                 del self.device.xaddrs[namespace]
