@@ -301,17 +301,22 @@ class Gate:
                 instance=scope["path"],
             )
         except JournalError as exc:
-            status = 503
             (log.debug if exc.outage else log.error)(
                 "http.journal_error", error=str(exc), request_id=request_id
             )
+            if exc.disk_full:
+                status, retry, kind = 507, b"30", "insufficient-storage"
+                detail = "the journal's disk is full; nothing of this request was stored"
+            else:
+                status, retry, kind = 503, b"5", "journal-unavailable"
+                detail = "the journal is unavailable; nothing of this request was stored"
             await _send_problem(
                 send,
-                503,
-                "the journal is unavailable; nothing of this request was stored, retry later",
+                status,
+                f"{detail}, retry later",
                 request_id,
-                headers=[(b"retry-after", b"5")],
-                kind="journal-unavailable",
+                headers=[(b"retry-after", retry)],
+                kind=kind,
                 instance=scope["path"],
             )
         except asyncio.CancelledError:

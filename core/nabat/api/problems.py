@@ -48,6 +48,7 @@ _TITLES = {
     431: "Request header fields too large",
     500: "Internal server error",
     503: "Service unavailable",
+    507: "Insufficient storage",
 }
 
 
@@ -212,6 +213,15 @@ def _journal_down(request: Request[Any, Any, Any], exc: JournalError) -> Respons
     (log.debug if exc.outage else log.error)(
         "http.journal_error", error=str(exc), request_id=_request_id(request)
     )
+    if exc.disk_full:
+        return problem_response(
+            507,
+            "the journal's disk is full; nothing of this request was stored, retry later",
+            headers={"Retry-After": "30"},
+            instance=request.url.path,
+            request_id=_request_id(request),
+            kind="insufficient-storage",
+        )
     return problem_response(
         503,
         "the journal is unavailable; nothing of this request was stored, retry later",
@@ -234,6 +244,7 @@ _DESCRIPTIONS = {
     422: "Well-formed but invalid: the problem names each bad field",
     429: "Rate limit exceeded; see Retry-After",
     503: "The journal is unavailable; retry later",
+    507: "The journal's disk is full; retry later",
 }
 
 

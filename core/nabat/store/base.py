@@ -74,6 +74,8 @@ class JournalError(RuntimeError):
     outage = False
     """The database is unavailable (its health logged that once): callers log this failure
     quietly instead of once per request."""
+    disk_full = False
+    """No room left to write: the API answers 507 rather than 503."""
 
 
 class SchemaTooNew(JournalError):

@@ -26,6 +26,9 @@ __all__ = ["JournalHealth", "Outage"]
 
 log = get_logger("nabat.store")
 _REMIND_S = 30.0
+SETTLE_S = 1.0
+"""An outage ends at a success this long after the last failure: a nearly full disk lets a
+small write through now and then, and that is not yet room."""
 
 
 class Outage(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,6 +49,9 @@ class JournalHealth:
         self.down_since: datetime | None = None
         self.failures = 0
         self.error = ""
+        self.writes_failed = False
+        """The outage is of writes (a full disk): reads that succeed do not end it."""
+        self._last_failure = 0.0
         self._reminded = 0.0
         self._listeners: list[Callable[[Outage], None]] = []
 
@@ -57,12 +63,13 @@ class JournalHealth:
         """Call ``listener(outage)`` when an outage ends (it must not block: schedule work)."""
         self._listeners.append(listener)
 
-    def failed(self, error: str) -> None:
+    def failed(self, error: str, *, write: bool = True) -> None:
         self.failures += 1
-        now = time.monotonic()
+        now = self._last_failure = time.monotonic()
         if self.down_since is None:
             self.down_since = datetime.now(UTC)
             self.error = error
+            self.writes_failed = write
             self._reminded = now
             log.error("journal.unavailable", where=self.where, error=error)
         elif now - self._reminded >= _REMIND_S:
@@ -75,8 +82,12 @@ class JournalHealth:
                 error=error,
             )
 
-    def succeeded(self) -> None:
+    def succeeded(self, *, write: bool = True) -> None:
         if self.down_since is None:  # the hot path: one attribute read
+            return
+        if self.writes_failed and not write:
+            return  # a full disk still lets reads through: only a write tells it has room
+        if time.monotonic() - self._last_failure < SETTLE_S:
             return
         until = datetime.now(UTC)
         outage = Outage(
@@ -86,7 +97,7 @@ class JournalHealth:
             failures=self.failures,
             error=self.error[:500],
         )
-        self.down_since, self.failures, self.error = None, 0, ""
+        self.down_since, self.failures, self.error, self.writes_failed = None, 0, "", False
         log.warning(
             "journal.recovered",
             where=self.where,

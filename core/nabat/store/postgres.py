@@ -87,8 +87,14 @@ from .delivery import DeliveryIssue, IssueState, SubscriptionSpec, SubscriptionS
 
 __all__ = ["PostgresJournal"]
 
+
 # Errors a database operation can raise: server errors, client/protocol errors (connection
 # closed…), network errors and timeouts.
+def _reads(action: str) -> bool:
+    """Whether a statement only reads (its success does not show a full disk has room)."""
+    return action.startswith(("reading", "listing"))
+
+
 _DB_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
@@ -462,9 +468,10 @@ class PostgresJournal(Journal):
         error = JournalError(
             f"PostgreSQL: {action} failed ({self.where}): {type(exc).__name__}: {reason}"
         )
+        error.disk_full = getattr(exc, "sqlstate", None) == "53100"
         if self.is_outage(exc):
             error.outage = True
-            self.health.failed(str(error))
+            self.health.failed(str(error), write=not _reads(action))
         return error
 
     def is_outage(self, exc: BaseException) -> bool:
@@ -490,7 +497,7 @@ class PostgresJournal(Journal):
             result = await getattr(pool, method)(sql, *args)
         except _DB_ERRORS as exc:
             raise self._error(action, exc) from exc
-        self.health.succeeded()
+        self.health.succeeded(write=not _reads(action))
         return result
 
     # -- lifecycle -------------------------------------------------------------------------

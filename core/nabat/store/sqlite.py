@@ -223,15 +223,17 @@ class SqliteJournal(Journal):
     async def _in(self, pool: ThreadPoolExecutor | None, fn: Any, *args: Any) -> Any:
         if pool is None:
             raise JournalError("the journal is not open")
+        write = pool is self._writer
         try:
             result = await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
         except sqlite3.Error as exc:
             error = JournalError(f"SQLite: {exc} ({self.path})")
+            error.disk_full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
             if self.is_outage(exc):
                 error.outage = True
-                self.health.failed(str(error))
+                self.health.failed(str(error), write=write)
             raise error from exc
-        self.health.succeeded()
+        self.health.succeeded(write=write)
         return result
 
     def is_outage(self, exc: BaseException) -> bool:
@@ -312,7 +314,8 @@ class SqliteJournal(Journal):
                 )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # not after a full disk: SQLite rolled back already
+                conn.execute("ROLLBACK")
             raise
 
     async def _migrate(self, from_version: int) -> None:
@@ -370,7 +373,8 @@ class SqliteJournal(Journal):
                     known[(values[1], values[0])] = first + offset
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # not after a full disk: SQLite rolled back already
+                conn.execute("ROLLBACK")
             raise
         return [known[key] for key in keys], new
 
@@ -484,7 +488,10 @@ class SqliteJournal(Journal):
                 conn.execute("COMMIT")
                 return result
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLite has rolled back already after some errors (a full disk): a second
+                # ROLLBACK would fail and hide the reason.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
 
         return await self._in(self._writer, run)

@@ -15,103 +15,17 @@ import json
 import os
 import signal
 import sys
-import uuid
 from pathlib import Path
 
 import httpx
 import pytest
-from nabat.testing import free_port, run_cli
+from nabat.testing import eventually, free_port, run_cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fixtures"))
 from private_pg import find_bin, private_postgres
+from producers import Forwarded, Producers
 
-BATCH = 5
 PRODUCERS = 4
-
-
-class Forwarded:
-    """The durable subscription's far end (tp_ingest.forwarder): records and confirms."""
-
-    def __init__(self) -> None:
-        self.got: set[str] = set()
-        self.changed = asyncio.Condition()
-
-    async def handle(self, reader, writer) -> None:
-        event_id, _ = (await reader.readline()).decode().split()
-        self.got.add(event_id)
-        writer.write(b"OK\n")
-        await writer.drain()
-        writer.close()
-        async with self.changed:
-            self.changed.notify_all()
-
-    async def wait_for(self, ids: set[str], timeout: float = 60) -> None:
-        async with asyncio.timeout(timeout):
-            async with self.changed:
-                await self.changed.wait_for(lambda: ids <= self.got)
-
-
-class Producers:
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.client = client
-        self.acked: list[str] = []
-        self.refused = 0
-        self.wrong: list[str] = []
-        self.stopping = asyncio.Event()
-        self.progress = asyncio.Condition()
-
-    async def run_one(self, n: int) -> None:
-        while not self.stopping.is_set():
-            batch = [
-                {
-                    "specversion": "1.0",
-                    "id": str(uuid.uuid4()),
-                    "source": f"urn:agency:producer-{n}",
-                    "type": "ingest.item",
-                    "subject": str(n),
-                    "data": {"n": n},
-                }
-                for _ in range(BATCH)
-            ]
-            body = json.dumps(batch)
-            while True:  # the same batch, the same ids, until it is accepted
-                try:
-                    r = await self.client.post(
-                        "/api/v1/events",
-                        content=body,
-                        headers={"Content-Type": "application/cloudevents-batch+json"},
-                    )
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)
-                    continue
-                if r.status_code == 202:
-                    self.acked.extend(e["id"] for e in batch)
-                    async with self.progress:
-                        self.progress.notify_all()
-                    break
-                problem = r.json() if r.headers.get("content-type", "").endswith("json") else {}
-                if (
-                    r.status_code != 503
-                    or not r.headers.get("retry-after", "").isdigit()
-                    or r.headers.get("content-type") != "application/problem+json"
-                    or not str(problem.get("type", "")).endswith("/journal-unavailable")
-                ):
-                    self.wrong.append(f"{r.status_code} {r.headers} {r.text[:300]}")
-                self.refused += 1
-                async with self.progress:
-                    self.progress.notify_all()
-                # A real producer waits Retry-After; the test retries sooner to stay short.
-                await asyncio.sleep(0.1)
-
-    async def wait_refused(self, count: int, timeout: float = 30) -> None:
-        async with asyncio.timeout(timeout):
-            async with self.progress:
-                await self.progress.wait_for(lambda: self.refused >= count)
-
-    async def wait_acked(self, count: int, timeout: float = 60) -> None:
-        async with asyncio.timeout(timeout):
-            async with self.progress:
-                await self.progress.wait_for(lambda: len(self.acked) >= count)
 
 
 async def _journal_rows(dsn: str, schema: str) -> tuple[list[str], list[dict]]:
@@ -218,7 +132,10 @@ settings = {{ port = {forward_port} }}
                 await asyncio.to_thread(postgres.start)
                 # Back by itself: events are taken again, /ready says so.
                 await producers.wait_acked(len(producers.acked) + 50)
-                assert (await client.get("/ready")).json()["paused"] == []
+                async def resumed() -> bool:
+                    return (await client.get("/ready")).json()["paused"] == []
+
+                await eventually(resumed, timeout=30, what="/ready with nothing paused")
             producers.stopping.set()
             await asyncio.gather(*running)
             assert producers.wrong == []

@@ -209,7 +209,7 @@ class _IngestOperation(Operation):
         "duplicate and not sent on again; with an `Idempotency-Key` (or `webhook-id`) header "
         "a retry gets the first answer again. " + _EVENT_BODY_DOC
     ),
-    responses=documented(400, 403, 408, 409, 413, 415, 422, 503),
+    responses=documented(400, 403, 408, 409, 413, 415, 422, 503, 507),
     tags=["events"],
 )
 async def ingest_events(

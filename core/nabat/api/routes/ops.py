@@ -92,6 +92,8 @@ async def ready(api: NamedDependency[ApiState]) -> Response[Readiness]:
         async with asyncio.timeout(5):
             await api.hub.journal.last_seq()
         journal, ok = "ok", True
+        if api.hub.journal.health.down:  # reads pass, writes fail (a full disk)
+            journal, ok = f"unavailable: {api.hub.journal.health.error}", False
     except Exception as exc:
         journal, ok = f"unavailable: {exc}", False
     elapsed = round((time.perf_counter() - started) * 1000, 2)
