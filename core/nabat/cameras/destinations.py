@@ -198,7 +198,11 @@ class CameraGuard:
         from .destinations_http import guarded_client
 
         return guarded_client(
-            self.policy, timeout=timeout, verify=verify, follow_redirects=follow_redirects
+            self.policy,
+            refused=CameraDestinationRefused,
+            timeout=timeout,
+            verify=verify,
+            follow_redirects=follow_redirects,
         )
 
 

@@ -54,6 +54,7 @@ REASON_CODES = [
     "network_error",
     "probe_timeout",
     "probe_error",
+    "destination_refused",
 ]
 # Event types the hub and its first-party plugins publish that have a text of their own.
 EVENT_TYPES = [
