@@ -297,6 +297,27 @@ async def test_one_account_guessed_through_both_hubs_locks_after_max_failures_in
         assert await attempt(b, "nobody", "x") == 423
 
 
+async def test_a_session_ended_through_one_hub_acts_no_more_through_the_other(hubs):
+    hubs.cli(
+        "users", "create", "--login", "sidorova", "--role", "supervisor", "--password-stdin",
+        stdin=f"{PASSWORD}\n",
+    )  # fmt: skip
+    async with _client(hubs, "a") as a, _client(hubs, "b") as b:
+        signed = await a.post(
+            "/console/api/sign-in", json={"login": "sidorova", "password": PASSWORD}
+        )
+        assert signed.status_code == 200, signed.text
+        csrf = {"X-CSRF-Token": signed.json()["csrf"]}
+        b.cookies.update(a.cookies)  # a balancer sends the next request elsewhere
+        incident = {"title": "Пожар", "municipality": "krasnodar"}
+        assert (await a.post("/api/v1/incidents", json=incident, headers=csrf)).status_code == 201
+        assert (await b.get("/api/v1/incidents")).status_code == 200  # b caches the session
+        assert (await b.post("/console/api/sign-out", headers=csrf)).status_code == 204
+        # Through a, which read the session a moment ago: refused at once for any change.
+        after = await a.post("/api/v1/incidents", json=incident, headers=csrf)
+        assert after.status_code == 401, after.text
+
+
 async def test_one_tokens_rate_limit_holds_across_both_hubs(hubs):
     async with _client(hubs, "a", "metered") as a, _client(hubs, "b", "metered") as b:
         answers = await asyncio.gather(
