@@ -70,7 +70,9 @@ class ApiState:
             settings=settings,
             tokens=TokenStore(hub.journal),
             limiter=RateLimiter(
-                settings.rate_limit.rate, settings.rate_limit.burst, journal=hub.journal
+                settings.rate_limit.rate,
+                settings.rate_limit.burst,
+                journal=hub.journal if settings.rate_limit.shared else None,
             ),
             audit=AuditLog(hub.journal, retention_days=settings.audit_retention_days),
             idempotency=IdempotencyStore(hub.journal, settings.idempotency_ttl),

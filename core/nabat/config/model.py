@@ -106,6 +106,10 @@ class RateLimitSettings(_Table):
     """Requests per second, refilled continuously."""
     burst: Annotated[int, msgspec.Meta(ge=1)] = 200
     """Requests a token may make at once after a quiet spell."""
+    shared: bool = True
+    """On PostgreSQL, count each token's (console's, sign-in address's) requests across all hub
+    processes, one database statement per request; false: per process (N processes let N
+    times the rate through)."""
 
 
 class ConsoleSettings(_Table):

@@ -441,6 +441,8 @@ class PostgresJournal(Journal):
         self.health.where = self.where
         self._secrets = _secrets_of(dsn)
         self._pool: asyncpg.Pool | None = None
+        self._lax: asyncpg.Pool | None = None
+        self._lax_lock = asyncio.Lock()
         s = quote_ident(schema)
         self._s = s
         self._migrate_lock = _lock_key("migrate", schema)
@@ -526,13 +528,14 @@ class PostgresJournal(Journal):
             )
 
     async def _disconnect(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        try:
-            await asyncio.wait_for(pool.close(), timeout=10)
-        except (TimeoutError, *_DB_ERRORS):
-            pool.terminate()
+        for pool in (self._pool, self._lax):
+            if pool is None:
+                continue
+            try:
+                await asyncio.wait_for(pool.close(), timeout=10)
+            except (TimeoutError, *_DB_ERRORS):
+                pool.terminate()
+        self._pool = self._lax = None
 
     # -- schema ----------------------------------------------------------------------------
     async def _version_on(self, conn: asyncpg.Connection) -> int:
@@ -981,11 +984,37 @@ class PostgresJournal(Journal):
         )
         return _rowcount(status) > 0
 
+    async def _lax_pool(self) -> asyncpg.Pool:
+        """Connections whose commits do not wait for the disk: for rate limits, which every
+        request of a token changes in one row. Waiting for the WAL to be flushed there would
+        hold the row's lock a millisecond or more per request, capping a busy token far
+        below its limit; a limit's last moments lost in a database crash cost nothing."""
+        if self._lax is None:
+            async with self._lax_lock:
+                if self._lax is None:
+                    self._lax = await asyncpg.create_pool(
+                        self._dsn,
+                        min_size=1,
+                        max_size=2,
+                        timeout=self.connect_timeout,
+                        server_settings={
+                            "application_name": "nabat",
+                            "synchronous_commit": "off",
+                        },
+                    )
+        return self._lax
+
     async def _take_allowance(self, key: str, interval: float, window: float) -> float | None:
         action = f"taking from rate limit {key!r}"
-        if await self._run(action, "fetchval", _TAKE.format(s=self._s), key, interval, window):
+        try:
+            pool = await self._lax_pool()
+            allowed = await pool.fetchval(_TAKE.format(s=self._s), key, interval, window)
+            ahead = None if allowed else await pool.fetchval(_OVER.format(s=self._s), key)
+        except _DB_ERRORS as exc:
+            raise self._error(action, exc) from exc
+        self.health.succeeded()
+        if allowed:
             return None
-        ahead = await self._run(action, "fetchval", _OVER.format(s=self._s), key)
         return max(0.001, (ahead or 0.0) + interval - window)
 
     async def _swap_record(
