@@ -630,14 +630,18 @@ class Journal(abc.ABC):
                 return body
         raise JournalError(f"record {key!r} of {collection!r}: {attempts} concurrent changes won")
 
-    async def take_allowance(self, key: str, *, rate: float, burst: int) -> float | None:
-        """One request from the rate limit ``key``, counted for every process on the
+    async def take_allowance(
+        self, key: str, *, rate: float, burst: int, cost: int = 1
+    ) -> float | None:
+        """``cost`` requests from the rate limit ``key``, counted for every process on the
         journal: ``burst`` requests at once, then ``rate`` a second (GCRA, its state one
         record of ``rate_limits``, changed in one atomic statement). None when allowed;
-        otherwise the seconds until a request would be."""
+        otherwise the seconds until they would be."""
         if rate <= 0 or burst < 1:
             raise ValueError("a rate limit needs rate > 0 and burst >= 1")
-        return await self._take_allowance(key, 1.0 / rate, burst / rate)
+        if not 1 <= cost <= burst:
+            raise ValueError("a rate limit's cost is 1 to burst requests")
+        return await self._take_allowance(key, cost / rate, burst / rate)
 
     @abc.abstractmethod
     async def _take_allowance(self, key: str, interval: float, window: float) -> float | None:

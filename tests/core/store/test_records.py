@@ -316,3 +316,14 @@ async def test_a_rate_limit_holds_for_two_processes_together(make_journal):
     assert await journals[0].take_allowance("token:t1", rate=2.0, burst=5) is not None
     with pytest.raises(ValueError):
         await journals[0].take_allowance("k", rate=0, burst=1)
+
+
+async def test_a_rate_limit_gives_blocks_while_a_whole_block_is_left(make_journal):
+    """A busy process takes several requests' worth at once (the API spends them itself)."""
+    journal = await make_journal()
+    assert await journal.take_allowance("k", rate=1.0, burst=5, cost=3) is None
+    assert await journal.take_allowance("k", rate=1.0, burst=5, cost=3) is not None  # 2 left
+    assert await journal.take_allowance("k", rate=1.0, burst=5, cost=2) is None
+    assert await journal.take_allowance("k", rate=1.0, burst=5) is not None
+    with pytest.raises(ValueError):
+        await journal.take_allowance("k", rate=1.0, burst=5, cost=6)
