@@ -618,6 +618,7 @@ def parse_metrics(text: str) -> dict[str, float]:
 class Sample:
     t: float  # seconds since the load started
     rss_mib: float
+    hwm_mib: float
     fds: int
     threads: int
     tasks: float
@@ -666,6 +667,7 @@ async def sampler(hub: HubProcess, http: httpx.AsyncClient, soak: Soak, t0: floa
                 Sample(
                     t=time.monotonic() - t0,
                     rss_mib=status["VmRSS"] / 1024,
+                    hwm_mib=status["VmHWM"] / 1024,
                     fds=fds,
                     threads=status["Threads"],
                     tasks=metrics.get("nabat_asyncio_tasks", math.nan),
@@ -1065,8 +1067,11 @@ def report(args: argparse.Namespace, result: dict[str, Any], bases: list[dict[st
         f"resources of the hub process, {len(steady)} samples from {warm:.0f} s to {end:.0f} s"
         f" (every {SAMPLE_EVERY:g} s):"
     )
-    print("| resource | first | last | min | max | slope per hour | ± s.e. | threshold | verdict |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print(
+        "| resource | first | last | min | max | slope per hour | ± s.e. | 2nd half's slope |"
+        " threshold | verdict |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     verdicts = {}
     for key, label in (
         ("rss_mib", "RSS MiB"),
@@ -1077,13 +1082,15 @@ def report(args: argparse.Namespace, result: dict[str, Any], bases: list[dict[st
         points = [(s.t, float(getattr(s, key))) for s in steady]
         values = [y for _, y in points]
         slope, se = slope_per_hour(points)
-        flat = abs(slope) < THRESHOLDS[key] if not math.isnan(slope) else None
+        late, _ = slope_per_hour(points[len(points) // 2 :])  # warming levels off; a leak not
+        flat = slope < THRESHOLDS[key] if not math.isnan(slope) else None  # a leak grows
         verdicts[key] = flat
         verdict = "n/a" if flat is None else ("flat" if flat else "NOT flat")
         if values:
             print(
                 f"| {label} | {values[0]:,.1f} | {values[-1]:,.1f} | {min(values):,.1f} |"
-                f" {max(values):,.1f} | {slope:+,.1f} | {se:,.1f} | < {THRESHOLDS[key]:g}/h |"
+                f" {max(values):,.1f} | {slope:+,.1f} | {se:,.1f} | {late:+,.1f} |"
+                f" < {THRESHOLDS[key]:g}/h |"
                 f" {verdict} |"
             )
     if args.quick:
@@ -1096,7 +1103,8 @@ def report(args: argparse.Namespace, result: dict[str, Any], bases: list[dict[st
     if last is not None:
         print(
             f"after the drain (t = {last.t:.0f} s): RSS {last.rss_mib:.1f} MiB, fds {last.fds},"
-            f" tasks {last.tasks:.0f}, threads {last.threads}; peak RSS (VmHWM) n/a"
+            f" tasks {last.tasks:.0f}, threads {last.threads}; peak RSS (VmHWM)"
+            f" {last.hwm_mib:.1f} MiB"
         )
     v = result["verify"]
     print()
