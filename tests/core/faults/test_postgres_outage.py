@@ -132,6 +132,7 @@ settings = {{ port = {forward_port} }}
                 await asyncio.to_thread(postgres.start)
                 # Back by itself: events are taken again, /ready says so.
                 await producers.wait_acked(len(producers.acked) + 50)
+
                 async def resumed() -> bool:
                     return (await client.get("/ready")).json()["paused"] == []
 
