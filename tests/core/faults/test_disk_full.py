@@ -15,18 +15,16 @@ import errno
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
-from nabat.testing import eventually, free_port, run_cli
+from nabat.testing import eventually, free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fixtures"))
-from producers import Producers
+from producers import hub_under_load
 
 HEADROOM = 256 * 1024
 
@@ -85,34 +83,7 @@ rate = 10000
 burst = 10000
 """)
     env = {**os.environ, "NABAT_LANG": "en"}
-    made = run_cli(
-        "tokens", "create", "--name", "producer", "--scopes", "events:write,ops:read", "--json",
-        cwd=tmp_path, env=env,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    token = json.loads(made.stdout)["secret"]
-    with (tmp_path / "hub.log").open("wb") as log:
-        hub = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "nabat", "run", cwd=tmp_path, env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=log,
-        )  # fmt: skip
-    client = httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{api_port}",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-    producers = Producers(client)
-    running: list[asyncio.Task[None]] = []
-    try:
-        async with asyncio.timeout(60):
-            while True:
-                try:
-                    if (await client.get("/ready")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        running = [asyncio.create_task(producers.run_one(n)) for n in range(4)]
+    async with hub_under_load(tmp_path, env, api_port) as (hub, client, producers):
         await producers.wait_acked(100)
         ballast = await asyncio.to_thread(_fill, small_disk)
         await producers.wait_refused(20, timeout=120)  # the headroom is used up
@@ -129,18 +100,8 @@ burst = 10000
             return (await client.get("/ready")).status_code == 200
 
         await eventually(ready_again, timeout=30, what="/ready 200 after the disk has room")
-        producers.stopping.set()
-        await asyncio.gather(*running)
+        await producers.finish()
         assert producers.wrong == []
-    finally:
-        producers.stopping.set()
-        for task in running:
-            task.cancel()
-        await client.aclose()
-        if hub.returncode is None:
-            hub.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(30):
-                await hub.wait()
     conn = sqlite3.connect(small_disk / "journal.sqlite3")
     try:
         stored = {r[0] for r in conn.execute("SELECT id FROM events WHERE type = 'ingest.item'")}

@@ -13,17 +13,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
-from nabat.testing import eventually, free_port, run_cli
+from nabat.testing import eventually, free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fixtures"))
 from private_pg import find_bin, private_postgres
-from producers import Forwarded, Producers
+from producers import Forwarded, hub_under_load
 
 PRODUCERS = 4
 
@@ -88,70 +86,35 @@ delivery = {{ backoff_initial = 0.05, backoff_max = 0.5 }}
 settings = {{ port = {forward_port} }}
 """)
     env = {**os.environ, "NABAT_LANG": "en", "PYTHONPATH": str(test_plugins)}
-    made = run_cli(
-        "tokens", "create", "--name", "producer", "--scopes", "events:write,ops:read", "--json",
-        cwd=tmp_path, env=env,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    token = json.loads(made.stdout)["secret"]
     forwarded = Forwarded()
     server = await asyncio.start_server(forwarded.handle, "127.0.0.1", forward_port)
-    with (tmp_path / "hub.log").open("wb") as log:
-        hub = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "nabat", "run", cwd=tmp_path, env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=log,
-        )  # fmt: skip
-    client = httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{api_port}",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-    producers = Producers(client)
-    running: list[asyncio.Task[None]] = []
-    try:
-        async with server:
-            async with asyncio.timeout(60):
-                while True:
-                    try:
-                        if (await client.get("/ready")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.1)
-            running = [asyncio.create_task(producers.run_one(n)) for n in range(PRODUCERS)]
-            for mode in ("immediate", "fast"):  # a crash mid group commit; a clean restart
-                await producers.wait_acked(len(producers.acked) + 50)
-                refused_before = producers.refused
-                await asyncio.to_thread(postgres.stop, mode)
-                await producers.wait_refused(refused_before + 1)
-                ready = await client.get("/ready")
-                assert ready.status_code == 503
-                state = ready.json()
-                assert state["ready"] is False and state["journal_down_since"]
-                assert any("deliveries" in p for p in state["paused"])
-                await asyncio.to_thread(postgres.start)
-                # Back by itself: events are taken again, /ready says so.
-                await producers.wait_acked(len(producers.acked) + 50)
+    async with (
+        server,
+        hub_under_load(tmp_path, env, api_port, producers=PRODUCERS) as (_, client, producers),
+    ):
+        for mode in ("immediate", "fast"):  # a crash mid group commit; a clean restart
+            await producers.wait_acked(len(producers.acked) + 50)
+            refused_before = producers.refused
+            await asyncio.to_thread(postgres.stop, mode)
+            await producers.wait_refused(refused_before + 1)
+            ready = await client.get("/ready")
+            assert ready.status_code == 503
+            state = ready.json()
+            assert state["ready"] is False and state["journal_down_since"]
+            assert any("deliveries" in p for p in state["paused"])
+            await asyncio.to_thread(postgres.start)
+            # Back by itself: events are taken again, /ready says so.
+            await producers.wait_acked(len(producers.acked) + 50)
 
-                async def resumed() -> bool:
-                    return (await client.get("/ready")).json()["paused"] == []
+            async def resumed() -> bool:
+                return (await client.get("/ready")).json()["paused"] == []
 
-                await eventually(resumed, timeout=30, what="/ready with nothing paused")
-            producers.stopping.set()
-            await asyncio.gather(*running)
-            assert producers.wrong == []
-            assert producers.refused > 0
-            acked = set(producers.acked)
-            await forwarded.wait_for(acked)  # deliveries resumed: every acked event out
-    finally:
-        producers.stopping.set()
-        for task in running:
-            task.cancel()
-        await client.aclose()
-        if hub.returncode is None:
-            hub.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(30):
-                await hub.wait()
+            await eventually(resumed, timeout=30, what="/ready with nothing paused")
+        await producers.finish()
+        assert producers.wrong == []
+        assert producers.refused > 0
+        acked = set(producers.acked)
+        await forwarded.wait_for(acked)  # deliveries resumed: every acked event out
     ids, outages = await _journal_rows(postgres.dsn, schema)
     assert acked <= set(ids), f"{len(acked - set(ids))} acknowledged events lost"
     assert len(ids) == len(set(ids))  # a retried batch is stored once
