@@ -34,7 +34,9 @@ def small_disk(tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)],
+        # Room enough that what the ballast frees outlasts the WAL's growth until the next
+        # checkpoint (on a 16 MB disk, producers on a quiet machine filled it again first).
+        ["mount", "-t", "tmpfs", "-o", "size=128m", "tmpfs", str(disk)],
         capture_output=True,
         text=True,
     )
