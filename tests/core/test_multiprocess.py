@@ -13,38 +13,10 @@ from pathlib import Path
 from nabat.store import EventQuery, decode_cursor
 from nabat.testing import connect_when_ready, free_port
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from producers import Forwarded, ingest_lines
+
 PG_DSN = os.environ.get("NABAT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-async def ingest(port: int, numbers: range) -> list[str]:
-    reader, writer = await connect_when_ready(port)
-    ids = []
-    for n in numbers:
-        writer.write(f'{{"n": {n}}}\n'.encode())
-        await writer.drain()
-        ids.append((await reader.readline()).decode().split()[1])
-    writer.close()
-    return ids
-
-
-class Receiver:
-    def __init__(self) -> None:
-        self.got: list[str] = []
-        self.changed = asyncio.Condition()
-
-    async def handle(self, reader, writer) -> None:
-        event_id, _ = (await reader.readline()).decode().split()
-        self.got.append(event_id)
-        writer.write(b"OK\n")
-        await writer.drain()
-        writer.close()
-        async with self.changed:
-            self.changed.notify_all()
-
-    async def wait_for(self, ids: set[str], timeout: float = 30) -> None:
-        async with asyncio.timeout(timeout):
-            async with self.changed:
-                await self.changed.wait_for(lambda: ids <= set(self.got))
 
 
 async def log_shows(path: Path, wanted: str, timeout: float = 10) -> bool:
@@ -58,7 +30,7 @@ async def log_shows(path: Path, wanted: str, timeout: float = 10) -> bool:
 
 
 async def test_two_hubs_share_one_postgresql(tmp_path, test_plugins, pg_schema):
-    receiver = Receiver()
+    receiver = Forwarded()
     receiver_port = free_port()
     hubs: dict[str, dict] = {}
     env = {**os.environ, "NABAT_LANG": "en", "PYTHONPATH": str(test_plugins)}
@@ -117,9 +89,9 @@ settings = {{ port = {receiver_port} }}
                 writer.close()
             # Both take events; the one durable subscription delivers all of them, from
             # whichever process holds its lease.
-            ids_a = await ingest(hubs["a"]["port"], range(0, 50))
-            ids_b = await ingest(hubs["b"]["port"], range(50, 100))
-            await receiver.wait_for(set(ids_a + ids_b))
+            ids_a = await ingest_lines(hubs["a"]["port"], range(0, 50))
+            ids_b = await ingest_lines(hubs["b"]["port"], range(50, 100))
+            await receiver.wait_for(set(ids_a + ids_b), timeout=30)
 
             # Live events reach listeners in every process: B logs what A ingested.
             assert await log_shows(hubs["b"]["log"], ids_a[0]), "hub B never saw A's event"
@@ -136,8 +108,8 @@ settings = {{ port = {receiver_port} }}
             survivor = "b" if victim == "a" else "a"
             procs[victim].send_signal(signal.SIGKILL)
             await procs[victim].wait()
-            later = await ingest(hubs[survivor]["port"], range(100, 130))
-            await receiver.wait_for(set(later))
+            later = await ingest_lines(hubs[survivor]["port"], range(100, 130))
+            await receiver.wait_for(set(later), timeout=30)
             conn = await __import__("asyncpg").connect(PG_DSN)
             new_holder = await conn.fetchval(
                 f'SELECT lease_owner FROM "{pg_schema}".subscriptions WHERE id = $1',

@@ -16,46 +16,12 @@ from pathlib import Path
 from nabat.events import Event
 from nabat.store import PostgresJournal
 from nabat.store.delivery import SubscriptionSpec
-from nabat.testing import connect_when_ready, free_port, run_cli
+from nabat.testing import free_port, run_cli
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fixtures"))
+from producers import Forwarded, ingest_lines
 
 PG_DSN = os.environ.get("NABAT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-class Receiver:
-    """The forwarder's far end: answers OK, or NO while ``refusing`` (the forwarder retries)."""
-
-    def __init__(self) -> None:
-        self.got: list[str] = []
-        self.refusing = False
-        self.changed = asyncio.Condition()
-
-    async def handle(self, reader, writer) -> None:
-        event_id, _ = (await reader.readline()).decode().split()
-        if self.refusing:
-            writer.write(b"NO\n")
-        else:
-            self.got.append(event_id)
-            writer.write(b"OK\n")
-        await writer.drain()
-        writer.close()
-        async with self.changed:
-            self.changed.notify_all()
-
-    async def wait_for(self, ids: set[str], timeout: float = 60) -> None:
-        async with asyncio.timeout(timeout):
-            async with self.changed:
-                await self.changed.wait_for(lambda: ids <= set(self.got))
-
-
-async def ingest(port: int, numbers: range) -> list[str]:
-    reader, writer = await connect_when_ready(port)
-    ids = []
-    for n in numbers:
-        writer.write(f'{{"n": {n}}}\n'.encode())
-        await writer.drain()
-        ids.append((await reader.readline()).decode().split()[1])
-    writer.close()
-    return ids
 
 
 async def nabat(*args: str, cwd: Path) -> tuple[int, str, str]:
@@ -108,7 +74,7 @@ delivery = {{ backoff_initial = 0.05, backoff_max = 0.2 }}
 settings = {{ port = {receiver_port} }}
 """)
     env = {**os.environ, "NABAT_LANG": "en", "PYTHONPATH": str(test_plugins)}
-    receiver = Receiver()
+    receiver = Forwarded()
 
     async def start_hub(log_name: str) -> asyncio.subprocess.Process:
         with (tmp_path / log_name).open("wb") as log:
@@ -128,13 +94,13 @@ settings = {{ port = {receiver_port} }}
     async with server:
         hub = await start_hub("hub-1.log")
         try:
-            delivered = await ingest(listen, range(0, 30))
+            delivered = await ingest_lines(listen, range(0, 30))
             await receiver.wait_for(set(delivered))
             # The receiver refuses now: 30… wait at the forwarder's cursor, retried.
             receiver.refusing = True
-            waiting = await ingest(listen, range(30, 40))
+            waiting = await ingest_lines(listen, range(30, 40))
             # The backup is taken while the hub goes on taking events.
-            writing = asyncio.create_task(ingest(listen, range(40, 90)))
+            writing = asyncio.create_task(ingest_lines(listen, range(40, 90)))
             code, out, err = await nabat("db", "backup", str(backup), "--json", cwd=tmp_path)
             more = await writing
             assert code == 0, err
@@ -163,7 +129,7 @@ settings = {{ port = {receiver_port} }}
             # Everything after the backup's cursor is delivered again (at-least-once)…
             await receiver.wait_for(set(pending))
             # …and what comes after the restore too: no gap.
-            later = await ingest(listen, range(90, 100))
+            later = await ingest_lines(listen, range(90, 100))
             await receiver.wait_for(set(later))
         finally:
             await stop(hub)
