@@ -91,7 +91,14 @@ async def consume(
 
     subscription = None
     idle = True
+    me = asyncio.current_task()
     while True:
+        # CPython 3.11's wait_for, deep in nats-py's fetch, drops a cancellation that lands
+        # as a message arrives: the fetch returns and this loop would read on for ever (a
+        # hub's shutdown waited for it). A cancellation asked for stands, whatever came back;
+        # what was fetched and not acknowledged is delivered again.
+        if me is not None and me.cancelling():
+            raise asyncio.CancelledError
         try:
             if subscription is None:
                 await prepare(connection.js)
