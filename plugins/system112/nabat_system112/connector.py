@@ -17,6 +17,7 @@ them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import uuid
@@ -224,10 +225,11 @@ class System112Connector(Connector):
             upcoming = [p.deadline for p in self.pending.values() if not p.overdue]
             wait = min(((d - now).total_seconds() for d in upcoming), default=3600.0)
             self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout=max(0.05, wait))
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: 3.11's wait_for drops a cancellation that lands
+            # as the event is set, and this loop would outlive the connector's stop.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.05, wait)):
+                    await self._changed.wait()
 
     async def _overdue(self, pending: _Pending, now: datetime) -> None:
         pending.overdue = True
