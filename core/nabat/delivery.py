@@ -19,11 +19,12 @@ a ``rejected`` result, the event becomes a dead letter (``nabat deliveries``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -365,13 +366,22 @@ class Dispatcher:
     async def _parallel_round(self) -> bool:
         spec = self.spec
         limit = asyncio.Semaphore(spec.concurrency)
-        busy = False
 
         async def deliver(seq: int, event: Event, known: DeliveryIssue | None) -> None:
             async with limit:
+                if not self.stats.holding_lease:  # lost mid-round: its new holder delivers
+                    return
                 outcome = await self._attempt(event)
                 await self._settle(seq, event, outcome, known)
 
+        async with self._lease_kept():
+            return await self._parallel_page(deliver)
+
+    async def _parallel_page(
+        self, deliver: Callable[[int, Event, DeliveryIssue | None], Awaitable[None]]
+    ) -> bool:
+        spec = self.spec
+        busy = False
         due = await self.journal.issues(
             spec.id, due_before=datetime.now(UTC), limit=spec.concurrency * 4
         )
@@ -393,9 +403,32 @@ class Dispatcher:
         end = max([s.seq for s in events] + ([scanned] if scanned else []), default=None)
         if end is not None:
             busy = True
-            if not await self.journal.advance_cursor(spec.id, self.owner, end):
+            if not self.stats.holding_lease or not await self.journal.advance_cursor(
+                spec.id, self.owner, end
+            ):
                 self._lost_lease()
         return busy
+
+    @contextlib.asynccontextmanager
+    async def _lease_kept(self) -> AsyncIterator[None]:
+        """Renew the lease while a round runs: a round waits for its slowest attempt (a
+        receiver that hangs until the timeout, twice: due retries, then the page), which
+        outlasted the lease, so the cursor's move was refused and the page delivered again."""
+
+        async def renew() -> None:
+            while self.stats.holding_lease:
+                await asyncio.sleep(self.lease_ttl / 4)  # _hold_lease renews after 1/3
+                try:
+                    await self._hold_lease()
+                except Exception as exc:  # the journal away: the round's own calls say so
+                    self._log.debug("delivery.lease_renew_failed", error=repr(exc))
+
+        renewer = asyncio.create_task(renew(), name=f"delivery-lease:{self.spec.id}")
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
 
 
 class DeliveryService:

@@ -218,6 +218,38 @@ async def test_only_the_lease_holder_delivers_and_a_dead_holder_is_replaced(make
     await b.stop()
 
 
+async def test_a_parallel_round_that_outlasts_the_lease_keeps_it_and_delivers_once(make_journal):
+    """A receiver that answers one event only after longer than the lease's TTL holds the
+    whole round; the lease is renewed meanwhile, so the cursor moves past the page and no
+    event of it is delivered twice (before, the move was refused and the page sent again)."""
+    journal = await make_journal()
+    receiver = Receiver()
+    slow = asyncio.Event()
+
+    async def one_slow(event: Event) -> DeliveryResult | None:
+        if event.subject == "e3" and not slow.is_set():
+            slow.set()
+            await asyncio.sleep(1.5)  # within the delivery timeout, past the 0.6 s lease
+        return await receiver(event)
+
+    service = DeliveryService(journal, "hub-a", lease_ttl=0.6, poll=0.05)
+    spec = SubscriptionSpec(
+        id="slow", patterns=("incident.>",), order=Order.PARALLEL, concurrency=4, **FAST
+    )
+    await service.add(spec, one_slow)
+    await publish(journal, service, events(10))
+    await receiver.wait_until(lambda: len(set(receiver.received)) == 10)
+    await publish(journal, service, events(1, start=10))
+    last = await journal.last_seq()
+
+    async def passed_it() -> bool:
+        return (await journal.subscription("slow")).cursor >= last
+
+    await eventually(passed_it, what="the cursor past every event")
+    assert sorted(receiver.received) == sorted(f"e{i}" for i in range(11))  # each once
+    await service.stop()
+
+
 async def test_a_stop_that_must_cancel_a_hung_delivery_still_gives_the_lease_up(
     make_journal, monkeypatch
 ):
