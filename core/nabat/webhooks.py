@@ -37,7 +37,7 @@ from email.utils import parsedate_to_datetime
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
+import aiohttp
 
 from .events import CONTENT_TYPE, Event, encode_event
 from .interfaces import DeliveryResult, DeliveryStatus
@@ -303,6 +303,13 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
+def _client_error(exc: BaseException) -> str:
+    """aiohttp's message without the URL it may repeat (credentials, a query's token)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect: {exc.os_error.strerror or exc.os_error}"
+    return str(exc)
+
+
 def _retryable(status: int) -> bool:
     return status in (408, 425, 429) or 500 <= status <= 599
 
@@ -332,7 +339,7 @@ class WebhookSender:
         secrets: Sequence[str],
         *,
         timeout: float = 10.0,
-        client: httpx.AsyncClient | None = None,
+        client: aiohttp.ClientSession | None = None,
         user_agent: str = "Nabat-Webhooks/1",
         disclose: Literal["all", "class"] = "all",
     ) -> None:
@@ -351,11 +358,7 @@ class WebhookSender:
         self.timeout = float(timeout)
         self.user_agent = user_agent
         self._own_client = client is None
-        self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(self.timeout),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-            follow_redirects=False,
-        )
+        self._client = client
         self._log = log.bind(url=self.display_url)
 
     def __repr__(self) -> str:
@@ -363,8 +366,16 @@ class WebhookSender:
 
     async def aclose(self) -> None:
         """Close the client this sender created (a client passed in stays open)."""
-        if self._own_client:
-            await self._client.aclose()
+        if self._own_client and self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._client is None:  # made in the running loop, at the first POST
+            self._client = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=64), trust_env=False
+            )
+        return self._client
 
     async def __aenter__(self) -> WebhookSender:
         return self
@@ -379,58 +390,58 @@ class WebhookSender:
         headers["content-type"] = CONTENT_TYPE
         headers["user-agent"] = self.user_agent
         try:
-            # One deadline for the whole exchange: httpx's timeouts are per phase, so a server
-            # trickling bytes could otherwise hold the attempt far longer.
+            # One deadline for the whole exchange, the body's trickle included.
             async with asyncio.timeout(self.timeout):
-                async with self._client.stream(
-                    "POST",
+                async with self._session().post(
                     self.url,
-                    content=body,
+                    data=body,
                     headers=headers,
-                    timeout=self.timeout,
-                    follow_redirects=False,
+                    allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=self.timeout),
                 ) as response:
                     snippet = await self._read_snippet(response)
-        except (TimeoutError, httpx.TimeoutException):
+        except TimeoutError:  # aiohttp's own timeouts are TimeoutErrors too
             return self._result(
                 DeliveryStatus.RETRY,
                 f"POST {self.display_url}: no answer within {self.timeout:g} s",
                 summary=self._network_error,
             )
-        except httpx.TransportError as exc:
-            reason = _sanitise(str(exc)) or type(exc).__name__
+        except DestinationRefused as exc:
+            detail = f"destination refused: {exc.reason}"
+            return self._result(DeliveryStatus.REJECTED, detail, summary=detail)
+        except (aiohttp.ClientError, OSError) as exc:
+            reason = _sanitise(_client_error(exc).replace(self.url, self.display_url))
+            reason = reason or type(exc).__name__
             return self._result(
                 DeliveryStatus.RETRY,
                 f"POST {self.display_url}: {type(exc).__name__}: {reason}",
                 summary=self._network_error,
             )
-        except DestinationRefused as exc:
-            detail = f"destination refused: {exc.reason}"
-            return self._result(DeliveryStatus.REJECTED, detail, summary=detail)
         return self._outcome(response, snippet)
 
     @property
     def _network_error(self) -> str:
         return f"network error: no connection or no answer within {self.timeout:g} s"
 
-    async def _read_snippet(self, response: httpx.Response) -> bytes:
+    async def _read_snippet(self, response: aiohttp.ClientResponse) -> bytes:
         """Up to :data:`_READ_LIMIT` bytes of the body: enough for an error message, a large
         body is not worth waiting for, and reading a small one to its end keeps the connection
         reusable."""
         chunks: list[bytes] = []
         size = 0
         try:
-            async for chunk in response.aiter_bytes():
+            while size < _READ_LIMIT:
+                chunk = await response.content.read(_READ_LIMIT - size)
+                if not chunk:
+                    break
                 chunks.append(chunk)
                 size += len(chunk)
-                if size >= _READ_LIMIT:
-                    break
-        except httpx.HTTPError:
+        except aiohttp.ClientError:
             pass  # the status line is what matters; a broken body only loses the snippet
-        return b"".join(chunks)[:_READ_LIMIT]
+        return b"".join(chunks)
 
-    def _outcome(self, response: httpx.Response, snippet: bytes) -> DeliveryResult:
-        status = response.status_code
+    def _outcome(self, response: aiohttp.ClientResponse, snippet: bytes) -> DeliveryResult:
+        status = response.status
         status_class = f"HTTP {status // 100}xx"
         if 200 <= status < 300:
             return self._result(DeliveryStatus.DELIVERED, f"HTTP {status}", summary=status_class)

@@ -18,13 +18,13 @@ import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-import httpx
+import aiohttp
 import msgspec
 
 from ..ids import uuid7
 from ..logs import get_logger
 from ..netguard import DestinationPolicy
-from ..netguard_http import GuardedTransport
+from ..netguard_aiohttp import guarded_session
 from ..store.delivery import IssueState, Order, SubscriptionSpec
 from ..webhooks import WebhookSender, generate_secret
 
@@ -69,7 +69,7 @@ class OutboundWebhooks:
     def __init__(self, hub: Hub, *, timeout: float = 10.0) -> None:
         self.hub = hub
         self.timeout = timeout
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
         self._running: dict[str, WebhookRegistration] = {}
         self._senders: dict[str, WebhookSender] = {}
         self._task: asyncio.Task[None] | None = None
@@ -82,14 +82,9 @@ class OutboundWebhooks:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-        # Every connection is checked against the destination policy at connect time, on the
-        # address the name resolves to then (DNS rebinding), not only at registration.
-        self._client = httpx.AsyncClient(
-            transport=GuardedTransport(self.policy, limits=limits),
-            follow_redirects=False,
-            trust_env=False,
-        )
+        # Every connection is checked against the destination policy when it is made, on the
+        # addresses the name resolves to then (DNS rebinding), not only at registration.
+        self._client = guarded_session(self.policy, limit=256)
         await self.sync()
         self._task = asyncio.get_running_loop().create_task(self._resync(), name="api:webhooks")
 
@@ -102,7 +97,7 @@ class OutboundWebhooks:
         for reg_id in list(self._running):
             await self._halt(reg_id)
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
     async def _resync(self) -> None:

@@ -14,6 +14,8 @@ import ipaddress
 from dataclasses import dataclass, field
 
 import pytest
+from nabat.events import Event
+from nabat.interfaces import DeliveryStatus
 from nabat.netguard import DestinationPolicy, DestinationRefused
 from nabat.testing import eventually, free_port
 
@@ -234,3 +236,40 @@ async def test_last_error_tells_the_class_of_a_failure_never_the_answer(api, ce)
     assert "password" not in str(errors)
     assert errors["refused"] == errors["silent"]  # a closed port and a silent one look alike
     assert errors["refused"].startswith("network error")
+
+
+async def test_the_webhook_client_refuses_internal_literals_and_names_when_it_connects(internal):
+    """The session outbound webhooks POST through, without the registration check in front of
+    it (a policy narrowed after a registration, a stored row): an IP literal never reaches a
+    resolver, so the client's own middleware must refuse it; a name goes through the
+    policy's resolver. A listed network still connects."""
+    from nabat.netguard_aiohttp import guarded_session
+    from nabat.webhooks import WebhookSender, generate_secret
+
+    answers = {"inside.example": ["127.0.0.1"]}
+
+    async def resolver(host: str, port: int) -> list[str]:
+        return answers[host]
+
+    policy = DestinationPolicy.parse([], resolver=resolver)
+    port = internal.port
+    async with guarded_session(policy, limit=4) as session:
+        for url in (
+            f"http://127.0.0.1:{port}/",
+            f"http://[::ffff:127.0.0.1]:{port}/",
+            f"http://inside.example:{port}/",
+        ):
+            sender = WebhookSender(url, [generate_secret()], client=session, disclose="class")
+            result = await sender(Event(type="incident.created", source="/t"))
+            assert result.status is DeliveryStatus.REJECTED, (url, result)
+            assert result.detail.startswith("destination refused"), (url, result.detail)
+    assert internal.requests == []  # not one connection was made
+    listed = DestinationPolicy.parse(["127.0.0.1"], resolver=resolver)
+    async with guarded_session(listed, limit=4) as session:
+        sender = WebhookSender(
+            f"http://inside.example:{port}/", [generate_secret()], client=session
+        )
+        assert (await sender(Event(type="incident.created", source="/t"))).status is (
+            DeliveryStatus.DELIVERED
+        )
+    assert len(internal.requests) == 1
