@@ -8,6 +8,7 @@ blocks the event loop. Instants are stored as integer microseconds since the epo
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 import time
@@ -157,6 +158,19 @@ _INSERT_EVENTS = (
 log = get_logger("nabat.store")
 _ROWS_PER_STATEMENT = 256
 _CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints by the checkpoint thread
+_WAL_FOLD_FRAMES = 4096
+"""WAL pages (16 MiB at 4 KiB) beyond which the WAL is folded back and truncated in the
+writer's turn (writes wait meanwhile), as when writes were refused for want of room."""
+_WAL_LIMIT = 16 * 1024 * 1024
+"""``journal_size_limit``: a WAL longer than this is truncated to it when it restarts."""
+_ROOM_MARGIN = 1024 * 1024
+"""Free space kept beyond the WAL's size (see :meth:`SqliteJournal._room_to_write`)."""
+
+
+class _NoRoom(sqlite3.OperationalError):
+    """Refused before SQLite filled the disk: what is left is the WAL checkpoint's."""
+
+    sqlite_errorcode = sqlite3.SQLITE_FULL
 
 
 @lru_cache(maxsize=64)
@@ -210,6 +224,8 @@ class SqliteJournal(Journal):
         self._rconn: sqlite3.Connection | None = None
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
+        self._short_of_room = False
+        self._wal = self.path.with_name(self.path.name + "-wal")
 
     # -- threads ---------------------------------------------------------------------------
     def _open_connection(self) -> sqlite3.Connection:
@@ -218,14 +234,41 @@ class SqliteJournal(Journal):
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
         return conn
+
+    def _room_to_write(self, fn: Any, *args: Any) -> Any:
+        """Run a write unless it would take the room the WAL checkpoint needs. Checkpointing
+        copies the WAL's pages into the database, which grows by up to the WAL's size: a disk
+        the WAL filled can then be checkpointed never, and the journal never recovered
+        by itself (writes kept the WAL growing faster than space came back). So a write is
+        refused, as SQLite refuses one on a full disk (507), while less than the WAL's size
+        and a margin is free; the checkpoint thread then folds the WAL back and truncates it,
+        and writes resume."""
+        try:
+            disk = os.statvfs(self.path.parent)
+            free = disk.f_bavail * disk.f_frsize
+            wal = self._wal.stat().st_size if self._wal.exists() else 0
+        except OSError:
+            return fn(*args)  # cannot tell: SQLite's own error says when the disk is full
+        if free < wal + _ROOM_MARGIN:
+            self._short_of_room = True
+            raise _NoRoom(
+                f"database or disk is full ({free // 1024} KiB free, kept for the WAL's "
+                f"{wal // 1024} KiB to be checkpointed)"
+            )
+        return fn(*args)
 
     async def _in(self, pool: ThreadPoolExecutor | None, fn: Any, *args: Any) -> Any:
         if pool is None:
             raise JournalError("the journal is not open")
         write = pool is self._writer
+        loop = asyncio.get_running_loop()
         try:
-            result = await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+            if write and self._wconn is not None:
+                result = await loop.run_in_executor(pool, self._room_to_write, fn, *args)
+            else:
+                result = await loop.run_in_executor(pool, fn, *args)
         except sqlite3.Error as exc:
             error = JournalError(f"SQLite: {exc} ({self.path})")
             error.disk_full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
@@ -264,11 +307,39 @@ class SqliteJournal(Journal):
         try:
             while not self._stop_checkpoints.wait(_CHECKPOINT_EVERY):
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as exc:  # busy or I/O trouble: the backstop still holds
                     log.warning("journal.checkpoint_failed", error=str(exc))
+                    frames = _WAL_FOLD_FRAMES + 1 if "full" in str(exc) else 0
+                if frames > _WAL_FOLD_FRAMES or self._short_of_room:
+                    self._fold_wal(frames)
         finally:
             conn.close()
+
+    def _fold_wal(self, frames: int) -> None:
+        """Checkpoint the whole WAL and truncate it, in the writer's turn. A passive
+        checkpoint never waits for the writer, so under steady writes the WAL can only grow;
+        on a disk that filled, each page then takes room twice (WAL and database) and the
+        journal never got its space back. Writes queue behind this for its few hundred
+        milliseconds: the price of recovering."""
+        writer, wconn = self._writer, self._wconn
+        if writer is None or wconn is None:
+            return
+        def fold() -> tuple[int, int, int]:
+            # A reader's snapshot holds it up: wait a second for it, not the writer's ten.
+            wconn.execute("PRAGMA busy_timeout=1000")
+            try:
+                return wconn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                wconn.execute("PRAGMA busy_timeout=10000")
+
+        try:
+            busy, left, _ = writer.submit(fold).result(timeout=60)
+        except Exception as exc:  # still no room, or shutting down: the next round tries again
+            log.warning("journal.wal_fold_failed", frames=frames, error=str(exc) or repr(exc))
+            return
+        self._short_of_room = False
+        log.info("journal.wal_folded", frames=frames, busy=bool(busy) or None, left=left)
 
     async def _disconnect(self) -> None:
         checkpointer, self._checkpointer = self._checkpointer, None
@@ -276,8 +347,8 @@ class SqliteJournal(Journal):
             self._stop_checkpoints.set()
             await asyncio.get_running_loop().run_in_executor(None, checkpointer.join, 10)
         for pool, conn in ((self._writer, self._wconn), (self._reader, self._rconn)):
-            if pool is not None and conn is not None:
-                await self._in(pool, conn.close)
+            if pool is not None and conn is not None:  # never refused for room
+                await asyncio.get_running_loop().run_in_executor(pool, conn.close)
             if pool is not None:
                 pool.shutdown(wait=True)
         self._writer = self._reader = None

@@ -118,3 +118,64 @@ burst = 10000
     assert outages and any("full" in o["data"]["error"] for o in outages)
     log_text = (tmp_path / "hub.log").read_text(errors="replace")
     assert '"event":"journal.unavailable"' in log_text and "disk is full" in log_text
+
+
+async def test_the_wal_never_takes_the_room_its_own_checkpoint_needs(small_disk):
+    """A reader holding an old snapshot keeps the WAL from being checkpointed, so it grows
+    until the disk is full. Were it let fill the disk, the checkpoint, which copies its pages
+    into the database file and so needs as much room again, could never run, and the journal
+    would stay full for good even with no more writes. Writes are refused (disk full) while
+    the free space is less than the WAL's size; once the reader lets go, the WAL is folded
+    back and truncated and the journal writes again, without any room made for it."""
+    from nabat.events import Event
+    from nabat.store import JournalError, SqliteJournal
+
+    journal = SqliteJournal(small_disk / "journal.sqlite3")
+    await journal.open()
+    reader = sqlite3.connect(small_disk / "journal.sqlite3", isolation_level=None)
+    try:
+        await journal.append([Event(type="ingest.item", source="/t", data={"n": 0})])
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM events").fetchone()  # the snapshot is held
+        await asyncio.to_thread(_fill_but, small_disk, 24 << 20)
+        payload = "x" * 2000
+        acked = 0
+        with pytest.raises(JournalError) as refused:
+            for _ in range(100_000):
+                batch = [
+                    Event(type="ingest.item", source="/t", data={"p": payload}) for _ in range(50)
+                ]
+                await journal.append(batch)
+                acked += len(batch)
+        assert getattr(refused.value, "disk_full", False), refused.value
+        assert acked > 1000
+        wal = small_disk / "journal.sqlite3-wal"
+        assert shutil.disk_usage(small_disk).free >= wal.stat().st_size  # room to fold it
+        reader.execute("COMMIT")  # the reader lets go; nothing else is freed
+
+        async def writes() -> bool:
+            try:
+                await journal.append([Event(type="ingest.item", source="/t", data={"n": 1})])
+            except JournalError:
+                return False
+            return True
+
+        await eventually(writes, timeout=20, what="the journal writing again")
+        assert wal.stat().st_size < 1 << 20  # folded back and truncated
+    finally:
+        reader.close()
+        await journal.close()
+
+
+def _fill_but(disk: Path, room: int) -> None:
+    """A ballast file leaving ``room`` bytes free."""
+    free = shutil.disk_usage(disk).free
+    with (disk / "ballast").open("wb") as f:
+        f.truncate(0)
+        left = max(0, free - room)
+        chunk = b"\0" * (1 << 20)
+        while left > 0:
+            f.write(chunk[: min(left, len(chunk))])
+            left -= min(left, len(chunk))
+        f.flush()
+        os.fsync(f.fileno())
