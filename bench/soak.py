@@ -171,8 +171,14 @@ class Load:
         return f"{self.run}-{i:08d}"
 
     async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self.idle:
-            return self.idle.pop()
+        while self.idle:
+            pair = self.idle.pop()
+            # The hub closes a connection idle past its keep-alive timeout (30 s); a client that
+            # sent on it would lose the request to that race, as HTTP clients know to avoid.
+            if not pair[0].at_eof() and not pair[1].is_closing():
+                return pair
+            pair[1].close()
+            self.opened -= 1
         if self.opened < MAX_CONNECTIONS:
             self.opened += 1
             try:
@@ -222,7 +228,8 @@ class Load:
             if close:
                 writer.close()
                 pair = None
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+            outcome = f"error: {type(exc).__name__}"
             self.status[i] = FAILED
             if pair is not None:
                 pair[1].close()
@@ -845,6 +852,7 @@ async def _run_soak(args: argparse.Namespace, work: Path, schema: str) -> dict[s
         end_seq = await tables.last_seq()
         result.update(load_end=load_end, end_seq=end_seq, status=final["status"])
         result["load_cpu_s"] = final["cpu_s"]
+        result["totals"] = final["totals"]
 
         # Drain: every subscription past end_seq with no retry left, every SSE client there.
         print(f"  load over after {load_end:.0f} s; draining deliveries ...", flush=True)
@@ -1114,6 +1122,9 @@ def report(args: argparse.Namespace, result: dict[str, Any], bases: list[dict[st
         f" was {BACKLOG_S:g} s behind; {v['unacked_stored']:,} stored anyway);"
         f" events by family: {v['by_type']}"
     )
+    answers = {k: n for k, n in result.get("totals", {}).items() if k not in ("202", "skipped")}
+    if answers:
+        print(f"  not acknowledged, by answer: {answers}")
     if v["lost"]:
         print(f"  lost (first 10): {v['lost'][:10]}")
     print(
