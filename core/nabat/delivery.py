@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import random
 import socket
@@ -49,6 +50,9 @@ _PROGRESS_EVERY = 1.0
 comes first (and at the end of each page, before waiting for a retry, on the way out). A crash
 redelivers at most that much; recording after every event cost one durable write each, which
 capped ordered delivery at ~1,500 events/s (bench/delivery.py)."""
+_WINDOW_PAGES = 4
+"""How many pages (``concurrency`` x 8 events each) parallel delivery reads ahead of the
+oldest event still unsettled; at the window's end it waits for that event."""
 
 
 class NotReady(Exception):
@@ -102,6 +106,7 @@ class Dispatcher:
         self.poll = poll
         self.stats = DispatchStats()
         self._wake = asyncio.Event()
+        self._news = False
         self._stopping = False
         self._lease_at = -1e9
         self._rng = rng or random.Random()
@@ -109,6 +114,8 @@ class Dispatcher:
 
     # -- control ---------------------------------------------------------------------------
     def wake(self) -> None:
+        """New events were appended: read them now rather than at the next poll."""
+        self._news = True
         self._wake.set()
 
     def stop(self) -> None:
@@ -364,50 +371,16 @@ class Dispatcher:
         return False
 
     async def _parallel_round(self) -> bool:
-        spec = self.spec
-        limit = asyncio.Semaphore(spec.concurrency)
-
-        async def deliver(seq: int, event: Event, known: DeliveryIssue | None) -> None:
-            async with limit:
-                if not self.stats.holding_lease:  # lost mid-round: its new holder delivers
-                    return
-                outcome = await self._attempt(event)
-                await self._settle(seq, event, outcome, known)
-
+        """Deliver a window of events, up to ``concurrency`` attempts at once, reading on
+        while the oldest still waits for its answer. The cursor follows the prefix of the
+        journal whose matching events are all settled (delivered, parked as a retry, or dead):
+        a receiver that hangs on one event holds the cursor back, not the delivery of the
+        events after it (a page that waited for its slowest attempt stalled the subscription
+        for the attempt's whole timeout). A crash or a lost lease redelivers what lies between
+        the cursor and the window's end, at most _WINDOW_PAGES pages (at-least-once; the
+        event id is the idempotency key)."""
         async with self._lease_kept():
-            return await self._parallel_page(deliver)
-
-    async def _parallel_page(
-        self, deliver: Callable[[int, Event, DeliveryIssue | None], Awaitable[None]]
-    ) -> bool:
-        spec = self.spec
-        busy = False
-        due = await self.journal.issues(
-            spec.id, due_before=datetime.now(UTC), limit=spec.concurrency * 4
-        )
-        if due:
-            busy = True
-            stored = {s.seq: s for s in await self.journal.events_at([i.seq for i in due])}
-            async with asyncio.TaskGroup() as group:
-                for issue in due:
-                    if issue.seq in stored:
-                        group.create_task(deliver(issue.seq, stored[issue.seq].event, issue))
-                    else:  # purged by retention meanwhile: nothing left to deliver
-                        await self.journal.clear_failure(spec.id, issue.seq)
-        events, scanned = await self._page(spec.concurrency * 8, await self._cursor())
-        if events:
-            busy = True
-            async with asyncio.TaskGroup() as group:
-                for s in events:
-                    group.create_task(deliver(s.seq, s.event, None))
-        end = max([s.seq for s in events] + ([scanned] if scanned else []), default=None)
-        if end is not None:
-            busy = True
-            if not self.stats.holding_lease or not await self.journal.advance_cursor(
-                spec.id, self.owner, end
-            ):
-                self._lost_lease()
-        return busy
+            return await _Window(self).run()
 
     @contextlib.asynccontextmanager
     async def _lease_kept(self) -> AsyncIterator[None]:
@@ -429,6 +402,153 @@ class Dispatcher:
         finally:
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
+
+
+class _Window:
+    """One parallel round of a :class:`Dispatcher`: events read in seq order and delivered
+    concurrently; ``unsettled`` keeps the read ones not yet settled, oldest first (a dict as an
+    ordered set: inserted in ascending seq, so its first key is the oldest)."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.d = dispatcher
+        spec = dispatcher.spec
+        self.page = spec.concurrency * 8
+        self.limit = asyncio.Semaphore(spec.concurrency)
+        self.unsettled: dict[int, None] = {}
+        self.held: set[int] = set()  # read, left unattempted (stopping, lease lost, not ready)
+        self.retrying: set[int] = set()  # due retries under way
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.not_ready = False
+        self.failure: Exception | None = None  # the journal failed under an attempt's outcome
+        self.cursor = 0
+        self.read = 0  # every matching event up to here has been read into the window
+
+    def _settled_to(self) -> int:
+        """How far the cursor may move: before the oldest event not settled, else all read."""
+        oldest = min(self.held | set(itertools.islice(self.unsettled, 1)), default=None)
+        return self.read if oldest is None else oldest - 1
+
+    def _start(self, seq: int, event: Event, known: DeliveryIssue | None) -> None:
+        if known is None:
+            self.unsettled[seq] = None
+        else:
+            self.retrying.add(seq)
+        task = asyncio.get_running_loop().create_task(self._deliver(seq, event, known))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _deliver(self, seq: int, event: Event, known: DeliveryIssue | None) -> None:
+        d = self.d
+        settled = False
+        try:
+            async with self.limit:
+                if d.stats.holding_lease and not d._stopping and not self.not_ready:
+                    outcome = await d._attempt(event)
+                    await d._settle(seq, event, outcome, known)
+                    settled = True
+        except NotReady:
+            self.not_ready = True
+        except Exception as exc:
+            self.failure = self.failure or exc
+        finally:
+            if known is None:
+                self.unsettled.pop(seq, None)
+                if not settled:
+                    self.held.add(seq)
+            else:
+                self.retrying.discard(seq)
+            d._wake.set()  # the round's loop sees the progress
+
+    async def _start_due(self) -> bool:
+        d, spec = self.d, self.d.spec
+        room = spec.concurrency * 4 - len(self.retrying)
+        if room <= 0:
+            return False
+        due = [
+            i
+            for i in await d.journal.issues(spec.id, due_before=datetime.now(UTC), limit=room)
+            if i.seq not in self.retrying and i.seq not in self.unsettled
+        ]
+        if not due:
+            return False
+        stored = {s.seq: s for s in await d.journal.events_at([i.seq for i in due])}
+        for issue in due:
+            if issue.seq in stored:
+                self._start(issue.seq, stored[issue.seq].event, issue)
+            else:  # purged by retention meanwhile: nothing left to deliver
+                await d.journal.clear_failure(spec.id, issue.seq)
+        return True
+
+    async def _read(self) -> bool:
+        """Read and start the next page; True when it was full (more may follow)."""
+        events, scanned = await self.d._page(self.page, self.read)
+        for s in events:
+            if s.seq not in self.retrying:  # parked by an earlier holder, being retried now
+                self._start(s.seq, s.event, None)
+        self.read = max([self.read, scanned or 0] + [s.seq for s in events[-1:]])
+        return len(events) == self.page
+
+    async def _save(self) -> bool:
+        """Record the settled prefix as the cursor; False when the lease was lost."""
+        target = self._settled_to()
+        if target <= self.cursor:
+            return True
+        if not await self.d._advance(target):
+            return False
+        self.cursor = target
+        return True
+
+    async def run(self) -> bool:
+        d = self.d
+        loop = asyncio.get_running_loop()
+        self.cursor = self.read = await d._cursor()
+        busy = False
+        more = True  # the last page was full, or new events were announced
+        due_at = saved_at = loop.time()
+        window = self.page * _WINDOW_PAGES
+        try:
+            while d.stats.holding_lease and not d._stopping:
+                if self.failure is not None:
+                    raise self.failure
+                if self.held or self.not_ready:
+                    break
+                now = loop.time()
+                if now >= due_at:
+                    due_at = now + d.poll
+                    more = True  # other processes append without telling this one
+                    busy = await self._start_due() or busy
+                if d._news:
+                    d._news, more = False, True
+                room = len(self.unsettled) + self.page <= window
+                if more and room:
+                    more = await self._read()
+                    busy = busy or bool(self.tasks) or self.read > self.cursor
+                if loop.time() - saved_at >= _PROGRESS_EVERY or not self.unsettled:
+                    saved_at = loop.time()
+                    if not await self._save():
+                        break
+                if more and room:
+                    continue
+                if not self.tasks:
+                    break  # idle: nothing under way, nothing new
+                await d._pause(max(0.0, due_at - loop.time()))
+            if d._stopping and self.tasks:  # let the attempts under way finish (bounded by
+                await asyncio.wait(set(self.tasks))  # the caller's STOP_TIMEOUT_S)
+        finally:
+            for task in list(self.tasks):
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+            if d.stats.holding_lease and self.failure is None:
+                try:
+                    await self._save()
+                except Exception as exc:  # the journal is unreachable: redelivered later
+                    level = d._log.debug if getattr(exc, "outage", False) else d._log.warning
+                    level("delivery.cursor_not_saved", seq=self._settled_to(), error=repr(exc))
+        if self.failure is not None:
+            raise self.failure
+        if self.not_ready:
+            raise NotReady
+        return busy
 
 
 class DeliveryService:

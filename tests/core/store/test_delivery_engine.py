@@ -10,6 +10,7 @@ from nabat import delivery as delivery_module
 from nabat.delivery import DeliveryService, NotReady
 from nabat.events import Event
 from nabat.interfaces import DeliveryResult, DeliveryStatus, TransientError
+from nabat.store import EventQuery
 from nabat.store.delivery import IssueState, Order, SubscriptionSpec
 from nabat.testing import eventually
 
@@ -247,6 +248,50 @@ async def test_a_parallel_round_that_outlasts_the_lease_keeps_it_and_delivers_on
 
     await eventually(passed_it, what="the cursor past every event")
     assert sorted(receiver.received) == sorted(f"e{i}" for i in range(11))  # each once
+    await service.stop()
+
+
+async def test_a_receiver_that_hangs_on_one_event_holds_the_cursor_not_the_events_after_it(
+    make_journal,
+):
+    """Parallel delivery reads on while one attempt waits for its answer: the events after
+    it (more than a page) reach the receiver meanwhile, the cursor stays before the hung
+    event (a crash then redelivers, never loses it), and once it is answered the cursor
+    passes everything, each event delivered once. Before, a page waited for its slowest
+    attempt, so nothing after the hung event moved until the attempt's timeout (30 s here)."""
+    journal = await make_journal()
+    receiver = Receiver()
+    answer = asyncio.Event()
+
+    async def hangs_on_e3(event: Event) -> DeliveryResult | None:
+        if event.subject == "e3" and not answer.is_set():
+            await answer.wait()
+        return await receiver(event)
+
+    service = DeliveryService(journal, "hub-a", lease_ttl=5, poll=0.05)
+    spec = SubscriptionSpec(
+        id="hang",
+        patterns=("incident.>",),
+        order=Order.PARALLEL,
+        concurrency=2,  # a page is 16 events, the window 64
+        **{**FAST, "timeout": 30.0},
+    )
+    await service.add(spec, hangs_on_e3)
+    await publish(journal, service, events(40))
+    others = {f"e{i}" for i in range(40)} - {"e3"}
+    await receiver.wait_until(lambda: set(receiver.received) == others, timeout=5)
+    hung_seq = next(
+        s.seq for s in (await journal.query(EventQuery(limit=40))).events if s.event.subject == "e3"
+    )
+    assert (await journal.subscription("hang")).cursor < hung_seq
+    answer.set()
+    last = await journal.last_seq()
+
+    async def passed_all() -> bool:
+        return (await journal.subscription("hang")).cursor >= last
+
+    await eventually(passed_all, what="the cursor past every event once e3 was answered")
+    assert sorted(receiver.received) == sorted(f"e{i}" for i in range(40))  # each once
     await service.stop()
 
 
