@@ -210,10 +210,14 @@ async def test_an_operators_shift_in_the_browser(tmp_path, rtsp_server):
                 await expect(view.get_by_test_id("probes")).to_contain_text("недоступна")
                 # The reason in Russian from the catalog; no internal address.
                 reason = view.get_by_test_id("reason")
-                # A cut relay refuses, times out, drops a connection it took, or answers
-                # nothing a stream would: any of the four is the truth about a cut cable.
+                # A cut relay refuses, times out, drops a connection it took, answers nothing
+                # a stream would, or ends FFmpeg's read with a bare I/O error (the catalog's
+                # «сетевая ошибка»): any of the five is the truth about a cut cable.
                 await expect(reason).to_have_text(
-                    re.compile("^камера (отказала|не ответила|оборвала|отвечает не по протоколу)")
+                    re.compile(
+                        "^(камера (отказала|не ответила|оборвала|отвечает не по протоколу)"
+                        "|сетевая ошибка$)"
+                    )
                 )
                 await expect(view).not_to_contain_text("127.0.0.1")
                 await expect(view).not_to_contain_text("rtsp://")
