@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
 import random
 import socket
@@ -384,9 +383,9 @@ class Dispatcher:
 
     @contextlib.asynccontextmanager
     async def _lease_kept(self) -> AsyncIterator[None]:
-        """Renew the lease while a round runs: a round waits for its slowest attempt (a
-        receiver that hangs until the timeout, twice: due retries, then the page), which
-        outlasted the lease, so the cursor's move was refused and the page delivered again."""
+        """Renew the lease while a round runs: a parallel round goes on as long as attempts
+        are under way, well past the lease's TTL under steady load; renewed only between
+        rounds, the lease lapsed, the cursor's move was refused and a page delivered again."""
 
         async def renew() -> None:
             while self.stats.holding_lease:
@@ -406,15 +405,14 @@ class Dispatcher:
 
 class _Window:
     """One parallel round of a :class:`Dispatcher`: events read in seq order and delivered
-    concurrently; ``unsettled`` keeps the read ones not yet settled, oldest first (a dict as an
-    ordered set: inserted in ascending seq, so its first key is the oldest)."""
+    concurrently; ``unsettled`` keeps the seqs of those read and not yet settled."""
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.d = dispatcher
         spec = dispatcher.spec
         self.page = spec.concurrency * 8
         self.limit = asyncio.Semaphore(spec.concurrency)
-        self.unsettled: dict[int, None] = {}
+        self.unsettled: set[int] = set()
         self.held: set[int] = set()  # read, left unattempted (stopping, lease lost, not ready)
         self.retrying: set[int] = set()  # due retries under way
         self.tasks: set[asyncio.Task[None]] = set()
@@ -425,12 +423,12 @@ class _Window:
 
     def _settled_to(self) -> int:
         """How far the cursor may move: before the oldest event not settled, else all read."""
-        oldest = min(self.held | set(itertools.islice(self.unsettled, 1)), default=None)
+        oldest = min(self.held | self.unsettled, default=None)
         return self.read if oldest is None else oldest - 1
 
     def _start(self, seq: int, event: Event, known: DeliveryIssue | None) -> None:
         if known is None:
-            self.unsettled[seq] = None
+            self.unsettled.add(seq)
         else:
             self.retrying.add(seq)
         task = asyncio.get_running_loop().create_task(self._deliver(seq, event, known))
@@ -452,7 +450,7 @@ class _Window:
             self.failure = self.failure or exc
         finally:
             if known is None:
-                self.unsettled.pop(seq, None)
+                self.unsettled.discard(seq)
                 if not settled:
                     self.held.add(seq)
             else:

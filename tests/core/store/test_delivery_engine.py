@@ -76,6 +76,16 @@ async def publish(journal, service, batch: list[Event]) -> None:
     service.notify()
 
 
+async def cursor_passes_the_end(journal, subscription: str, what: str) -> None:
+    """Wait until the subscription's cursor has passed every event in the journal."""
+    last = await journal.last_seq()
+
+    async def passed() -> bool:
+        return (await journal.subscription(subscription)).cursor >= last
+
+    await eventually(passed, what=what)
+
+
 async def test_ordered_delivery_waits_for_a_failing_event_and_keeps_order(make_journal):
     journal = await make_journal()
     receiver = Receiver()
@@ -241,12 +251,7 @@ async def test_a_parallel_round_that_outlasts_the_lease_keeps_it_and_delivers_on
     await publish(journal, service, events(10))
     await receiver.wait_until(lambda: len(set(receiver.received)) == 10)
     await publish(journal, service, events(1, start=10))
-    last = await journal.last_seq()
-
-    async def passed_it() -> bool:
-        return (await journal.subscription("slow")).cursor >= last
-
-    await eventually(passed_it, what="the cursor past every event")
+    await cursor_passes_the_end(journal, "slow", "the cursor past every event")
     assert sorted(receiver.received) == sorted(f"e{i}" for i in range(11))  # each once
     await service.stop()
 
@@ -285,12 +290,7 @@ async def test_a_receiver_that_hangs_on_one_event_holds_the_cursor_not_the_event
     )
     assert (await journal.subscription("hang")).cursor < hung_seq
     answer.set()
-    last = await journal.last_seq()
-
-    async def passed_all() -> bool:
-        return (await journal.subscription("hang")).cursor >= last
-
-    await eventually(passed_all, what="the cursor past every event once e3 was answered")
+    await cursor_passes_the_end(journal, "hang", "the cursor past every event once e3 was answered")
     assert sorted(receiver.received) == sorted(f"e{i}" for i in range(40))  # each once
     await service.stop()
 
