@@ -325,6 +325,7 @@ class SqliteJournal(Journal):
         writer, wconn = self._writer, self._wconn
         if writer is None or wconn is None:
             return
+
         def fold() -> tuple[int, int, int]:
             # A reader's snapshot holds it up: wait a second for it, not the writer's ten.
             wconn.execute("PRAGMA busy_timeout=1000")
