@@ -1,7 +1,9 @@
 """Soak test (issue 20, item 5): a real hub for ``--minutes`` under steady mixed load.
 
 The hub is ``nabat run`` in a process of its own (so its RSS, fds and tasks are its own) with
-its journal on PostgreSQL (a fresh schema, dropped afterwards) or SQLite (``--backend``).
+its journal on PostgreSQL (a fresh schema, dropped afterwards) or SQLite (``--backend``),
+and glibc's malloc arenas capped as ``nabat run`` caps them (``--malloc-arenas 0``: glibc's
+default, for comparison).
 For the whole run, at the same time:
 
 * **ingest**: ``--rate`` (1,000) events/s, one CloudEvent per ``POST /api/v1/events`` with a
@@ -76,6 +78,7 @@ from camera_sweep import camera_rows, cpu_of, quantiles_ms
 from delivery import DEFAULT_DSN, Receiver, pg_problem
 from federation import HubProcess, free_port  # free_port: tests/fixtures' nats_cluster
 from http_ingest import Server, _control, describe_machine, event_template
+from nabat.config import HubSettings
 from nabat.regions import load_region
 from nabat.store import decode_cursor
 from nabat.subjects import matches
@@ -101,6 +104,7 @@ language = "en"
 data_dir = "data"
 log_level = "info"
 log_format = "json"
+malloc_arenas = {arenas}
 [storage]
 url = "{url}"
 {schema}
@@ -767,9 +771,9 @@ async def _run_soak(args: argparse.Namespace, work: Path, schema: str) -> dict[s
         storage = (args.dsn, f'schema = "{schema}"')
     else:
         storage = ("sqlite:///journal.sqlite3", "")
-    config = HUB_CONFIG.format(url=storage[0], schema=storage[1], port=port) + "".join(
-        SIREN.format(i=i, municipality=SIREN_MUNICIPALITY) for i in range(SIRENS)
-    )
+    config = HUB_CONFIG.format(
+        url=storage[0], schema=storage[1], port=port, arenas=args.malloc_arenas
+    ) + "".join(SIREN.format(i=i, municipality=SIREN_MUNICIPALITY) for i in range(SIRENS))
     hub = HubProcess(work / "hub", config, port)
     tables = JournalTables(args.backend, args.dsn, schema, hub.directory / "data/journal.sqlite3")
     rng = random.Random(args.seed)
@@ -1215,6 +1219,11 @@ async def amain(args: argparse.Namespace) -> None:
             f" {args.cameras} simulated cameras, an alert every {args.alert_every:g} s,"
             f" webhook receivers failing {args.fail:.0%} + a hang every {args.hang_every:g} s"
         )
+        arenas = os.environ.get("MALLOC_ARENA_MAX")
+        print(
+            f"hub's malloc arenas: {args.malloc_arenas or 'glibc default'} ([hub] malloc_arenas)"
+            + (f"; MALLOC_ARENA_MAX={arenas} in the environment wins" if arenas else "")
+        )
         bases = [await baseline(args.rate, args.baseline_seconds, work, "a")]
         print(
             f"  baseline (bare Litestar) before: {bases[0]['rate']:.1f} ev/s,"
@@ -1250,6 +1259,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20)
     parser.add_argument("--dsn", default=DEFAULT_DSN, help="PostgreSQL (env NABAT_BENCH_PG)")
     parser.add_argument("--dir", default=None, help="directory for the hub (on disk)")
+    parser.add_argument(
+        "--malloc-arenas",
+        type=int,
+        default=HubSettings().malloc_arenas,
+        help="the hub's [hub] malloc_arenas (0: glibc's default, 8 per core)",
+    )
     parser.add_argument("--keep-log", default=None, metavar="FILE", help="copy the hub's log")
     args = parser.parse_args()
     if args.quick:

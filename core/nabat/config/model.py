@@ -73,6 +73,11 @@ class HubSettings(_Table):
     """Seconds the interpreter lets one thread run before another may take the GIL (Python's
     default: 0.005). The journal's writer thread needs the GIL for a moment after each SQLite
     step; behind a busy event loop the default made every commit wait, halving HTTP ingest."""
+    malloc_arenas: Annotated[int, msgspec.Meta(ge=0, le=64)] = 2
+    """glibc malloc arenas ``nabat run`` allows (``mallopt(M_ARENA_MAX)``); 0 keeps glibc's
+    default of 8 per core, and ``MALLOC_ARENA_MAX`` in the environment wins. Each thread that
+    allocates may get an arena of its own, and memory freed in one is kept for it: with the
+    default, a hub's RSS crept up for hours under steady load (bench/README.md, "Soak")."""
     bus: BusSettings = msgspec.field(default_factory=BusSettings)
     site: Slug | None = None
     """This hub's site (a district, or the region) in a federation: its JetStream domain and

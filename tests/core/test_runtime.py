@@ -1,0 +1,90 @@
+"""`nabat run`'s process-wide settings: the malloc arena cap, seen in glibc's own report."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+    reason="malloc arenas are glibc's",
+)
+
+THREADS = 6
+
+# Apply the settings as `nabat run` does (or not), let THREADS threads allocate at the same
+# time, and count the arenas in malloc_info()'s report (one <heap nr=…> per arena).
+PROBE = textwrap.dedent(
+    """
+    import ctypes, os, sys, tempfile, threading
+    from nabat.config import HubSettings
+    from nabat.runtime import apply_runtime_settings, limit_malloc_arenas
+
+    mode = sys.argv[1]
+    if mode == "run":
+        apply_runtime_settings(HubSettings())
+        print("inherited", os.environ.get("MALLOC_ARENA_MAX"))
+    elif mode == "env":
+        print("set", limit_malloc_arenas(2))
+    barrier = threading.Barrier({threads} + 1)
+    kept = []
+
+    def work():
+        kept.append([bytearray(4096) for _ in range(64)])
+        barrier.wait()
+        barrier.wait()
+
+    threads = [threading.Thread(target=work) for _ in range({threads})]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    libc = ctypes.CDLL(None)
+    libc.fopen.restype = ctypes.c_void_p
+    libc.fopen.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
+    libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    libc.fclose.argtypes = (ctypes.c_void_p,)
+    with tempfile.NamedTemporaryFile(suffix=".xml") as report:
+        fp = libc.fopen(report.name.encode(), b"w")
+        libc.malloc_info(0, fp)
+        libc.fclose(fp)
+        print("arenas", open(report.name).read().count("<heap nr="))
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    """
+).format(threads=THREADS)
+
+
+def probe(mode: str, **env: str) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"} | env
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, mode],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return dict(line.split(" ", 1) for line in done.stdout.splitlines())
+
+
+def test_without_the_cap_each_thread_that_allocates_gets_an_arena_of_its_own():
+    # The baseline the cap is measured against: glibc's default (8 per core) is not reached.
+    assert int(probe("bare")["arenas"]) >= THREADS
+
+
+def test_nabat_run_caps_the_arenas_at_the_configured_two_and_its_video_workers_inherit_it():
+    out = probe("run")
+    assert int(out["arenas"]) == 2
+    assert out["inherited"] == "2"  # the environment a worker process starts with
+
+
+def test_an_operators_malloc_arena_max_wins_over_the_setting():
+    out = probe("env", MALLOC_ARENA_MAX="3")
+    assert out["set"] == "False"
+    assert int(out["arenas"]) == 3
