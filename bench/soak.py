@@ -94,6 +94,18 @@ SIRENS = 10
 # Flat: the least-squares slope after the warm-up is below these per hour. A leak of one task
 # per alert would be 60/h; per request or event, millions.
 THRESHOLDS = {"rss_mib": 10.0, "fds": 10.0, "tasks": 20.0, "threads": 2.0}
+# What a rising RSS is made of (/metrics): Python objects, and glibc's heap in use or kept
+# free. A leak raises the first two; memory freed and kept by the allocator, the third.
+MEMORY_PARTS = (
+    ("nabat_python_allocated_blocks", "Python blocks (thousands)"),
+    ("nabat_process_malloc_bytes|in_use", "malloc in use MiB"),
+    ("nabat_process_malloc_bytes|free", "malloc free, kept MiB"),
+)
+MEMORY_SCALE = {
+    "nabat_python_allocated_blocks": 1000.0,
+    "nabat_process_malloc_bytes|in_use": 1024.0 * 1024,
+    "nabat_process_malloc_bytes|free": 1024.0 * 1024,
+}
 
 clock = time.perf_counter
 
@@ -622,6 +634,9 @@ def parse_metrics(text: str) -> dict[str, float]:
         if 'subscription="webhook:' in metric:
             sub = metric.split('subscription="', 1)[1].split('"', 1)[0]
             out[f"{name}|{sub}"] = float(value)
+        elif 'state="' in metric and name == "nabat_process_malloc_bytes":
+            state = metric.split('state="', 1)[1].split('"', 1)[0]
+            out[f"{name}|{state}"] = float(value)
     return out
 
 
@@ -1090,8 +1105,23 @@ def report(args: argparse.Namespace, result: dict[str, Any], bases: list[dict[st
         ("fds", "open fds"),
         ("tasks", "asyncio tasks"),
         ("threads", "threads"),
+        *MEMORY_PARTS,
     ):
-        points = [(s.t, float(getattr(s, key))) for s in steady]
+        if key in THRESHOLDS:
+            points = [(s.t, float(getattr(s, key))) for s in steady]
+        else:  # what the RSS is made of: read, not judged
+            scale = MEMORY_SCALE[key]
+            points = [(s.t, s.metrics[key] / scale) for s in steady if key in s.metrics]
+            if not points:
+                continue
+            values = [y for _, y in points]
+            slope, se = slope_per_hour(points)
+            late, _ = slope_per_hour(points[len(points) // 2 :])
+            print(
+                f"| {label} | {values[0]:,.1f} | {values[-1]:,.1f} | {min(values):,.1f} |"
+                f" {max(values):,.1f} | {slope:+,.1f} | {se:,.1f} | {late:+,.1f} | | part of RSS |"
+            )
+            continue
         values = [y for _, y in points]
         slope, se = slope_per_hour(points)
         late, _ = slope_per_hour(points[len(points) // 2 :])  # warming levels off; a leak not

@@ -7,14 +7,16 @@ never changes the interpreter or the allocator behind the host's back.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 import sys
+from collections.abc import Callable
 
 from .config import HubSettings
 from .logs import get_logger
 
-__all__ = ["apply_runtime_settings", "limit_malloc_arenas"]
+__all__ = ["apply_runtime_settings", "limit_malloc_arenas", "malloc_usage"]
 
 log = get_logger("nabat.runtime")
 
@@ -52,3 +54,41 @@ def limit_malloc_arenas(count: int) -> bool:
     os.environ["MALLOC_ARENA_MAX"] = str(count)
     log.info("runtime.malloc_arenas", arenas=count)
     return True
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+@functools.cache
+def _mallinfo2() -> Callable[[], _MallInfo2] | None:
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        function = ctypes.CDLL(None).mallinfo2  # glibc 2.33+
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = ()
+    function.restype = _MallInfo2
+    return function
+
+
+def malloc_usage() -> tuple[int, int] | None:
+    """glibc's heap as (bytes in use, bytes free but kept by the allocator), or None off glibc.
+
+    What tells a leak from an allocator keeping what was freed when RSS rises: in use grows
+    with a leak, the free part with fragmentation. Python's small objects live in its own
+    arenas (``sys.getallocatedblocks``), not here. Walks the free lists: ~1 ms on a
+    fragmented heap, so for a scrape, not a hot path.
+    """
+    function = _mallinfo2()
+    if function is None:
+        return None
+    info = function()
+    return info.uordblks + info.hblkhd, info.fordblks

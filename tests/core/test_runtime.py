@@ -88,3 +88,17 @@ def test_an_operators_malloc_arena_max_wins_over_the_setting():
     out = probe("env", MALLOC_ARENA_MAX="3")
     assert out["set"] == "False"
     assert int(out["arenas"]) == 3
+
+
+def test_the_heap_report_tells_memory_in_use_from_memory_freed_but_kept():
+    from nabat.runtime import malloc_usage
+
+    before = malloc_usage()
+    assert before is not None
+    held = [bytearray(1000) for _ in range(50_000)]  # ~50 MB from malloc (not Python's arenas)
+    grown = malloc_usage()
+    del held[::2]  # every other block freed: holes the allocator keeps, RSS stays
+    holed = malloc_usage()
+    assert grown[0] - before[0] > 45_000_000
+    assert grown[0] - holed[0] > 22_000_000
+    assert holed[1] - grown[1] > 22_000_000

@@ -8,6 +8,7 @@ registry: several hubs in one process (tests) never share or clash.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..interfaces.payloads import UnitState
+from ..runtime import malloc_usage
 
 if TYPE_CHECKING:
     from ..hub import Hub
@@ -32,6 +34,25 @@ __all__ = ["ApiMetrics"]
 disable_created_metrics()
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _process_memory() -> Iterator[Metric]:
+    # What an RSS that rises is made of: Python objects, and glibc's heap in use or kept free.
+    blocks = GaugeMetricFamily(
+        "nabat_python_allocated_blocks", "Memory blocks Python's allocator has handed out"
+    )
+    blocks.add_metric([], sys.getallocatedblocks())
+    yield blocks
+    usage = malloc_usage()
+    if usage is not None:
+        heap = GaugeMetricFamily(
+            "nabat_process_malloc_bytes",
+            "glibc heap of this process: in use, or free but kept by the allocator",
+            labels=["state"],
+        )
+        heap.add_metric(["in_use"], usage[0])
+        heap.add_metric(["free"], usage[1])
+        yield heap
 
 
 class _HubCollector(Collector):
@@ -57,6 +78,7 @@ class _HubCollector(Collector):
             )
             gauge.add_metric([], tasks)
             yield gauge
+        yield from _process_memory()
         if hub.bus is not None:
             published = CounterMetricFamily(
                 "nabat_bus_published", "Events published on this process's bus"
