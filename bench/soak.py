@@ -2,8 +2,8 @@
 
 The hub is ``nabat run`` in a process of its own (so its RSS, fds and tasks are its own) with
 its journal on PostgreSQL (a fresh schema, dropped afterwards) or SQLite (``--backend``),
-and glibc's malloc arenas capped as ``nabat run`` caps them (``--malloc-arenas 0``: glibc's
-default, for comparison).
+and glibc's malloc arenas capped and its heap trimmed as ``nabat run`` does
+(``--malloc-arenas 0 --malloc-trim 0``: glibc's defaults, for comparison).
 For the whole run, at the same time:
 
 * **ingest**: ``--rate`` (1,000) events/s, one CloudEvent per ``POST /api/v1/events`` with a
@@ -117,6 +117,7 @@ data_dir = "data"
 log_level = "info"
 log_format = "json"
 malloc_arenas = {arenas}
+malloc_trim_interval = {trim}
 [storage]
 url = "{url}"
 {schema}
@@ -787,7 +788,11 @@ async def _run_soak(args: argparse.Namespace, work: Path, schema: str) -> dict[s
     else:
         storage = ("sqlite:///journal.sqlite3", "")
     config = HUB_CONFIG.format(
-        url=storage[0], schema=storage[1], port=port, arenas=args.malloc_arenas
+        url=storage[0],
+        schema=storage[1],
+        port=port,
+        arenas=args.malloc_arenas,
+        trim=args.malloc_trim,
     ) + "".join(SIREN.format(i=i, municipality=SIREN_MUNICIPALITY) for i in range(SIRENS))
     hub = HubProcess(work / "hub", config, port)
     tables = JournalTables(args.backend, args.dsn, schema, hub.directory / "data/journal.sqlite3")
@@ -1251,7 +1256,9 @@ async def amain(args: argparse.Namespace) -> None:
         )
         arenas = os.environ.get("MALLOC_ARENA_MAX")
         print(
-            f"hub's malloc arenas: {args.malloc_arenas or 'glibc default'} ([hub] malloc_arenas)"
+            f"hub's malloc arenas: {args.malloc_arenas or 'glibc default'} ([hub] malloc_arenas),"
+            f" heap trimmed {f'every {args.malloc_trim:g} s' if args.malloc_trim else 'never'}"
+            " ([hub] malloc_trim_interval)"
             + (f"; MALLOC_ARENA_MAX={arenas} in the environment wins" if arenas else "")
         )
         bases = [await baseline(args.rate, args.baseline_seconds, work, "a")]
@@ -1294,6 +1301,12 @@ def main() -> None:
         type=int,
         default=HubSettings().malloc_arenas,
         help="the hub's [hub] malloc_arenas (0: glibc's default, 8 per core)",
+    )
+    parser.add_argument(
+        "--malloc-trim",
+        type=float,
+        default=HubSettings().malloc_trim_interval,
+        help="the hub's [hub] malloc_trim_interval in s (0: never)",
     )
     parser.add_argument("--keep-log", default=None, metavar="FILE", help="copy the hub's log")
     args = parser.parse_args()

@@ -11,12 +11,13 @@ import functools
 import os
 import platform
 import sys
+import threading
 from collections.abc import Callable
 
 from .config import HubSettings
 from .logs import get_logger
 
-__all__ = ["apply_runtime_settings", "limit_malloc_arenas", "malloc_usage"]
+__all__ = ["apply_runtime_settings", "limit_malloc_arenas", "malloc_usage", "start_heap_trimmer"]
 
 log = get_logger("nabat.runtime")
 
@@ -27,6 +28,42 @@ def apply_runtime_settings(hub: HubSettings) -> None:
     # The GIL hand-over interval: see HubSettings.switch_interval (bench/http_ingest.py).
     sys.setswitchinterval(hub.switch_interval)
     limit_malloc_arenas(hub.malloc_arenas)
+    if hub.malloc_trim_interval > 0:
+        start_heap_trimmer(hub.malloc_trim_interval)
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(None)
+    except OSError:
+        return None
+
+
+def start_heap_trimmer(interval: float) -> threading.Event | None:
+    """Give glibc's free heap pages back to the OS every ``interval`` seconds, from a daemon
+    thread; returns the event that stops it, or None off glibc.
+
+    ``malloc_trim`` runs without the GIL (ctypes releases it) and holds each arena's lock for
+    the walk: about 10 ms to release 80 MB, well under 1 ms when little was freed since.
+    """
+    libc = _glibc()
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is None:
+        return None
+    trim.argtypes = (ctypes.c_size_t,)
+    trim.restype = ctypes.c_int
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(interval):
+            trim(0)
+
+    threading.Thread(target=run, name="malloc-trim", daemon=True).start()
+    log.info("runtime.malloc_trim", every_s=interval)
+    return stop
 
 
 def limit_malloc_arenas(count: int) -> bool:
@@ -39,11 +76,8 @@ def limit_malloc_arenas(count: int) -> bool:
     """
     if count <= 0 or "MALLOC_ARENA_MAX" in os.environ:
         return False
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    mallopt = getattr(_glibc(), "mallopt", None)
+    if mallopt is None:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
@@ -68,11 +102,8 @@ class _MallInfo2(ctypes.Structure):
 
 @functools.cache
 def _mallinfo2() -> Callable[[], _MallInfo2] | None:
-    if platform.libc_ver()[0] != "glibc":
-        return None
-    try:
-        function = ctypes.CDLL(None).mallinfo2  # glibc 2.33+
-    except (OSError, AttributeError):
+    function = getattr(_glibc(), "mallinfo2", None)  # glibc 2.33+
+    if function is None:
         return None
     function.argtypes = ()
     function.restype = _MallInfo2

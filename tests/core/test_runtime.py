@@ -102,3 +102,47 @@ def test_the_heap_report_tells_memory_in_use_from_memory_freed_but_kept():
     assert grown[0] - before[0] > 45_000_000
     assert grown[0] - holed[0] > 22_000_000
     assert holed[1] - grown[1] > 22_000_000
+
+
+# 80 MB freed below blocks still in use: glibc keeps those pages resident (it gives back only
+# the top of its heap) until malloc_trim returns them.
+TRIM_PROBE = textwrap.dedent(
+    """
+    import sys, time
+    from nabat.runtime import start_heap_trimmer
+
+    def rss_mb():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+
+    blocks = [bytearray(1000) for _ in range(100_000)]
+    above = [bytearray(1000) for _ in range(1_000)]  # keeps the freed part off the heap's top
+    full = rss_mb()
+    del blocks[:80_000]
+    print("freed", rss_mb() - full)
+    if sys.argv[1] == "trim":
+        start_heap_trimmer(0.05)
+        deadline = time.monotonic() + 20
+        while rss_mb() > full - 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        print("trimmed", rss_mb() - full)
+    """
+)
+
+
+def trim_probe(mode: str) -> dict[str, int]:
+    done = subprocess.run(
+        [sys.executable, "-c", TRIM_PROBE, mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return {k: int(v) for k, v in (line.split() for line in done.stdout.splitlines())}
+
+
+def test_freed_heap_memory_stays_resident_until_the_trimmer_gives_it_back():
+    assert trim_probe("bare")["freed"] > -10  # freeing alone returns (nearly) nothing
+    out = trim_probe("trim")
+    assert out["trimmed"] <= -40  # of the ~80 MB freed

@@ -78,6 +78,10 @@ class HubSettings(_Table):
     default of 8 per core, and ``MALLOC_ARENA_MAX`` in the environment wins. Each thread that
     allocates may get an arena of its own, and memory freed in one is kept for it: with the
     default, a hub's RSS crept up for hours under steady load (bench/README.md, "Soak")."""
+    malloc_trim_interval: Annotated[float, msgspec.Meta(ge=0.0)] = 60.0
+    """Seconds between ``malloc_trim(0)`` calls in ``nabat run`` (glibc; 0: never). glibc gives
+    the OS back only the top of its heap; pages freed below stay resident. In the soak all of
+    the RSS growth was such memory (``nabat_process_malloc_bytes{state="free"}``)."""
     bus: BusSettings = msgspec.field(default_factory=BusSettings)
     site: Slug | None = None
     """This hub's site (a district, or the region) in a federation: its JetStream domain and
