@@ -94,12 +94,12 @@ SIRENS = 10
 # Flat: the least-squares slope after the warm-up is below these per hour. A leak of one task
 # per alert would be 60/h; per request or event, millions.
 THRESHOLDS = {"rss_mib": 10.0, "fds": 10.0, "tasks": 20.0, "threads": 2.0}
-# What a rising RSS is made of (/metrics): Python objects, and glibc's heap in use or kept
-# free. A leak raises the first two; memory freed and kept by the allocator, the third.
+# What a rising RSS is made of (/metrics): Python objects, and glibc's heap in use or free
+# (resident, or given back by malloc_trim). A leak raises the first two.
 MEMORY_PARTS = (
     ("nabat_python_allocated_blocks", "Python blocks (thousands)"),
     ("nabat_process_malloc_bytes|in_use", "malloc in use MiB"),
-    ("nabat_process_malloc_bytes|free", "malloc free, kept MiB"),
+    ("nabat_process_malloc_bytes|free", "malloc free MiB"),
 )
 MEMORY_SCALE = {
     "nabat_python_allocated_blocks": 1000.0,
@@ -1124,7 +1124,8 @@ def report(args: argparse.Namespace, result: dict[str, Any], bases: list[dict[st
             late, _ = slope_per_hour(points[len(points) // 2 :])
             print(
                 f"| {label} | {values[0]:,.1f} | {values[-1]:,.1f} | {min(values):,.1f} |"
-                f" {max(values):,.1f} | {slope:+,.1f} | {se:,.1f} | {late:+,.1f} | | part of RSS |"
+                f" {max(values):,.1f} | {slope:+,.1f} | {se:,.1f} | {late:+,.1f} |"
+                " | read, not judged |"
             )
             continue
         values = [y for _, y in points]

@@ -71,20 +71,21 @@ def limit_malloc_arenas(count: int) -> bool:
     True when the cap was set.
 
     Nothing is done for 0, off glibc (musl, macOS: no such arenas), or when the operator set
-    ``MALLOC_ARENA_MAX`` (glibc read it at start-up and it stands). glibc fixes its limit when
-    the ninth arena is made, so this runs before the hub starts its threads.
+    the limit (``MALLOC_ARENA_MAX``, or ``glibc.malloc.arena_max`` in ``GLIBC_TUNABLES``:
+    glibc read it at start-up and it stands). Called before the hub starts its threads, so
+    no arena beyond the cap exists yet.
     """
-    if count <= 0 or "MALLOC_ARENA_MAX" in os.environ:
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if count <= 0 or "MALLOC_ARENA_MAX" in os.environ or "glibc.malloc.arena_max" in tunables:
         return False
     mallopt = getattr(_glibc(), "mallopt", None)
     if mallopt is None:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    if mallopt(_M_ARENA_MAX, count) != 1:
-        log.warning("runtime.malloc_arenas_refused", arenas=count)
-        return False
-    # Processes the hub starts (video workers) read it at their start, as glibc does.
+    mallopt(_M_ARENA_MAX, count)  # glibc accepts any count > 0 (returns 1)
+    # Every process started from here (camera and video workers, FFmpeg) reads it at its
+    # start, as glibc does; they get no trimmer of their own.
     os.environ["MALLOC_ARENA_MAX"] = str(count)
     log.info("runtime.malloc_arenas", arenas=count)
     return True

@@ -37,7 +37,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _process_memory() -> Iterator[Metric]:
-    # What an RSS that rises is made of: Python objects, and glibc's heap in use or kept free.
+    # What an RSS that rises is made of: Python objects, and glibc's heap in use or free.
     blocks = GaugeMetricFamily(
         "nabat_python_allocated_blocks", "Memory blocks Python's allocator has handed out"
     )
@@ -47,7 +47,8 @@ def _process_memory() -> Iterator[Metric]:
     if usage is not None:
         heap = GaugeMetricFamily(
             "nabat_process_malloc_bytes",
-            "glibc heap of this process: in use, or free but kept by the allocator",
+            "glibc heap of this process: in use, or free (resident, or already given back to the"
+            " OS by malloc_trim)",
             labels=["state"],
         )
         heap.add_metric(["in_use"], usage[0])

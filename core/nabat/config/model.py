@@ -76,8 +76,8 @@ class HubSettings(_Table):
     malloc_arenas: Annotated[int, msgspec.Meta(ge=0, le=64)] = 2
     """glibc malloc arenas ``nabat run`` allows (``mallopt(M_ARENA_MAX)``); 0 keeps glibc's
     default of 8 per core, and ``MALLOC_ARENA_MAX`` in the environment wins. Each thread that
-    allocates may get an arena of its own, and memory freed in one is kept for it: with the
-    default, a hub's RSS crept up for hours under steady load (bench/README.md, "Soak")."""
+    allocates may get an arena of its own, and memory freed in one serves only that one: more
+    arenas, more memory kept resident (docs/operations.md, "Memory")."""
     malloc_trim_interval: Annotated[float, msgspec.Meta(ge=0.0)] = 60.0
     """Seconds between ``malloc_trim(0)`` calls in ``nabat run`` (glibc; 0: never). glibc gives
     the OS back only the top of its heap; pages freed below stay resident. In the soak all of
