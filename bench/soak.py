@@ -96,16 +96,11 @@ SIRENS = 10
 THRESHOLDS = {"rss_mib": 10.0, "fds": 10.0, "tasks": 20.0, "threads": 2.0}
 # What a rising RSS is made of (/metrics): Python objects, and glibc's heap in use or free
 # (resident, or given back by malloc_trim). A leak raises the first two.
-MEMORY_PARTS = (
-    ("nabat_python_allocated_blocks", "Python blocks (thousands)"),
-    ("nabat_process_malloc_bytes|in_use", "malloc in use MiB"),
-    ("nabat_process_malloc_bytes|free", "malloc free MiB"),
+MEMORY_PARTS = (  # key, label, unit
+    ("nabat_python_allocated_blocks", "Python blocks (thousands)", 1000.0),
+    ("nabat_process_malloc_bytes|in_use", "malloc in use MiB", 1024.0 * 1024),
+    ("nabat_process_malloc_bytes|free", "malloc free MiB", 1024.0 * 1024),
 )
-MEMORY_SCALE = {
-    "nabat_python_allocated_blocks": 1000.0,
-    "nabat_process_malloc_bytes|in_use": 1024.0 * 1024,
-    "nabat_process_malloc_bytes|free": 1024.0 * 1024,
-}
 
 clock = time.perf_counter
 
@@ -1105,41 +1100,34 @@ def report(args: argparse.Namespace, result: dict[str, Any], bases: list[dict[st
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     verdicts = {}
-    for key, label in (
-        ("rss_mib", "RSS MiB"),
-        ("fds", "open fds"),
-        ("tasks", "asyncio tasks"),
-        ("threads", "threads"),
-        *MEMORY_PARTS,
-    ):
-        if key in THRESHOLDS:
-            points = [(s.t, float(getattr(s, key))) for s in steady]
-        else:  # what the RSS is made of: read, not judged
-            scale = MEMORY_SCALE[key]
-            points = [(s.t, s.metrics[key] / scale) for s in steady if key in s.metrics]
-            if not points:
-                continue
-            values = [y for _, y in points]
-            slope, se = slope_per_hour(points)
-            late, _ = slope_per_hour(points[len(points) // 2 :])
-            print(
-                f"| {label} | {values[0]:,.1f} | {values[-1]:,.1f} | {min(values):,.1f} |"
-                f" {max(values):,.1f} | {slope:+,.1f} | {se:,.1f} | {late:+,.1f} |"
-                " | read, not judged |"
-            )
-            continue
+    rows = [
+        (key, label, [(s.t, float(getattr(s, key))) for s in steady])
+        for key, label in (
+            ("rss_mib", "RSS MiB"),
+            ("fds", "open fds"),
+            ("tasks", "asyncio tasks"),
+            ("threads", "threads"),
+        )
+    ]
+    rows += [  # what the RSS is made of: read, not judged
+        (key, label, [(s.t, s.metrics[key] / unit) for s in steady if key in s.metrics])
+        for key, label, unit in MEMORY_PARTS
+    ]
+    for key, label, points in rows:
         values = [y for _, y in points]
         slope, se = slope_per_hour(points)
         late, _ = slope_per_hour(points[len(points) // 2 :])  # warming levels off; a leak not
-        flat = slope < THRESHOLDS[key] if not math.isnan(slope) else None  # a leak grows
-        verdicts[key] = flat
-        verdict = "n/a" if flat is None else ("flat" if flat else "NOT flat")
+        if key in THRESHOLDS:
+            flat = slope < THRESHOLDS[key] if not math.isnan(slope) else None  # a leak grows
+            verdicts[key] = flat
+            verdict = "n/a" if flat is None else ("flat" if flat else "NOT flat")
+            judged = f" < {THRESHOLDS[key]:g}/h | {verdict} |"
+        else:
+            judged = " | read, not judged |"
         if values:
             print(
                 f"| {label} | {values[0]:,.1f} | {values[-1]:,.1f} | {min(values):,.1f} |"
-                f" {max(values):,.1f} | {slope:+,.1f} | {se:,.1f} | {late:+,.1f} |"
-                f" < {THRESHOLDS[key]:g}/h |"
-                f" {verdict} |"
+                f" {max(values):,.1f} | {slope:+,.1f} | {se:,.1f} | {late:+,.1f} |{judged}"
             )
     if args.quick:
         print("(quick run: slopes over a minute say little)")

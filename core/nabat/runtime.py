@@ -112,10 +112,11 @@ def _mallinfo2() -> Callable[[], _MallInfo2] | None:
 
 
 def malloc_usage() -> tuple[int, int] | None:
-    """glibc's heap as (bytes in use, bytes free but kept by the allocator), or None off glibc.
+    """glibc's heap as (bytes in use, bytes free), or None off glibc or before 2.33.
 
     What tells a leak from an allocator keeping what was freed when RSS rises: in use grows
-    with a leak, the free part with fragmentation. Python's small objects live in its own
+    with a leak, the free part with fragmentation (resident, or given back by malloc_trim:
+    mallinfo2 does not tell them apart). Python's small objects live in its own
     arenas (``sys.getallocatedblocks``), not here. Walks the free lists: ~1 ms on a
     fragmented heap, so for a scrape, not a hot path.
     """

@@ -71,18 +71,18 @@ def probe_file(tmp_path_factory):
     return path
 
 
-def probe(path, mode: str, **env: str) -> dict[str, str]:
+def run_probe(*args: str, **env: str) -> dict[str, str]:
+    """A probe's ``name value`` lines, run without the operator's own arena limit unless given."""
     ours = ("MALLOC_ARENA_MAX", "GLIBC_TUNABLES")
     environ = {k: v for k, v in os.environ.items() if k not in ours} | env
     done = subprocess.run(
-        [sys.executable, str(path), mode],
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+        [sys.executable, *args], env=environ, capture_output=True, text=True, timeout=60, check=True
     )
     return dict(line.split(" ", 1) for line in done.stdout.splitlines())
+
+
+def probe(path, mode: str, **env: str) -> dict[str, str]:
+    return run_probe(str(path), mode, **env)
 
 
 def test_without_the_cap_each_thread_that_allocates_gets_an_arena_of_its_own(probe_file):
@@ -151,14 +151,7 @@ TRIM_PROBE = textwrap.dedent(
 
 
 def trim_probe(mode: str) -> dict[str, int]:
-    done = subprocess.run(
-        [sys.executable, "-c", TRIM_PROBE, mode],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return {k: int(v) for k, v in (line.split() for line in done.stdout.splitlines())}
+    return {k: int(v) for k, v in run_probe("-c", TRIM_PROBE, mode).items()}
 
 
 def test_freed_heap_memory_stays_resident_until_the_trimmer_gives_it_back():
